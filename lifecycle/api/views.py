@@ -1,0 +1,212 @@
+"""REST API v1: parse input, call one service, answer with one output model.
+
+Every view starts from `request.tenant` (set by the API key); another tenant's object
+is a 404 with the same body as a missing one.
+"""
+
+from typing import Any
+
+import pydantic
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework import status
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from ..bulk import orders_bulk_ingest
+from ..models import Customer, Order
+from ..schemas import BulkOrdersIn, CancellationIn, DeliveryIn, EventIn, FulfillmentIn, OrderIn, RefundIn
+from ..services import NotFound, customer_erase, event_record, order_ingest, order_mark, refund_record
+from .idempotency import idempotent
+from .outputs import BulkOut, CustomerListOut, CustomerOut, EventOut, OrderOut, PingOut
+
+ERRORS = {
+    400: OpenApiResponse(description="Invalid input: `fields` names each problem."),
+    401: OpenApiResponse(description="Missing, invalid or revoked API key."),
+    404: OpenApiResponse(description="No such object for this API key's store."),
+    409: OpenApiResponse(description="A request with this Idempotency-Key is still in flight."),
+    413: OpenApiResponse(description="Body too large."),
+    422: OpenApiResponse(description="This Idempotency-Key was used with a different request."),
+    429: OpenApiResponse(description="Over the per-key rate limit; see Retry-After."),
+}
+IDEMPOTENCY_HEADER = OpenApiParameter(
+    "Idempotency-Key", str, OpenApiParameter.HEADER, required=False,
+    description="Any unique string up to 255 characters. A retry with the same key returns the first response.",
+)
+
+
+def parse(model: type[pydantic.BaseModel], request: Request) -> Any:
+    body = request.data
+    if not isinstance(body, dict):
+        raise pydantic.ValidationError.from_exception_data(
+            model.__name__, [{"type": "model_type", "loc": (), "input": body, "ctx": {"class_name": model.__name__}}]
+        )
+    return model.model_validate(body)
+
+
+def dump(model: pydantic.BaseModel, code: int = status.HTTP_200_OK) -> Response:
+    return Response(model.model_dump(mode="json"), status=code)
+
+
+def order_response(tenant, external_id: str, code: int = status.HTTP_200_OK) -> Response:
+    order = (
+        Order.objects.for_tenant(tenant).select_related("customer").prefetch_related("lines", "refunds")
+        .filter(external_id=external_id).first()
+    )
+    if order is None:
+        raise NotFound("orders.not_found", f"no order with external_id {external_id!r}")
+    return dump(OrderOut.of(order), code)
+
+
+class PingView(APIView):
+    @extend_schema(request=None, responses={200: PingOut, **ERRORS}, summary="Check an API key")
+    def post(self, request: Request) -> Response:
+        return dump(PingOut(ok=True, tenant=request.tenant.slug))
+
+
+class OrdersView(APIView):
+    @extend_schema(
+        request=OrderIn, parameters=[IDEMPOTENCY_HEADER],
+        responses={201: OrderOut, 200: OrderOut, **ERRORS},
+        summary="Create or update an order",
+        description="Upserts by `external_id`: 201 when created, 200 when updated or unchanged. "
+        "The customer is matched by external_id, then email. Status only moves forward.",
+    )
+    @idempotent
+    def post(self, request: Request) -> Response:
+        data = parse(OrderIn, request)
+        result = order_ingest(tenant=request.tenant, data=data)
+        return order_response(request.tenant, result.order.external_id,
+                              status.HTTP_201_CREATED if result.created else status.HTTP_200_OK)
+
+
+class OrdersBulkView(APIView):
+    @extend_schema(
+        request=BulkOrdersIn, parameters=[IDEMPOTENCY_HEADER], responses={200: BulkOut, **ERRORS},
+        summary="Backfill up to 1,000 orders",
+        description="For importing history. Each order is validated and written on its own: one bad order "
+        "does not stop the others, and `results` says what happened to each. Events from this path go on "
+        "customers' timelines but start no journeys.",
+    )
+    @idempotent
+    def post(self, request: Request) -> Response:
+        body = parse(BulkOrdersIn, request)
+        return dump(orders_bulk_ingest(tenant=request.tenant, items=body.orders))
+
+
+class OrderDetailView(APIView):
+    @extend_schema(responses={200: OrderOut, **ERRORS}, summary="Get an order")
+    def get(self, request: Request, external_id: str) -> Response:
+        return order_response(request.tenant, external_id)
+
+
+class _OrderMilestoneView(APIView):
+    milestone = ""
+    input_model: type[pydantic.BaseModel] = FulfillmentIn
+    field = ""
+
+    def post(self, request: Request, external_id: str) -> Response:
+        data = parse(self.input_model, request)
+        order_mark(tenant=request.tenant, external_id=external_id, milestone=self.milestone,
+                   at=getattr(data, self.field), reason=getattr(data, "reason", ""))
+        return order_response(request.tenant, external_id)
+
+
+class OrderFulfillmentView(_OrderMilestoneView):
+    milestone, input_model, field = "fulfilled", FulfillmentIn, "fulfilled_at"
+
+    @extend_schema(request=FulfillmentIn, parameters=[IDEMPOTENCY_HEADER], responses={200: OrderOut, **ERRORS},
+                   summary="Mark an order fulfilled (shipped)")
+    @idempotent
+    def post(self, request: Request, external_id: str) -> Response:
+        return super().post(request, external_id)
+
+
+class OrderDeliveryView(_OrderMilestoneView):
+    milestone, input_model, field = "delivered", DeliveryIn, "delivered_at"
+
+    @extend_schema(request=DeliveryIn, parameters=[IDEMPOTENCY_HEADER], responses={200: OrderOut, **ERRORS},
+                   summary="Mark an order delivered")
+    @idempotent
+    def post(self, request: Request, external_id: str) -> Response:
+        return super().post(request, external_id)
+
+
+class OrderCancellationView(_OrderMilestoneView):
+    milestone, input_model, field = "cancelled", CancellationIn, "cancelled_at"
+
+    @extend_schema(request=CancellationIn, parameters=[IDEMPOTENCY_HEADER], responses={200: OrderOut, **ERRORS},
+                   summary="Cancel an order")
+    @idempotent
+    def post(self, request: Request, external_id: str) -> Response:
+        return super().post(request, external_id)
+
+
+class OrderRefundsView(APIView):
+    @extend_schema(
+        request=RefundIn, parameters=[IDEMPOTENCY_HEADER], responses={201: OrderOut, 200: OrderOut, **ERRORS},
+        summary="Record a refund",
+        description="Once per refund `external_id`: 201 when recorded, 200 when it already was. "
+        "A refund may not exceed what is left to refund.",
+    )
+    @idempotent
+    def post(self, request: Request, external_id: str) -> Response:
+        data = parse(RefundIn, request)
+        _, created = refund_record(tenant=request.tenant, order_external_id=external_id, data=data)
+        return order_response(request.tenant, external_id, status.HTTP_201_CREATED if created else status.HTTP_200_OK)
+
+
+def _customer_or_404(tenant, external_id: str) -> Customer:
+    customer = Customer.objects.for_tenant(tenant).filter(external_id=external_id).first()
+    if customer is None:
+        raise NotFound("customers.not_found", f"no customer with external_id {external_id!r}")
+    return customer
+
+
+class CustomerDetailView(APIView):
+    @extend_schema(responses={200: CustomerOut, **ERRORS}, summary="Get a customer")
+    def get(self, request: Request, external_id: str) -> Response:
+        return dump(CustomerOut.of(_customer_or_404(request.tenant, external_id), request.tenant.currency))
+
+    @extend_schema(
+        responses={204: None, **ERRORS}, summary="Erase a customer (GDPR)",
+        description="Anonymizes the customer's personal data at once; orders and aggregates stay, "
+        "and nothing more is ever sent to them.",
+    )
+    def delete(self, request: Request, external_id: str) -> Response:
+        customer_erase(tenant=request.tenant, external_id=external_id)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class CustomerListView(APIView):
+    @extend_schema(
+        parameters=[OpenApiParameter("email", str, required=True, description="The customer's email address.")],
+        responses={200: CustomerListOut, **ERRORS}, summary="Find customers by email",
+        operation_id="customers_find",
+    )
+    def get(self, request: Request) -> Response:
+        email = (request.query_params.get("email") or "").strip().lower()
+        if not email or "@" not in email:
+            return Response(
+                {"code": "customers.email_required", "message": "Pass ?email=<address> to find customers.",
+                 "fields": {"email": ["is required"]}},
+                status=status.HTTP_400_BAD_REQUEST,
+            )
+        customers = Customer.objects.for_tenant(request.tenant).filter(email=email).order_by("pk")[:20]
+        return dump(CustomerListOut(results=[CustomerOut.of(c, request.tenant.currency) for c in customers]))
+
+
+class EventsView(APIView):
+    @extend_schema(
+        request=EventIn, parameters=[IDEMPOTENCY_HEADER], responses={201: EventOut, 200: EventOut, **ERRORS},
+        summary="Record a custom event",
+        description="For what happens outside the store: support.contacted, support.resolved, "
+        "product.registered, feature.used … Journeys can start or stop on these.",
+    )
+    @idempotent
+    def post(self, request: Request) -> Response:
+        data = parse(EventIn, request)
+        event, created = event_record(tenant=request.tenant, data=data)
+        out = EventOut(id=event.pk, type=event.type, occurred_at=event.occurred_at,
+                       customer_external_id=event.customer.external_id if event.customer else None, created=created)
+        return dump(out, status.HTTP_201_CREATED if created else status.HTTP_200_OK)

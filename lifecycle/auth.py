@@ -1,0 +1,58 @@
+"""API-key authentication: `Authorization: Bearer lc_<prefix>_<secret>`.
+
+The prefix finds the key with one indexed lookup; the secret is compared as a SHA-256
+digest in constant time. A successful request sets `request.tenant`.
+"""
+
+import datetime as dt
+
+from rest_framework import authentication, exceptions, permissions
+
+from . import clock
+from .models import ApiKey
+
+# Write last_used_at at most this often per key: one UPDATE a minute, not one per request.
+LAST_USED_RESOLUTION = dt.timedelta(minutes=1)
+
+
+class ApiKeyAuthentication(authentication.BaseAuthentication):
+    keyword = "Bearer"
+
+    def authenticate_header(self, request) -> str:
+        return 'Bearer realm="api"'
+
+    def authenticate(self, request):
+        header = authentication.get_authorization_header(request).decode("latin-1")
+        if not header:
+            raise exceptions.NotAuthenticated(
+                "Send your API key as 'Authorization: Bearer <key>'. Keys are created with "
+                "'python manage.py create_tenant' or 'create_api_key'."
+            )
+        scheme, _, token = header.partition(" ")
+        if scheme != self.keyword or not token:
+            raise exceptions.AuthenticationFailed("The Authorization header must be 'Bearer <key>'.")
+        api_key = self._lookup(token.strip())
+        now = clock.now()
+        if api_key.last_used_at is None or now - api_key.last_used_at > LAST_USED_RESOLUTION:
+            ApiKey.all_tenants.filter(pk=api_key.pk).update(last_used_at=now)
+        request.tenant = api_key.tenant
+        request._request.tenant = api_key.tenant
+        return (None, api_key)
+
+    @staticmethod
+    def _lookup(token: str) -> ApiKey:
+        invalid = exceptions.AuthenticationFailed("This API key is not valid. Check it, or create a new one.")
+        parts = token.split("_", 2)
+        if len(parts) != 3 or parts[0] != "lc" or not parts[1] or not parts[2]:
+            raise invalid
+        api_key = ApiKey.all_tenants.select_related("tenant").filter(prefix=parts[1]).first()
+        if api_key is None or not api_key.matches(parts[2]):
+            raise invalid
+        if api_key.revoked_at is not None:
+            raise exceptions.AuthenticationFailed("This API key was revoked. Use a current key.")
+        return api_key
+
+
+class HasTenant(permissions.BasePermission):
+    def has_permission(self, request, view) -> bool:
+        return getattr(request, "tenant", None) is not None

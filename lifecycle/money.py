@@ -1,0 +1,47 @@
+"""Money is a Decimal with an ISO 4217 currency; never a float."""
+
+import functools
+from decimal import Decimal, InvalidOperation
+
+from babel.numbers import get_currency_precision, list_currencies
+
+# Columns hold up to 4 decimal places so 3-decimal currencies (KWD, BHD) fit with room.
+MONEY_DECIMAL_PLACES = 4
+MONEY_MAX_DIGITS = 19
+MAX_AMOUNT = Decimal("1e14")
+
+
+@functools.cache
+def currencies() -> frozenset[str]:
+    return frozenset(code for code in list_currencies() if len(code) == 3 and code.isalpha() and code.isupper())
+
+
+def is_currency(code: str) -> bool:
+    return code in currencies()
+
+
+def precision(currency: str) -> int:
+    return get_currency_precision(currency)
+
+
+def to_decimal(value: object) -> Decimal:
+    """Parse a money amount from a string or number without passing through float."""
+    if isinstance(value, bool):
+        raise ValueError("is not a decimal amount")
+    if isinstance(value, float):
+        value = repr(value)
+    try:
+        amount = Decimal(str(value).strip())
+    except (InvalidOperation, ValueError) as exc:
+        raise ValueError("is not a decimal amount") from exc
+    if not amount.is_finite():
+        raise ValueError("is not a decimal amount")
+    return amount
+
+
+def money_str(amount: Decimal, currency: str) -> str:
+    """Render an amount with at least the currency's minor units: 64.9 EUR -> "64.90", 1200 JPY -> "1200"."""
+    places = precision(currency) if is_currency(currency) else 2
+    exponent = amount.normalize().as_tuple().exponent
+    shown = max(places, -exponent if isinstance(exponent, int) else places)
+    return str(amount.quantize(Decimal(1).scaleb(-shown)))

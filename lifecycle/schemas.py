@@ -1,0 +1,208 @@
+"""The shapes the storefront sends us, validated once, used by the API, webhooks and imports.
+
+Pydantic gives field-level messages with exact locations (`lines.2.quantity`) and the
+same models publish the OpenAPI schema through drf-spectacular's pydantic extension.
+"""
+
+import datetime as dt
+from decimal import Decimal
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    EmailStr,
+    Field,
+    model_validator,
+)
+
+from .money import MAX_AMOUNT, MONEY_DECIMAL_PLACES, is_currency, to_decimal
+
+
+def _money(value: Any) -> Decimal:
+    if isinstance(value, Decimal):
+        amount = value
+    elif isinstance(value, str | int):
+        amount = to_decimal(value)
+    else:
+        raise ValueError("must be a decimal amount as a string or number, such as \"19.90\"")
+    if not amount.is_finite():
+        raise ValueError("must be a finite decimal amount")
+    if amount < 0:
+        raise ValueError("must not be negative")
+    if amount >= MAX_AMOUNT:
+        raise ValueError("is too large")
+    if -amount.as_tuple().exponent > MONEY_DECIMAL_PLACES:
+        raise ValueError(f"has more than {MONEY_DECIMAL_PLACES} decimal places")
+    return amount
+
+
+def _currency(value: Any) -> str:
+    if not isinstance(value, str):
+        raise ValueError("must be an ISO 4217 currency code such as \"EUR\"")
+    code = value.strip().upper()
+    if not is_currency(code):
+        raise ValueError(f"{value!r} is not an ISO 4217 currency code such as \"EUR\"")
+    return code
+
+
+def _normalize_email(value: str) -> str:
+    return value.strip().lower()
+
+
+def _strip(value: Any) -> Any:
+    return value.strip() if isinstance(value, str) else value
+
+
+Money = Annotated[Decimal, BeforeValidator(_money), Field(json_schema_extra={"type": "string", "example": "19.90"})]
+Currency = Annotated[str, BeforeValidator(_currency), Field(examples=["EUR"], min_length=3, max_length=3)]
+ExternalId = Annotated[str, BeforeValidator(_strip), Field(min_length=1, max_length=255)]
+NormalizedEmail = Annotated[EmailStr, AfterValidator(_normalize_email)]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+
+class CustomerIn(Strict):
+    external_id: ExternalId | None = None
+    email: NormalizedEmail | None = None
+    first_name: str = Field(default="", max_length=150)
+    last_name: str = Field(default="", max_length=150)
+    locale: str = Field(default="", max_length=35, examples=["en-US"])
+    time_zone: str = Field(default="", max_length=64, examples=["Europe/Berlin"])
+    marketing_consent: bool | None = Field(
+        default=None, description="True only if the customer opted in to marketing email. Omit when unknown."
+    )
+    consent_updated_at: AwareDatetime | None = None
+
+    @model_validator(mode="after")
+    def _identify(self) -> "CustomerIn":
+        if not self.external_id and not self.email:
+            raise ValueError("a customer needs an external_id or an email")
+        if self.time_zone:
+            from .models import validate_time_zone
+
+            try:
+                validate_time_zone(self.time_zone)
+            except Exception as exc:
+                raise ValueError(f"time_zone {self.time_zone!r} is not an IANA time zone such as 'Europe/Berlin'") from exc
+        return self
+
+
+class OrderLineIn(Strict):
+    external_id: str = Field(default="", max_length=255)
+    product_external_id: str = Field(default="", max_length=255)
+    sku: str = Field(default="", max_length=255)
+    title: str = Field(default="", max_length=500)
+    quantity: int = Field(ge=1, le=1_000_000)
+    unit_price: Money
+
+
+OrderStatusIn = Literal["pending", "paid", "fulfilled", "delivered", "cancelled"]
+
+
+class OrderIn(Strict):
+    external_id: ExternalId
+    number: str = Field(default="", max_length=64)
+    customer: CustomerIn
+    currency: Currency
+    status: OrderStatusIn = Field(
+        default="paid",
+        description="Where the order is now. Status only moves forward: an older status is ignored.",
+    )
+    placed_at: AwareDatetime | None = Field(default=None, description="ISO 8601 with a UTC offset.")
+    paid_at: AwareDatetime | None = None
+    fulfilled_at: AwareDatetime | None = None
+    delivered_at: AwareDatetime | None = None
+    cancelled_at: AwareDatetime | None = None
+    cancel_reason: str = Field(default="", max_length=255)
+    subtotal: Money | None = None
+    discount_total: Money = Decimal("0")
+    total: Money
+    discount_codes: list[Annotated[str, Field(max_length=100)]] = Field(default_factory=list, max_length=50)
+    landing_site: str = Field(default="", max_length=2000)
+    referring_site: str = Field(default="", max_length=2000)
+    referral_code: str = Field(default="", max_length=64)
+    lines: list[OrderLineIn] = Field(default_factory=list, max_length=500)
+    updated_at: AwareDatetime | None = Field(
+        default=None, description="Your system's last change; an update older than the stored one is ignored."
+    )
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "OrderIn":
+        if self.subtotal is None:
+            self.subtotal = sum((line.unit_price * line.quantity for line in self.lines), Decimal("0"))
+        return self
+
+
+class BulkOrdersIn(BaseModel):
+    orders: list[dict[str, Any]] = Field(
+        min_length=1,
+        max_length=1000,
+        description="Up to 1,000 orders, each shaped like POST /api/v1/orders. Each one is validated on its own.",
+    )
+
+
+class FulfillmentIn(Strict):
+    fulfilled_at: AwareDatetime | None = Field(default=None, description="Defaults to now.")
+
+
+class DeliveryIn(Strict):
+    delivered_at: AwareDatetime | None = Field(default=None, description="Defaults to now.")
+
+
+class CancellationIn(Strict):
+    cancelled_at: AwareDatetime | None = Field(default=None, description="Defaults to now.")
+    reason: str = Field(default="", max_length=255)
+
+
+class RefundIn(Strict):
+    external_id: ExternalId = Field(description="Your refund's id: posting it again changes nothing.")
+    amount: Money
+    reason: str = Field(default="", max_length=500)
+    refunded_at: AwareDatetime | None = Field(default=None, description="Defaults to now.")
+
+    @model_validator(mode="after")
+    def _positive(self) -> "RefundIn":
+        if self.amount <= 0:
+            raise ValueError("amount must be greater than zero")
+        return self
+
+
+EVENT_TYPE_PATTERN = r"^[a-z][a-z0-9_]*(\.[a-z0-9_]+)+$"
+RESERVED_EVENT_PREFIXES = ("order.", "customer.", "email.", "feedback.", "loyalty.", "referral.", "journey.")
+
+
+class EventIn(Strict):
+    type: str = Field(
+        max_length=100,
+        pattern=EVENT_TYPE_PATTERN,
+        examples=["support.contacted"],
+        description="Dotted lower-case name such as support.contacted or feature.used.",
+    )
+    customer: CustomerIn
+    occurred_at: AwareDatetime | None = Field(default=None, description="Defaults to now.")
+    order_external_id: str | None = Field(default=None, max_length=255)
+    idempotency_key: str | None = Field(
+        default=None, max_length=200, description="Send the same key again and the event is recorded only once."
+    )
+    data: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _not_reserved(self) -> "EventIn":
+        if self.type.startswith(RESERVED_EVENT_PREFIXES):
+            raise ValueError(
+                f"event types starting with {', '.join(RESERVED_EVENT_PREFIXES)} are reserved; "
+                "use your own prefix such as support.contacted"
+            )
+        return self
+
+
+def ensure_aware(value: dt.datetime | None) -> dt.datetime | None:
+    if value is not None and value.tzinfo is None:
+        raise ValueError("datetime without a UTC offset")
+    return value

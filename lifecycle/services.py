@@ -1,0 +1,588 @@
+"""Every write to stores, customers, orders and the timeline goes through here.
+
+Each public function is one transaction. Concurrent writers to the same order or
+customer are serialized by a transaction-scoped advisory lock on PostgreSQL (SQLite,
+the embedded profile, serializes writers by itself), so "twenty posts of one new order"
+create one order. Status changes are timestamps that are set once and never cleared,
+so a late or replayed payload can add facts but never move an order backwards.
+"""
+
+import dataclasses
+import datetime as dt
+import hashlib
+import json
+import secrets
+from collections.abc import Callable
+from decimal import Decimal
+from typing import Any, TypeVar
+
+from django.contrib.auth import get_user_model
+from django.db import IntegrityError, connection, transaction
+from django.db.models import Count, DecimalField, F, Max, Min, Q, Sum, Value
+from django.db.models.functions import Coalesce
+
+from . import clock
+from .models import (
+    ApiKey,
+    Customer,
+    Event,
+    Membership,
+    Order,
+    OrderLine,
+    Product,
+    Refund,
+    StoreConnection,
+    Tenant,
+)
+from .schemas import CustomerIn, EventIn, OrderIn, RefundIn
+
+T = TypeVar("T")
+
+
+class ServiceError(Exception):
+    """A request that cannot be applied as asked; `code` is stable, `message` is for people."""
+
+    status = 400
+
+    def __init__(self, code: str, message: str, fields: dict[str, list[str]] | None = None):
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.fields = fields or {}
+
+
+class NotFound(ServiceError):
+    status = 404
+
+
+class Conflict(ServiceError):
+    status = 409
+
+
+# --- plumbing -------------------------------------------------------------------
+
+
+def _advisory_lock(tenant_id: int, kind: str, key: str) -> None:
+    """Serialize writers of one (tenant, kind, key) until the transaction ends."""
+    if connection.vendor != "postgresql":
+        return
+    digest = hashlib.blake2b(f"{tenant_id}:{kind}:{key}".encode(), digest_size=8).digest()
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_advisory_xact_lock(%s)", [int.from_bytes(digest, "big", signed=True)])
+
+
+def _retry_once_on_conflict(fn: Callable[[], T]) -> T:
+    """A unique constraint that fires under a race means another writer got there first:
+    run again, and this time the row is found instead of created."""
+    try:
+        return fn()
+    except IntegrityError:
+        return fn()
+
+
+# --- tenants and credentials ----------------------------------------------------
+
+
+def tenant_create(
+    *, slug: str, name: str, owner_email: str | None = None, time_zone: str = "UTC", currency: str = "USD"
+) -> tuple[Tenant, str]:
+    """Create a tenant, its owner membership and a first API key. Returns the key, shown once."""
+    tenant = Tenant(slug=slug, name=name, time_zone=time_zone, currency=currency, sender_name=name)
+    tenant.full_clean()
+    with transaction.atomic():
+        tenant.save()
+        if owner_email:
+            user_model = get_user_model()
+            user, _ = user_model.objects.get_or_create(
+                username=owner_email.lower(), defaults={"email": owner_email.lower(), "is_staff": True}
+            )
+            Membership.objects.create(tenant=tenant, user=user, role=Membership.Role.OWNER)
+        _, key = api_key_create(tenant=tenant, name="default")
+    return tenant, key
+
+
+def api_key_create(*, tenant: Tenant, name: str) -> tuple[ApiKey, str]:
+    full, prefix, secret = ApiKey.generate()
+    api_key = ApiKey.objects.for_tenant(tenant).create(
+        tenant=tenant, name=name, prefix=prefix, key_hash=ApiKey.hash_secret(secret)
+    )
+    return api_key, full
+
+
+def api_key_revoke(*, tenant: Tenant, prefix: str) -> bool:
+    return bool(
+        ApiKey.objects.for_tenant(tenant).filter(prefix=prefix, revoked_at__isnull=True).update(revoked_at=clock.now())
+    )
+
+
+def store_connect(*, tenant: Tenant, platform: str, address: str, secret: str) -> StoreConnection:
+    """Connect a storefront. Shopify is addressed by its shop domain, WooCommerce by site URL."""
+    if platform not in StoreConnection.Platform.values:
+        raise ServiceError("stores.unknown_platform", f"platform must be one of {', '.join(StoreConnection.Platform.values)}")
+    if len(secret) < 8:
+        raise ServiceError("stores.weak_secret", "the webhook secret must be at least 8 characters long")
+    conn = StoreConnection(tenant=tenant, platform=platform)
+    if platform == StoreConnection.Platform.SHOPIFY:
+        domain = address.strip().lower().removeprefix("https://").removeprefix("http://").rstrip("/")
+        if not domain or "/" in domain or "." not in domain:
+            raise ServiceError("stores.bad_shop_domain", f"{address!r} is not a shop domain such as my-shop.myshopify.com")
+        if StoreConnection.all_tenants.filter(shop_domain=domain).exists():
+            raise Conflict("stores.shop_taken", f"{domain} is already connected")
+        conn.shop_domain = domain
+    else:
+        url = address.strip()
+        if not url.startswith(("http://", "https://")):
+            raise ServiceError("stores.bad_site_url", f"{address!r} is not a site URL such as https://shop.example.com")
+        conn.site_url = url
+    conn.set_secret(secret)
+    conn.save()
+    return conn
+
+
+def store_rotate_secret(*, connection_: StoreConnection, secret: str, grace: dt.timedelta) -> StoreConnection:
+    """Install a new webhook secret; the old one keeps verifying for `grace`."""
+    if len(secret) < 8:
+        raise ServiceError("stores.weak_secret", "the webhook secret must be at least 8 characters long")
+    with transaction.atomic():
+        conn = StoreConnection.all_tenants.select_for_update().get(pk=connection_.pk)
+        conn.previous_webhook_secret_encrypted = conn.webhook_secret_encrypted
+        conn.previous_secret_valid_until = clock.now() + grace
+        conn.set_secret(secret)
+        conn.save()
+    return conn
+
+
+# --- customers ------------------------------------------------------------------
+
+
+def _customer_find(tenant: Tenant, data: CustomerIn) -> Customer | None:
+    customers = Customer.objects.for_tenant(tenant)
+    if data.external_id:
+        found = customers.filter(external_id=data.external_id).first()
+        if found:
+            return found
+        if data.email:
+            # A guest who now has an account: adopt the guest record.
+            return customers.filter(email=data.email, external_id__isnull=True).first()
+        return None
+    # Only an email: a guest checkout, perhaps by someone who also has an account.
+    return customers.filter(email=data.email).order_by(F("external_id").asc(nulls_last=True), "pk").first()
+
+
+def _customer_apply(customer: Customer, data: CustomerIn, source: str) -> bool:
+    changed = False
+    updates = {
+        "external_id": data.external_id,
+        "email": data.email,
+        "first_name": data.first_name,
+        "last_name": data.last_name,
+        "locale": data.locale,
+        "time_zone": data.time_zone,
+    }
+    for field, value in updates.items():
+        if value and getattr(customer, field) != value:
+            setattr(customer, field, value)
+            changed = True
+    if data.marketing_consent is not None and customer.marketing_consent != data.marketing_consent:
+        customer.marketing_consent = data.marketing_consent
+        customer.consent_updated_at = data.consent_updated_at or clock.now()
+        customer.consent_source = source
+        changed = True
+    return changed
+
+
+def customer_upsert(*, tenant: Tenant, data: CustomerIn, source: str) -> tuple[Customer, bool]:
+    """Find the customer by external id, else by email, and update what the store told us.
+
+    Locks the customer's email (or external id) for the rest of the caller's transaction.
+    """
+    _advisory_lock(tenant.pk, "customer", data.email or data.external_id or "")
+    customer = _customer_find(tenant, data)
+    if customer is None:
+        customer = Customer(tenant=tenant)
+        _customer_apply(customer, data, source)
+        customer.save()
+        event_append(tenant=tenant, type="customer.created", customer=customer, occurred_at=clock.now(),
+                     dedupe_key=f"customer.created:{customer.pk}")
+        return customer, True
+    if _customer_apply(customer, data, source):
+        customer.save()
+    return customer, False
+
+
+def refresh_aggregates(tenant: Tenant | int, customer_ids: set[int]) -> None:
+    """Recompute order count, spend and first/last order from the orders themselves.
+
+    Counts paid, uncancelled orders; spend is in the tenant's currency, net of refunds.
+    """
+    tenant_id = tenant if isinstance(tenant, int) else tenant.pk
+    if not customer_ids:
+        return
+    currency = Tenant.objects.only("currency").get(pk=tenant_id).currency
+    counted = Q(paid_at__isnull=False, cancelled_at__isnull=True)
+    rows = (
+        Order.objects.for_tenant(tenant_id).filter(customer_id__in=customer_ids).values("customer_id")
+        .annotate(
+            count=Count("pk", filter=counted),
+            first=Min(Coalesce("placed_at", "paid_at"), filter=counted),
+            last=Max(Coalesce("placed_at", "paid_at"), filter=counted),
+            spent=Coalesce(Sum(F("total") - F("refunded_total"), filter=counted & Q(currency=currency)),
+                           Value(Decimal("0")), output_field=DecimalField(max_digits=19, decimal_places=4)),
+        )
+    )
+    updates = [
+        Customer(pk=row["customer_id"], order_count=row["count"], first_order_at=row["first"],
+                 last_order_at=row["last"], total_spent=row["spent"])
+        for row in rows
+    ]
+    seen = {row.pk for row in updates}
+    updates += [Customer(pk=pk, order_count=0, first_order_at=None, last_order_at=None, total_spent=Decimal("0"))
+                for pk in customer_ids - seen]
+    # Batches of 500 keep each UPDATE … CASE statement a reasonable size.
+    Customer.objects.for_tenant(tenant_id).bulk_update(
+        updates, ["order_count", "first_order_at", "last_order_at", "total_spent"], batch_size=500
+    )
+
+
+def customer_refresh_aggregates(*, customer: Customer) -> None:
+    refresh_aggregates(customer.tenant_id, {customer.pk})
+
+
+def customer_erase(*, tenant: Tenant, external_id: str) -> Customer:
+    """Erase a customer's personal data (GDPR Art. 17). Orders and aggregates stay, anonymous;
+    a SHA-256 of the address is kept only so that nothing is ever sent to it again."""
+    with transaction.atomic():
+        customer = Customer.objects.for_tenant(tenant).select_for_update().filter(external_id=external_id).first()
+        if customer is None:
+            raise NotFound("customers.not_found", f"no customer with external_id {external_id!r}")
+        email_hash = hashlib.sha256(customer.email.encode()).hexdigest() if customer.email else ""
+        now = clock.now()
+        customer.external_id = None
+        customer.email = ""
+        customer.first_name = customer.last_name = ""
+        customer.locale = customer.time_zone = ""
+        customer.marketing_consent = False
+        customer.consent_updated_at = now
+        customer.consent_source = Customer.ConsentSource.API
+        customer.suppressed_at = now
+        customer.suppression_reason = "erased"
+        customer.erased_at = now
+        customer.save()
+        Event.objects.for_tenant(tenant).filter(customer=customer).update(data={})
+        Order.objects.for_tenant(tenant).filter(customer=customer).update(landing_site="", referring_site="")
+        event_append(tenant=tenant, type="customer.erased", customer=customer, occurred_at=now,
+                     data={"email_sha256": email_hash}, dedupe_key=f"customer.erased:{customer.pk}")
+    return customer
+
+
+# --- events ---------------------------------------------------------------------
+
+
+def event_append(
+    *,
+    tenant: Tenant,
+    type: str,  # noqa: A002 - the event's name in the domain
+    occurred_at: dt.datetime,
+    customer: Customer | None = None,
+    order: Order | None = None,
+    data: dict[str, Any] | None = None,
+    dedupe_key: str | None = None,
+    backfill: bool = False,
+) -> Event:
+    """Append to the timeline. Call inside the transaction that made the change."""
+    return Event.objects.for_tenant(tenant).create(
+        tenant=tenant, type=type, occurred_at=occurred_at, customer=customer, order=order,
+        data=data or {}, dedupe_key=dedupe_key, backfill=backfill,
+    )
+
+
+def event_record(*, tenant: Tenant, data: EventIn) -> tuple[Event, bool]:
+    """Record a storefront's custom event (support.contacted, feature.used …).
+
+    With an idempotency_key the same event posted again is recorded once.
+    """
+
+    def run() -> tuple[Event, bool]:
+        with transaction.atomic():
+            customer, _ = customer_upsert(tenant=tenant, data=data.customer, source=Customer.ConsentSource.API)
+            dedupe_key = f"custom:{data.idempotency_key}" if data.idempotency_key else None
+            if dedupe_key:
+                existing = Event.objects.for_tenant(tenant).filter(dedupe_key=dedupe_key).first()
+                if existing:
+                    return existing, False
+            order = None
+            if data.order_external_id:
+                order = Order.objects.for_tenant(tenant).filter(external_id=data.order_external_id).first()
+                if order is None:
+                    raise NotFound("events.order_not_found", f"no order with external_id {data.order_external_id!r}")
+            event = event_append(
+                tenant=tenant, type=data.type, occurred_at=data.occurred_at or clock.now(), customer=customer,
+                order=order, data=data.data, dedupe_key=dedupe_key,
+            )
+            return event, True
+
+    return _retry_once_on_conflict(run)
+
+
+# --- orders ---------------------------------------------------------------------
+
+# Milestones in the order they happen; each becomes one event the first time it is set.
+MILESTONES = (
+    ("paid_at", "order.paid"),
+    ("fulfilled_at", "order.fulfilled"),
+    ("delivered_at", "order.delivered"),
+    ("cancelled_at", "order.cancelled"),
+)
+_STATUS_IMPLIES = {
+    "pending": (),
+    "paid": ("paid_at",),
+    "fulfilled": ("paid_at", "fulfilled_at"),
+    "delivered": ("paid_at", "fulfilled_at", "delivered_at"),
+    "cancelled": ("cancelled_at",),
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class IngestResult:
+    order: Order
+    created: bool
+    changed: bool
+
+
+def _product_ids(tenant: Tenant, lines: list) -> dict[str, int]:
+    wanted = {line.product_external_id: line for line in lines if line.product_external_id}
+    if not wanted:
+        return {}
+    products = Product.objects.for_tenant(tenant)
+    existing = dict(products.filter(external_id__in=wanted).values_list("external_id", "pk"))
+    missing = [
+        Product(tenant=tenant, external_id=ext, sku=line.sku, title=line.title)
+        for ext, line in wanted.items()
+        if ext not in existing
+    ]
+    if missing:
+        products.bulk_create(missing, ignore_conflicts=True)
+        existing = dict(products.filter(external_id__in=wanted).values_list("external_id", "pk"))
+    return existing
+
+
+def _lines_signature(lines) -> list[tuple]:
+    return [
+        (line.external_id, line.product_external_id, line.sku, line.title, line.quantity, Decimal(line.unit_price))
+        for line in lines
+    ]
+
+
+def _replace_lines(tenant: Tenant, order: Order, lines: list) -> None:
+    product_ids = _product_ids(tenant, lines)
+    OrderLine.objects.for_tenant(tenant).filter(order=order).delete()
+    OrderLine.objects.for_tenant(tenant).bulk_create(
+        OrderLine(
+            tenant=tenant, order=order, position=index, external_id=line.external_id,
+            product_external_id=line.product_external_id, product_id=product_ids.get(line.product_external_id),
+            sku=line.sku, title=line.title, quantity=line.quantity, unit_price=line.unit_price,
+        )
+        for index, line in enumerate(lines)
+    )
+
+
+def _milestone_events(tenant: Tenant, order: Order, before: dict[str, Any], backfill: bool) -> list[str]:
+    emitted = []
+    for field, event_type in MILESTONES:
+        at = getattr(order, field)
+        if at and not before.get(field):
+            data = {"number": order.number, "total": str(order.total), "currency": order.currency}
+            event_append(tenant=tenant, type=event_type, occurred_at=at, customer=order.customer, order=order,
+                         data=data, dedupe_key=f"{event_type}:{order.pk}", backfill=backfill)
+            emitted.append(event_type)
+    return emitted
+
+
+def order_ingest(*, tenant: Tenant, data: OrderIn, source: str = Order.Source.API, backfill: bool = False) -> IngestResult:
+    """Create or update an order by external id, with its customer, lines and timeline.
+
+    Idempotent: the same payload again changes nothing and appends no event. Locks the
+    order's external id, then its customer, for the transaction. Emits order.placed on
+    first sight and order.paid / fulfilled / delivered / cancelled the first time each
+    becomes true; post-purchase effects key off order.paid, never order.placed.
+    """
+
+    def run() -> IngestResult:
+        with transaction.atomic():
+            _advisory_lock(tenant.pk, "order", data.external_id)
+            order = Order.objects.for_tenant(tenant).filter(external_id=data.external_id).first()
+            customer, _ = customer_upsert(tenant=tenant, data=data.customer, source=source)
+            return _order_apply(tenant, order, customer, data, source, backfill)
+
+    return _retry_once_on_conflict(run)
+
+
+def _order_apply(
+    tenant: Tenant, order: Order | None, customer: Customer, data: OrderIn, source: str, backfill: bool
+) -> IngestResult:
+    now = clock.now()
+    created = order is None
+    previous_customer_id = None if created else order.customer_id
+    if created:
+        order = Order(tenant=tenant, external_id=data.external_id, source=source)
+        before: dict[str, Any] = {}
+    else:
+        before = {field: getattr(order, field) for field, _ in MILESTONES}
+        before["status"] = order.status
+    stale = (
+        not created and data.updated_at is not None and order.source_updated_at is not None
+        and data.updated_at < order.source_updated_at
+    )
+    changed = created
+    if not stale:
+        fields = {
+            "number": data.number, "customer_id": customer.pk, "currency": data.currency,
+            "subtotal": data.subtotal, "discount_total": data.discount_total, "total": data.total,
+            "discount_codes": data.discount_codes, "landing_site": data.landing_site,
+            "referring_site": data.referring_site, "referral_code": data.referral_code,
+        }
+        if data.cancel_reason:
+            fields["cancel_reason"] = data.cancel_reason
+        for field, value in fields.items():
+            if getattr(order, field) != value:
+                setattr(order, field, value)
+                changed = True
+        if data.updated_at and order.source_updated_at != data.updated_at:
+            order.source_updated_at = data.updated_at
+            changed = True
+    if order.placed_at is None:
+        order.placed_at = data.placed_at or now
+        changed = True
+    # Timestamps only ever go from empty to set: nothing moves an order backwards.
+    explicit = {field: getattr(data, field) for field in ("paid_at", "fulfilled_at", "delivered_at", "cancelled_at")}
+    implied = set(_STATUS_IMPLIES[data.status])
+    for field, value in explicit.items():
+        if getattr(order, field) is None and (value is not None or field in implied):
+            setattr(order, field, value or (order.placed_at if field == "paid_at" else now))
+            changed = True
+    if order.refunded_total > order.total:
+        raise ServiceError(
+            "orders.total_below_refunds",
+            f"total {data.total} is less than the {order.refunded_total} already refunded on this order",
+            {"total": ["must be at least the amount already refunded"]},
+        )
+    order.status = order.derive_status()
+    if not changed:
+        return IngestResult(order=order, created=False, changed=False)
+    order.save()
+    if created or (not stale and data.lines and _lines_signature(order.lines.all()) != _lines_signature(data.lines)):
+        _replace_lines(tenant, order, data.lines)
+    if created:
+        event_append(tenant=tenant, type="order.placed", occurred_at=order.placed_at, customer=customer, order=order,
+                     data={"number": order.number, "total": str(order.total), "currency": order.currency},
+                     dedupe_key=f"order.placed:{order.pk}", backfill=backfill)
+    _milestone_events(tenant, order, before, backfill)
+    customer_refresh_aggregates(customer=customer)
+    if previous_customer_id and previous_customer_id != customer.pk:
+        customer_refresh_aggregates(customer=Customer.objects.for_tenant(tenant).get(pk=previous_customer_id))
+    return IngestResult(order=order, created=created, changed=True)
+
+
+def _locked_order(tenant: Tenant, external_id: str) -> Order:
+    _advisory_lock(tenant.pk, "order", external_id)
+    order = Order.objects.for_tenant(tenant).select_related("customer").filter(external_id=external_id).first()
+    if order is None:
+        raise NotFound("orders.not_found", f"no order with external_id {external_id!r}")
+    return order
+
+
+def order_mark(*, tenant: Tenant, external_id: str, milestone: str, at: dt.datetime | None = None,
+               reason: str = "") -> tuple[Order, bool]:
+    """Set fulfilled_at, delivered_at or cancelled_at once. Returns (order, changed)."""
+    field = {"fulfilled": "fulfilled_at", "delivered": "delivered_at", "cancelled": "cancelled_at"}[milestone]
+    with transaction.atomic():
+        order = _locked_order(tenant, external_id)
+        if getattr(order, field) is not None:
+            return order, False
+        before = {name: getattr(order, name) for name, _ in MILESTONES}
+        setattr(order, field, at or clock.now())
+        if milestone == "cancelled" and reason:
+            order.cancel_reason = reason
+        order.status = order.derive_status()
+        order.save()
+        _milestone_events(tenant, order, before, backfill=False)
+        if order.customer_id and milestone == "cancelled":
+            customer_refresh_aggregates(customer=order.customer)
+    return order, True
+
+
+def order_placeholder(*, tenant: Tenant, external_id: str, currency: str, source: str) -> Order:
+    """An order we have heard of (a refund, a delivery) before its own payload arrived.
+
+    Platforms deliver out of order; the full payload fills it in when it comes.
+    Call inside a transaction holding the order's lock.
+    """
+    order = Order.objects.for_tenant(tenant).filter(external_id=external_id).first()
+    if order is None:
+        order = Order.objects.for_tenant(tenant).create(
+            tenant=tenant, external_id=external_id, currency=currency, source=source, placed_at=None
+        )
+    return order
+
+
+def refund_record(*, tenant: Tenant, order_external_id: str, data: RefundIn, source: str = Order.Source.API,
+                  create_missing_order_in: str | None = None) -> tuple[Refund, bool]:
+    """Record a refund once per refund id; the order's refunded total is the sum of its refunds.
+
+    A refund larger than what is left to refund is refused, unless the order is still a
+    placeholder (total unknown because the platform sent the refund first).
+    """
+
+    def run() -> tuple[Refund, bool]:
+        with transaction.atomic():
+            if create_missing_order_in:
+                _advisory_lock(tenant.pk, "order", order_external_id)
+                order = order_placeholder(tenant=tenant, external_id=order_external_id,
+                                          currency=create_missing_order_in, source=source)
+            else:
+                order = _locked_order(tenant, order_external_id)
+            existing = Refund.objects.for_tenant(tenant).filter(order=order, external_id=data.external_id).first()
+            if existing:
+                return existing, False
+            remaining = order.total - order.refunded_total
+            is_placeholder = order.placed_at is None
+            if not is_placeholder and data.amount > remaining:
+                raise ServiceError(
+                    "refunds.exceeds_total",
+                    f"refund of {data.amount} {order.currency} exceeds the {remaining} {order.currency} "
+                    "left to refund on this order",
+                    {"amount": [f"must be at most {remaining}"]},
+                )
+            refund = Refund.objects.for_tenant(tenant).create(
+                tenant=tenant, order=order, external_id=data.external_id, amount=data.amount,
+                currency=order.currency, reason=data.reason, refunded_at=data.refunded_at or clock.now(),
+            )
+            Order.objects.for_tenant(tenant).filter(pk=order.pk).update(refunded_total=F("refunded_total") + data.amount)
+            order.refresh_from_db()
+            new_status = order.derive_status()
+            if new_status != order.status:
+                Order.objects.for_tenant(tenant).filter(pk=order.pk).update(status=new_status)
+                order.status = new_status
+            event_append(
+                tenant=tenant, type="order.refunded", occurred_at=refund.refunded_at, customer=order.customer,
+                order=order, dedupe_key=f"order.refunded:{order.pk}:{refund.external_id}",
+                data={"amount": str(refund.amount), "currency": refund.currency, "reason": refund.reason,
+                      "refund_external_id": refund.external_id, "full": new_status == Order.Status.REFUNDED},
+            )
+            if order.customer_id:
+                customer_refresh_aggregates(customer=order.customer)
+            return refund, True
+
+    return _retry_once_on_conflict(run)
+
+
+def request_fingerprint(method: str, path: str, body: bytes) -> str:
+    return hashlib.sha256(b"\n".join([method.encode(), path.encode(), body])).hexdigest()
+
+
+def canonical_json(value: Any) -> bytes:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str).encode()
+
+
+def new_token(nbytes: int = 16) -> str:
+    return secrets.token_urlsafe(nbytes)

@@ -1,0 +1,71 @@
+import json
+
+import pytest
+from django.core.cache import cache
+from rest_framework.test import APIClient
+
+from lifecycle import clock
+from lifecycle.services import tenant_create
+
+
+@pytest.fixture(autouse=True)
+def _isolated_clock_and_cache():
+    clock.reset()
+    cache.clear()
+    yield
+    clock.reset()
+
+
+class Api:
+    """A storefront developer's client: JSON in, JSON out, one tenant's key."""
+
+    def __init__(self, key: str):
+        self.key = key
+        self.client = APIClient()
+
+    def _headers(self, extra):
+        headers = {"HTTP_AUTHORIZATION": f"Bearer {self.key}"}
+        for name, value in (extra or {}).items():
+            headers["HTTP_" + name.upper().replace("-", "_")] = value
+        return headers
+
+    def post(self, path, body=None, *, raw: bytes | None = None, headers=None, content_type="application/json"):
+        data = raw if raw is not None else json.dumps(body if body is not None else {})
+        return self.client.post(path, data=data, content_type=content_type, **self._headers(headers))
+
+    def get(self, path, params=None, headers=None):
+        return self.client.get(path, params or {}, **self._headers(headers))
+
+    def delete(self, path, headers=None):
+        return self.client.delete(path, **self._headers(headers))
+
+
+@pytest.fixture
+def tenant_and_key(db):
+    return tenant_create(slug="acme", name="Acme Coffee", owner_email="owner@acme.test", currency="EUR",
+                         time_zone="Europe/Berlin")
+
+
+@pytest.fixture
+def tenant(tenant_and_key):
+    return tenant_and_key[0]
+
+
+@pytest.fixture
+def api(tenant_and_key):
+    return Api(tenant_and_key[1])
+
+
+@pytest.fixture
+def other_tenant_and_key(db):
+    return tenant_create(slug="globex", name="Globex Tea", owner_email="owner@globex.test", currency="USD")
+
+
+@pytest.fixture
+def other_tenant(other_tenant_and_key):
+    return other_tenant_and_key[0]
+
+
+@pytest.fixture
+def other_api(other_tenant_and_key):
+    return Api(other_tenant_and_key[1])
