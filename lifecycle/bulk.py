@@ -24,6 +24,7 @@ from .services import (
     MILESTONES,
     ServiceError,
     _product_ids,
+    order_event_data,
     order_ingest,
     refresh_aggregates,
 )
@@ -170,7 +171,7 @@ def _fast_insert(tenant: Tenant, valid: list[tuple[int, OrderIn]], backfill: boo
                 product_external_id=line.product_external_id, product_id=product_ids.get(line.product_external_id),
                 sku=line.sku, title=line.title, quantity=line.quantity, unit_price=line.unit_price,
             ))
-        payload = {"number": order.number, "total": str(order.total), "currency": order.currency}
+        payload = order_event_data(order)
         events.append(Event(tenant=tenant, type="order.placed", occurred_at=order.placed_at, customer=order.customer,
                             order=order, data=payload, dedupe_key=f"order.placed:{order.pk}", backfill=backfill))
         for field, event_type in MILESTONES:

@@ -34,6 +34,7 @@ from .models import (
     StoreConnection,
     Tenant,
 )
+from .money import money_str
 from .schemas import CustomerIn, EventIn, OrderIn, RefundIn
 
 T = TypeVar("T")
@@ -386,12 +387,16 @@ def _replace_lines(tenant: Tenant, order: Order, lines: list) -> None:
     )
 
 
+def order_event_data(order: Order) -> dict[str, Any]:
+    return {"number": order.number, "total": money_str(order.total, order.currency), "currency": order.currency}
+
+
 def _milestone_events(tenant: Tenant, order: Order, before: dict[str, Any], backfill: bool) -> list[str]:
     emitted = []
     for field, event_type in MILESTONES:
         at = getattr(order, field)
         if at and not before.get(field):
-            data = {"number": order.number, "total": str(order.total), "currency": order.currency}
+            data = order_event_data(order)
             event_append(tenant=tenant, type=event_type, occurred_at=at, customer=order.customer, order=order,
                          data=data, dedupe_key=f"{event_type}:{order.pk}", backfill=backfill)
             emitted.append(event_type)
@@ -463,7 +468,8 @@ def _order_apply(
     if order.refunded_total > order.total:
         raise ServiceError(
             "orders.total_below_refunds",
-            f"total {data.total} is less than the {order.refunded_total} already refunded on this order",
+            f"total {money_str(data.total, data.currency)} is less than the "
+            f"{money_str(order.refunded_total, data.currency)} already refunded on this order",
             {"total": ["must be at least the amount already refunded"]},
         )
     order.status = order.derive_status()
@@ -474,7 +480,7 @@ def _order_apply(
         _replace_lines(tenant, order, data.lines)
     if created:
         event_append(tenant=tenant, type="order.placed", occurred_at=order.placed_at, customer=customer, order=order,
-                     data={"number": order.number, "total": str(order.total), "currency": order.currency},
+                     data=order_event_data(order),
                      dedupe_key=f"order.placed:{order.pk}", backfill=backfill)
     _milestone_events(tenant, order, before, backfill)
     customer_refresh_aggregates(customer=customer)
@@ -549,9 +555,9 @@ def refund_record(*, tenant: Tenant, order_external_id: str, data: RefundIn, sou
             if not is_placeholder and data.amount > remaining:
                 raise ServiceError(
                     "refunds.exceeds_total",
-                    f"refund of {data.amount} {order.currency} exceeds the {remaining} {order.currency} "
-                    "left to refund on this order",
-                    {"amount": [f"must be at most {remaining}"]},
+                    f"refund of {money_str(data.amount, order.currency)} {order.currency} exceeds the "
+                    f"{money_str(remaining, order.currency)} {order.currency} left to refund on this order",
+                    {"amount": [f"must be at most {money_str(remaining, order.currency)}"]},
                 )
             refund = Refund.objects.for_tenant(tenant).create(
                 tenant=tenant, order=order, external_id=data.external_id, amount=data.amount,
@@ -566,7 +572,7 @@ def refund_record(*, tenant: Tenant, order_external_id: str, data: RefundIn, sou
             event_append(
                 tenant=tenant, type="order.refunded", occurred_at=refund.refunded_at, customer=order.customer,
                 order=order, dedupe_key=f"order.refunded:{order.pk}:{refund.external_id}",
-                data={"amount": str(refund.amount), "currency": refund.currency, "reason": refund.reason,
+                data={"amount": money_str(refund.amount, refund.currency), "currency": refund.currency, "reason": refund.reason,
                       "refund_external_id": refund.external_id, "full": new_status == Order.Status.REFUNDED},
             )
             if order.customer_id:
