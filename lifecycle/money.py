@@ -9,6 +9,7 @@ from babel.numbers import get_currency_precision, list_currencies
 MONEY_DECIMAL_PLACES = 4
 MONEY_MAX_DIGITS = 19
 MAX_AMOUNT = Decimal("1e14")
+AMOUNT_HINT = 'must be a decimal amount such as "19.90"'
 
 
 @functools.cache
@@ -27,15 +28,15 @@ def precision(currency: str) -> int:
 def to_decimal(value: object) -> Decimal:
     """Parse a money amount from a string or number without passing through float."""
     if isinstance(value, bool):
-        raise ValueError("is not a decimal amount")
+        raise ValueError(AMOUNT_HINT)
     if isinstance(value, float):
         value = repr(value)
     try:
         amount = Decimal(str(value).strip())
     except (InvalidOperation, ValueError) as exc:
-        raise ValueError("is not a decimal amount") from exc
+        raise ValueError(AMOUNT_HINT) from exc
     if not amount.is_finite():
-        raise ValueError("is not a decimal amount")
+        raise ValueError(AMOUNT_HINT)
     return amount
 
 

@@ -19,7 +19,7 @@ from pydantic import (
     model_validator,
 )
 
-from .money import MAX_AMOUNT, MONEY_DECIMAL_PLACES, is_currency, to_decimal
+from .money import AMOUNT_HINT, MAX_AMOUNT, MONEY_DECIMAL_PLACES, is_currency, to_decimal
 
 
 def _money(value: Any) -> Decimal:
@@ -28,9 +28,7 @@ def _money(value: Any) -> Decimal:
     elif isinstance(value, str | int):
         amount = to_decimal(value)
     else:
-        raise ValueError("must be a decimal amount as a string or number, such as \"19.90\"")
-    if not amount.is_finite():
-        raise ValueError("must be a finite decimal amount")
+        raise ValueError(AMOUNT_HINT)
     if amount < 0:
         raise ValueError("must not be negative")
     if amount >= MAX_AMOUNT:

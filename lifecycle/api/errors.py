@@ -45,7 +45,10 @@ def pydantic_fields(error: pydantic.ValidationError, prefix: str = "") -> dict[s
     fields: dict[str, list[str]] = {}
     for item in error.errors(include_url=False):
         loc = ".".join(str(part) for part in item["loc"]) or "body"
-        template = _MESSAGES.get(item["type"])
+        kind = item["type"]
+        if kind in ("too_short", "string_too_short") and isinstance(item.get("input"), str):
+            kind = "string_too_short"
+        template = _MESSAGES.get(kind)
         if template:
             try:
                 message = template.format(**(item.get("ctx") or {}))
