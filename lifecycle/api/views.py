@@ -4,6 +4,7 @@ Every view starts from `request.tenant` (set by the API key); another tenant's o
 is a 404 with the same body as a missing one.
 """
 
+import datetime as dt
 from typing import Any
 
 import pydantic
@@ -207,6 +208,6 @@ class EventsView(APIView):
     def post(self, request: Request) -> Response:
         data = parse(EventIn, request)
         event, created = event_record(tenant=request.tenant, data=data)
-        out = EventOut(id=event.pk, type=event.type, occurred_at=event.occurred_at,
+        out = EventOut(id=event.pk, type=event.type, occurred_at=event.occurred_at.astimezone(dt.UTC),
                        customer_external_id=event.customer.external_id if event.customer else None, created=created)
         return dump(out, status.HTTP_201_CREATED if created else status.HTTP_200_OK)
