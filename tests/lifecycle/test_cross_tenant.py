@@ -1,0 +1,101 @@
+"""Tenant B's key on tenant A's objects: every API route answers 404, and nothing of A changes.
+
+The route list is read from the URLconf, so a new route without a case here fails the suite.
+"""
+
+import json
+
+import pytest
+from django.urls import URLPattern, URLResolver, get_resolver
+
+from lifecycle.models import Customer, Event, Order, Refund
+from tests.factories import order_payload
+
+pytestmark = pytest.mark.django_db
+
+# (method, path template, body) for every route that names an object by its id.
+OBJECT_ROUTES = {
+    "v1:order-detail": [("get", "/api/v1/orders/{order}", None)],
+    "v1:order-fulfillment": [("post", "/api/v1/orders/{order}/fulfillment", {})],
+    "v1:order-delivery": [("post", "/api/v1/orders/{order}/delivery", {})],
+    "v1:order-cancellation": [("post", "/api/v1/orders/{order}/cancellation", {"reason": "x"})],
+    "v1:order-refunds": [("post", "/api/v1/orders/{order}/refunds", {"external_id": "r", "amount": "1.00"})],
+    "v1:customer-detail": [("get", "/api/v1/customers/{customer}", None),
+                           ("delete", "/api/v1/customers/{customer}", None)],
+}
+# Routes that name no object: they act on the caller's own tenant. Checked below one by one.
+COLLECTION_ROUTES = {"v1:ping", "v1:orders", "v1:orders-bulk", "v1:customers", "v1:events"}
+
+
+def api_route_names() -> set[str]:
+    names = set()
+
+    def walk(patterns, namespace):
+        for p in patterns:
+            if isinstance(p, URLResolver):
+                walk(p.url_patterns, p.namespace or namespace)
+            elif isinstance(p, URLPattern) and namespace == "v1":
+                names.add(f"v1:{p.name}")
+
+    walk(get_resolver().url_patterns, None)
+    return names
+
+
+def snapshot(tenant) -> str:
+    rows = {
+        "orders": list(Order.objects.for_tenant(tenant).order_by("pk").values()),
+        "customers": list(Customer.objects.for_tenant(tenant).order_by("pk").values()),
+        "refunds": list(Refund.objects.for_tenant(tenant).order_by("pk").values()),
+        "events": Event.objects.for_tenant(tenant).count(),
+    }
+    return json.dumps(rows, default=str, sort_keys=True)
+
+
+@pytest.fixture
+def a_objects(api, tenant):
+    api.post("/api/v1/orders", order_payload(external_id="A-1", customer={"external_id": "A-C", "email": "a@a-store.example.com"}))
+    return {"order": "A-1", "customer": "A-C"}
+
+
+def test_every_api_route_is_covered():
+    assert api_route_names() == set(OBJECT_ROUTES) | COLLECTION_ROUTES
+
+
+@pytest.mark.parametrize("route", sorted(OBJECT_ROUTES))
+def test_other_tenant_gets_404_on_every_object_route(route, a_objects, tenant, other_api, other_tenant):
+    before = snapshot(tenant)
+    for method, template, body in OBJECT_ROUTES[route]:
+        path = template.format(**a_objects)
+        missing_path = template.format(order="no-such-order", customer="no-such-customer")
+        if method == "get":
+            response, missing = other_api.get(path), other_api.get(missing_path)
+        elif method == "delete":
+            response, missing = other_api.delete(path), other_api.delete(missing_path)
+        else:
+            response, missing = other_api.post(path, body), other_api.post(missing_path, body)
+
+        assert response.status_code == 404, (route, method, response.content)
+        # "Someone else's" and "missing" are indistinguishable.
+        assert response.json() == json.loads(missing.content.replace(b"no-such-order", b"A-1")
+                                              .replace(b"no-such-customer", b"A-C"))
+    assert snapshot(tenant) == before
+    assert snapshot(other_tenant) == json.dumps(
+        {"orders": [], "customers": [], "refunds": [], "events": 0}, sort_keys=True)
+
+
+def test_collection_routes_act_only_on_the_callers_tenant(a_objects, tenant, other_api, other_tenant):
+    before = snapshot(tenant)
+
+    assert other_api.post("/api/v1/ping").json()["tenant"] == "globex"
+    assert other_api.get("/api/v1/customers", {"email": "a@a-store.example.com"}).json() == {"results": []}
+    same_ids = order_payload(external_id="A-1", customer={"external_id": "A-C", "email": "a@a-store.example.com"})
+    assert other_api.post("/api/v1/orders", same_ids).status_code == 201
+    bulk = other_api.post("/api/v1/orders/bulk", {"orders": [order_payload(external_id="A-2")]})
+    assert bulk.json()["created"] == 1
+    assert other_api.post("/api/v1/events", {"type": "support.contacted", "customer": {"external_id": "A-C"},
+                                             "order_external_id": "A-1"}).status_code == 201
+
+    assert snapshot(tenant) == before
+    b_orders = Order.objects.for_tenant(other_tenant)
+    assert sorted(b_orders.values_list("external_id", flat=True)) == ["A-1", "A-2"]
+    assert Event.objects.for_tenant(other_tenant).get(type="support.contacted").order.tenant_id == other_tenant.pk
