@@ -34,6 +34,10 @@ def MoneyField(**kwargs) -> models.DecimalField:  # noqa: N802 - reads as a fiel
     return models.DecimalField(max_digits=MONEY_MAX_DIGITS, decimal_places=MONEY_DECIMAL_PLACES, **kwargs)
 
 
+def new_public_id() -> str:
+    return secrets.token_urlsafe(16)
+
+
 class Tenant(models.Model):
     name = models.CharField(max_length=200)
     slug = models.SlugField(max_length=63, unique=True)
@@ -112,7 +116,7 @@ class StoreConnection(TenantModel):
 
     platform = models.CharField(max_length=16, choices=Platform.choices)
     # Opaque id in the WooCommerce webhook URL: not guessable, not sequential.
-    public_id = models.CharField(max_length=32, unique=True, default=secrets.token_urlsafe)
+    public_id = models.CharField(max_length=32, unique=True, default=new_public_id)
     # Shopify: the *.myshopify.com domain (unique across tenants: it names the tenant).
     shop_domain = models.CharField(max_length=255, blank=True)
     # WooCommerce: the site URL as X-WC-Webhook-Source sends it.

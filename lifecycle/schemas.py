@@ -138,7 +138,7 @@ class OrderIn(Strict):
 
 
 class BulkOrdersIn(BaseModel):
-    orders: list[dict[str, Any]] = Field(
+    orders: list[Any] = Field(
         min_length=1,
         max_length=1000,
         description="Up to 1,000 orders, each shaped like POST /api/v1/orders. Each one is validated on its own.",
