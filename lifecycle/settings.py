@@ -139,7 +139,6 @@ else:
         "store_processed": False,
     }
 
-CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
@@ -154,6 +153,13 @@ CELERY_BEAT_SCHEDULE: dict = {}
 # ANYMAIL_POSTMARK_SERVER_TOKEN=… (every ANYMAIL_* variable lands in ANYMAIL without the prefix).
 EMAIL_BACKEND = env("EMAIL_BACKEND", "lifecycle.mail.OutboxBackend")
 ANYMAIL = {key.removeprefix("ANYMAIL_"): value for key, value in os.environ.items() if key.startswith("ANYMAIL_")}
+# For EMAIL_BACKEND=django.core.mail.backends.smtp.EmailBackend (the compose profile's mail catcher).
+EMAIL_HOST = env("EMAIL_HOST", "localhost")
+EMAIL_PORT = int(env("EMAIL_PORT", "25"))
+EMAIL_HOST_USER = env("EMAIL_HOST_USER", "")
+EMAIL_HOST_PASSWORD = env("EMAIL_HOST_PASSWORD", "")
+EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
+EMAIL_TIMEOUT = 10
 DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL", "hello@lifecycle.localhost")
 SERVER_EMAIL = DEFAULT_FROM_EMAIL
 

@@ -1,0 +1,39 @@
+"""The README and .env.example stay true: every variable the settings read is documented."""
+
+import re
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def settings_variables() -> set[str]:
+    source = (ROOT / "lifecycle" / "settings.py").read_text()
+    names = set(re.findall(r'env(?:_bool|_list)?\("([A-Z][A-Z0-9_]+)"', source))
+    names |= set(re.findall(r'os\.environ(?:\.get)?\(?\[?"([A-Z][A-Z0-9_]+)"', source))
+    return names - {"DJANGO_SETTINGS_MODULE"}
+
+
+def test_every_setting_variable_is_in_the_readme_and_env_example():
+    names = settings_variables()
+    assert {"SECRET_KEY", "DATABASE_URL", "REDIS_URL", "PUBLIC_BASE_URL"} <= names
+    readme = (ROOT / "README.md").read_text()
+    example = (ROOT / ".env.example").read_text()
+    assert sorted(n for n in names if f"`{n}`" not in readme) == []
+    assert sorted(n for n in names if not re.search(rf"^{n}=", example, re.M)) == []
+
+
+def test_readme_names_the_two_set_up_commands():
+    readme = (ROOT / "README.md").read_text()
+    assert "make run" in readme and "make test" in readme
+    makefile = (ROOT / "Makefile").read_text()
+    assert re.search(r"^run:", makefile, re.M) and re.search(r"^test:", makefile, re.M)
+
+
+def test_every_api_route_has_a_curl_example():
+    from lifecycle.urls import api_v1
+
+    readme = (ROOT / "README.md").read_text()
+    for pattern in api_v1:
+        literal = re.sub(r"\(\?P<[a-z_]+>\[\^/\]\+\)", "X", pattern.pattern.regex.pattern)
+        literal = literal.strip("^$").replace("/?", "").replace("X", "[^ /\"]+")
+        assert re.search(r"\$API/" + literal + r"[\s\"?]", readme), f"no curl example for {pattern.name}"
