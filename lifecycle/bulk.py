@@ -164,6 +164,7 @@ def _fast_insert(tenant: Tenant, valid: list[tuple[int, OrderIn]], backfill: boo
     orders_qs.bulk_create(orders)
 
     lines, events = [], []
+    processed_at = now if backfill else None  # backfilled history starts nothing
     for order, (_, data, _) in zip(orders, resolved, strict=True):
         for position, line in enumerate(data.lines):
             lines.append(OrderLine(
@@ -173,15 +174,15 @@ def _fast_insert(tenant: Tenant, valid: list[tuple[int, OrderIn]], backfill: boo
             ))
         payload = order_event_data(order)
         events.append(Event(tenant=tenant, type="order.placed", occurred_at=order.placed_at, customer=order.customer,
-                            order=order, data=payload, dedupe_key=f"order.placed:{order.pk}", backfill=backfill))
+                            order=order, data=payload, dedupe_key=f"order.placed:{order.pk}", backfill=backfill, processed_at=processed_at))
         for field, event_type in MILESTONES:
             at = getattr(order, field)
             if at:
                 events.append(Event(tenant=tenant, type=event_type, occurred_at=at, customer=order.customer,
-                                    order=order, data=payload, dedupe_key=f"{event_type}:{order.pk}", backfill=backfill))
+                                    order=order, data=payload, dedupe_key=f"{event_type}:{order.pk}", backfill=backfill, processed_at=processed_at))
     for customer in new_customers.values():
         events.append(Event(tenant=tenant, type="customer.created", occurred_at=now, customer=customer,
-                            dedupe_key=f"customer.created:{customer.pk}", backfill=backfill))
+                            dedupe_key=f"customer.created:{customer.pk}", backfill=backfill, processed_at=processed_at))
     OrderLine.objects.for_tenant(tenant).bulk_create(lines)
     Event.objects.for_tenant(tenant).bulk_create(events)
     refresh_aggregates(tenant, {order.customer_id for order in orders})

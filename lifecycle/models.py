@@ -4,6 +4,7 @@ Every tenant-owned model inherits `TenantModel`; `tenant` leads every composite 
 and unique constraint. Money is Decimal + ISO 4217 currency. Datetimes are UTC.
 """
 
+import datetime as dt
 import hashlib
 import hmac
 import secrets
@@ -47,6 +48,11 @@ class Tenant(models.Model):
     sender_email = models.EmailField(blank=True)
     reply_to = models.EmailField(blank=True)
     postal_address = models.TextField(blank=True, help_text="Printed in every marketing email's footer.")
+    # No email lands between these local times (the customer's time zone, else the store's).
+    quiet_hours_start = models.TimeField(default=dt.time(21, 0))
+    quiet_hours_end = models.TimeField(default=dt.time(8, 0))
+    # At most one marketing email per customer per this many hours, across all journeys.
+    frequency_cap_hours = models.PositiveSmallIntegerField(default=16)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -355,7 +361,9 @@ class Event(TenantModel):
     # Makes "this happened once" a database fact: order.paid per order, a refund per refund id.
     dedupe_key = models.CharField(max_length=255, null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
+    # Set once every feature that reacts to events has seen it (backfilled events: at once).
     processed_at = models.DateTimeField(null=True, blank=True)
+    process_attempts = models.PositiveSmallIntegerField(default=0)
 
     class Meta:
         constraints = [

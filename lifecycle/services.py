@@ -10,8 +10,6 @@ so a late or replayed payload can add facts but never move an order backwards.
 import dataclasses
 import datetime as dt
 import hashlib
-import json
-import secrets
 from collections.abc import Callable
 from decimal import Decimal
 from typing import Any, TypeVar
@@ -184,7 +182,12 @@ def _customer_apply(customer: Customer, data: CustomerIn, source: str) -> bool:
         if value and getattr(customer, field) != value:
             setattr(customer, field, value)
             changed = True
-    if data.marketing_consent is not None and customer.marketing_consent != data.marketing_consent:
+    # Platforms deliver out of order: a consent stated as of an earlier time than the one
+    # we hold (a retried webhook from before an unsubscribe) must not undo the newer one.
+    stale_consent = (data.consent_updated_at is not None and customer.consent_updated_at is not None
+                     and data.consent_updated_at < customer.consent_updated_at)
+    if (data.marketing_consent is not None and customer.marketing_consent != data.marketing_consent
+            and not stale_consent):
         customer.marketing_consent = data.marketing_consent
         customer.consent_updated_at = data.consent_updated_at or clock.now()
         customer.consent_source = source
@@ -276,6 +279,40 @@ def customer_erase(*, tenant: Tenant, external_id: str) -> Customer:
     return customer
 
 
+def customer_unsubscribe(*, customer: Customer, source: str = Customer.ConsentSource.UNSUBSCRIBE,
+                         detail: str = "") -> bool:
+    """Stop all marketing email to this customer from this store, at once. Idempotent.
+
+    Returns False when they already were unsubscribed. Emits customer.unsubscribed, which
+    ends journeys that exit on it; the send gate also checks `unsubscribed_at` itself.
+    """
+    with transaction.atomic():
+        locked = Customer.objects.for_tenant(customer.tenant_id).select_for_update().get(pk=customer.pk)
+        if locked.unsubscribed_at is not None:
+            return False
+        now = clock.now()
+        locked.unsubscribed_at = now
+        locked.marketing_consent = False
+        locked.consent_updated_at = now
+        locked.consent_source = source
+        locked.save(update_fields=["unsubscribed_at", "marketing_consent", "consent_updated_at", "consent_source",
+                                   "updated_at"])
+        event_append(tenant=locked.tenant, type="customer.unsubscribed", occurred_at=now, customer=locked,
+                     data={"source": source, "detail": detail})
+    return True
+
+
+def customer_suppress(*, customer: Customer, reason: str) -> bool:
+    """Never email this address again (hard bounce, spam complaint). Idempotent."""
+    with transaction.atomic():
+        updated = Customer.objects.for_tenant(customer.tenant_id).filter(
+            pk=customer.pk, suppressed_at__isnull=True).update(suppressed_at=clock.now(), suppression_reason=reason)
+        if updated:
+            event_append(tenant=customer.tenant, type="customer.suppressed", occurred_at=clock.now(),
+                         customer=customer, data={"reason": reason})
+    return bool(updated)
+
+
 # --- events ---------------------------------------------------------------------
 
 
@@ -293,7 +330,7 @@ def event_append(
     """Append to the timeline. Call inside the transaction that made the change."""
     return Event.objects.for_tenant(tenant).create(
         tenant=tenant, type=type, occurred_at=occurred_at, customer=customer, order=order,
-        data=data or {}, dedupe_key=dedupe_key, backfill=backfill,
+        data=data or {}, dedupe_key=dedupe_key, backfill=backfill, processed_at=clock.now() if backfill else None,
     )
 
 
@@ -455,6 +492,9 @@ def _order_apply(
         if data.updated_at and order.source_updated_at != data.updated_at:
             order.source_updated_at = data.updated_at
             changed = True
+    # No placed_at: a placeholder that a refund or a delivery created before this payload
+    # came. Its first full payload is the order's first sight, as for a new order.
+    first_sight = created or order.placed_at is None
     if order.placed_at is None:
         order.placed_at = data.placed_at or now
         changed = True
@@ -478,10 +518,13 @@ def _order_apply(
     order.save()
     if created or (not stale and data.lines and _lines_signature(order.lines.all()) != _lines_signature(data.lines)):
         _replace_lines(tenant, order, data.lines)
-    if created:
+    if first_sight:
         event_append(tenant=tenant, type="order.placed", occurred_at=order.placed_at, customer=customer, order=order,
                      data=order_event_data(order),
                      dedupe_key=f"order.placed:{order.pk}", backfill=backfill)
+    if first_sight and not created:
+        # The placeholder's events (order.refunded, order.delivered) did not know whose order it was.
+        Event.objects.for_tenant(tenant).filter(order=order, customer__isnull=True).update(customer=customer)
     _milestone_events(tenant, order, before, backfill)
     customer_refresh_aggregates(customer=customer)
     if previous_customer_id and previous_customer_id != customer.pk:
@@ -584,11 +627,3 @@ def refund_record(*, tenant: Tenant, order_external_id: str, data: RefundIn, sou
 
 def request_fingerprint(method: str, path: str, body: bytes) -> str:
     return hashlib.sha256(b"\n".join([method.encode(), path.encode(), body])).hexdigest()
-
-
-def canonical_json(value: Any) -> bytes:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str).encode()
-
-
-def new_token(nbytes: int = 16) -> str:
-    return secrets.token_urlsafe(nbytes)

@@ -129,13 +129,14 @@ else:
     # kombu's filesystem transport: a real broker shared by web, worker and beat
     # through a folder, so the embedded profile runs a real worker with no server.
     _broker_dir = VAR_DIR / "broker"
-    for _sub in ("queue", "processed"):
+    for _sub in ("queue", "processed", "control"):
         (_broker_dir / _sub).mkdir(parents=True, exist_ok=True)
     CELERY_BROKER_URL = env("CELERY_BROKER_URL", "filesystem://")
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "data_folder_in": str(_broker_dir / "queue"),
         "data_folder_out": str(_broker_dir / "queue"),
         "processed_folder": str(_broker_dir / "processed"),
+        "control_folder": str(_broker_dir / "control"),
         "store_processed": False,
     }
 
@@ -146,7 +147,18 @@ CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TIMEZONE = "UTC"
-CELERY_BEAT_SCHEDULE: dict = {}
+CELERY_TASK_DEFAULT_QUEUE = "default"
+# The database is the scheduler; beat only wakes the sweepers up.
+CELERY_BEAT_SCHEDULE = {
+    "process-events": {"task": "lifecycle.process_events", "schedule": 2.0},
+    "dispatch-due-deliveries": {"task": "journeys.dispatch", "schedule": 2.0},
+    "reclaim-expired-leases": {"task": "journeys.reclaim", "schedule": 30.0},
+}
+
+# Who reacts to events, in this order (see lifecycle/events.py).
+EVENT_HANDLERS = [
+    "journeys.handlers.on_event",
+]
 
 # --- Email ----------------------------------------------------------------------
 # Any anymail ESP by settings: EMAIL_BACKEND=anymail.backends.postmark.EmailBackend and

@@ -2,7 +2,7 @@ from django.contrib import admin
 from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView
 
-from . import webhooks
+from . import pages, webhooks
 from .api import views as api
 
 # Optional trailing slash: storefront code and platforms POST to exactly what they were
@@ -27,6 +27,7 @@ api_v1 = [
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/v1/", include((api_v1, "api"), namespace="v1")),
+    path("u/<str:token>", pages.unsubscribe, name="unsubscribe"),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularRedocView.as_view(url_name="schema"), name="api-docs"),
     re_path(rf"^webhooks/shopify{S}$", webhooks.shopify, name="webhook-shopify"),

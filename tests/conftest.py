@@ -69,3 +69,9 @@ def other_tenant(other_tenant_and_key):
 @pytest.fixture
 def other_api(other_tenant_and_key):
     return Api(other_tenant_and_key[1])
+
+
+@pytest.fixture(autouse=True)
+def _anymail_test_backend(settings):
+    """Email leaves through anymail's test backend, which records each message's parameters."""
+    settings.EMAIL_BACKEND = "anymail.backends.test.EmailBackend"

@@ -1,0 +1,243 @@
+"""Journeys: a trigger, then timed steps. The schedule lives here, in PostgreSQL, never in the broker.
+
+A `Delivery` row is one (enrollment, step): the durable schedule and the send ledger at
+once. Its unique (enrollment, step) constraint is what "at most one send per step" means.
+"""
+
+import datetime as dt
+
+from django.db import models
+from django.db.models import Q
+
+from lifecycle.models import Customer, Event, Order
+from lifecycle.tenancy import TenantModel
+
+
+class EmailTemplate(TenantModel):
+    """Marketer-written content. `translations` maps a locale ("de", "fr-CA") to the same three fields."""
+
+    name = models.CharField(max_length=200)
+    subject = models.CharField(max_length=300)
+    preheader = models.CharField(max_length=300, blank=True)
+    body = models.TextField(help_text="Markdown-free HTML fragment with {{ placeholders }}.")
+    translations = models.JSONField(default=dict, blank=True)
+    signature = models.CharField(max_length=200, blank=True, help_text="The team member who signs it.")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["tenant", "name"], name="emailtemplate_tenant_name_uniq")]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def variant(self, locale: str) -> dict[str, str]:
+        """The best translation for a locale: exact, then language only, then the default."""
+        base = {"subject": self.subject, "preheader": self.preheader, "body": self.body}
+        for candidate in (locale, locale.split("-")[0] if locale else ""):
+            if candidate and candidate in self.translations:
+                return {**base, **self.translations[candidate]}
+        return base
+
+
+class Journey(TenantModel):
+    class Status(models.TextChoices):
+        DRAFT = "draft"
+        ACTIVE = "active"
+        PAUSED = "paused"
+        ARCHIVED = "archived"
+
+    class Trigger(models.TextChoices):
+        ORDER_PAID = "order_paid"
+        FIRST_ORDER = "first_order"
+        REPEAT_ORDER = "repeat_order"
+        ORDER_DELIVERED = "order_delivered"
+        ORDER_REFUNDED = "order_refunded"
+        FEEDBACK_NEGATIVE = "feedback_negative"
+        FEEDBACK_POSITIVE = "feedback_positive"
+        CUSTOM = "custom"
+
+    class EntryPolicy(models.TextChoices):
+        ONCE_PER_CUSTOMER = "once_per_customer"
+        ONCE_PER_ORDER = "once_per_order"
+        COOLDOWN = "cooldown"
+
+    class MessageClass(models.TextChoices):
+        MARKETING = "marketing"
+        TRANSACTIONAL = "transactional"
+
+    name = models.CharField(max_length=200)
+    description = models.TextField(blank=True)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.DRAFT)
+    trigger = models.CharField(max_length=32, choices=Trigger.choices)
+    custom_event_type = models.CharField(max_length=100, blank=True)
+    # {"min_total": "50", "max_total": …, "skus": […], "product_ids": […], "min_order_count": 1,
+    #  "max_order_count": …, "locales": ["de"], "consent": "required"|"any"}
+    filters = models.JSONField(default=dict, blank=True)
+    entry_policy = models.CharField(max_length=20, choices=EntryPolicy.choices, default=EntryPolicy.ONCE_PER_ORDER)
+    cooldown = models.DurationField(null=True, blank=True)
+    replace_running = models.BooleanField(default=False, help_text="A newer order ends the running instance.")
+    # Event types that end an enrollment, re-checked before every send: "order.placed" (another
+    # order), "order.refunded" / "order.cancelled" (this order), "customer.unsubscribed", custom types.
+    exit_events = models.JSONField(default=list, blank=True)
+    goal_event = models.CharField(max_length=100, blank=True, default="order.paid")
+    attribution_window = models.DurationField(default=dt.timedelta(days=7))
+    holdout_percent = models.PositiveSmallIntegerField(default=0)
+    message_class = models.CharField(max_length=16, choices=MessageClass.choices, default=MessageClass.MARKETING)
+    priority = models.SmallIntegerField(default=0, help_text="Higher wins when messages compete for the cap.")
+    library_key = models.CharField(max_length=64, blank=True, help_text="Set when installed from the library.")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["tenant", "name"], name="journey_tenant_name_uniq"),
+            models.CheckConstraint(condition=Q(holdout_percent__lte=100), name="journey_holdout_percent_lte_100"),
+        ]
+        indexes = [models.Index(fields=["tenant", "status", "trigger"], name="journey_tenant_status_idx")]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Step(TenantModel):
+    class WaitKind(models.TextChoices):
+        AFTER_PREVIOUS = "after_previous"
+        AFTER_ANCHOR = "after_anchor"
+        UNTIL_EVENT = "until_event"
+
+    class Anchor(models.TextChoices):
+        ENROLLED = "enrolled_at"
+        PLACED = "placed_at"
+        PAID = "paid_at"
+        FULFILLED = "fulfilled_at"
+        DELIVERED = "delivered_at"
+
+    class Kind(models.TextChoices):
+        EMAIL = "email"
+        FEEDBACK_REQUEST = "feedback_request"
+        REFERRAL_INVITE = "referral_invite"
+        LOYALTY_INVITE = "loyalty_invite"
+        AWARD_POINTS = "award_points"
+        WEBHOOK = "webhook"
+        CONDITION = "condition"
+        AB_SPLIT = "ab_split"
+
+    journey = models.ForeignKey(Journey, on_delete=models.CASCADE, related_name="steps")
+    position = models.PositiveSmallIntegerField()
+    name = models.CharField(max_length=200, blank=True)
+    wait_kind = models.CharField(max_length=16, choices=WaitKind.choices, default=WaitKind.AFTER_PREVIOUS)
+    wait = models.DurationField(default=dt.timedelta(0))
+    anchor = models.CharField(max_length=16, choices=Anchor.choices, blank=True)
+    wait_event = models.CharField(max_length=100, blank=True)
+    # For anchors that have not happened yet and events that never come: give up after this long.
+    wait_max = models.DurationField(null=True, blank=True)
+    kind = models.CharField(max_length=20, choices=Kind.choices, default=Kind.EMAIL)
+    template = models.ForeignKey(EmailTemplate, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    config = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering = ["position"]
+        constraints = [
+            models.UniqueConstraint(fields=["tenant", "journey", "position"], name="step_journey_position_uniq")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.journey.name} #{self.position} {self.kind}"
+
+
+class Enrollment(TenantModel):
+    """A customer's pass through a journey, or the record of why they were not let in."""
+
+    class State(models.TextChoices):
+        ACTIVE = "active"
+        COMPLETED = "completed"
+        EXITED = "exited"
+        HOLDOUT = "holdout"
+        REJECTED = "rejected"
+
+    journey = models.ForeignKey(Journey, on_delete=models.CASCADE, related_name="enrollments")
+    customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="enrollments")
+    order = models.ForeignKey(Order, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    trigger_event = models.ForeignKey(Event, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    state = models.CharField(max_length=16, choices=State.choices)
+    reason = models.CharField(max_length=300, blank=True)
+    enrolled_at = models.DateTimeField()
+    ended_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            # One decision per (journey, trigger event): handling an event twice is a no-op.
+            models.UniqueConstraint(fields=["tenant", "journey", "trigger_event"], name="enrollment_journey_event_uniq"),
+        ]
+        indexes = [
+            models.Index(fields=["tenant", "journey", "customer", "state"], name="enrollment_customer_idx"),
+            models.Index(fields=["tenant", "customer", "state"], name="enrollment_active_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.customer} in {self.journey} ({self.state})"
+
+
+class Delivery(TenantModel):
+    class State(models.TextChoices):
+        WAITING = "waiting"  # for an anchor or an event; due_at unknown yet
+        PENDING = "pending"
+        DEFERRED = "deferred"  # quiet hours or the frequency cap: due again at due_at
+        CLAIMED = "claimed"
+        SENDING = "sending"
+        SENT = "sent"
+        SKIPPED = "skipped"
+        FAILED = "failed"
+        # Handed to an ESP without an idempotency key, then the worker died before recording
+        # the answer: maybe sent, maybe not. Never resent silently; shown for a person to decide.
+        AMBIGUOUS = "ambiguous"
+
+    CLAIMABLE = (State.PENDING, State.DEFERRED)
+    FINAL = (State.SENT, State.SKIPPED, State.FAILED, State.AMBIGUOUS)
+
+    enrollment = models.ForeignKey(Enrollment, on_delete=models.CASCADE, related_name="deliveries")
+    step = models.ForeignKey(Step, on_delete=models.CASCADE, related_name="deliveries")
+    journey = models.ForeignKey(Journey, on_delete=models.CASCADE, related_name="+")
+    customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="deliveries")
+    message_class = models.CharField(max_length=16, choices=Journey.MessageClass.choices)
+    priority = models.SmallIntegerField(default=0)
+    state = models.CharField(max_length=16, choices=State.choices, default=State.PENDING)
+    reason = models.CharField(max_length=300, blank=True)
+    due_at = models.DateTimeField(null=True, blank=True)
+    waiting_for = models.CharField(max_length=100, blank=True)
+    wait_deadline = models.DateTimeField(null=True, blank=True)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    lease_until = models.DateTimeField(null=True, blank=True)
+    message_id = models.CharField(max_length=255, blank=True)
+    esp_message_id = models.CharField(max_length=255, blank=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+    # Engagement heard back from the ESP.
+    delivered_at = models.DateTimeField(null=True, blank=True)
+    opened_at = models.DateTimeField(null=True, blank=True)
+    clicked_at = models.DateTimeField(null=True, blank=True)
+    bounced_at = models.DateTimeField(null=True, blank=True)
+    complained_at = models.DateTimeField(null=True, blank=True)
+    # Every skip, defer and retry with its reason, oldest first: [{"at", "state", "reason"}].
+    history = models.JSONField(default=list, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["tenant", "enrollment", "step"], name="delivery_enrollment_step_uniq"),
+        ]
+        indexes = [
+            # The dispatcher's claim: due rows only, so the index stays small however long history gets.
+            models.Index(fields=["due_at"], condition=Q(state__in=["pending", "deferred"]), name="delivery_due_idx"),
+            models.Index(fields=["lease_until"], condition=Q(state__in=["claimed", "sending"]),
+                         name="delivery_lease_idx"),
+            models.Index(fields=["tenant", "customer", "sent_at"], name="delivery_customer_sent_idx"),
+            models.Index(fields=["esp_message_id"], condition=~Q(esp_message_id=""), name="delivery_esp_id_idx"),
+            models.Index(fields=["tenant", "enrollment", "waiting_for"], condition=Q(state="waiting"),
+                         name="delivery_waiting_idx"),
+        ]
+        verbose_name_plural = "deliveries"
+
+    def __str__(self) -> str:
+        return f"{self.step} → {self.customer} ({self.state})"

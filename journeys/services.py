@@ -1,0 +1,575 @@
+"""Every write of the journey engine: enroll, schedule, exit, claim, gate, send.
+
+The flow: an event → `journey_handle_event` enrolls matching customers and writes the
+first step's `Delivery` with its `due_at` → the beat-driven dispatcher claims due rows
+with `FOR UPDATE SKIP LOCKED` and hands their ids to send tasks → `delivery_send` moves
+a row claimed → sending → sent (or skipped / deferred, with the reason) and writes the
+next step's row. Each state change is a conditional UPDATE, so a redelivered task, a
+second dispatcher or a reclaimed lease can never send a step twice.
+"""
+
+import dataclasses
+import datetime as dt
+import hashlib
+import logging
+import random
+import zoneinfo
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from django.conf import settings
+from django.db import IntegrityError, connection, transaction
+from django.db.models import F, Q
+
+from lifecycle import clock
+from lifecycle.models import Customer, Event, Order, Tenant
+from lifecycle.services import _advisory_lock
+
+from .models import Delivery, Enrollment, Journey, Step
+
+logger = logging.getLogger(__name__)
+
+TRIGGER_EVENTS = {
+    Journey.Trigger.ORDER_PAID: "order.paid",
+    Journey.Trigger.FIRST_ORDER: "order.paid",
+    Journey.Trigger.REPEAT_ORDER: "order.paid",
+    Journey.Trigger.ORDER_DELIVERED: "order.delivered",
+    Journey.Trigger.ORDER_REFUNDED: "order.refunded",
+    Journey.Trigger.FEEDBACK_NEGATIVE: "feedback.negative",
+    Journey.Trigger.FEEDBACK_POSITIVE: "feedback.positive",
+}
+# Exit events that concern the enrollment's own order, and those that mean "another order".
+ORDER_SCOPED_EXITS = {"order.refunded", "order.cancelled", "order.delivered", "order.fulfilled"}
+ANOTHER_ORDER_EXITS = {"order.placed", "order.paid"}
+ANCHOR_EVENTS = {"paid_at": "order.paid", "fulfilled_at": "order.fulfilled", "delivered_at": "order.delivered"}
+# An anchor that has not happened within this long (no delivery scan, say) lets the step go.
+DEFAULT_ANCHOR_WAIT_MAX = dt.timedelta(days=30)
+
+# How long a claim holds a row before another dispatcher may take it back.
+CLAIM_LEASE = dt.timedelta(minutes=5)
+# A worker holds "sending" this long; past it, the worker died mid-send (see reclaim).
+SEND_LEASE = dt.timedelta(minutes=2)
+# Transient ESP errors (timeouts, 5xx, 429): retried with backoff up to this many attempts.
+MAX_SEND_ATTEMPTS = 6
+# When a higher-priority message for the same customer is due, the lower one waits this long
+# and asks again; by then the higher one is sent and the cap decides.
+YIELD_DELAY = dt.timedelta(minutes=5)
+
+
+def _history(delivery: Delivery, state: str, reason: str, now: dt.datetime) -> list[dict[str, str]]:
+    return [*delivery.history, {"at": now.isoformat(), "state": state, "reason": reason}]
+
+
+# --- reacting to events ---------------------------------------------------------
+
+
+def on_event(event: Event) -> None:
+    """settings.EVENT_HANDLERS entry: release waits, apply exits, enroll. Idempotent per event."""
+    if event.backfill or event.customer_id is None:
+        return
+    _release_waits(event)
+    _apply_exits(event)
+    for journey in _journeys_triggered_by(event):
+        journey_enroll(journey=journey, event=event)
+
+
+def _journeys_triggered_by(event: Event) -> list[Journey]:
+    triggers = [t for t, etype in TRIGGER_EVENTS.items() if etype == event.type]
+    journeys = Journey.objects.for_tenant(event.tenant_id).filter(status=Journey.Status.ACTIVE)
+    return list(journeys.filter(Q(trigger__in=triggers) | Q(trigger=Journey.Trigger.CUSTOM,
+                                                            custom_event_type=event.type)).order_by("-priority", "pk"))
+
+
+def _release_waits(event: Event) -> None:
+    """Deliveries waiting for this event (an anchor such as delivered_at, or 'until event X')."""
+    now = clock.now()
+    waiting = Delivery.objects.for_tenant(event.tenant_id).filter(
+        customer_id=event.customer_id, state__in=[Delivery.State.WAITING, Delivery.State.PENDING],
+        waiting_for=event.type, enrollment__state=Enrollment.State.ACTIVE,
+    ).select_related("step", "enrollment")
+    for delivery in waiting:
+        enrollment = delivery.enrollment
+        if event.type in ANCHOR_EVENTS.values() and event.order_id != enrollment.order_id:
+            continue
+        if delivery.step.wait_kind == Step.WaitKind.AFTER_ANCHOR:
+            due = event.occurred_at + delivery.step.wait
+        else:
+            due = now
+        Delivery.objects.for_tenant(event.tenant_id).filter(pk=delivery.pk, state=delivery.state).update(
+            state=Delivery.State.PENDING, due_at=due, waiting_for="", wait_deadline=None,
+            history=_history(delivery, "pending", f"{event.type} happened", now))
+
+
+def _exit_reason(journey: Journey, enrollment: Enrollment, event: Event) -> str | None:
+    if event.type not in journey.exit_events:
+        return None
+    if event.type in ORDER_SCOPED_EXITS and event.order_id != enrollment.order_id:
+        return None
+    if event.type in ANOTHER_ORDER_EXITS and (event.order_id is None or event.order_id == enrollment.order_id):
+        return None
+    if event.occurred_at < enrollment.enrolled_at and event.type in ANOTHER_ORDER_EXITS:
+        return None
+    return f"exit: {event.type}"
+
+
+def _apply_exits(event: Event) -> None:
+    active = Enrollment.objects.for_tenant(event.tenant_id).filter(
+        customer_id=event.customer_id, state=Enrollment.State.ACTIVE).select_related("journey")
+    for enrollment in active:
+        reason = _exit_reason(enrollment.journey, enrollment, event)
+        if reason:
+            enrollment_exit(enrollment=enrollment, reason=reason)
+
+
+def enrollment_exit(*, enrollment: Enrollment, reason: str) -> bool:
+    """End an active enrollment; its waiting and due deliveries are skipped with the reason."""
+    now = clock.now()
+    with transaction.atomic():
+        ended = Enrollment.objects.for_tenant(enrollment.tenant_id).filter(
+            pk=enrollment.pk, state=Enrollment.State.ACTIVE).update(state=Enrollment.State.EXITED, reason=reason,
+                                                                    ended_at=now)
+        if not ended:
+            return False
+        open_rows = Delivery.objects.for_tenant(enrollment.tenant_id).filter(
+            enrollment=enrollment, state__in=[Delivery.State.WAITING, *Delivery.CLAIMABLE])
+        for delivery in open_rows:
+            Delivery.objects.for_tenant(enrollment.tenant_id).filter(pk=delivery.pk, state=delivery.state).update(
+                state=Delivery.State.SKIPPED, reason=reason, history=_history(delivery, "skipped", reason, now))
+    return True
+
+
+# --- enrolling ------------------------------------------------------------------
+
+
+def _decimal(value: Any) -> Decimal | None:
+    try:
+        return Decimal(str(value))
+    except (InvalidOperation, ValueError):
+        return None
+
+
+def journey_filter_reason(journey: Journey, customer: Customer, order: Order | None) -> str | None:
+    """Why this customer/order does not match the journey's filters, or None when it does."""
+    f = journey.filters or {}
+    if journey.trigger in (Journey.Trigger.FIRST_ORDER, Journey.Trigger.REPEAT_ORDER) and order is not None:
+        earlier = Order.objects.for_tenant(journey.tenant_id).filter(
+            customer=customer, paid_at__isnull=False, paid_at__lt=order.paid_at).exclude(pk=order.pk).exists()
+        if journey.trigger == Journey.Trigger.FIRST_ORDER and earlier:
+            return "filter: not the customer's first order"
+        if journey.trigger == Journey.Trigger.REPEAT_ORDER and not earlier:
+            return "filter: not a repeat order"
+    if order is not None:
+        low, high = _decimal(f.get("min_total")), _decimal(f.get("max_total"))
+        if low is not None and order.total < low:
+            return f"filter: order total {order.total:.2f} is below {low}"
+        if high is not None and order.total > high:
+            return f"filter: order total {order.total:.2f} is above {high}"
+        if f.get("skus") or f.get("product_ids"):
+            lines = order.lines.all()
+            skus = {line.sku for line in lines}
+            products = {line.product_external_id for line in lines}
+            if not (skus & set(f.get("skus") or []) or products & set(f.get("product_ids") or [])):
+                return "filter: the order has none of the chosen products"
+    if f.get("min_order_count") is not None and customer.order_count < int(f["min_order_count"]):
+        return f"filter: {customer.order_count} orders, fewer than {f['min_order_count']}"
+    if f.get("max_order_count") is not None and customer.order_count > int(f["max_order_count"]):
+        return f"filter: {customer.order_count} orders, more than {f['max_order_count']}"
+    locales = f.get("locales") or []
+    if locales and (customer.locale or "").split("-")[0] not in {loc.split("-")[0] for loc in locales}:
+        return f"filter: locale {customer.locale or 'unknown'} is not one of {', '.join(locales)}"
+    if f.get("consent") == "required" and customer.marketing_consent is not True:
+        return "filter: no marketing consent"
+    return None
+
+
+def _entry_reason(journey: Journey, customer: Customer, order: Order | None, now: dt.datetime) -> str | None:
+    previous = Enrollment.objects.for_tenant(journey.tenant_id).filter(journey=journey, customer=customer).exclude(
+        state=Enrollment.State.REJECTED)
+    policy = journey.entry_policy
+    if policy == Journey.EntryPolicy.ONCE_PER_CUSTOMER and previous.exists():
+        return "entry: already went through this journey (once per customer)"
+    if policy == Journey.EntryPolicy.ONCE_PER_ORDER and order is not None and previous.filter(order=order).exists():
+        return "entry: already enrolled for this order"
+    if policy == Journey.EntryPolicy.COOLDOWN:
+        cooldown = journey.cooldown or dt.timedelta(0)
+        if previous.filter(enrolled_at__gt=now - cooldown).exists():
+            return f"entry: enrolled less than {cooldown.days} days ago (cooldown)"
+    if previous.filter(state=Enrollment.State.ACTIVE).exists() and not journey.replace_running:
+        return "entry: already in this journey"
+    return None
+
+
+def in_holdout(journey: Journey, customer_id: int) -> bool:
+    """Deterministic: the same customer is always in or out of a journey's holdout group."""
+    if journey.holdout_percent <= 0:
+        return False
+    digest = hashlib.sha256(f"holdout:{journey.pk}:{customer_id}".encode()).digest()
+    return int.from_bytes(digest[:4], "big") % 100 < journey.holdout_percent
+
+
+def journey_enroll(*, journey: Journey, event: Event) -> Enrollment | None:
+    """Decide whether the event's customer enters the journey, and record the decision.
+
+    One decision per (journey, event), enforced by a unique constraint: handling the same
+    event again returns the first decision. Locks (journey, customer) for the transaction.
+    """
+    customer, order = event.customer, event.order
+    now = clock.now()
+    try:
+        with transaction.atomic():
+            _advisory_lock(journey.tenant_id, f"journey:{journey.pk}", str(customer.pk))
+            existing = Enrollment.objects.for_tenant(journey.tenant_id).filter(journey=journey,
+                                                                                 trigger_event=event).first()
+            if existing:
+                return existing
+            reason = journey_filter_reason(journey, customer, order) or _entry_reason(journey, customer, order, now)
+            base = {"tenant_id": journey.tenant_id, "journey": journey, "customer": customer, "order": order,
+                    "trigger_event": event, "enrolled_at": now}
+            enrollments = Enrollment.objects.for_tenant(journey.tenant_id)
+            if reason:
+                return enrollments.create(**base, state=Enrollment.State.REJECTED, reason=reason, ended_at=now)
+            if in_holdout(journey, customer.pk):
+                return enrollments.create(**base, state=Enrollment.State.HOLDOUT, ended_at=now,
+                                          reason=f"holdout group ({journey.holdout_percent}%): measured, not messaged")
+            if journey.replace_running:
+                for running in enrollments.filter(journey=journey, customer=customer, state=Enrollment.State.ACTIVE):
+                    enrollment_exit(enrollment=running, reason="replaced: a newer order started this journey again")
+            enrollment = enrollments.create(**base, state=Enrollment.State.ACTIVE)
+            first = journey.steps.order_by("position").first()
+            if first is None:
+                Enrollment.objects.for_tenant(journey.tenant_id).filter(pk=enrollment.pk).update(
+                    state=Enrollment.State.COMPLETED, ended_at=now, reason="the journey has no steps")
+            else:
+                schedule_step(enrollment=enrollment, step=first, previous_at=now)
+            return enrollment
+    except IntegrityError:
+        # A concurrent handler of the same event decided first.
+        return Enrollment.objects.for_tenant(journey.tenant_id).filter(journey=journey, trigger_event=event).first()
+
+
+def schedule_step(*, enrollment: Enrollment, step: Step, previous_at: dt.datetime) -> Delivery:
+    """Write the Delivery row for a step: due at a time, or waiting for an anchor or an event."""
+    now = clock.now()
+    journey = enrollment.journey
+    row = Delivery(
+        tenant_id=enrollment.tenant_id, enrollment=enrollment, step=step, journey=journey,
+        customer_id=enrollment.customer_id, message_class=journey.message_class, priority=journey.priority,
+    )
+    if step.wait_kind == Step.WaitKind.AFTER_ANCHOR and step.anchor:
+        anchor_at = enrollment.enrolled_at if step.anchor == Step.Anchor.ENROLLED else (
+            getattr(enrollment.order, step.anchor) if enrollment.order else None)
+        if anchor_at is not None:
+            row.due_at = anchor_at + step.wait
+        else:
+            row.state = Delivery.State.WAITING
+            row.waiting_for = ANCHOR_EVENTS.get(step.anchor, "")
+            row.wait_deadline = now + (step.wait_max or DEFAULT_ANCHOR_WAIT_MAX)
+            row.reason = f"waiting for {step.anchor.removesuffix('_at')}"
+    elif step.wait_kind == Step.WaitKind.UNTIL_EVENT and step.wait_event:
+        happened = Event.objects.for_tenant(enrollment.tenant_id).filter(
+            customer_id=enrollment.customer_id, type=step.wait_event, occurred_at__gte=enrollment.enrolled_at).exists()
+        # "until X, at most N": due at the limit unless X comes first (then _release_waits moves it).
+        row.due_at = now if happened else previous_at + (step.wait_max or step.wait)
+        row.waiting_for = "" if happened else step.wait_event
+    else:
+        row.due_at = previous_at + step.wait
+    row.save()
+    return row
+
+
+# --- claiming -------------------------------------------------------------------
+
+
+def deliveries_claim(*, limit: int, now: dt.datetime | None = None) -> list[int]:
+    """Lease up to `limit` due rows, oldest first. Concurrent dispatchers never get the same row."""
+    now = now or clock.now()
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(
+                """
+                UPDATE journeys_delivery SET state = 'claimed', lease_until = %s, updated_at = %s
+                WHERE id IN (
+                    SELECT id FROM journeys_delivery
+                    WHERE state IN ('pending', 'deferred') AND due_at <= %s
+                    ORDER BY due_at
+                    LIMIT %s
+                    FOR UPDATE SKIP LOCKED
+                )
+                RETURNING id
+                """,
+                [now + CLAIM_LEASE, now, now, limit],
+            )
+            return [row[0] for row in cursor.fetchall()]
+    # SQLite (embedded profile): one writer at a time, so select-then-update is exclusive.
+    with transaction.atomic():
+        ids = list(Delivery.all_tenants.filter(state__in=Delivery.CLAIMABLE, due_at__lte=now)
+                   .order_by("due_at").values_list("pk", flat=True)[:limit])
+        Delivery.all_tenants.filter(pk__in=ids, state__in=Delivery.CLAIMABLE).update(
+            state=Delivery.State.CLAIMED, lease_until=now + CLAIM_LEASE, updated_at=now)
+    return ids
+
+
+def esp_honours_idempotency() -> bool:
+    return bool(getattr(settings, "ESP_HONOURS_IDEMPOTENCY_KEY", False))
+
+
+def deliveries_reclaim(*, now: dt.datetime | None = None) -> dict[str, int]:
+    """Take back expired leases, and let expired waits go.
+
+    - claimed past its lease: the task never ran (lost message, dead worker) → pending again.
+    - sending past its lease: the worker died mid-send. With an ESP that honours our
+      idempotency key, resending is safe → pending. Without one it may or may not have left:
+      → ambiguous, never silently resent nor lost (shown in the admin and the explain view).
+    - waiting past its deadline: the anchor never came → skipped with that reason.
+    """
+    now = now or clock.now()
+    rows = Delivery.all_tenants
+    counts = {
+        "claimed": rows.filter(state=Delivery.State.CLAIMED, lease_until__lt=now).update(
+            state=Delivery.State.PENDING, lease_until=None, updated_at=now),
+    }
+    if esp_honours_idempotency():
+        counts["sending"] = rows.filter(state=Delivery.State.SENDING, lease_until__lt=now).update(
+            state=Delivery.State.PENDING, lease_until=None, updated_at=now, reason="retry after a worker died mid-send")
+    else:
+        counts["sending"] = rows.filter(state=Delivery.State.SENDING, lease_until__lt=now).update(
+            state=Delivery.State.AMBIGUOUS, lease_until=None, updated_at=now,
+            reason="worker died after handing the email to the ESP; it may or may not have been sent")
+    counts["waiting"] = rows.filter(state=Delivery.State.WAITING, wait_deadline__lt=now).update(
+        state=Delivery.State.SKIPPED, updated_at=now, reason="gave up waiting: the anchor never happened")
+    return counts
+
+
+# --- the send gate --------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class GateDecision:
+    action: str  # "send" | "skip" | "defer" | "exit"
+    reason: str = ""
+    until: dt.datetime | None = None
+
+
+def _zone(customer: Customer, tenant: Tenant) -> zoneinfo.ZoneInfo:
+    for name in (customer.time_zone, tenant.time_zone):
+        if name:
+            try:
+                return zoneinfo.ZoneInfo(name)
+            except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+                continue
+    return zoneinfo.ZoneInfo("UTC")
+
+
+def quiet_hours_end(now: dt.datetime, zone: zoneinfo.ZoneInfo, start: dt.time, end: dt.time) -> dt.datetime | None:
+    """If `now` falls in the quiet window in `zone`, when the window ends (UTC); else None.
+
+    The window may wrap midnight (21:00–08:00). Local times are built with zoneinfo, so
+    daylight-saving changes move the window with the clock on the wall.
+    """
+    local = now.astimezone(zone)
+    t = local.timetz().replace(tzinfo=None)
+    if start == end:
+        return None
+    wraps = start > end
+    quiet = (t >= start or t < end) if wraps else (start <= t < end)
+    if not quiet:
+        return None
+    day = local.date() + dt.timedelta(days=1) if (wraps and t >= start) else local.date()
+    wall = dt.datetime.combine(day, end)
+    # Resolve the wall time in the zone; a time inside a DST gap is pushed past the gap.
+    candidate = wall.replace(tzinfo=zone)
+    roundtrip = candidate.astimezone(dt.UTC).astimezone(zone).replace(tzinfo=None)
+    if roundtrip != wall:
+        candidate = (wall + dt.timedelta(hours=1)).replace(tzinfo=zone)
+    return candidate.astimezone(dt.UTC)
+
+
+def gate_check(delivery: Delivery, now: dt.datetime) -> GateDecision:
+    """May this delivery go out now? The one place every rule is checked, for every journey."""
+    customer, tenant, enrollment, journey = delivery.customer, delivery.customer.tenant, delivery.enrollment, delivery.journey
+    if enrollment.state != Enrollment.State.ACTIVE:
+        return GateDecision("skip", f"enrollment {enrollment.state}: {enrollment.reason}".rstrip(": "))
+    if journey.status != Journey.Status.ACTIVE:
+        if journey.status == Journey.Status.PAUSED:
+            return GateDecision("defer", "journey paused", now + dt.timedelta(hours=1))
+        return GateDecision("exit", f"journey {journey.status}")
+    exits = Event.objects.for_tenant(delivery.tenant_id).filter(
+        customer_id=customer.pk, type__in=journey.exit_events or [], occurred_at__gte=enrollment.enrolled_at,
+        backfill=False)
+    for event in exits:
+        reason = _exit_reason(journey, enrollment, event)
+        if reason:
+            return GateDecision("exit", reason)
+    if customer.erased_at:
+        return GateDecision("skip", "customer erased")
+    if not customer.email:
+        return GateDecision("skip", "no email address")
+    if customer.suppressed_at:
+        return GateDecision("skip", f"address suppressed ({customer.suppression_reason or 'bounce or complaint'})")
+    marketing = delivery.message_class == Journey.MessageClass.MARKETING
+    if marketing and customer.unsubscribed_at:
+        return GateDecision("skip", "unsubscribed from marketing email")
+    if marketing and customer.marketing_consent is not True:
+        return GateDecision("skip", "no marketing consent")
+    quiet_until = quiet_hours_end(now, _zone(customer, tenant), tenant.quiet_hours_start, tenant.quiet_hours_end)
+    if quiet_until:
+        return GateDecision("defer", "quiet hours in the customer's time zone", quiet_until)
+    if marketing:
+        cap = dt.timedelta(hours=tenant.frequency_cap_hours)
+        last_sent = (Delivery.objects.for_tenant(delivery.tenant_id)
+                     .filter(customer_id=customer.pk, message_class=Journey.MessageClass.MARKETING,
+                             state=Delivery.State.SENT, sent_at__gt=now - cap)
+                     .exclude(pk=delivery.pk).order_by("-sent_at").values_list("sent_at", flat=True).first())
+        if last_sent:
+            return GateDecision("defer", f"frequency cap: one marketing email per {tenant.frequency_cap_hours} h",
+                                last_sent + cap)
+        rival = (Delivery.objects.for_tenant(delivery.tenant_id)
+                 .filter(customer_id=customer.pk, message_class=Journey.MessageClass.MARKETING,
+                         state__in=[*Delivery.CLAIMABLE, Delivery.State.CLAIMED, Delivery.State.SENDING],
+                         due_at__lte=now, priority__gt=delivery.priority)
+                 .exclude(pk=delivery.pk).select_related("journey").first())
+        if rival:
+            return GateDecision("defer", f"frequency cap: '{rival.journey.name}' has priority", now + YIELD_DELAY)
+    return GateDecision("send")
+
+
+# --- sending --------------------------------------------------------------------
+
+
+def _begin_sending(delivery_id: int, now: dt.datetime) -> bool:
+    return bool(Delivery.all_tenants.filter(pk=delivery_id, state=Delivery.State.CLAIMED).update(
+        state=Delivery.State.SENDING, lease_until=now + SEND_LEASE, attempts=F("attempts") + 1, updated_at=now))
+
+
+def _finish(delivery: Delivery, now: dt.datetime, **fields: Any) -> bool:
+    state = fields["state"]
+    fields.setdefault("reason", "")
+    fields["history"] = _history(delivery, state, fields["reason"], now)
+    return bool(Delivery.objects.for_tenant(delivery.tenant_id).filter(
+        pk=delivery.pk, state=Delivery.State.SENDING).update(lease_until=None, updated_at=now, **fields))
+
+
+def _next_step(delivery: Delivery) -> Step | None:
+    step = delivery.step
+    steps = delivery.journey.steps.order_by("position")
+    if step.kind == Step.Kind.CONDITION:
+        target = step.config.get("then" if condition_holds(step.config, delivery) else "else")
+        return steps.filter(position=target).first() if target is not None else None
+    if step.kind == Step.Kind.AB_SPLIT:
+        variants = step.config.get("variants") or []
+        if variants:
+            rng = random.Random(f"ab:{step.pk}:{delivery.customer_id}")  # noqa: S311 - assignment, not security
+            pick = rng.choices(variants, weights=[v.get("weight", 1) for v in variants])[0]
+            return steps.filter(position=pick.get("step")).first()
+    return steps.filter(position__gt=step.position).first()
+
+
+def condition_holds(config: dict[str, Any], delivery: Delivery) -> bool:
+    """A yes/no split on a customer fact: {"field": "order_count", "op": ">=", "value": 2}."""
+    customer = delivery.customer
+    customer.refresh_from_db(fields=["order_count", "total_spent", "marketing_consent", "locale", "last_order_at"])
+    facts: dict[str, Any] = {
+        "order_count": customer.order_count,
+        "total_spent": customer.total_spent,
+        "marketing_consent": customer.marketing_consent,
+        "locale": customer.locale,
+        "ordered_since_enrollment": bool(customer.last_order_at and customer.last_order_at > delivery.enrollment.enrolled_at),
+    }
+    left, right, op = facts.get(config.get("field", "")), config.get("value"), config.get("op", "==")
+    if isinstance(left, Decimal):
+        right = _decimal(right)
+    try:
+        return {"==": left == right, "!=": left != right, ">": left > right, ">=": left >= right,
+                "<": left < right, "<=": left <= right}[op]
+    except (TypeError, KeyError):
+        return False
+
+
+def _advance(delivery: Delivery, now: dt.datetime) -> None:
+    """Write the next step's row, or complete the enrollment."""
+    nxt = _next_step(delivery)
+    if nxt is None:
+        Enrollment.objects.for_tenant(delivery.tenant_id).filter(
+            pk=delivery.enrollment_id, state=Enrollment.State.ACTIVE).update(
+            state=Enrollment.State.COMPLETED, ended_at=now, reason="all steps done")
+        return
+    try:
+        with transaction.atomic():
+            schedule_step(enrollment=delivery.enrollment, step=nxt, previous_at=now)
+    except IntegrityError:
+        pass  # already scheduled (a branch back to an earlier step never repeats one)
+
+
+def delivery_send(*, delivery_id: int, send_email=None) -> str:
+    """Send one claimed delivery, at most once. Returns the final state (or "" when not ours).
+
+    claimed → sending is a conditional UPDATE: a duplicate task finds the row already taken
+    and does nothing. The gate decides skip / defer / send; the email goes out outside any
+    transaction, then the row is marked sent with the ESP's id and the next step is written.
+    """
+    from .sending import send_delivery_email
+
+    send_email = send_email or send_delivery_email
+    now = clock.now()
+    if not _begin_sending(delivery_id, now):
+        return ""
+    delivery = (Delivery.all_tenants.select_related("customer__tenant", "enrollment__order", "step__template",
+                                                    "journey").get(pk=delivery_id))
+    decision = gate_check(delivery, now)
+    if decision.action == "exit":
+        enrollment_exit(enrollment=delivery.enrollment, reason=decision.reason)
+        _finish(delivery, now, state=Delivery.State.SKIPPED, reason=decision.reason)
+        return Delivery.State.SKIPPED
+    if decision.action == "defer":
+        _finish(delivery, now, state=Delivery.State.DEFERRED, reason=decision.reason, due_at=decision.until)
+        return Delivery.State.DEFERRED
+    if decision.action == "skip":
+        with transaction.atomic():
+            _finish(delivery, now, state=Delivery.State.SKIPPED, reason=decision.reason)
+            if delivery.enrollment.state == Enrollment.State.ACTIVE:
+                _advance(delivery, now)
+        return Delivery.State.SKIPPED
+    if delivery.step.kind in (Step.Kind.CONDITION, Step.Kind.AB_SPLIT):
+        with transaction.atomic():
+            _finish(delivery, now, state=Delivery.State.SENT, reason="branch evaluated", sent_at=now)
+            _advance(delivery, now)
+        return Delivery.State.SENT
+    if delivery.step.kind != Step.Kind.EMAIL or delivery.step.template_id is None:
+        with transaction.atomic():
+            reason = f"step kind '{delivery.step.kind}' has nothing to send yet" if delivery.step.kind != Step.Kind.EMAIL \
+                else "the step has no email template"
+            _finish(delivery, now, state=Delivery.State.SKIPPED, reason=reason)
+            _advance(delivery, now)
+        return Delivery.State.SKIPPED
+    try:
+        result = send_email(delivery)
+    except Exception as exc:  # noqa: BLE001 - every failure is recorded on the row
+        return _record_failure(delivery, exc, now)
+    with transaction.atomic():
+        _finish(delivery, clock.now(), state=Delivery.State.SENT, sent_at=clock.now(),
+                message_id=result.message_id, esp_message_id=result.esp_message_id or result.message_id)
+        _advance(delivery, clock.now())
+    return Delivery.State.SENT
+
+
+def _is_transient(exc: Exception) -> bool:
+    from anymail.exceptions import AnymailAPIError, AnymailRecipientsRefused
+
+    if isinstance(exc, AnymailRecipientsRefused):
+        return False
+    if isinstance(exc, AnymailAPIError):
+        status = getattr(exc, "status_code", None)
+        return status is None or status == 429 or status >= 500
+    return isinstance(exc, ConnectionError | TimeoutError | OSError)
+
+
+def _record_failure(delivery: Delivery, exc: Exception, now: dt.datetime) -> str:
+    attempts = delivery.attempts  # already counts this attempt (_begin_sending)
+    reason = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:300]
+    if _is_transient(exc) and attempts < MAX_SEND_ATTEMPTS:
+        backoff = dt.timedelta(seconds=min(3600, 30 * 2 ** (attempts - 1)))
+        _finish(delivery, now, state=Delivery.State.PENDING, reason=f"retrying: {reason}", due_at=now + backoff)
+        return Delivery.State.PENDING
+    logger.warning("delivery %s failed: %s", delivery.pk, reason)
+    _finish(delivery, now, state=Delivery.State.FAILED, reason=reason)
+    return Delivery.State.FAILED

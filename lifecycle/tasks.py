@@ -1,0 +1,14 @@
+from celery import shared_task
+
+from .events import BATCH_SIZE, events_process_pending
+
+
+@shared_task(name="lifecycle.process_events", ignore_result=True)
+def process_events() -> int:
+    """Drain the event outbox (beat, every few seconds). Safe to run on many workers at once."""
+    total = 0
+    while True:
+        taken = events_process_pending()
+        total += taken
+        if taken < BATCH_SIZE:
+            return total
