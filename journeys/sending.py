@@ -8,6 +8,7 @@ its CSS inlined (css-inline) and a text part is always sent alongside.
 
 import dataclasses
 import functools
+import html
 import re
 from typing import Any
 from urllib.parse import quote, urlsplit
@@ -31,10 +32,14 @@ ALLOWED_ATTRIBUTES = {"a": {"href", "title", "class"}, "img": {"src", "alt", "wi
 BRAND_COLOR = "#7a4b2a"
 
 
+class SandboxEngine(Engine):
+    default_builtins = ["journeys.template_library"]
+
+
 @functools.cache
 def sandbox() -> Engine:
-    """A template engine that knows no files and no tag libraries beyond the built-ins."""
-    return Engine(dirs=[], app_dirs=False, loaders=[], libraries={}, autoescape=True, string_if_invalid="")
+    """A template engine that knows no files, no {% load %}, and only journeys.template_library."""
+    return SandboxEngine(dirs=[], app_dirs=False, loaders=[], libraries={}, autoescape=True, string_if_invalid="")
 
 
 def render_fragment(source: str, context: dict[str, Any]) -> str:
@@ -77,13 +82,12 @@ def email_context(delivery: Delivery) -> dict[str, Any]:
     return context
 
 
-def html_to_text(html: str) -> str:
-    text = re.sub(r'<a [^>]*href="([^"]+)"[^>]*>(.*?)</a>', r"\2 (\1)", html, flags=re.S)
+def html_to_text(markup: str) -> str:
+    text = re.sub(r'<a [^>]*href="([^"]+)"[^>]*>(.*?)</a>', r"\2 (\1)", markup, flags=re.S)
     text = re.sub(r"<br\s*/?>", "\n", text)
     text = re.sub(r"</(p|h[1-3]|li|tr|div|blockquote)>", "\n\n", text)
     text = re.sub(r"<li[^>]*>", "- ", text)
-    text = nh3.clean(text, tags=set())
-    text = text.replace("&amp;", "&").replace("&lt;", "<").replace("&gt;", ">").replace("&quot;", '"')
+    text = html.unescape(nh3.clean(text, tags=set())).replace("\xa0", " ")
     return re.sub(r"\n{3,}", "\n\n", text).strip()
 
 

@@ -19,6 +19,9 @@ class Command(BaseCommand):
     def handle(self, *args, port, no_worker, **options):
         if not settings.EMBEDDED:
             raise CommandError("serve_embedded is for LIFECYCLE_PROFILE=embedded; use docker compose for production")
+        if "PUBLIC_BASE_URL" not in os.environ:
+            # Links in the demo's emails must point at this server, whatever its port.
+            settings.PUBLIC_BASE_URL = os.environ["PUBLIC_BASE_URL"] = f"http://127.0.0.1:{port}"
         call_command("migrate", interactive=False, verbosity=0)
         self.stdout.write(f"Database ready: {settings.DATABASES['default']['NAME']}")
         call_command("seed_demo")
