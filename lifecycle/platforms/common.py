@@ -1,0 +1,145 @@
+"""Parsing that Shopify and WooCommerce payloads share. Pure: no database, no clock."""
+
+import base64
+import datetime as dt
+import hashlib
+import hmac
+import json
+from collections.abc import Iterable
+from decimal import Decimal
+from typing import Any
+
+import pydantic
+
+from ..money import to_decimal
+from ..schemas import NormalizedEmail
+
+
+class PayloadError(ValueError):
+    """A signed payload we cannot map. The message is stored on the delivery, for people."""
+
+
+def hmac_sha256_base64(secret: bytes, body: bytes) -> str:
+    """What both platforms send: base64(HMAC-SHA256(secret, raw body))."""
+    return base64.b64encode(hmac.new(secret, body, hashlib.sha256).digest()).decode()
+
+
+def signature_matches(body: bytes, signature: str, secrets: Iterable[bytes]) -> bool:
+    """True if `signature` is the base64 HMAC of the exact `body` bytes under any secret.
+
+    Every secret is tried (no early exit) and each compare is constant-time, so the
+    answer's timing says nothing about which secret, or which bytes, were close.
+    """
+    given = signature.strip().encode()
+    matched = False
+    for secret in secrets:
+        matched |= hmac.compare_digest(hmac_sha256_base64(secret, body).encode(), given)
+    return matched
+
+
+def parse_json_object(body: bytes) -> dict[str, Any]:
+    """The body as a JSON object; numbers with a fraction become Decimal, never float."""
+    try:
+        payload = json.loads(body, parse_float=Decimal)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise PayloadError(f"the body is not valid JSON: {exc}") from exc
+    except RecursionError as exc:
+        raise PayloadError("the body is JSON nested too deeply") from exc
+    if not isinstance(payload, dict):
+        raise PayloadError(f"the body is JSON but not an object (got {type(payload).__name__})")
+    return payload
+
+
+def unwrap(payload: dict[str, Any], resource: str) -> dict[str, Any]:
+    """Webhooks send the resource at top level; the REST API wraps it as {"refund": {...}}.
+    Accept both, so a payload fetched by hand during reconciliation maps the same way."""
+    inner = payload.get(resource)
+    if len(payload) == 1 and isinstance(inner, dict):
+        return inner
+    return payload
+
+
+def obj(value: Any) -> dict[str, Any]:
+    """A nested object, or {} when the platform sent null or left it out."""
+    return value if isinstance(value, dict) else {}
+
+
+def items(value: Any) -> list[dict[str, Any]]:
+    """A list of objects, or [] when the platform sent null or left it out."""
+    return [item for item in value if isinstance(item, dict)] if isinstance(value, list) else []
+
+
+def text(value: Any, max_length: int) -> str:
+    """A string field clipped to our column, "" for null. Clipping a title or a note is
+    better than refusing the whole order over it."""
+    if value is None:
+        return ""
+    return str(value).strip()[:max_length]
+
+
+def external_id(value: Any) -> str | None:
+    """Platform ids are 64-bit integers: kept as strings, never through float or JS."""
+    if value is None or isinstance(value, bool) or value == "" or value == 0:
+        return None
+    if isinstance(value, int | str):
+        return str(value).strip() or None
+    raise PayloadError(f"id {value!r} is not an integer or a string")
+
+
+def money(value: Any, field: str) -> Decimal:
+    """A money amount from a decimal string (or a JSON number, parsed as Decimal)."""
+    try:
+        return to_decimal(value)
+    except ValueError as exc:
+        raise PayloadError(f"{field} {value!r} is not a decimal amount") from exc
+
+
+def when(value: Any, field: str, *, naive_is_utc: bool = False) -> dt.datetime | None:
+    """An aware datetime from ISO 8601, None for null/empty.
+
+    WooCommerce's `*_gmt` fields are UTC without a `Z` (`naive_is_utc`); Shopify always
+    sends an offset, so a naive Shopify time is refused rather than guessed.
+    """
+    if value in (None, ""):
+        return None
+    if not isinstance(value, str):
+        raise PayloadError(f"{field} {value!r} is not an ISO 8601 date-time")
+    try:
+        parsed = dt.datetime.fromisoformat(value.strip())
+    except ValueError as exc:
+        raise PayloadError(f"{field} {value!r} is not an ISO 8601 date-time") from exc
+    if parsed.tzinfo is None:
+        if not naive_is_utc:
+            raise PayloadError(f"{field} {value!r} has no UTC offset")
+        parsed = parsed.replace(tzinfo=dt.UTC)
+    return parsed
+
+
+_email = pydantic.TypeAdapter(NormalizedEmail)
+
+
+def email_or_none(*candidates: Any) -> str | None:
+    """The first candidate that is a valid address, normalized.
+
+    An invalid address is dropped, not fatal: losing the order over a typo in an email
+    would lose more than it protects (the customer can still be matched by id).
+    """
+    for candidate in candidates:
+        if isinstance(candidate, str) and candidate.strip():
+            try:
+                return _email.validate_python(candidate.strip())
+            except pydantic.ValidationError:
+                continue
+    return None
+
+
+def quantity(value: Any, field: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int | str | Decimal):
+        raise PayloadError(f"{field} {value!r} is not a whole number")
+    try:
+        number = Decimal(str(value))
+    except ArithmeticError as exc:
+        raise PayloadError(f"{field} {value!r} is not a whole number") from exc
+    if number != number.to_integral_value():
+        raise PayloadError(f"{field} {value!r} is not a whole number")
+    return int(number)
