@@ -2,6 +2,8 @@ from django.contrib import admin
 from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView
 
+from journeys.api_explain import CustomerJourneysView
+
 from . import pages, webhooks
 from .api import views as api
 
@@ -21,6 +23,8 @@ api_v1 = [
     re_path(rf"^orders/(?P<external_id>[^/]+)/refunds{S}$", api.OrderRefundsView.as_view(), name="order-refunds"),
     re_path(rf"^customers{S}$", api.CustomerListView.as_view(), name="customers"),
     re_path(rf"^customers/(?P<external_id>[^/]+){S}$", api.CustomerDetailView.as_view(), name="customer-detail"),
+    re_path(rf"^customers/(?P<external_id>[^/]+)/journeys{S}$", CustomerJourneysView.as_view(),
+            name="customer-journeys"),
     re_path(rf"^events{S}$", api.EventsView.as_view(), name="events"),
 ]
 
@@ -28,6 +32,8 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/v1/", include((api_v1, "api"), namespace="v1")),
     path("u/<str:token>", pages.unsubscribe, name="unsubscribe"),
+    # ESP tracking webhooks (e.g. /anymail/postmark/tracking/), handled by journeys.tracking.
+    path("anymail/", include("anymail.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularRedocView.as_view(url_name="schema"), name="api-docs"),
     re_path(rf"^webhooks/shopify{S}$", webhooks.shopify, name="webhook-shopify"),

@@ -22,6 +22,7 @@ OBJECT_ROUTES = {
     "v1:order-refunds": [("post", "/api/v1/orders/{order}/refunds", {"external_id": "r", "amount": "1.00"})],
     "v1:customer-detail": [("get", "/api/v1/customers/{customer}", None),
                            ("delete", "/api/v1/customers/{customer}", None)],
+    "v1:customer-journeys": [("get", "/api/v1/customers/{customer}/journeys", None)],
 }
 # Routes that name no object: they act on the caller's own tenant. Checked below one by one.
 COLLECTION_ROUTES = {"v1:ping", "v1:orders", "v1:orders-bulk", "v1:customers", "v1:events"}
