@@ -33,7 +33,6 @@ from .helpers import make_journey
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
 ROOT = Path(__file__).resolve().parents[2]
-BROKER_DB = 14  # not the cache's db: the tests flush that one between tests
 
 
 class Inbox:
@@ -67,10 +66,28 @@ def smtp():
 
 
 @pytest.fixture
-def worker(smtp, tmp_path):
+def broker(tmp_path):
+    """A Redis server of this test's own: no other run's beat or worker can share its queues."""
+    port = free_port()
+    server = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                               "--appendonly", "no", "--dir", str(tmp_path)], stdout=subprocess.DEVNULL)
+    url = f"redis://127.0.0.1:{port}/0"
+    wait_for(lambda: _pings(url), 10, "the test's Redis server")
+    yield url
+    server.terminate()
+    server.wait(timeout=10)
+
+
+def _pings(url: str) -> bool:
+    try:
+        return redis.Redis.from_url(url).ping()
+    except redis.ConnectionError:
+        return False
+
+
+@pytest.fixture
+def worker(smtp, broker, tmp_path):
     _, port = smtp
-    broker = f"redis://127.0.0.1:6379/{BROKER_DB}"
-    redis.Redis.from_url(broker).flushdb()
     db = connection.settings_dict
     env = {
         **os.environ,
