@@ -170,9 +170,10 @@ def _customer_effects(customer: Customer, heard: Heard) -> str:
         customer_suppress(customer=customer, reason="bounce")
         return "hard bounce: address suppressed"
     if heard.event_type == "complained":
-        customer_suppress(customer=customer, reason="complaint")
+        # A complaint is about this store's marketing: it ends that, at once, but order
+        # updates (transactional) still reach the customer. Hard bounces suppress everything.
         customer_unsubscribe(customer=customer, detail=detail)
-        return "complaint: address suppressed and unsubscribed from marketing"
+        return "complaint: unsubscribed from marketing"
     if heard.event_type == "unsubscribed":
         customer_unsubscribe(customer=customer, detail=detail)
         return "unsubscribed from marketing"

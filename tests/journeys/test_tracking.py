@@ -288,25 +288,25 @@ def test_a_bounce_of_an_address_the_customer_no_longer_has_does_not_suppress_the
     assert bounced.data["effect"] == "hard bounce of an address the customer no longer has: not suppressed"
 
 
-def test_a_complaint_suppresses_and_stops_marketing(sent, tenant):
+def test_a_complaint_stops_marketing_but_not_transactional_email(sent, tenant):
     last_event = Event.objects.for_tenant(tenant).order_by("-pk").values_list("pk", flat=True)[0]
 
     assert postmark(pm_complaint(sent)).status_code == 200
 
     customer = Customer.objects.for_tenant(tenant).get()
-    assert customer.suppression_reason == "complaint"
+    assert (customer.suppressed_at, customer.suppression_reason) == (None, "")
     assert customer.unsubscribed_at is not None and customer.marketing_consent is False
     assert customer.consent_source == "unsubscribe"
     sent.refresh_from_db()
     assert (sent.state, sent.complained_at) == ("sent", at("2026-11-24T10:28:50.396393+00:00"))
     types = list(Event.objects.for_tenant(tenant).filter(pk__gt=last_event).order_by("pk")
                  .values_list("type", flat=True))
-    assert types == ["customer.suppressed", "customer.unsubscribed", "email.complained"]
+    assert types == ["customer.unsubscribed", "email.complained"]
     unsubscribed = Event.objects.for_tenant(tenant).get(type="customer.unsubscribed")
     assert unsubscribed.data == {"source": "unsubscribe", "detail": "Postmark complained"}
 
     assert send_due(SENT_AT + dt.timedelta(days=6)) == ["skipped"]
-    assert Delivery.objects.for_tenant(tenant).exclude(pk=sent.pk).get().reason == "address suppressed (complaint)"
+    assert Delivery.objects.for_tenant(tenant).exclude(pk=sent.pk).get().reason == "unsubscribed from marketing email"
     assert len(mail.outbox) == 1
 
 
@@ -431,7 +431,7 @@ def test_mailgun_replays_with_a_new_signature_are_recorded_once(mg_sent, tenant)
 
     assert snapshot(tenant) == before
     customer = Customer.objects.for_tenant(tenant).get()
-    assert customer.suppression_reason == "complaint" and customer.unsubscribed_at is not None
+    assert customer.suppressed_at is None and customer.unsubscribed_at is not None
 
 
 def test_mailgun_temporary_failure_is_a_deferral(mg_sent, tenant):
