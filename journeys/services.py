@@ -45,15 +45,25 @@ ANCHOR_EVENTS = {"paid_at": "order.paid", "fulfilled_at": "order.fulfilled", "de
 # An anchor that has not happened within this long (no delivery scan, say) lets the step go.
 DEFAULT_ANCHOR_WAIT_MAX = dt.timedelta(days=30)
 
-# How long a claim holds a row before another dispatcher may take it back.
+# How long a claim holds a row before another dispatcher may take it back
+# (settings.DELIVERY_CLAIM_LEASE_SECONDS overrides it).
 CLAIM_LEASE = dt.timedelta(minutes=5)
-# A worker holds "sending" this long; past it, the worker died mid-send (see reclaim).
+# A worker holds "sending" this long; past it, the worker died mid-send (see reclaim;
+# settings.DELIVERY_SEND_LEASE_SECONDS overrides it).
 SEND_LEASE = dt.timedelta(minutes=2)
 # Transient ESP errors (timeouts, 5xx, 429): retried with backoff up to this many attempts.
 MAX_SEND_ATTEMPTS = 6
 # When a higher-priority message for the same customer is due, the lower one waits this long
 # and asks again; by then the higher one is sent and the cap decides.
 YIELD_DELAY = dt.timedelta(minutes=5)
+
+
+def claim_lease() -> dt.timedelta:
+    return dt.timedelta(seconds=getattr(settings, "DELIVERY_CLAIM_LEASE_SECONDS", CLAIM_LEASE.total_seconds()))
+
+
+def send_lease() -> dt.timedelta:
+    return dt.timedelta(seconds=getattr(settings, "DELIVERY_SEND_LEASE_SECONDS", SEND_LEASE.total_seconds()))
 
 
 def _history(delivery: Delivery, state: str, reason: str, now: dt.datetime) -> list[dict[str, str]]:
@@ -297,7 +307,7 @@ def deliveries_claim(*, limit: int, now: dt.datetime | None = None) -> list[int]
                 )
                 RETURNING id
                 """,
-                [now + CLAIM_LEASE, now, now, limit],
+                [now + claim_lease(), now, now, limit],
             )
             return [row[0] for row in cursor.fetchall()]
     # SQLite (embedded profile): one writer at a time, so select-then-update is exclusive.
@@ -305,7 +315,7 @@ def deliveries_claim(*, limit: int, now: dt.datetime | None = None) -> list[int]
         ids = list(Delivery.all_tenants.filter(state__in=Delivery.CLAIMABLE, due_at__lte=now)
                    .order_by("due_at").values_list("pk", flat=True)[:limit])
         Delivery.all_tenants.filter(pk__in=ids, state__in=Delivery.CLAIMABLE).update(
-            state=Delivery.State.CLAIMED, lease_until=now + CLAIM_LEASE, updated_at=now)
+            state=Delivery.State.CLAIMED, lease_until=now + claim_lease(), updated_at=now)
     return ids
 
 
@@ -438,7 +448,7 @@ def gate_check(delivery: Delivery, now: dt.datetime) -> GateDecision:
 
 def _begin_sending(delivery_id: int, now: dt.datetime) -> bool:
     return bool(Delivery.all_tenants.filter(pk=delivery_id, state=Delivery.State.CLAIMED).update(
-        state=Delivery.State.SENDING, lease_until=now + SEND_LEASE, attempts=F("attempts") + 1, updated_at=now))
+        state=Delivery.State.SENDING, lease_until=now + send_lease(), attempts=F("attempts") + 1, updated_at=now))
 
 
 def _finish(delivery: Delivery, now: dt.datetime, **fields: Any) -> bool:

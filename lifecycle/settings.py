@@ -174,6 +174,13 @@ EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
 EMAIL_TIMEOUT = 10
 DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL", "hello@lifecycle.localhost")
 SERVER_EMAIL = DEFAULT_FROM_EMAIL
+# Does the ESP honour our idempotency key (the deterministic Message-ID)? Then a send interrupted
+# by a dead worker is retried; otherwise it is marked ambiguous, never resent (journeys/services.py).
+ESP_HONOURS_IDEMPOTENCY_KEY = env_bool("ESP_HONOURS_IDEMPOTENCY_KEY", False)
+# The dispatcher's leases: a claimed delivery not started within the first is claimable again; one
+# still "sending" after the second was interrupted by a dead worker (retried or marked ambiguous).
+DELIVERY_CLAIM_LEASE_SECONDS = int(env("DELIVERY_CLAIM_LEASE_SECONDS", "300"))
+DELIVERY_SEND_LEASE_SECONDS = int(env("DELIVERY_SEND_LEASE_SECONDS", "120"))
 
 # --- Secrets at rest ------------------------------------------------------------
 # Webhook signing secrets must be readable to verify HMACs, so they are encrypted with
