@@ -2,6 +2,7 @@ from django.contrib import admin
 from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView
 
+from journeys.api import JourneyDetailView, JourneysView
 from journeys.api_explain import CustomerJourneysView
 
 from . import pages, webhooks
@@ -26,6 +27,8 @@ api_v1 = [
     re_path(rf"^customers/(?P<external_id>[^/]+)/journeys{S}$", CustomerJourneysView.as_view(),
             name="customer-journeys"),
     re_path(rf"^events{S}$", api.EventsView.as_view(), name="events"),
+    re_path(rf"^journeys{S}$", JourneysView.as_view(), name="journeys"),
+    re_path(rf"^journeys/(?P<journey_id>[^/]+){S}$", JourneyDetailView.as_view(), name="journey-detail"),
 ]
 
 urlpatterns = [

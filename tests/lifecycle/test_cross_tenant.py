@@ -8,6 +8,7 @@ import json
 import pytest
 from django.urls import URLPattern, URLResolver, get_resolver
 
+from journeys.models import EmailTemplate, Journey, Step
 from lifecycle.models import Customer, Event, Order, Refund
 from tests.factories import order_payload
 
@@ -22,10 +23,14 @@ OBJECT_ROUTES = {
     "v1:order-refunds": [("post", "/api/v1/orders/{order}/refunds", {"external_id": "r", "amount": "1.00"})],
     "v1:customer-detail": [("get", "/api/v1/customers/{customer}", None),
                            ("delete", "/api/v1/customers/{customer}", None)],
+    "v1:journey-detail": [("get", "/api/v1/journeys/{journey}", None)],
     "v1:customer-journeys": [("get", "/api/v1/customers/{customer}/journeys", None)],
 }
 # Routes that name no object: they act on the caller's own tenant. Checked below one by one.
-COLLECTION_ROUTES = {"v1:ping", "v1:orders", "v1:orders-bulk", "v1:customers", "v1:events"}
+COLLECTION_ROUTES = {"v1:ping", "v1:orders", "v1:orders-bulk", "v1:customers", "v1:events", "v1:journeys"}
+MISSING_JOURNEY = "999999999"
+A_JOURNEY = {"name": "Welcome", "trigger": "order_paid",
+             "steps": [{"position": 1, "wait": "P1D", "template": {"subject": "Hi {{ first_name }}", "body": "<p>Hi</p>"}}]}
 
 
 def api_route_names() -> set[str]:
@@ -48,6 +53,8 @@ def snapshot(tenant) -> str:
         "customers": list(Customer.objects.for_tenant(tenant).order_by("pk").values()),
         "refunds": list(Refund.objects.for_tenant(tenant).order_by("pk").values()),
         "events": Event.objects.for_tenant(tenant).count(),
+        "journeys": [list(model.objects.for_tenant(tenant).order_by("pk").values())
+                     for model in (Journey, Step, EmailTemplate)],
     }
     return json.dumps(rows, default=str, sort_keys=True)
 
@@ -55,7 +62,8 @@ def snapshot(tenant) -> str:
 @pytest.fixture
 def a_objects(api, tenant):
     api.post("/api/v1/orders", order_payload(external_id="A-1", customer={"external_id": "A-C", "email": "a@a-store.example.com"}))
-    return {"order": "A-1", "customer": "A-C"}
+    journey = api.post("/api/v1/journeys", A_JOURNEY).json()["id"]
+    return {"order": "A-1", "customer": "A-C", "journey": journey}
 
 
 def test_every_api_route_is_covered():
@@ -67,7 +75,7 @@ def test_other_tenant_gets_404_on_every_object_route(route, a_objects, tenant, o
     before = snapshot(tenant)
     for method, template, body in OBJECT_ROUTES[route]:
         path = template.format(**a_objects)
-        missing_path = template.format(order="no-such-order", customer="no-such-customer")
+        missing_path = template.format(order="no-such-order", customer="no-such-customer", journey=MISSING_JOURNEY)
         if method == "get":
             response, missing = other_api.get(path), other_api.get(missing_path)
         elif method == "delete":
@@ -78,10 +86,11 @@ def test_other_tenant_gets_404_on_every_object_route(route, a_objects, tenant, o
         assert response.status_code == 404, (route, method, response.content)
         # "Someone else's" and "missing" are indistinguishable.
         assert response.json() == json.loads(missing.content.replace(b"no-such-order", b"A-1")
-                                              .replace(b"no-such-customer", b"A-C"))
+                                              .replace(b"no-such-customer", b"A-C")
+                                              .replace(MISSING_JOURNEY.encode(), str(a_objects["journey"]).encode()))
     assert snapshot(tenant) == before
     assert snapshot(other_tenant) == json.dumps(
-        {"orders": [], "customers": [], "refunds": [], "events": 0}, sort_keys=True)
+        {"orders": [], "customers": [], "refunds": [], "events": 0, "journeys": [[], [], []]}, sort_keys=True)
 
 
 def test_collection_routes_act_only_on_the_callers_tenant(a_objects, tenant, other_api, other_tenant):
@@ -95,8 +104,12 @@ def test_collection_routes_act_only_on_the_callers_tenant(a_objects, tenant, oth
     assert bulk.json()["created"] == 1
     assert other_api.post("/api/v1/events", {"type": "support.contacted", "customer": {"external_id": "A-C"},
                                              "order_external_id": "A-1"}).status_code == 201
+    assert other_api.get("/api/v1/journeys").json() == {"results": [], "next": None}
+    assert other_api.post("/api/v1/journeys", A_JOURNEY).status_code == 201  # same name: B's own journey
 
     assert snapshot(tenant) == before
     b_orders = Order.objects.for_tenant(other_tenant)
     assert sorted(b_orders.values_list("external_id", flat=True)) == ["A-1", "A-2"]
     assert Event.objects.for_tenant(other_tenant).get(type="support.contacted").order.tenant_id == other_tenant.pk
+    [b_journey] = other_api.get("/api/v1/journeys").json()["results"]
+    assert b_journey["id"] == Journey.objects.for_tenant(other_tenant).get().pk != a_objects["journey"]

@@ -1,0 +1,345 @@
+"""Journeys as code: export a journey to JSON, import it back, install the built-in library.
+
+The JSON is `journeys.schema.JourneyIn`: the journey, its steps and each step's email
+template, inline. `journey_export` and `journey_import` are inverses: export → import
+(into any store) → export gives the same JSON.
+
+Update rules (an import whose `name` matches an existing journey):
+- nothing differs: nothing is written;
+- no customer is in the journey (no active enrollment): everything may change. Steps are
+  matched by position and updated in place, so the history of a kept step stays attached
+  to it; a removed step must have no deliveries (its send history would go with it);
+- customers are in it: only content may change — the description, the status, step names
+  and templates (subject, body, translations…: pending emails go out with the new text).
+  Anything that would move someone mid-journey (trigger, filters, exits, steps, waits,
+  branches) is refused with 409 `journeys.has_active_enrollments`, naming each change.
+"""
+
+import dataclasses
+import json
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from django.db import transaction
+from django.db.models import Count
+
+from lifecycle.models import Tenant
+from lifecycle.services import Conflict, ServiceError, _advisory_lock
+
+from .durations import format_duration, parse_duration
+from .models import Delivery, EmailTemplate, Enrollment, Journey, Step
+from .schema import JourneyIn
+
+LIBRARY_DIR = Path(__file__).resolve().parent / "library"
+
+# What may change while customers are in a journey: words and state, not the path they are on.
+CONTENT_KEYS = {"description", "status"}
+STEP_CONTENT_KEYS = {"name", "template"}
+TEMPLATE_FIELDS = ("subject", "preheader", "body", "signature", "translations")
+
+
+def _duration(value) -> str | None:
+    return format_duration(value) if value is not None else None
+
+
+# --- export ---------------------------------------------------------------------------
+
+
+def _template_export(template: EmailTemplate | None) -> dict[str, Any] | None:
+    if template is None:
+        return None
+    return {"name": template.name, **{field: getattr(template, field) for field in TEMPLATE_FIELDS}}
+
+
+def journey_export(journey: Journey) -> dict[str, Any]:
+    """The journey as import JSON (JourneyIn), every field written out, steps by position."""
+    steps = Step.objects.for_tenant(journey.tenant_id).filter(journey=journey).select_related("template")
+    return {
+        "name": journey.name,
+        "description": journey.description,
+        "status": journey.status,
+        "trigger": journey.trigger,
+        "custom_event_type": journey.custom_event_type,
+        "filters": dict(journey.filters or {}),
+        "entry_policy": journey.entry_policy,
+        "cooldown": _duration(journey.cooldown),
+        "replace_running": journey.replace_running,
+        "exit_events": list(journey.exit_events or []),
+        "goal_event": journey.goal_event,
+        "attribution_window": _duration(journey.attribution_window),
+        "holdout_percent": journey.holdout_percent,
+        "message_class": journey.message_class,
+        "priority": journey.priority,
+        "steps": [
+            {
+                "position": step.position,
+                "name": step.name,
+                "wait_kind": step.wait_kind,
+                "wait": _duration(step.wait),
+                "anchor": step.anchor,
+                "wait_event": step.wait_event,
+                "wait_max": _duration(step.wait_max),
+                "kind": step.kind,
+                "config": dict(step.config or {}),
+                "template": _template_export(step.template),
+            }
+            for step in steps.order_by("position")
+        ],
+    }
+
+
+def _canonical(data: JourneyIn, *, status: str) -> dict[str, Any]:
+    """What journey_export will say once `data` is imported: the shape both sides are compared in."""
+    steps = sorted(data.steps, key=lambda s: s.position)
+    return {
+        "name": data.name,
+        "description": data.description,
+        "status": status,
+        "trigger": data.trigger,
+        "custom_event_type": data.custom_event_type,
+        "filters": data.filters.model_dump(mode="json", exclude_none=True),
+        "entry_policy": data.entry_policy,
+        "cooldown": _duration(data.cooldown),
+        "replace_running": data.replace_running,
+        "exit_events": list(data.exit_events),
+        "goal_event": data.goal_event,
+        "attribution_window": _duration(data.attribution_window),
+        "holdout_percent": data.holdout_percent,
+        "message_class": data.message_class,
+        "priority": data.priority,
+        "steps": [
+            {
+                "position": step.position,
+                "name": step.name,
+                "wait_kind": step.wait_kind,
+                "wait": _duration(step.wait),
+                "anchor": step.anchor,
+                "wait_event": step.wait_event,
+                "wait_max": _duration(step.wait_max),
+                "kind": step.kind,
+                "config": step.config,
+                "template": None if step.template is None else {
+                    "name": data.template_name(step),
+                    "subject": step.template.subject,
+                    "preheader": step.template.preheader,
+                    "body": step.template.body,
+                    "signature": step.template.signature,
+                    "translations": {locale: t.model_dump(exclude_none=True)
+                                     for locale, t in step.template.translations.items()},
+                },
+            }
+            for step in steps
+        ],
+    }
+
+
+# --- import ---------------------------------------------------------------------------
+
+
+def _structural_changes(current: dict[str, Any], wanted: dict[str, Any], index: dict[int, int],
+                        ) -> dict[str, list[str]]:
+    """Paths (as the request wrote them) of every change beyond content."""
+    blocked = "cannot change while customers are in this journey"
+    fields: dict[str, list[str]] = {}
+    for key, value in wanted.items():
+        if key != "steps" and key not in CONTENT_KEYS and value != current[key]:
+            fields[key] = [blocked]
+    before = {step["position"]: step for step in current["steps"]}
+    after = {step["position"]: step for step in wanted["steps"]}
+    for position, step in after.items():
+        path = f"steps.{index[position]}"
+        if position not in before:
+            fields[path] = [f"adds a step at position {position}; steps {blocked}"]
+            continue
+        for key, value in step.items():
+            if key not in STEP_CONTENT_KEYS and value != before[position][key]:
+                fields[f"{path}.{key}"] = [blocked]
+    for position in sorted(set(before) - set(after)):
+        fields.setdefault("steps", []).append(f"removes the step at position {position}; steps {blocked}")
+    return fields
+
+
+def _owned_templates(journey: Journey | None) -> dict[str, EmailTemplate]:
+    """This journey's templates that no other journey uses, by name: safe to rewrite or delete."""
+    if journey is None:
+        return {}
+    steps = Step.objects.for_tenant(journey.tenant_id)
+    ids = set(steps.filter(journey=journey, template__isnull=False).values_list("template_id", flat=True))
+    shared = set(steps.filter(template_id__in=ids).exclude(journey=journey).values_list("template_id", flat=True))
+    templates = EmailTemplate.objects.for_tenant(journey.tenant_id).filter(pk__in=ids - shared)
+    return {template.name: template for template in templates}
+
+
+def _check_template_names(tenant: Tenant, wanted: dict[str, Any], owned: dict[str, EmailTemplate],
+                          index: dict[int, int]) -> None:
+    names = {step["template"]["name"]: step["position"] for step in wanted["steps"] if step["template"]}
+    taken = EmailTemplate.objects.for_tenant(tenant).filter(name__in=names).exclude(
+        pk__in=[t.pk for t in owned.values()])
+    fields: dict[str, list[str]] = {}
+    for template in taken:
+        user = (Step.objects.for_tenant(tenant).filter(template=template).select_related("journey")
+                .order_by("pk").first())
+        where = f" (used by journey '{user.journey.name}')" if user else ""
+        fields[f"steps.{index[names[template.name]]}.template.name"] = [
+            f"'{template.name}' is already the name of another template in this store{where}; "
+            "give this one its own name"]
+    if fields:
+        raise Conflict("journeys.template_name_taken", next(iter(fields.values()))[0],
+                       dict(sorted(fields.items())))
+
+
+def _assign(obj, values: dict[str, Any]) -> bool:
+    changed = False
+    for field, value in values.items():
+        if getattr(obj, field) != value:
+            setattr(obj, field, value)
+            changed = True
+    return changed
+
+
+def _journey_values(wanted: dict[str, Any]) -> dict[str, Any]:
+    values = {key: value for key, value in wanted.items() if key != "steps"}
+    values["cooldown"] = parse_duration(values["cooldown"]) if values["cooldown"] else None
+    values["attribution_window"] = parse_duration(values["attribution_window"])
+    return values
+
+
+def _write_steps(journey: Journey, wanted: dict[str, Any], owned: dict[str, EmailTemplate]) -> None:
+    tenant_id = journey.tenant_id
+    existing = {step.position: step for step in Step.objects.for_tenant(tenant_id).filter(journey=journey)}
+    for spec in wanted["steps"]:
+        template = None
+        if spec["template"]:
+            values = spec["template"]
+            template = owned.get(values["name"]) or EmailTemplate(tenant_id=tenant_id, name=values["name"])
+            if _assign(template, {field: values[field] for field in TEMPLATE_FIELDS}) or template.pk is None:
+                template.save()
+        step = existing.pop(spec["position"], None) or Step(tenant_id=tenant_id, journey=journey,
+                                                             position=spec["position"])
+        values = {
+            "name": spec["name"], "wait_kind": spec["wait_kind"], "wait": parse_duration(spec["wait"]),
+            "anchor": spec["anchor"], "wait_event": spec["wait_event"],
+            "wait_max": parse_duration(spec["wait_max"]) if spec["wait_max"] else None,
+            "kind": spec["kind"], "config": spec["config"], "template": template,
+        }
+        if _assign(step, values) or step.pk is None:
+            step.save()
+    for step in existing.values():
+        step.delete()  # checked by the caller: no deliveries
+    # Templates this journey no longer uses go with it (a template used elsewhere is never owned).
+    in_use = Step.objects.for_tenant(tenant_id).filter(template__isnull=False).values("template_id")
+    EmailTemplate.objects.for_tenant(tenant_id).filter(pk__in=[t.pk for t in owned.values()]).exclude(
+        pk__in=in_use).delete()
+
+
+def journey_import(*, tenant: Tenant, data: JourneyIn) -> tuple[Journey, bool]:
+    """Create or update the tenant's journey named `data.name`. Returns (journey, created).
+
+    One transaction. Imports of one name are serialized by an advisory lock, and the
+    journey row is locked FOR UPDATE, which also holds back new enrollments into it (an
+    enrollment's foreign key takes a KEY SHARE lock on the journey) until this commits, so
+    "no customer is in it" stays true while the steps change. A new journey starts as
+    `draft` unless `data.status` says otherwise; an updated one keeps its status unless
+    told. See the module docstring for what an update may change.
+    """
+    index = {step.position: i for i, step in enumerate(data.steps)}
+    with transaction.atomic():
+        _advisory_lock(tenant.pk, "journey-name", data.name)
+        journey = Journey.objects.for_tenant(tenant).select_for_update().filter(name=data.name).first()
+        if journey is None:
+            wanted = _canonical(data, status=data.status or Journey.Status.DRAFT)
+            _check_template_names(tenant, wanted, {}, index)
+            journey = Journey.objects.for_tenant(tenant).create(tenant=tenant, **_journey_values(wanted))
+            _write_steps(journey, wanted, {})
+            return journey, True
+
+        wanted = _canonical(data, status=data.status or journey.status)
+        current = journey_export(journey)
+        if wanted == current:
+            return journey, False
+        active = Enrollment.objects.for_tenant(tenant).filter(journey=journey, state=Enrollment.State.ACTIVE).count()
+        if active:
+            changes = _structural_changes(current, wanted, index)
+            if changes:
+                people = f"{active} customer{'s are' if active != 1 else ' is'}"
+                raise Conflict(
+                    "journeys.has_active_enrollments",
+                    f"{people} in '{journey.name}' right now, so only its content can change (description, "
+                    "status, step names and templates). To change its trigger, filters or steps, import it "
+                    "under a new name and archive this one.",
+                    changes,
+                )
+        removed = {step["position"] for step in current["steps"]} - {step["position"] for step in wanted["steps"]}
+        history = (Delivery.objects.for_tenant(tenant).filter(step__journey=journey, step__position__in=removed)
+                   .values("step__position").annotate(n=Count("pk")).order_by("step__position"))
+        if history:
+            raise Conflict(
+                "journeys.step_has_history",
+                "A step with send history cannot be removed: keep it, or import the journey under a new name "
+                "and archive this one.",
+                {"steps": [f"the step at position {row['step__position']} has {row['n']} deliveries; removing it "
+                           "would delete that history" for row in history]},
+            )
+        owned = _owned_templates(journey)
+        _check_template_names(tenant, wanted, owned, index)
+        _assign(journey, _journey_values(wanted))
+        journey.save()
+        _write_steps(journey, wanted, owned)
+        return journey, False
+
+
+# --- the built-in library ---------------------------------------------------------------
+
+
+def library_keys() -> list[str]:
+    return sorted(path.stem for path in LIBRARY_DIR.glob("*.json"))
+
+
+def library_load(key: str) -> JourneyIn:
+    """A library journey, validated like any import (raises pydantic.ValidationError)."""
+    text = (LIBRARY_DIR / f"{key}.json").read_text(encoding="utf-8")
+    return JourneyIn.model_validate(json.loads(text, parse_float=Decimal))
+
+
+@dataclasses.dataclass
+class LibraryInstall:
+    installed: dict[str, Journey] = dataclasses.field(default_factory=dict)
+    skipped: dict[str, str] = dataclasses.field(default_factory=dict)
+
+
+def library_install(*, tenant: Tenant, keys: list[str] | None = None) -> LibraryInstall:
+    """Install built-in journeys (all, or `keys`) into a store, as drafts. One transaction.
+
+    Idempotent: a journey already installed from the same key (even renamed since) is left
+    alone, and so is a journey of the store that has the library journey's name — the
+    library never overwrites a marketer's work. Each is skipped with the reason.
+    """
+    available = library_keys()
+    keys = available if keys is None else list(dict.fromkeys(keys))
+    unknown = [key for key in keys if key not in available]
+    if unknown:
+        raise ServiceError("journeys.unknown_library_key", f"no library journey {unknown[0]!r}",
+                           {"keys": [f"{key!r} is not one of {', '.join(available)}" for key in unknown]})
+    loaded = {key: library_load(key) for key in keys}
+    result = LibraryInstall()
+    journeys = Journey.objects.for_tenant(tenant)
+    with transaction.atomic():
+        for key, data in loaded.items():
+            _advisory_lock(tenant.pk, "journey-library", key)
+            existing = journeys.filter(library_key=key).first()
+            if existing is not None:
+                result.skipped[key] = f"already installed as '{existing.name}'"
+                continue
+            if journeys.filter(name=data.name).exists():
+                result.skipped[key] = f"a journey named '{data.name}' already exists"
+                continue
+            try:
+                journey, _ = journey_import(tenant=tenant, data=data.model_copy(update={"status": "draft"}))
+            except ServiceError as exc:
+                result.skipped[key] = exc.message
+                continue
+            journeys.filter(pk=journey.pk).update(library_key=key)
+            journey.library_key = key
+            result.installed[key] = journey
+    return result

@@ -1,0 +1,463 @@
+"""Journeys as code: the JSON a journey is exported to and imported from, validated once.
+
+The API (POST /api/v1/journeys), `manage.py import_journey` and the built-in library
+(journeys/library/*.json) all go through `JourneyIn`, so a mistake gets the same message
+with the same path (`steps.2.template.body`) wherever it was made. Paths count list items
+from 0 (pydantic's convention); step *positions* — what branches point at — are the
+numbers written in each step's `position`.
+"""
+
+import datetime as dt
+import re
+from decimal import Decimal
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    TypeAdapter,
+    ValidationError,
+    ValidationInfo,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import InitErrorDetails, PydanticCustomError
+
+from lifecycle.schemas import EVENT_TYPE_PATTERN, Money
+
+from .durations import format_duration, parse_duration
+from .templating import syntax_problem, template_problems
+
+TriggerIn = Literal["order_paid", "first_order", "repeat_order", "order_delivered", "order_refunded",
+                    "feedback_negative", "feedback_positive", "custom"]
+StatusIn = Literal["draft", "active", "paused", "archived"]
+EntryPolicyIn = Literal["once_per_customer", "once_per_order", "cooldown"]
+MessageClassIn = Literal["marketing", "transactional"]
+WaitKindIn = Literal["after_previous", "after_anchor", "until_event"]
+ANCHORS = ("enrolled_at", "placed_at", "paid_at", "fulfilled_at", "delivered_at")
+KindIn = Literal["email", "feedback_request", "referral_invite", "loyalty_invite", "award_points", "webhook",
+                 "condition", "ab_split"]
+
+# Event types the platform records itself. Names under these prefixes are a closed set, so a
+# misspelt exit event ("order.refund") is caught here instead of silently never matching.
+PLATFORM_EVENTS = {
+    "order.placed", "order.paid", "order.fulfilled", "order.delivered", "order.cancelled", "order.refunded",
+    "customer.created", "customer.unsubscribed", "customer.suppressed", "customer.erased",
+}
+CLOSED_EVENT_PREFIXES = ("order.", "customer.")
+# What a condition step may test (journeys.services.condition_holds), and the type of its value.
+# latest_*: the customer's newest final survey score of that kind (feedback app).
+CONDITION_FIELDS = {"order_count": "int", "total_spent": "money", "marketing_consent": "bool", "locale": "str",
+                    "ordered_since_enrollment": "bool", "latest_nps": "int", "latest_csat": "int",
+                    "latest_ces": "int", "latest_review": "int"}
+LOCALE_PATTERN = r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})*$"
+LOCALE_HINT = "is not a locale: use a language code such as de, or with a region such as fr-CA"
+MAX_STEPS = 50
+_MONEY = TypeAdapter(Money)
+
+
+def _quoted(values) -> str:
+    values = [f"'{v}'" for v in values]
+    return values[0] if len(values) == 1 else ", ".join(values[:-1]) + " or " + values[-1]
+
+
+def _duration(value: Any) -> dt.timedelta:
+    if isinstance(value, dt.timedelta):
+        return value
+    if not isinstance(value, str):
+        raise ValueError("must be an ISO 8601 duration string such as P3D (3 days), PT2H (2 hours) or PT90S")
+    text = value.strip().upper()
+    date_part = text.split("T", 1)[0]
+    if re.search(r"\d+[MY]", date_part):
+        raise ValueError(f"{value!r} uses months or years, which have no fixed length; "
+                         "write days instead, such as P30D")
+    return parse_duration(value)
+
+
+# An ISO 8601 duration: weeks, days, hours, minutes, seconds (P3D, PT2H, P1DT12H, PT90S).
+Duration = Annotated[
+    dt.timedelta,
+    BeforeValidator(_duration),
+    PlainSerializer(format_duration, return_type=str, when_used="json"),
+    WithJsonSchema({"type": "string", "examples": ["P3D", "PT2H"],
+                    "description": "ISO 8601 duration: weeks, days, hours, minutes, seconds (no months or years)."}),
+]
+
+
+def event_name_problem(name: str) -> str | None:
+    """Why an event type can never happen, or None when it can."""
+    if not re.match(EVENT_TYPE_PATTERN, name):
+        return f"{name!r} is not an event type: use a dotted lower-case name such as order.refunded or support.contacted"
+    if name.startswith(CLOSED_EVENT_PREFIXES) and name not in PLATFORM_EVENTS:
+        family = name.split(".")[0] + "."
+        return f"{name!r} is not an event we record; use {_quoted(sorted(e for e in PLATFORM_EVENTS if e.startswith(family)))}"
+    return None
+
+
+def _event_name(value: str) -> str:
+    problem = event_name_problem(value)
+    if problem:
+        raise ValueError(problem)
+    return value
+
+
+EventName = Annotated[str, Field(max_length=100, examples=["order.refunded"])]
+
+
+def _fail(errors: list[tuple[tuple[str | int, ...], str]], title: str) -> None:
+    """Raise every problem at its exact location (pydantic prefixes the model's own path)."""
+    if errors:
+        errors = sorted(errors, key=lambda e: tuple((0, p, "") if isinstance(p, int) else (1, 0, p) for p in e[0]))
+        raise ValidationError.from_exception_data(title, [
+            InitErrorDetails(type=PydanticCustomError("journey_invalid", "{message}", {"message": message}),
+                             loc=loc, input=None)
+            for loc, message in errors
+        ])
+
+
+def _plain(value: Any) -> Any:
+    """JSON-ready: numbers read as Decimal (the API never goes through float) become int or float."""
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() and "." not in str(value) else float(value)
+    if isinstance(value, dict):
+        return {key: _plain(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_plain(item) for item in value]
+    return value
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+
+# --- templates ------------------------------------------------------------------------
+
+
+def _compile_check(value: str | None) -> str | None:
+    problem = syntax_problem(value) if value else None
+    if problem:
+        raise ValueError(problem)
+    return value
+
+
+class TranslationIn(Strict):
+    """Any of the three fields for one locale; what is left out comes from the default text."""
+
+    subject: str | None = Field(default=None, min_length=1, max_length=300)
+    preheader: str | None = Field(default=None, max_length=300)
+    body: str | None = Field(default=None, min_length=1, max_length=100_000)
+
+    @field_validator("subject", "preheader", "body")
+    @classmethod
+    def _compiles(cls, value: str | None) -> str | None:
+        return _compile_check(value)
+
+
+class TemplateIn(Strict):
+    name: str | None = Field(
+        default=None, max_length=200,
+        description="Unique in the store. Defaults to '<journey name> · step <position>'.")
+    subject: str = Field(min_length=1, max_length=300, examples=["How are you getting on, {{ first_name }}?"])
+    preheader: str = Field(default="", max_length=300)
+    body: str = Field(min_length=1, max_length=100_000,
+                      description="An HTML fragment with {{ placeholders }}: first_name, customer.*, store.*, "
+                                  "order.number, order.total, order.items, order.item_titles, unsubscribe_url.")
+    signature: str = Field(default="", max_length=200, examples=["Mia, customer care"],
+                           description="The team member who signs it.")
+    translations: dict[str, TranslationIn] = Field(
+        default_factory=dict, description='By locale ("de", "fr-CA"): subject, preheader and/or body.')
+
+    @field_validator("translations")
+    @classmethod
+    def _locales(cls, value: dict[str, TranslationIn]) -> dict[str, TranslationIn]:
+        _fail([((locale,), LOCALE_HINT) for locale in value if not re.match(LOCALE_PATTERN, locale)], "TemplateIn")
+        return value
+
+    @field_validator("subject", "preheader", "body")
+    @classmethod
+    def _compiles(cls, value: str | None) -> str | None:
+        return _compile_check(value)
+
+
+# --- step configuration, by kind -----------------------------------------------------
+
+
+class EmailConfigIn(Strict):
+    first_name_fallback: str = Field(default="there", max_length=50,
+                                     description="Used for {{ first_name }} when the customer has none.")
+
+
+class ConditionConfigIn(Strict):
+    """A yes/no split on a customer fact; `then` / `else` are step positions (none: the journey ends)."""
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    field: Literal["order_count", "total_spent", "marketing_consent", "locale", "ordered_since_enrollment",
+                   "latest_nps", "latest_csat", "latest_ces", "latest_review"]
+    op: Literal["==", "!=", ">", ">=", "<", "<="] = "=="
+    value: Any = None
+    then: int | None = Field(default=None, ge=1)
+    else_: int | None = Field(default=None, ge=1, alias="else")
+
+    @model_validator(mode="after")
+    def _value_matches_field(self) -> "ConditionConfigIn":
+        kind = CONDITION_FIELDS[self.field]
+        value = self.value
+        ok = {
+            "int": isinstance(value, int) and not isinstance(value, bool),
+            "bool": isinstance(value, bool),
+            "str": isinstance(value, str),
+            "money": isinstance(value, str | int | Decimal) and not isinstance(value, bool),
+        }[kind]
+        if not ok:
+            words = {"int": "a whole number", "bool": "true or false", "str": "a string",
+                     "money": 'an amount such as "50.00"'}
+            _fail([(("value",), f"must be {words[kind]} to compare with {self.field}")], "ConditionConfigIn")
+        if kind == "money":
+            try:
+                self.value = str(_MONEY.validate_python(value))
+            except ValidationError as exc:
+                _fail([(("value",), exc.errors()[0]["msg"].removeprefix("Value error, "))], "ConditionConfigIn")
+        if kind in ("bool", "str") and self.op not in ("==", "!="):
+            _fail([(("op",), f"must be '==' or '!=' for {self.field}")], "ConditionConfigIn")
+        return self
+
+
+class VariantIn(Strict):
+    step: int = Field(ge=1, description="The position of the step this variant goes to.")
+    weight: int = Field(default=1, ge=1, le=1000)
+
+
+class AbSplitConfigIn(Strict):
+    variants: list[VariantIn] = Field(min_length=2, max_length=10)
+
+
+CONFIG_MODELS: dict[str, type[BaseModel]] = {"email": EmailConfigIn, "condition": ConditionConfigIn,
+                                             "ab_split": AbSplitConfigIn}
+SENDS_NOTHING = ("condition", "ab_split")
+NEEDS_TEMPLATE = ("email", "feedback_request")
+
+
+# --- steps and journeys ---------------------------------------------------------------
+
+
+class StepIn(Strict):
+    position: int = Field(ge=1, le=32767, description="Steps run in position order; branches point at positions.")
+    name: str = Field(default="", max_length=200)
+    wait_kind: WaitKindIn = Field(
+        default="after_previous",
+        description="after_previous: `wait` after the previous step; after_anchor: `wait` after the order's "
+                    "`anchor` time; until_event: until `wait_event` happens, at most `wait_max` (or `wait`).")
+    wait: Duration = dt.timedelta(0)
+    anchor: Annotated[str, WithJsonSchema({"type": "string", "enum": ["", *ANCHORS]})] = Field(
+        default="", validate_default=True, description="The order time an after_anchor wait counts from.")
+    wait_event: EventName = Field(default="", validate_default=True)
+    wait_max: Duration | None = Field(default=None, validate_default=True,
+                                      description="Give up waiting for the anchor or event after this long.")
+    kind: KindIn = "email"
+    config: dict[str, Any] = Field(default_factory=dict, validate_default=True)
+    template: TemplateIn | None = Field(default=None, validate_default=True)
+
+    @field_validator("anchor")
+    @classmethod
+    def _anchor(cls, value: str, info: ValidationInfo) -> str:
+        wait_kind = info.data.get("wait_kind")
+        if value and value not in ANCHORS:
+            raise ValueError(f"must be one of {_quoted(ANCHORS)}")
+        if wait_kind == "after_anchor" and not value:
+            raise ValueError(f"is required when wait_kind is 'after_anchor': one of {_quoted(ANCHORS)}")
+        if wait_kind and wait_kind != "after_anchor" and value:
+            raise ValueError(f"is only used when wait_kind is 'after_anchor' (this step's is '{wait_kind}')")
+        return value
+
+    @field_validator("wait_event")
+    @classmethod
+    def _wait_event(cls, value: str, info: ValidationInfo) -> str:
+        wait_kind = info.data.get("wait_kind")
+        if wait_kind == "until_event" and not value:
+            raise ValueError("is required when wait_kind is 'until_event': the event type to wait for, "
+                             "such as support.resolved")
+        if wait_kind and wait_kind != "until_event" and value:
+            raise ValueError(f"is only used when wait_kind is 'until_event' (this step's is '{wait_kind}')")
+        return _event_name(value) if value else value
+
+    @field_validator("wait_max")
+    @classmethod
+    def _wait_max(cls, value: dt.timedelta | None, info: ValidationInfo) -> dt.timedelta | None:
+        wait_kind = info.data.get("wait_kind")
+        if value is not None and wait_kind == "after_previous":
+            raise ValueError("is only used when wait_kind is 'after_anchor' or 'until_event'")
+        if value is not None and value <= dt.timedelta(0):
+            raise ValueError("must be longer than zero")
+        if wait_kind == "until_event" and value is None and "wait" in info.data and not info.data["wait"]:
+            raise ValueError("is required when wait_kind is 'until_event' (or set wait): how long to wait for "
+                             "the event at most, such as P7D")
+        return value
+
+    @field_validator("config")
+    @classmethod
+    def _config(cls, value: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
+        model = CONFIG_MODELS.get(info.data.get("kind", ""))
+        if model is None:
+            return _plain(value)  # a kind whose feature app defines its settings
+        parsed = model.model_validate(value)
+        return _plain(parsed.model_dump(mode="json", by_alias=True, exclude_unset=True))
+
+    @field_validator("template")
+    @classmethod
+    def _template(cls, value: TemplateIn | None, info: ValidationInfo) -> TemplateIn | None:
+        kind = info.data.get("kind")
+        if kind in NEEDS_TEMPLATE and value is None:
+            raise ValueError(f"is required for {'an email' if kind == 'email' else 'a ' + kind} step: "
+                             "give it a subject and a body")
+        if kind in SENDS_NOTHING and value is not None:
+            raise ValueError(f"must be left out: {kind} steps send nothing")
+        if value is not None:
+            # It compiles (TemplateIn checked); now its placeholders, against what this kind of step gets.
+            sources: list[tuple[tuple[str | int, ...], str | None]] = [
+                ((field,), getattr(value, field)) for field in ("subject", "preheader", "body")]
+            for locale, translation in value.translations.items():
+                sources += [(("translations", locale, field), getattr(translation, field))
+                            for field in ("subject", "preheader", "body")]
+            _fail([(loc, "; ".join(problems)) for loc, source in sources
+                   if source and (problems := template_problems(source, kind=kind or "email"))], "TemplateIn")
+        return value
+
+    def targets(self) -> list[tuple[tuple[str | int, ...], int]]:
+        """The positions this step branches to, with where each is written."""
+        if self.kind == "condition":
+            return [(("config", key), self.config[key]) for key in ("then", "else") if self.config.get(key) is not None]
+        if self.kind == "ab_split":
+            return [(("config", "variants", i, "step"), v["step"]) for i, v in enumerate(self.config.get("variants", []))]
+        return []
+
+
+def _locale(value: str) -> str:
+    if not re.match(LOCALE_PATTERN, value):
+        raise ValueError(LOCALE_HINT)
+    return value
+
+
+class FiltersIn(Strict):
+    """Who may enter: checked against the customer and the triggering order when the event arrives."""
+
+    min_total: Money | None = None
+    max_total: Money | None = None
+    skus: list[Annotated[str, Field(min_length=1, max_length=255)]] | None = Field(default=None, max_length=500)
+    product_ids: list[Annotated[str, Field(min_length=1, max_length=255)]] | None = Field(default=None, max_length=500)
+    min_order_count: int | None = Field(default=None, ge=0)
+    max_order_count: int | None = Field(default=None, ge=0)
+    locales: list[Annotated[str, AfterValidator(_locale)]] | None = Field(default=None, max_length=50)
+    consent: Literal["required", "any"] | None = None
+
+    @model_validator(mode="after")
+    def _ranges(self) -> "FiltersIn":
+        errors: list[tuple[tuple[str | int, ...], str]] = []
+        if self.min_total is not None and self.max_total is not None and self.min_total > self.max_total:
+            errors.append((("max_total",), f"must not be below min_total ({self.min_total})"))
+        if (self.min_order_count is not None and self.max_order_count is not None
+                and self.min_order_count > self.max_order_count):
+            errors.append((("max_order_count",), f"must not be below min_order_count ({self.min_order_count})"))
+        _fail(errors, "FiltersIn")
+        return self
+
+
+class JourneyIn(Strict):
+    """One journey with its steps and their email templates, inline. Upserted by `name`."""
+
+    name: str = Field(min_length=1, max_length=200)
+    description: str = Field(default="", max_length=5000)
+    status: StatusIn | None = Field(
+        default=None, description="Left out: a new journey starts as draft, an existing one keeps its status.")
+    trigger: TriggerIn
+    custom_event_type: EventName = Field(default="", validate_default=True,
+                                         description="The event type that starts it, when trigger is 'custom'.")
+    filters: FiltersIn = Field(default_factory=FiltersIn)
+    entry_policy: EntryPolicyIn = "once_per_order"
+    cooldown: Duration | None = Field(default=None, validate_default=True)
+    replace_running: bool = Field(default=False, description="A newer order ends the running instance.")
+    exit_events: list[EventName] = Field(
+        default_factory=list, max_length=20,
+        description="Event types that end an enrollment, re-checked before every send: order.placed (another "
+                    "order), order.refunded / order.cancelled (this order), customer.unsubscribed, your own types.")
+    goal_event: EventName = "order.paid"
+    attribution_window: Duration = dt.timedelta(days=7)
+    holdout_percent: int = Field(default=0, ge=0, le=100)
+    message_class: MessageClassIn = "marketing"
+    priority: int = Field(default=0, ge=-1000, le=1000, description="Higher wins when messages compete for the cap.")
+    steps: list[StepIn] = Field(min_length=1, max_length=MAX_STEPS)
+
+    @field_validator("custom_event_type")
+    @classmethod
+    def _custom_event_type(cls, value: str, info: ValidationInfo) -> str:
+        trigger = info.data.get("trigger")
+        if trigger == "custom" and not value:
+            raise ValueError("is required when trigger is 'custom': the event type that starts the journey, "
+                             "such as support.resolved")
+        if trigger and trigger != "custom" and value:
+            raise ValueError(f"is only used when trigger is 'custom' (this journey's is '{trigger}')")
+        return _event_name(value) if value else value
+
+    @field_validator("cooldown")
+    @classmethod
+    def _cooldown(cls, value: dt.timedelta | None, info: ValidationInfo) -> dt.timedelta | None:
+        policy = info.data.get("entry_policy")
+        if policy == "cooldown" and not value:
+            raise ValueError("is required when entry_policy is 'cooldown', such as P30D")
+        if policy and policy != "cooldown" and value is not None:
+            raise ValueError(f"is only used when entry_policy is 'cooldown' (this journey's is '{policy}')")
+        return value
+
+    @field_validator("exit_events")
+    @classmethod
+    def _exit_events(cls, value: list[str]) -> list[str]:
+        errors = [((i,), problem) for i, name in enumerate(value) if (problem := event_name_problem(name))]
+        seen: dict[str, int] = {}
+        for i, name in enumerate(value):
+            if name in seen:
+                errors.append(((i,), f"repeats exit_events.{seen[name]} ({name})"))
+            seen.setdefault(name, i)
+        _fail(errors, "JourneyIn")
+        return value
+
+    @field_validator("goal_event")
+    @classmethod
+    def _goal_event(cls, value: str) -> str:
+        return _event_name(value) if value else value
+
+    @model_validator(mode="after")
+    def _steps_fit_together(self) -> "JourneyIn":
+        errors: list[tuple[tuple[str | int, ...], str]] = []
+        first_at: dict[int, int] = {}
+        for i, step in enumerate(self.steps):
+            if step.position in first_at:
+                errors.append((("steps", i, "position"),
+                               f"{step.position} is already the position of steps.{first_at[step.position]}"))
+            first_at.setdefault(step.position, i)
+        for i, step in enumerate(self.steps):
+            for loc, target in step.targets():
+                if target not in first_at:
+                    errors.append((("steps", i, *loc), f"points at position {target}, and no step has that position"))
+                elif target <= step.position:
+                    errors.append((("steps", i, *loc), f"points at position {target}, which is not after this step "
+                                                       f"({step.position}): a step never runs twice"))
+        template_names: dict[str, int] = {}
+        for i, step in enumerate(self.steps):
+            if step.template is not None and step.template.name:
+                if step.template.name in template_names:
+                    errors.append((("steps", i, "template", "name"),
+                                   f"is also the name of steps.{template_names[step.template.name]}'s template; "
+                                   "each step's template needs its own name"))
+                template_names.setdefault(step.template.name, i)
+        _fail(errors, "JourneyIn")
+        return self
+
+    def template_name(self, step: StepIn) -> str:
+        if step.template is not None and step.template.name:
+            return step.template.name
+        return f"{self.name[:180]} · step {step.position}"

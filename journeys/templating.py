@@ -1,0 +1,162 @@
+"""Checks a marketer's template before it is saved, so mistakes show up on import, not at send time.
+
+Three checks, each with a message a person can act on:
+- it compiles in the sandbox engine that sends it (journeys.sending.sandbox());
+- every {{ placeholder }} names something the email context has (a misspelt one would
+  render as nothing, silently). A name the context does not have yet may appear inside an
+  `{% if name %}` block — that is how a template prepares for a link a later feature adds:
+  the block stays out of the email until then;
+- it renders against a sample context (tags that compile but fail at render time).
+"""
+
+from typing import Any
+
+from django.template import Context, TemplateSyntaxError
+from django.template.base import FilterExpression, Variable, VariableNode
+from django.template.defaulttags import FirstOfNode, ForNode, IfNode, WithNode
+
+from .sending import sandbox
+
+# The shape of journeys.sending.email_context(), with sample values. A test keeps the two in step.
+SAMPLE_CONTEXT: dict[str, Any] = {
+    "first_name": "Ada",
+    "customer": {"first_name": "Ada", "last_name": "Lovelace", "email": "ada@example.com", "order_count": 1},
+    "store": {"name": "Acme Coffee", "postal_address": "1 Roastery Lane, Berlin"},
+    "unsubscribe_url": "https://example.com/u/sample",
+    "order": {
+        "number": "#1001", "total": "€59.90", "item_titles": "House beans 1 kg, Paper filters",
+        "items": [{"title": "House beans 1 kg", "sku": "BEANS-1KG", "quantity": 2,
+                   "image_url": "https://example.com/beans.jpg", "url": "https://example.com/beans"}],
+    },
+}
+
+_ANY = object()  # a name whose shape is unknown (a {% with %} alias, a guarded future placeholder)
+
+# Names a step kind adds to the context (feedback.rendering.survey_email_context for survey emails).
+KIND_CONTEXT: dict[str, dict[str, Any]] = {
+    "feedback_request": {"survey": _ANY, "survey_url": None, "review_links": _ANY},
+}
+
+
+def _shape(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {key: _shape(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_shape(value[0]) if value else _ANY]
+    return None  # a plain value: nothing to look up inside it
+
+
+def _names(keys) -> str:
+    keys = list(keys)
+    return keys[0] if len(keys) == 1 else ", ".join(keys[:-1]) + " or " + keys[-1]
+
+
+class _Checker:
+    def __init__(self) -> None:
+        self.problems: list[str] = []
+
+    def _lookup(self, lookups: tuple[str, ...], scope: dict[str, Any], *, guarded: bool) -> Any:
+        """The shape `lookups` lead to, recording a problem when they lead nowhere."""
+        root = lookups[0]
+        if root not in scope:
+            if guarded:
+                return _ANY
+            self.problems.append(f"{{{{ {'.'.join(lookups)} }}}} is not a placeholder; use {_names(scope)}")
+            return _ANY
+        shape = scope[root]
+        for depth, part in enumerate(lookups[1:], start=1):
+            if shape is _ANY:
+                return _ANY
+            where = ".".join(lookups[:depth])
+            if isinstance(shape, list) and part.isdigit():
+                shape = shape[0]
+            elif isinstance(shape, dict) and part in shape:
+                shape = shape[part]
+            else:
+                if isinstance(shape, dict):
+                    hint = f"{where} has {_names(shape)}"
+                elif isinstance(shape, list):
+                    hint = f"{where} is a list: loop over it with {{% for item in {where} %}}"
+                else:
+                    hint = f"{where} is a plain value; change it with a filter such as |upper"
+                self.problems.append(f"{{{{ {'.'.join(lookups)} }}}} is not a placeholder; {hint}")
+                return _ANY
+        return shape
+
+    def _expression(self, expression: Any, scope: dict[str, Any], *, guarded: bool = False) -> Any:
+        if not isinstance(expression, FilterExpression):
+            return _ANY
+        shape = _ANY
+        if isinstance(expression.var, Variable) and expression.var.lookups:
+            shape = self._lookup(expression.var.lookups, scope, guarded=guarded)
+        for _, args in expression.filters:
+            for is_variable, arg in args:
+                if is_variable and isinstance(arg, Variable) and arg.lookups:
+                    self._lookup(arg.lookups, scope, guarded=guarded)
+        return shape if not expression.filters else _ANY
+
+    def _condition(self, condition: Any, scope: dict[str, Any], tested: set[str]) -> None:
+        if condition is None:
+            return
+        if hasattr(condition, "value"):  # a TemplateLiteral
+            value = condition.value
+            if isinstance(value, FilterExpression) and isinstance(value.var, Variable) and value.var.lookups:
+                tested.add(value.var.lookups[0])
+            self._expression(value, scope, guarded=True)
+            return
+        self._condition(getattr(condition, "first", None), scope, tested)
+        self._condition(getattr(condition, "second", None), scope, tested)
+
+    def walk(self, nodelist, scope: dict[str, Any]) -> None:
+        for node in nodelist:
+            if isinstance(node, VariableNode):
+                self._expression(node.filter_expression, scope)
+            elif isinstance(node, IfNode):
+                for condition, branch in node.conditions_nodelists:
+                    tested: set[str] = set()
+                    self._condition(condition, scope, tested)
+                    extra = {name: _ANY for name in tested if name not in scope}
+                    self.walk(branch, {**scope, **extra})
+            elif isinstance(node, ForNode):
+                sequence = self._expression(node.sequence, scope)
+                element = sequence[0] if isinstance(sequence, list) else _ANY
+                loop_scope = {**scope, "forloop": _ANY}
+                for name in node.loopvars:
+                    loop_scope[name] = element if len(node.loopvars) == 1 else _ANY
+                self.walk(node.nodelist_loop, loop_scope)
+                self.walk(node.nodelist_empty, scope)
+            elif isinstance(node, WithNode):
+                for expression in node.extra_context.values():
+                    self._expression(expression, scope)
+                self.walk(node.nodelist, {**scope, **{name: _ANY for name in node.extra_context}})
+            else:
+                if isinstance(node, FirstOfNode):
+                    for expression in node.vars:
+                        self._expression(expression, scope, guarded=True)
+                for attribute in getattr(node, "child_nodelists", ()):
+                    self.walk(getattr(node, attribute, None) or [], scope)
+
+
+def syntax_problem(source: str) -> str | None:
+    try:
+        sandbox().from_string(source)
+    except TemplateSyntaxError as exc:
+        return "is not a valid template: " + str(exc).replace(" Did you forget to register or load this tag?", "")
+    return None
+
+
+def template_problems(source: str, *, kind: str = "email") -> list[str]:
+    """What is wrong with a template for a step of `kind`, in words a marketer can act on; [] when nothing is."""
+    problem = syntax_problem(source)
+    if problem:
+        return [problem]
+    compiled = sandbox().from_string(source)
+    checker = _Checker()
+    checker.walk(compiled.nodelist, {**_shape(SAMPLE_CONTEXT), **KIND_CONTEXT.get(kind, {})})
+    if checker.problems:
+        return list(dict.fromkeys(checker.problems))
+    try:
+        compiled.render(Context(SAMPLE_CONTEXT, autoescape=True))
+    except Exception as exc:  # noqa: BLE001 - anything that fails here would fail at send time
+        return [f"cannot be rendered: {exc}"]
+    return []

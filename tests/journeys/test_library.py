@@ -1,0 +1,269 @@
+"""The built-in journey library: valid import JSON, installed once per store as drafts, every
+email renders, and two journeys driven end to end through the engine."""
+
+import datetime as dt
+import json
+import re
+
+import pytest
+from django.core import mail
+from django.core.management import ManagementUtility
+
+from journeys.io import journey_export, journey_import, library_install, library_keys, library_load
+from journeys.models import Delivery, EmailTemplate, Enrollment, Journey, Step
+from journeys.schema import JourneyIn
+from journeys.sending import render_email
+from journeys.services import schedule_step
+from lifecycle import clock
+from lifecycle.models import Order, Product
+from lifecycle.services import ServiceError
+
+from .helpers import at, make_journey, process_events
+from .test_engine import NOON, paid_order, send_due
+
+pytestmark = pytest.mark.django_db
+
+KEYS = ["day-7-check-in", "delivery-and-unboxing", "detractor-follow-up", "first-use-tips", "loyalty-invite",
+        "referral-invite", "refund-follow-up", "replenishment-reminder", "review-request", "win-back"]
+
+
+def counts(tenant) -> tuple[int, int, int]:
+    return (Journey.objects.for_tenant(tenant).count(), Step.objects.for_tenant(tenant).count(),
+            EmailTemplate.objects.for_tenant(tenant).count())
+
+
+@pytest.fixture
+def run(capsys, monkeypatch):
+    """A manage.py command as a shell runs it: its exit code, stdout and stderr."""
+    from django.db import connections
+
+    monkeypatch.setattr(connections, "close_all", lambda: None)  # the test's transaction keeps its connection
+
+    def _run(*argv):
+        code = 0
+        try:
+            ManagementUtility(["manage.py", *argv]).execute()
+        except SystemExit as exc:
+            code = exc.code
+        captured = capsys.readouterr()
+        return code, captured.out, captured.err
+
+    return _run
+
+
+def test_the_library_has_the_post_purchase_arc():
+    assert library_keys() == KEYS
+
+
+@pytest.mark.parametrize("key", KEYS)
+def test_every_library_file_imports_cleanly_and_round_trips(key, tenant, other_tenant):
+    data = library_load(key)
+    assert data.status is None  # installs as a draft
+
+    installed = library_install(tenant=tenant, keys=[key])
+
+    journey = installed.installed[key]
+    assert (journey.status, journey.library_key) == ("draft", key)
+    exported = journey_export(journey)
+    copy, created = journey_import(tenant=other_tenant, data=JourneyIn.model_validate(exported))
+    assert created and journey_export(copy) == exported
+
+
+@pytest.mark.parametrize("key", KEYS)
+def test_library_content_follows_the_house_rules(key):
+    data = library_load(key)
+    for step in data.steps:
+        template = step.template
+        assert template is not None and step.kind == "email"
+        assert re.fullmatch(r"[A-Z][a-z]+, [a-z ]+", template.signature), template.signature  # "Mia, customer care"
+        assert template.body.startswith("<p>Hi {{ first_name }},</p>")
+        assert len(re.sub(r"<[^>]+>|\{[{%][^}]*[}%]\}", "", template.body)) < 700, "short"
+        assert len(template.subject) <= 60 and template.preheader
+    if data.message_class == "marketing" and data.trigger in ("order_delivered", "order_paid"):
+        assert {"order.refunded"} & set(data.exit_events) or "order.placed" in data.exit_events
+
+
+def test_review_and_check_in_end_on_a_refund_or_a_new_order():
+    for key in ("review-request", "day-7-check-in"):
+        assert {"order.refunded", "order.placed"} <= set(library_load(key).exit_events)
+    for key in ("win-back", "replenishment-reminder"):
+        data = library_load(key)
+        assert data.exit_events == ["order.placed"] and data.replace_running
+        assert data.steps[0].wait_kind == "after_anchor" and data.steps[0].anchor == "paid_at"
+    assert "replenishment days" in library_load("replenishment-reminder").steps[0].name
+    transactional = sorted(k for k in KEYS if library_load(k).message_class == "transactional")
+    assert transactional == ["delivery-and-unboxing", "detractor-follow-up", "refund-follow-up"]
+
+
+def test_install_library_installs_every_journey_exactly_once(tenant, run):
+    code, out, _ = run("install_library", "acme")
+
+    assert code == 0
+    result = json.loads(out)
+    journeys = {j.library_key: j for j in Journey.objects.for_tenant(tenant)}
+    assert result == {"installed": {key: journeys[key].pk for key in KEYS}, "skipped": {}}
+    assert {j.status for j in journeys.values()} == {"draft"}
+    before = counts(tenant)
+    assert before == (10, 12, 12)
+
+    code, out, _ = run("install_library", "acme")
+
+    assert code == 0
+    assert json.loads(out) == {"installed": {}, "skipped": {
+        key: f"already installed as '{journeys[key].name}'" for key in KEYS}}
+    assert counts(tenant) == before
+
+
+def test_install_library_only_some_and_unknown_keys(tenant, run):
+    code, out, _ = run("install_library", "acme", "--only", "win-back", "review-request")
+    assert code == 0
+    assert sorted(json.loads(out)["installed"]) == ["review-request", "win-back"]
+    assert counts(tenant) == (2, 3, 3)
+
+    code, out, err = run("install_library", "acme", "--only", "win-back", "nps")
+    assert (code, out) == (1, "")
+    assert err.strip() == f"CommandError: 'nps' is not one of {', '.join(KEYS)}"
+    assert counts(tenant) == (2, 3, 3)
+    assert run("install_library", "nope")[2].strip() == "CommandError: no tenant with slug 'nope'"
+
+
+def test_the_library_never_overwrites_a_marketers_journey(tenant):
+    mine = make_journey(tenant, name="Review request", status="active")
+    installed = library_install(tenant=tenant, keys=["win-back", "review-request"])
+    Journey.objects.for_tenant(tenant).filter(library_key="win-back").update(name="Come back!")
+
+    again = library_install(tenant=tenant)
+
+    assert list(installed.installed) == ["win-back"]
+    assert installed.skipped == {"review-request": "a journey named 'Review request' already exists"}
+    assert again.skipped["win-back"] == "already installed as 'Come back!'"
+    assert again.skipped["review-request"] == "a journey named 'Review request' already exists"
+    assert len(again.installed) == 8
+    mine.refresh_from_db()
+    assert (mine.status, mine.library_key, Step.objects.for_tenant(tenant).filter(journey=mine).count()) == (
+        "active", "", 1)
+
+
+def test_library_install_is_all_or_nothing_for_unknown_keys(tenant):
+    with pytest.raises(ServiceError) as error:
+        library_install(tenant=tenant, keys=["win-back", "typo"])
+    assert error.value.code == "journeys.unknown_library_key"
+    assert counts(tenant) == (0, 0, 0)
+
+
+# --- rendering ------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def delivered_order(api, tenant):
+    """Ada's delivered order of two products with pages, as the storefront sent it."""
+    with clock.frozen(NOON):
+        paid_order(api, external_id="O1", number="#1001",
+                   customer={"external_id": "c1", "first_name": "Ada", "email": "ada@example.com", "locale": "en",
+                             "marketing_consent": True})
+    Product.objects.for_tenant(tenant).filter(external_id="p-beans").update(url="https://acme.example/beans")
+    return Order.objects.for_tenant(tenant).get(external_id="O1")
+
+
+@pytest.mark.parametrize("key", KEYS)
+def test_every_library_email_renders(key, tenant, delivered_order):
+    journey = library_install(tenant=tenant, keys=[key]).installed[key]
+    enrollment = Enrollment.objects.for_tenant(tenant).create(
+        tenant=tenant, journey=journey, customer=delivered_order.customer, order=delivered_order,
+        state=Enrollment.State.ACTIVE, enrolled_at=NOON)
+
+    for step in Step.objects.for_tenant(tenant).filter(journey=journey).select_related("template"):
+        with clock.frozen(NOON):
+            delivery = schedule_step(enrollment=enrollment, step=step, previous_at=NOON)
+        delivery = Delivery.objects.for_tenant(tenant).select_related(
+            "customer__tenant", "enrollment__order", "step__template", "journey").get(pk=delivery.pk)
+
+        email = render_email(delivery)
+
+        assert "{" not in email.subject and "{{" not in email.html and "{%" not in email.text
+        assert email.text.startswith("Hi Ada,"), email.text
+        assert f"{step.template.signature}\nAcme Coffee" in email.text
+        assert ("List-Unsubscribe" in email.headers) == (journey.message_class == "marketing")
+
+
+# --- end to end -----------------------------------------------------------------------------
+
+
+def activate(tenant, key) -> Journey:
+    library_install(tenant=tenant, keys=[key])
+    Journey.objects.for_tenant(tenant).filter(library_key=key).update(status="active")
+    return Journey.objects.for_tenant(tenant).get(library_key=key)
+
+
+def test_review_request_goes_out_fourteen_days_after_delivery(api, tenant, delivered_order):
+    activate(tenant, "review-request")
+    with clock.frozen(NOON + dt.timedelta(days=2)):
+        api.post("/api/v1/orders/O1/delivery", {"delivered_at": "2026-11-25T14:00:00Z"})
+        process_events()
+    [delivery] = Delivery.objects.for_tenant(tenant)
+    assert (delivery.state, delivery.due_at) == ("pending", at("2026-12-09T14:00:00+00:00"))
+
+    assert send_due(at("2026-12-09T13:59:00+00:00")) == []
+    assert send_due(at("2026-12-09T14:00:00+00:00")) == ["sent"]
+
+    [message] = mail.outbox
+    assert message.subject == "How are you finding House beans 1 kg, Paper filters?"
+    assert message.to == ["ada@example.com"]
+    body = message.body.split("\n\n--\n")[0]
+    assert body == (
+        "Hi Ada,\n\n"
+        "You've had your order for two weeks now, long enough to know what you think. A few honest lines help "
+        "the next person decide, good or bad:\n\n"
+        "- Review House beans 1 kg (https://acme.example/beans)\n\n"
+        "- Paper filters\n\n"
+        "If something isn't right, reply to this email instead. We'd rather fix it.\n\n"
+        "Lena, founder\n"
+        "Acme Coffee"
+    )
+    html = message.alternatives[0][0]
+    assert '<a href="https://acme.example/beans"' in html and "Review House beans 1 kg</a>" in html
+    assert message.extra_headers["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    assert Enrollment.objects.for_tenant(tenant).get().state == "completed"
+
+
+def test_a_new_order_ends_the_review_request(api, tenant, delivered_order):
+    activate(tenant, "review-request")
+    with clock.frozen(NOON + dt.timedelta(days=2)):
+        api.post("/api/v1/orders/O1/delivery", {"delivered_at": "2026-11-25T14:00:00Z"})
+        process_events()
+    with clock.frozen(NOON + dt.timedelta(days=5)):
+        paid_order(api, external_id="O2", customer={"external_id": "c1"}, placed_at="2026-11-28T09:00:00Z")
+        process_events()
+
+    assert send_due(at("2026-12-09T14:00:00+00:00")) == []
+    enrollment = Enrollment.objects.for_tenant(tenant).get(order__external_id="O1")
+    assert (enrollment.state, enrollment.reason) == ("exited", "exit: order.placed")
+    assert mail.outbox == []
+
+
+def test_delivery_and_unboxing_follows_shipping_and_delivery_without_marketing_consent(api, tenant):
+    activate(tenant, "delivery-and-unboxing")
+    with clock.frozen(NOON):
+        paid_order(api, external_id="O1", number="#1001", customer={
+            "external_id": "c1", "first_name": "Ada", "email": "ada@example.com", "marketing_consent": False})
+        process_events()
+    with clock.frozen(at("2026-11-24T10:00:00+00:00")):
+        api.post("/api/v1/orders/O1/fulfillment", {"fulfilled_at": "2026-11-24T10:00:00Z"})
+        process_events()
+
+    assert send_due(at("2026-11-24T11:00:00+00:00")) == ["sent"]
+    shipped = mail.outbox[-1]
+    assert shipped.subject == "Order #1001 is on its way"
+    assert "- 2 × House beans 1 kg\n\n- 1 × Paper filters" in shipped.body
+    assert "List-Unsubscribe" not in shipped.extra_headers
+    waiting = Delivery.objects.for_tenant(tenant).get(step__position=2)
+    assert (waiting.state, waiting.waiting_for) == ("waiting", "order.delivered")
+
+    with clock.frozen(at("2026-11-26T09:00:00+00:00")):
+        api.post("/api/v1/orders/O1/delivery", {"delivered_at": "2026-11-26T09:00:00Z"})
+        process_events()
+
+    assert send_due(at("2026-11-26T11:00:00+00:00")) == ["sent"]
+    assert [m.subject for m in mail.outbox] == ["Order #1001 is on its way", "It's arrived. Start here, Ada"]
+    assert "Check everything is there: House beans 1 kg, Paper filters." in mail.outbox[1].body
+    assert Enrollment.objects.for_tenant(tenant).get().state == "completed"
