@@ -204,8 +204,6 @@ def _entry_reason(journey: Journey, customer: Customer, order: Order | None, now
         cooldown = journey.cooldown or dt.timedelta(0)
         if previous.filter(enrolled_at__gt=now - cooldown).exists():
             return f"entry: enrolled less than {cooldown.days} days ago (cooldown)"
-    if previous.filter(state=Enrollment.State.ACTIVE).exists() and not journey.replace_running:
-        return "entry: already in this journey"
     return None
 
 
@@ -345,9 +343,27 @@ def deliveries_reclaim(*, now: dt.datetime | None = None) -> dict[str, int]:
         counts["sending"] = rows.filter(state=Delivery.State.SENDING, lease_until__lt=now).update(
             state=Delivery.State.AMBIGUOUS, lease_until=None, updated_at=now,
             reason="worker died after handing the email to the ESP; it may or may not have been sent")
-    counts["waiting"] = rows.filter(state=Delivery.State.WAITING, wait_deadline__lt=now).update(
-        state=Delivery.State.SKIPPED, updated_at=now, reason="gave up waiting: the anchor never happened")
+    counts["waiting"] = _give_up_waiting(now)
     return counts
+
+
+# Expired waits handled per reclaim run; the rest wait for the next run (every 30 s).
+WAIT_EXPIRY_BATCH = 500
+
+
+def _give_up_waiting(now: dt.datetime) -> int:
+    """Skip steps whose anchor never came (no delivery scan, say) and move their journeys on."""
+    reason = "gave up waiting: the anchor never happened"
+    expired = list(Delivery.all_tenants.filter(state=Delivery.State.WAITING, wait_deadline__lt=now)
+                   .select_related("journey", "step", "enrollment__order")[:WAIT_EXPIRY_BATCH])
+    for delivery in expired:
+        with transaction.atomic():
+            if Delivery.all_tenants.filter(pk=delivery.pk, state=Delivery.State.WAITING).update(
+                    state=Delivery.State.SKIPPED, reason=reason, updated_at=now,
+                    history=_history(delivery, "skipped", reason, now)):
+                if delivery.enrollment.state == Enrollment.State.ACTIVE:
+                    _advance(delivery, now)
+    return len(expired)
 
 
 # --- the send gate --------------------------------------------------------------
@@ -412,6 +428,9 @@ def gate_check(delivery: Delivery, now: dt.datetime) -> GateDecision:
             return GateDecision("exit", reason)
     if customer.erased_at:
         return GateDecision("skip", "customer erased")
+    if delivery.step.kind in (Step.Kind.CONDITION, Step.Kind.AB_SPLIT):
+        # A branch sends nothing: consent, quiet hours and the cap are for the messages after it.
+        return GateDecision("send")
     if not customer.email:
         return GateDecision("skip", "no email address")
     if customer.suppressed_at:

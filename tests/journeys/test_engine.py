@@ -341,3 +341,45 @@ def test_a_failing_esp_is_retried_then_failed(api, tenant, settings):
     delivery = Delivery.objects.for_tenant(tenant).get()
     assert delivery.attempts == 6 and "ESP says 503" in delivery.reason
     assert len([h for h in delivery.history if h["state"] == "pending"]) == 5
+
+
+def test_an_anchor_that_never_comes_lets_the_journey_move_on(api, tenant):
+    journey = make_journey(tenant, steps=[("P1D", "Unboxing"), ("P2D", "Tips")])
+    Step.objects.for_tenant(tenant).filter(journey=journey, position=1).update(
+        wait_kind="after_anchor", anchor="delivered_at", wait_max=dt.timedelta(days=10))
+    with clock.frozen(NOON):
+        paid_order(api)
+        process_events()
+
+    counts = deliveries_reclaim(now=NOON + dt.timedelta(days=11))
+
+    assert counts["waiting"] == 1
+    first, second = Delivery.objects.for_tenant(tenant).order_by("step__position")
+    assert (first.state, first.reason) == ("skipped", "gave up waiting: the anchor never happened")
+    assert second.state == "pending" and second.due_at == NOON + dt.timedelta(days=13)
+    assert Enrollment.objects.for_tenant(tenant).get().state == "active"
+
+
+def test_once_per_order_runs_for_two_orders_of_one_customer_at_once(api, tenant):
+    make_journey(tenant, steps=[("P14D", "Review")], entry_policy=Journey.EntryPolicy.ONCE_PER_ORDER)
+    with clock.frozen(NOON):
+        paid_order(api, external_id="O1", customer={"external_id": "c1"})
+        paid_order(api, external_id="O2", customer={"external_id": "c1"})
+        process_events()
+
+    assert sorted(Enrollment.objects.for_tenant(tenant).values_list("order__external_id", "state")) == [
+        ("O1", "active"), ("O2", "active")]
+
+
+def test_a_branch_step_is_not_held_by_quiet_hours_or_the_cap(api, tenant):
+    journey = make_journey(tenant, steps=[("PT13H", "unused"), ("PT0S", "After the branch")])
+    Step.objects.for_tenant(tenant).filter(journey=journey, position=1).update(
+        kind="condition", template=None, config={"field": "order_count", "op": ">=", "value": 1, "then": 2})
+    with clock.frozen(NOON):  # due 23:00 in Berlin: quiet hours
+        paid_order(api, customer={"external_id": "c1", "time_zone": "Europe/Berlin"})
+        process_events()
+
+    assert send_due(NOON + dt.timedelta(hours=13)) == ["sent"]
+    branch, after = Delivery.objects.for_tenant(tenant).order_by("step__position")
+    assert branch.reason == "branch evaluated"
+    assert after.step.position == 2 and after.state == "pending"
