@@ -58,7 +58,8 @@ class Command(BaseCommand):
             Membership.objects.get_or_create(tenant=tenant, user=admin, defaults={"role": Membership.Role.OWNER})
         if created:
             result = orders_bulk_ingest(tenant=tenant, items=sample_orders(customers))
-            summary = f"{result.created} sample orders"
+            installed = _install_demo_journeys(tenant)
+            summary = f"{result.created} sample orders, {installed} journeys from the library"
         else:
             summary = "existing sample data"
         info = {"admin_url": "/admin/", "username": "admin", "password": password, "tenant": DEMO_SLUG,
@@ -69,6 +70,20 @@ class Command(BaseCommand):
         self.stdout.write(self.style.SUCCESS(f"Demo store '{DEMO_SLUG}' ready ({summary})."))
         for label, value in info.items():
             self.stdout.write(f"  {label:<24} {value}")
+
+
+# Active in the demo so new orders posted to the API flow through; the rest stay drafts.
+DEMO_ACTIVE_JOURNEYS = ("first-use-tips", "review-request", "refund-follow-up")
+
+
+def _install_demo_journeys(tenant: Tenant) -> int:
+    from journeys.io import library_install
+    from journeys.models import Journey
+
+    result = library_install(tenant=tenant)
+    Journey.objects.for_tenant(tenant).filter(library_key__in=DEMO_ACTIVE_JOURNEYS).update(
+        status=Journey.Status.ACTIVE)
+    return Journey.objects.for_tenant(tenant).exclude(library_key="").count() if result else 0
 
 
 def sample_orders(customers: int, seed: int = 7) -> list[dict]:
