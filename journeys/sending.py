@@ -79,6 +79,12 @@ def email_context(delivery: Delivery) -> dict[str, Any]:
         context["order"] = {"number": order.number or order.external_id,
                             "total": _money(order.total, order.currency, customer.locale),
                             "items": items, "item_titles": ", ".join(i["title"] for i in items if i["title"])}
+    if delivery.step.kind == "feedback_request":
+        from feedback.rendering import survey_email_context
+
+        # survey (question, score buttons), survey_url, review_links: drawn by the layout too.
+        context.update(survey_email_context(tenant_id=tenant.pk, delivery_id=delivery.pk, locale=customer.locale,
+                                            store_name=tenant.name))
     return context
 
 
@@ -115,7 +121,8 @@ def render_email(delivery: Delivery) -> RenderedEmail:
     preheader = " ".join(render_text_fragment(variant.get("preheader", ""), context).split())
     layout = {"subject": subject, "preheader": preheader, "store_name": tenant.name, "signature": template.signature,
               "postal_address": tenant.postal_address, "marketing": marketing, "brand_color": BRAND_COLOR,
-              "unsubscribe_url": context["unsubscribe_url"], "lang": (customer.locale or "en").split("-")[0]}
+              "unsubscribe_url": context["unsubscribe_url"], "lang": (customer.locale or "en").split("-")[0],
+              "survey": context.get("survey"), "review_links": context.get("review_links")}
     html = css_inline.inline(render_to_string("email/layout.html", {**layout, "body": _safe(body_html)}))
     text = render_to_string("email/layout.txt", {**layout, "body": html_to_text(body_html)})
     headers = {"Message-ID": message_id_for(delivery)}

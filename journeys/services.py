@@ -440,6 +440,14 @@ def gate_check(delivery: Delivery, now: dt.datetime) -> GateDecision:
         return GateDecision("skip", "unsubscribed from marketing email")
     if marketing and customer.marketing_consent is not True:
         return GateDecision("skip", "no marketing consent")
+    if delivery.step.kind == Step.Kind.FEEDBACK_REQUEST:
+        from feedback.selectors import survey_for_config, survey_throttle_until
+
+        survey = survey_for_config(tenant=tenant, config=delivery.step.config or {})
+        until = survey and survey_throttle_until(customer=customer, survey=survey, now=now,
+                                                 exclude_delivery_id=delivery.pk)
+        if until:
+            return GateDecision("defer", f"survey throttle: one survey per {survey.throttle_days} days", until)
     quiet_until = quiet_hours_end(now, _zone(customer, tenant), tenant.quiet_hours_start, tenant.quiet_hours_end)
     if quiet_until:
         return GateDecision("defer", "quiet hours in the customer's time zone", quiet_until)
@@ -504,6 +512,11 @@ def condition_holds(config: dict[str, Any], delivery: Delivery) -> bool:
         "locale": customer.locale,
         "ordered_since_enrollment": bool(customer.last_order_at and customer.last_order_at > delivery.enrollment.enrolled_at),
     }
+    if str(config.get("field", "")).startswith("latest_"):
+        from feedback.selectors import customer_latest_scores
+
+        latest = customer_latest_scores(tenant=delivery.tenant_id, customer_id=customer.pk)
+        facts.update({f"latest_{kind}": score for kind, score in latest.items()})
     left, right, op = facts.get(config.get("field", "")), config.get("value"), config.get("op", "==")
     if isinstance(left, Decimal):
         right = _decimal(right)
@@ -563,10 +576,12 @@ def delivery_send(*, delivery_id: int, send_email=None) -> str:
             _finish(delivery, now, state=Delivery.State.SENT, reason="branch evaluated", sent_at=now)
             _advance(delivery, now)
         return Delivery.State.SENT
-    if delivery.step.kind != Step.Kind.EMAIL or delivery.step.template_id is None:
+    sends_email = delivery.step.kind in (Step.Kind.EMAIL, Step.Kind.FEEDBACK_REQUEST)
+    reason = (f"step kind '{delivery.step.kind}' has nothing to send yet" if not sends_email
+              else "the step has no email template" if delivery.step.template_id is None
+              else _feedback_requests(delivery) if delivery.step.kind == Step.Kind.FEEDBACK_REQUEST else "")
+    if reason:
         with transaction.atomic():
-            reason = f"step kind '{delivery.step.kind}' has nothing to send yet" if delivery.step.kind != Step.Kind.EMAIL \
-                else "the step has no email template"
             _finish(delivery, now, state=Delivery.State.SKIPPED, reason=reason)
             _advance(delivery, now)
         return Delivery.State.SKIPPED
@@ -579,6 +594,25 @@ def delivery_send(*, delivery_id: int, send_email=None) -> str:
                 message_id=result.message_id, esp_message_id=result.esp_message_id or result.message_id)
         _advance(delivery, clock.now())
     return Delivery.State.SENT
+
+
+def _feedback_requests(delivery: Delivery) -> str:
+    """Write the survey requests a feedback step's email links to (idempotent per delivery).
+    Returns why there is nothing to ask, or ""."""
+    from feedback.selectors import survey_for_config
+    from feedback.services import survey_request_for_delivery
+    from lifecycle.services import ServiceError
+
+    survey = survey_for_config(tenant=delivery.tenant_id, config=delivery.step.config or {})
+    if survey is None:
+        return 'the feedback step names no survey: set config {"survey": "<key>"} or {"survey_id": <id>}'
+    try:
+        survey_request_for_delivery(delivery_id=delivery.pk, tenant=delivery.customer.tenant,
+                                    customer=delivery.customer, order=delivery.enrollment.order, survey=survey,
+                                    journey_id=delivery.journey_id)
+    except ServiceError as exc:
+        return f"feedback: {exc.message}"
+    return ""
 
 
 def _is_transient(exc: Exception) -> bool:

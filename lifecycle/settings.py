@@ -153,6 +153,7 @@ CELERY_BEAT_SCHEDULE = {
     "process-events": {"task": "lifecycle.process_events", "schedule": 2.0},
     "dispatch-due-deliveries": {"task": "journeys.dispatch", "schedule": 2.0},
     "reclaim-expired-leases": {"task": "journeys.reclaim", "schedule": 30.0},
+    "settle-feedback-answers": {"task": "feedback.sweep", "schedule": 5.0},
 }
 
 # Who reacts to events, in this order (see lifecycle/events.py).

@@ -2,6 +2,7 @@ from django.contrib import admin
 from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView
 
+from feedback.api import FeedbackMetricsView, ProductReviewsView
 from journeys.api import JourneyDetailView, JourneysView
 from journeys.api_explain import CustomerJourneysView
 
@@ -27,6 +28,8 @@ api_v1 = [
     re_path(rf"^customers/(?P<external_id>[^/]+)/journeys{S}$", CustomerJourneysView.as_view(),
             name="customer-journeys"),
     re_path(rf"^events{S}$", api.EventsView.as_view(), name="events"),
+    re_path(rf"^products/(?P<external_id>[^/]+)/reviews{S}$", ProductReviewsView.as_view(), name="product-reviews"),
+    re_path(rf"^feedback/metrics{S}$", FeedbackMetricsView.as_view(), name="feedback-metrics"),
     re_path(rf"^journeys{S}$", JourneysView.as_view(), name="journeys"),
     re_path(rf"^journeys/(?P<journey_id>[^/]+){S}$", JourneyDetailView.as_view(), name="journey-detail"),
 ]
@@ -35,6 +38,7 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/v1/", include((api_v1, "api"), namespace="v1")),
     path("u/<str:token>", pages.unsubscribe, name="unsubscribe"),
+    path("f/", include("feedback.urls")),  # survey and review links (feedback.pages)
     # ESP tracking webhooks (e.g. /anymail/postmark/tracking/), handled by journeys.tracking.
     path("anymail/", include("anymail.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),

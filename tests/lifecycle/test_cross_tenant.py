@@ -25,9 +25,10 @@ OBJECT_ROUTES = {
                            ("delete", "/api/v1/customers/{customer}", None)],
     "v1:journey-detail": [("get", "/api/v1/journeys/{journey}", None)],
     "v1:customer-journeys": [("get", "/api/v1/customers/{customer}/journeys", None)],
+    "v1:product-reviews": [("get", "/api/v1/products/{product}/reviews", None)],
 }
 # Routes that name no object: they act on the caller's own tenant. Checked below one by one.
-COLLECTION_ROUTES = {"v1:ping", "v1:orders", "v1:orders-bulk", "v1:customers", "v1:events", "v1:journeys"}
+COLLECTION_ROUTES = {"v1:ping", "v1:orders", "v1:orders-bulk", "v1:customers", "v1:events", "v1:journeys", "v1:feedback-metrics"}
 MISSING_JOURNEY = "999999999"
 A_JOURNEY = {"name": "Welcome", "trigger": "order_paid",
              "steps": [{"position": 1, "wait": "P1D", "template": {"subject": "Hi {{ first_name }}", "body": "<p>Hi</p>"}}]}
@@ -63,7 +64,7 @@ def snapshot(tenant) -> str:
 def a_objects(api, tenant):
     api.post("/api/v1/orders", order_payload(external_id="A-1", customer={"external_id": "A-C", "email": "a@a-store.example.com"}))
     journey = api.post("/api/v1/journeys", A_JOURNEY).json()["id"]
-    return {"order": "A-1", "customer": "A-C", "journey": journey}
+    return {"order": "A-1", "customer": "A-C", "product": "p-beans", "journey": journey}
 
 
 def test_every_api_route_is_covered():
@@ -75,7 +76,7 @@ def test_other_tenant_gets_404_on_every_object_route(route, a_objects, tenant, o
     before = snapshot(tenant)
     for method, template, body in OBJECT_ROUTES[route]:
         path = template.format(**a_objects)
-        missing_path = template.format(order="no-such-order", customer="no-such-customer", journey=MISSING_JOURNEY)
+        missing_path = template.format(order="no-such-order", customer="no-such-customer", product="no-such-product", journey=MISSING_JOURNEY)
         if method == "get":
             response, missing = other_api.get(path), other_api.get(missing_path)
         elif method == "delete":
@@ -87,6 +88,7 @@ def test_other_tenant_gets_404_on_every_object_route(route, a_objects, tenant, o
         # "Someone else's" and "missing" are indistinguishable.
         assert response.json() == json.loads(missing.content.replace(b"no-such-order", b"A-1")
                                               .replace(b"no-such-customer", b"A-C")
+                                              .replace(b"no-such-product", b"p-beans")
                                               .replace(MISSING_JOURNEY.encode(), str(a_objects["journey"]).encode()))
     assert snapshot(tenant) == before
     assert snapshot(other_tenant) == json.dumps(
@@ -104,6 +106,7 @@ def test_collection_routes_act_only_on_the_callers_tenant(a_objects, tenant, oth
     assert bulk.json()["created"] == 1
     assert other_api.post("/api/v1/events", {"type": "support.contacted", "customer": {"external_id": "A-C"},
                                              "order_external_id": "A-1"}).status_code == 201
+    assert other_api.get("/api/v1/feedback/metrics").json()["overall"]["requests"] == 0
     assert other_api.get("/api/v1/journeys").json() == {"results": [], "next": None}
     assert other_api.post("/api/v1/journeys", A_JOURNEY).status_code == 201  # same name: B's own journey
 

@@ -1,0 +1,27 @@
+"""Thin Celery entry points. Arguments are ids; each names its tenant."""
+
+from celery import shared_task
+
+from .services import alert_deliver, alerts_requeue_stale, responses_settle_due
+
+# Backoff for a transient alert failure: 30 s, 1, 2, 4, 8 min (services.ALERT_MAX_ATTEMPTS caps it).
+ALERT_BACKOFF_SECONDS = 30
+
+
+@shared_task(name="feedback.alert_send", bind=True, ignore_result=True, acks_late=True, max_retries=None)
+def alert_send(self, tenant_id: int, alert_id: int) -> str:
+    """Send a negative-answer alert to the store. Idempotent: a sent alert is not sent again."""
+    state = alert_deliver(tenant_id=tenant_id, alert_id=alert_id)
+    if state == "retry":
+        raise self.retry(countdown=min(3600, ALERT_BACKOFF_SECONDS * 2 ** self.request.retries))
+    return state
+
+
+@shared_task(name="feedback.sweep", ignore_result=True)
+def sweep() -> int:
+    """Beat, every few seconds: settle provisional answers whose window passed, and hand out
+    again alerts whose task was lost."""
+    settled = responses_settle_due()
+    for tenant_id, alert_id in alerts_requeue_stale():
+        alert_send.delay(tenant_id, alert_id)
+    return settled
