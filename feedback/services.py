@@ -463,3 +463,20 @@ def review_moderate(*, review: Review, action: str, reason: str = "", reply: str
                                    "product_external_id": locked.product.external_id,
                                    "verified_purchase": locked.verified_purchase})
     return locked
+
+
+# --- erasure --------------------------------------------------------------------
+
+
+def feedback_customer_erase(*, tenant_id: int, customer_id: int) -> None:
+    """GDPR erasure (customer.erased): the customer's own words and name leave feedback too.
+
+    Scores stay (anonymous, they feed the metrics); comments, review titles and bodies, the
+    shown name and the alert payloads (which copy the customer's details) are blanked, and
+    erased reviews leave the storefront. Idempotent.
+    """
+    SurveyResponse.objects.for_tenant(tenant_id).filter(customer_id=customer_id).update(comment="")
+    AnswerAttempt.objects.for_tenant(tenant_id).filter(request__customer_id=customer_id).update(user_agent="")
+    FeedbackAlert.objects.for_tenant(tenant_id).filter(response__customer_id=customer_id).update(payload={})
+    Review.objects.for_tenant(tenant_id).filter(customer_id=customer_id).update(
+        title="", body="", author_name="", status=Review.Status.REJECTED, rejection_reason="customer erased")

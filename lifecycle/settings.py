@@ -159,6 +159,7 @@ CELERY_BEAT_SCHEDULE = {
 # Who reacts to events, in this order (see lifecycle/events.py).
 EVENT_HANDLERS = [
     "journeys.handlers.on_event",
+    "feedback.handlers.on_event",
 ]
 
 # --- Email ----------------------------------------------------------------------

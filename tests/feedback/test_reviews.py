@@ -167,3 +167,22 @@ def test_moderation_in_the_admin_rejects_only_with_a_reason(api, tenant):
     review.refresh_from_db()
     assert review.status == "approved"
     assert customer(tenant).pk and len(mail.outbox) == 1  # only the review request email
+
+
+def test_erasing_a_customer_blanks_their_words_in_feedback_too(api, tenant):
+    from tests.journeys.helpers import process_events
+
+    feedback_journey(tenant, "review")
+    send_feedback_email(api, tenant)
+    review = write_review(tenant, "p-beans", 5, "Ada's favourite", "Call me on 0151 123", LATER)
+    review_moderate(review=review, action="approve")
+
+    assert api.delete("/api/v1/customers/c1").status_code == 204
+    process_events()
+    process_events()  # a second pass changes nothing
+
+    review.refresh_from_db()
+    assert (review.title, review.body, review.author_name, review.status) == ("", "", "", "rejected")
+    assert SurveyResponse.objects.for_tenant(tenant).get().comment == ""
+    assert SurveyResponse.objects.for_tenant(tenant).get().score == 5  # anonymous, still counted
+    assert api.get("/api/v1/products/p-beans/reviews").json()["count"] == 0
