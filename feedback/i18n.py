@@ -47,6 +47,7 @@ STRINGS: dict[str, dict[str, str]] = {
         "choose": "Please choose a score.",
         "email.intro": "Just click your answer:",
         "email.review_intro": "Rate what you bought:",
+        "email.answer": "Answer",
         "review_thanks": "Thank you for your review! It appears in the shop once we've checked it.",
     },
     "de": {
@@ -88,6 +89,7 @@ STRINGS: dict[str, dict[str, str]] = {
         "choose": "Bitte wählen Sie eine Bewertung.",
         "email.intro": "Klicken Sie einfach auf Ihre Antwort:",
         "email.review_intro": "Bewerten Sie Ihren Kauf:",
+        "email.answer": "Antworten",
         "review_thanks": "Danke für Ihre Bewertung! Sie erscheint im Shop, sobald wir sie geprüft haben.",
     },
 }

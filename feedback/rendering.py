@@ -74,13 +74,15 @@ def survey_email_context(*, tenant_id: int, delivery_id: int, locale: str, store
                           "question": texts(survey, locale, store=store_name, product=title)["question"],
                           "stars": score_buttons(survey, token, locale)})
         return {"survey": {"kind": survey.kind, "question": "", "intro": t(locale, "email.review_intro"),
-                           "buttons": [], "low_label": "", "high_label": "", "url": links[0]["url"]},
+                           "buttons": [], "low_label": "", "high_label": "", "url": links[0]["url"],
+                           "answer_label": t(locale, "email.answer")},
                 "survey_url": links[0]["url"], "review_links": links}
     token = request_token(requests[0])
     words = texts(survey, locale, store=store_name)
     return {"survey": {"kind": survey.kind, "question": words["question"], "intro": t(locale, "email.intro"),
                        "buttons": score_buttons(survey, token, locale), "low_label": words["low"],
-                       "high_label": words["high"], "url": answer_url(token)},
+                       "high_label": words["high"], "url": answer_url(token),
+                       "answer_label": t(locale, "email.answer")},
             "survey_url": answer_url(token), "review_links": []}
 
 

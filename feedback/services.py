@@ -169,7 +169,9 @@ def answer_submit(*, survey_request: SurveyRequest, score: int | None, mode: str
         response = SurveyResponse.objects.for_tenant(tenant_id).filter(request=req).first()
         if response and response.state == SurveyResponse.State.PROVISIONAL and response.settles_at <= now:
             _finalize(response, now)
-        if mode == AnswerAttempt.Mode.CONFIRM and score is None and response is not None:
+        if survey.scale is None:
+            score = None  # free text: only the comment counts
+        elif mode == AnswerAttempt.Mode.CONFIRM and score is None and response is not None:
             score = response.score  # a comment sent without touching the score
         _check_score(survey, score)
         attempt = AnswerAttempt.objects.for_tenant(tenant_id).create(

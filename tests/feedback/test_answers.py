@@ -1,6 +1,7 @@
 """One-click survey links: a GET never records, a person's click does, a scanner's burst does not."""
 
 import datetime as dt
+import re
 import time
 
 import pytest
@@ -206,3 +207,21 @@ def test_pages_speak_the_customers_language(api, tenant):
     assert '<html lang="de">' in html
     assert "Würden Sie Acme Coffee empfehlen?" in html and "Antwort bestätigen" in html
     assert "Äußerst wahrscheinlich" in html
+
+
+def test_a_free_text_survey_links_to_a_comment_box_and_keeps_the_words(api, tenant):
+    from feedback.models import Survey
+
+    Survey.objects.for_tenant(tenant).create(tenant=tenant, key="ideas", name="Ideas", kind="text",
+                                             question="What should we stock next?")
+    feedback_journey(tenant, "ideas")
+    message = send_feedback_email(api, tenant)
+    assert "What should we stock next?" in message.body
+    path = re.search(r'<a class="button"[^>]*href="http://127.0.0.1:8000(/f/[^"]+)"', message.alternatives[0][0]).group(1)
+    page = Client().get(path)
+    assert page.status_code == 200 and b'name="score"' not in page.content and b'name="comment"' in page.content
+    with clock.frozen(LATER):
+        assert post(path, "7", comment="Oat milk").status_code == 200  # a stray score is ignored
+    response = SurveyResponse.objects.for_tenant(tenant).get()
+    assert (response.score, response.comment, response.category, response.state) == (None, "Oat milk", "none", "final")
+    assert feedback_events(tenant) == ["feedback.answered"]
