@@ -18,7 +18,7 @@ import nh3
 from anymail.message import AnymailMessage
 from babel.numbers import format_currency
 from django.conf import settings
-from django.template import Context, Engine
+from django.template import Context, Engine, Template
 from django.template.loader import render_to_string
 
 from lifecycle.links import absolute, make_token
@@ -42,12 +42,19 @@ def sandbox() -> Engine:
     return SandboxEngine(dirs=[], app_dirs=False, loaders=[], libraries={}, autoescape=True, string_if_invalid="")
 
 
+@functools.lru_cache(maxsize=512)
+def compiled(source: str) -> Template:
+    """A marketer template is the same for every recipient: compile it once per process, keyed by its
+    source, so an edited template is a new entry. A syntax error raises every time (not cached)."""
+    return sandbox().from_string(source)
+
+
 def render_fragment(source: str, context: dict[str, Any]) -> str:
-    return sandbox().from_string(source).render(Context(context, autoescape=True))
+    return compiled(source).render(Context(context, autoescape=True))
 
 
 def render_text_fragment(source: str, context: dict[str, Any]) -> str:
-    return sandbox().from_string(source).render(Context(context, autoescape=False))
+    return compiled(source).render(Context(context, autoescape=False))
 
 
 def _money(amount, currency: str, locale: str) -> str:
@@ -72,10 +79,10 @@ def email_context(delivery: Delivery) -> dict[str, Any]:
         "order": None,
     }
     if order is not None:
-        items = [{"title": line.title, "sku": line.sku, "quantity": line.quantity,
-                  "image_url": line.product.image_url if line.product else "",
-                  "url": line.product.url if line.product else ""}
-                 for line in order.lines.select_related("product")]
+        # Plain values straight from one LEFT JOIN: no OrderLine/Product instances to build.
+        items = [{"title": title, "sku": sku, "quantity": quantity, "image_url": image_url or "", "url": url or ""}
+                 for title, sku, quantity, image_url, url in order.lines.values_list(
+                     "title", "sku", "quantity", "product__image_url", "product__url")]
         context["order"] = {"number": order.number or order.external_id,
                             "total": _money(order.total, order.currency, customer.locale),
                             "items": items, "item_titles": ", ".join(i["title"] for i in items if i["title"])}
