@@ -358,11 +358,11 @@ def _give_up_waiting(now: dt.datetime) -> int:
                    .select_related("journey", "step", "enrollment__order")[:WAIT_EXPIRY_BATCH])
     for delivery in expired:
         with transaction.atomic():
-            if Delivery.all_tenants.filter(pk=delivery.pk, state=Delivery.State.WAITING).update(
-                    state=Delivery.State.SKIPPED, reason=reason, updated_at=now,
-                    history=_history(delivery, "skipped", reason, now)):
-                if delivery.enrollment.state == Enrollment.State.ACTIVE:
-                    _advance(delivery, now)
+            skipped = Delivery.all_tenants.filter(pk=delivery.pk, state=Delivery.State.WAITING).update(
+                state=Delivery.State.SKIPPED, reason=reason, updated_at=now,
+                history=_history(delivery, "skipped", reason, now))
+            if skipped and delivery.enrollment.state == Enrollment.State.ACTIVE:
+                _advance(delivery, now)
     return len(expired)
 
 
