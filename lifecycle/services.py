@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 
 from django.contrib.auth import get_user_model
 from django.db import IntegrityError, connection, transaction
-from django.db.models import Count, DecimalField, F, Max, Min, Q, Sum, Value
+from django.db.models import Count, DecimalField, F, Max, Min, OuterRef, Subquery, Sum, Value
 from django.db.models.functions import Coalesce
 
 from . import clock
@@ -218,33 +218,34 @@ def refresh_aggregates(tenant: Tenant | int, customer_ids: set[int]) -> None:
     """Recompute order count, spend and first/last order from the orders themselves.
 
     Counts paid, uncancelled orders; spend is in the tenant's currency, net of refunds.
+    One UPDATE whose correlated subqueries read each customer's orders (by the
+    tenant/customer index), however many customers: no read-then-write round trip, no
+    UPDATE … CASE with a branch per customer.
     """
-    tenant_id = tenant if isinstance(tenant, int) else tenant.pk
     if not customer_ids:
         return
-    currency = Tenant.objects.only("currency").get(pk=tenant_id).currency
-    counted = Q(paid_at__isnull=False, cancelled_at__isnull=True)
-    rows = (
-        Order.objects.for_tenant(tenant_id).filter(customer_id__in=customer_ids).values("customer_id")
-        .annotate(
-            count=Count("pk", filter=counted),
-            first=Min(Coalesce("placed_at", "paid_at"), filter=counted),
-            last=Max(Coalesce("placed_at", "paid_at"), filter=counted),
-            spent=Coalesce(Sum(F("total") - F("refunded_total"), filter=counted & Q(currency=currency)),
-                           Value(Decimal("0")), output_field=DecimalField(max_digits=19, decimal_places=4)),
-        )
+    if isinstance(tenant, Tenant):
+        tenant_id, currency = tenant.pk, tenant.currency
+    else:
+        tenant_id = tenant
+        currency = Tenant.objects.only("currency").get(pk=tenant_id).currency
+    counted = (
+        Order.objects.for_tenant(tenant_id)
+        .filter(customer_id=OuterRef("pk"), paid_at__isnull=False, cancelled_at__isnull=True)
+        .order_by().values("customer_id")
     )
-    updates = [
-        Customer(pk=row["customer_id"], order_count=row["count"], first_order_at=row["first"],
-                 last_order_at=row["last"], total_spent=row["spent"])
-        for row in rows
-    ]
-    seen = {row.pk for row in updates}
-    updates += [Customer(pk=pk, order_count=0, first_order_at=None, last_order_at=None, total_spent=Decimal("0"))
-                for pk in customer_ids - seen]
-    # Batches of 500 keep each UPDATE … CASE statement a reasonable size.
-    Customer.objects.for_tenant(tenant_id).bulk_update(
-        updates, ["order_count", "first_order_at", "last_order_at", "total_spent"], batch_size=500
+
+    def of_orders(orders, aggregate) -> Subquery:
+        return Subquery(orders.annotate(value=aggregate).values("value"))
+
+    placed = Coalesce("placed_at", "paid_at")
+    customers = Customer.objects.for_tenant(tenant_id).filter(pk__in=customer_ids)
+    customers.update(
+        order_count=Coalesce(of_orders(counted, Count("pk")), Value(0)),
+        first_order_at=of_orders(counted, Min(placed)),
+        last_order_at=of_orders(counted, Max(placed)),
+        total_spent=Coalesce(of_orders(counted.filter(currency=currency), Sum(F("total") - F("refunded_total"))),
+                             Value(Decimal("0")), output_field=DecimalField(max_digits=19, decimal_places=4)),
     )
 
 
@@ -411,9 +412,10 @@ def _lines_signature(lines) -> list[tuple]:
     ]
 
 
-def _replace_lines(tenant: Tenant, order: Order, lines: list) -> None:
+def _replace_lines(tenant: Tenant, order: Order, lines: list, *, new_order: bool = False) -> None:
     product_ids = _product_ids(tenant, lines)
-    OrderLine.objects.for_tenant(tenant).filter(order=order).delete()
+    if not new_order:  # an order created in this transaction has no lines to delete
+        OrderLine.objects.for_tenant(tenant).filter(order=order).delete()
     OrderLine.objects.for_tenant(tenant).bulk_create(
         OrderLine(
             tenant=tenant, order=order, position=index, external_id=line.external_id,
@@ -515,9 +517,11 @@ def _order_apply(
     order.status = order.derive_status()
     if not changed:
         return IngestResult(order=order, created=False, changed=False)
+    if order.customer_id == customer.pk:
+        order.customer = customer  # cached: the events below name it without reading it back
     order.save()
     if created or (not stale and data.lines and _lines_signature(order.lines.all()) != _lines_signature(data.lines)):
-        _replace_lines(tenant, order, data.lines)
+        _replace_lines(tenant, order, data.lines, new_order=created)
     if first_sight:
         event_append(tenant=tenant, type="order.placed", occurred_at=order.placed_at, customer=customer, order=order,
                      data=order_event_data(order),
@@ -526,7 +530,7 @@ def _order_apply(
         # The placeholder's events (order.refunded, order.delivered) did not know whose order it was.
         Event.objects.for_tenant(tenant).filter(order=order, customer__isnull=True).update(customer=customer)
     _milestone_events(tenant, order, before, backfill)
-    customer_refresh_aggregates(customer=customer)
+    refresh_aggregates(tenant, {customer.pk})
     if previous_customer_id and previous_customer_id != customer.pk:
         customer_refresh_aggregates(customer=Customer.objects.for_tenant(tenant).get(pk=previous_customer_id))
     return IngestResult(order=order, created=created, changed=True)
