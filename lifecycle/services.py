@@ -240,13 +240,21 @@ def refresh_aggregates(tenant: Tenant | int, customer_ids: set[int]) -> None:
 
     placed = Coalesce("placed_at", "paid_at")
     customers = Customer.objects.for_tenant(tenant_id).filter(pk__in=customer_ids)
-    customers.update(
-        order_count=Coalesce(of_orders(counted, Count("pk")), Value(0)),
-        first_order_at=of_orders(counted, Min(placed)),
-        last_order_at=of_orders(counted, Max(placed)),
-        total_spent=Coalesce(of_orders(counted.filter(currency=currency), Sum(F("total") - F("refunded_total"))),
-                             Value(Decimal("0")), output_field=DecimalField(max_digits=19, decimal_places=4)),
-    )
+    with transaction.atomic(savepoint=False):
+        if connection.features.has_select_for_update:
+            # Lock the customers first, in primary-key order so two writers never deadlock on them.
+            # Whoever commits orders for one of them meanwhile has then committed before the UPDATE
+            # below reads, so its orders are counted. Without the lock two bulk imports (or an import
+            # and a live order) sharing a customer each counted only their own new orders, and the
+            # last to commit left the aggregates short.
+            list(customers.order_by("pk").select_for_update().values_list("pk", flat=True))
+        customers.update(
+            order_count=Coalesce(of_orders(counted, Count("pk")), Value(0)),
+            first_order_at=of_orders(counted, Min(placed)),
+            last_order_at=of_orders(counted, Max(placed)),
+            total_spent=Coalesce(of_orders(counted.filter(currency=currency), Sum(F("total") - F("refunded_total"))),
+                                 Value(Decimal("0")), output_field=DecimalField(max_digits=19, decimal_places=4)),
+        )
 
 
 def customer_refresh_aggregates(*, customer: Customer) -> None:
