@@ -33,6 +33,8 @@ _UNIT_PRICE_PLACES = Decimal(1).scaleb(-MONEY_DECIMAL_PLACES)
 # meta_data keys of WooCommerce's own order attribution (WC ≥ 8.5).
 LANDING_META = "_wc_order_attribution_session_entry"
 REFERRER_META = "_wc_order_attribution_referrer"
+# meta_data keys where referral plugins and custom checkout fields put the code.
+REFERRAL_META = ("referral_code", "_referral_code", "ref")
 
 
 def _gmt(payload: dict[str, Any], field: str):
@@ -77,6 +79,14 @@ def _meta(payload: dict[str, Any], key: str) -> Any:
     return next((entry.get("value") for entry in items(payload.get("meta_data")) if entry.get("key") == key), None)
 
 
+def _referral_code(payload: dict[str, Any]) -> str:
+    for key in REFERRAL_META:
+        value = _meta(payload, key)
+        if isinstance(value, str | int) and not isinstance(value, bool) and str(value).strip():
+            return text(value, 64)
+    return ""
+
+
 def order_in(payload: dict[str, Any]) -> OrderIn:
     """An order resource (order.created / order.updated) as OrderIn.
 
@@ -113,6 +123,7 @@ def order_in(payload: dict[str, Any]) -> OrderIn:
         "discount_codes": [text(c["code"], 100) for c in items(payload.get("coupon_lines")) if c.get("code")][:50],
         "landing_site": text(_meta(payload, LANDING_META), 2000),
         "referring_site": text(_meta(payload, REFERRER_META), 2000),
+        "referral_code": _referral_code(payload),
         "lines": lines,
         "updated_at": updated_at,
     })

@@ -359,3 +359,21 @@ def test_parse_json_object_refuses_readably(body):
 
 def test_parse_json_object_reads_numbers_as_decimal():
     assert parse_json_object(b'{"price": 6.8999999999999995}') == {"price": Decimal("6.8999999999999995")}
+
+
+@pytest.mark.parametrize(("key", "value", "expected"), [
+    ("referral_code", "ADA-7K3P", "ADA-7K3P"),
+    ("_referral_code", " ada-7k3p ", "ada-7k3p"),
+    ("ref", 4242, "4242"),
+    ("is_vat_exempt", "no", ""),  # not a referral key
+    ("referral_code", "", ""),
+])
+def test_woocommerce_referral_code_comes_from_meta_data(key, value, expected):
+    payload = parse_json_object(raw("woocommerce/order_created.json"))
+    payload["meta_data"].append({"id": 5199, "key": key, "value": value})
+
+    assert woocommerce.order_in(payload).referral_code == expected
+
+
+def test_woocommerce_order_without_referral_meta_has_no_referral_code():
+    assert woocommerce.order_in(parse_json_object(raw("woocommerce/order_created.json"))).referral_code == ""
