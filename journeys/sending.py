@@ -86,6 +86,10 @@ def email_context(delivery: Delivery) -> dict[str, Any]:
         context["order"] = {"number": order.number or order.external_id,
                             "total": _money(order.total, order.currency, customer.locale),
                             "items": items, "item_titles": ", ".join(i["title"] for i in items if i["title"])}
+    from loyalty.selectors import customer_points
+
+    context["points_balance"], context["tier"] = customer_points(tenant=tenant.pk, customer_id=customer.pk)
+    context["loyalty_url"] = absolute(f"/l/{make_token('loyalty', tenant_id=tenant.pk, customer_id=customer.pk, delivery_id=delivery.pk)}")
     if delivery.step.kind == "feedback_request":
         from feedback.rendering import survey_email_context
 

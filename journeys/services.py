@@ -428,8 +428,8 @@ def gate_check(delivery: Delivery, now: dt.datetime) -> GateDecision:
             return GateDecision("exit", reason)
     if customer.erased_at:
         return GateDecision("skip", "customer erased")
-    if delivery.step.kind in (Step.Kind.CONDITION, Step.Kind.AB_SPLIT):
-        # A branch sends nothing: consent, quiet hours and the cap are for the messages after it.
+    if delivery.step.kind in (Step.Kind.CONDITION, Step.Kind.AB_SPLIT, Step.Kind.AWARD_POINTS):
+        # A branch (or a points award) sends nothing: consent, quiet hours and the cap are for the messages after it.
         return GateDecision("send")
     if not customer.email:
         return GateDecision("skip", "no email address")
@@ -517,6 +517,10 @@ def condition_holds(config: dict[str, Any], delivery: Delivery) -> bool:
 
         latest = customer_latest_scores(tenant=delivery.tenant_id, customer_id=customer.pk)
         facts.update({f"latest_{kind}": score for kind, score in latest.items()})
+    if config.get("field") in ("points_balance", "tier"):
+        from loyalty.selectors import customer_points
+
+        facts["points_balance"], facts["tier"] = customer_points(tenant=delivery.tenant_id, customer_id=customer.pk)
     left, right, op = facts.get(config.get("field", "")), config.get("value"), config.get("op", "==")
     if isinstance(left, Decimal):
         right = _decimal(right)
@@ -576,6 +580,8 @@ def delivery_send(*, delivery_id: int, send_email=None) -> str:
             _finish(delivery, now, state=Delivery.State.SENT, reason="branch evaluated", sent_at=now)
             _advance(delivery, now)
         return Delivery.State.SENT
+    if delivery.step.kind == Step.Kind.AWARD_POINTS:
+        return _award_points(delivery, now)
     sends_email = delivery.step.kind in (Step.Kind.EMAIL, Step.Kind.FEEDBACK_REQUEST)
     reason = (f"step kind '{delivery.step.kind}' has nothing to send yet" if not sends_email
               else "the step has no email template" if delivery.step.template_id is None
@@ -594,6 +600,30 @@ def delivery_send(*, delivery_id: int, send_email=None) -> str:
                 message_id=result.message_id, esp_message_id=result.esp_message_id or result.message_id)
         _advance(delivery, clock.now())
     return Delivery.State.SENT
+
+
+def _award_points(delivery: Delivery, now: dt.datetime) -> str:
+    """An award_points step, config {"points": 50, "reason": "…"}: once per delivery (the ledger's
+    source is the delivery), then the journey moves on."""
+    from lifecycle.services import ServiceError
+    from loyalty.services import points_award
+
+    config = delivery.step.config or {}
+    points = config.get("points")
+    reason = ("" if isinstance(points, int) and not isinstance(points, bool) and points > 0
+              else 'the award step needs a whole number of points: config {"points": 50}')
+    with transaction.atomic():
+        if not reason:
+            try:
+                points_award(tenant=delivery.customer.tenant, customer=delivery.customer, points=points,
+                             source=f"delivery:{delivery.pk}", reason=str(config.get("reason") or delivery.journey.name))
+            except ServiceError as exc:
+                reason = f"loyalty: {exc.message}"
+        state = Delivery.State.SKIPPED if reason else Delivery.State.SENT
+        # No sent_at: nothing was emailed, so the frequency cap does not count it.
+        _finish(delivery, now, state=state, reason=reason or f"awarded {points} points")
+        _advance(delivery, now)
+    return state
 
 
 def _feedback_requests(delivery: Delivery) -> str:

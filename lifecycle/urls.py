@@ -5,6 +5,8 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView
 from feedback.api import FeedbackMetricsView, ProductReviewsView
 from journeys.api import JourneyDetailView, JourneysView
 from journeys.api_explain import CustomerJourneysView
+from loyalty.api import CustomerLoyaltyView, CustomerRedemptionsView, RewardCodesView
+from loyalty.pages import loyalty_page
 
 from . import pages, webhooks
 from .api import views as api
@@ -27,6 +29,10 @@ api_v1 = [
     re_path(rf"^customers/(?P<external_id>[^/]+){S}$", api.CustomerDetailView.as_view(), name="customer-detail"),
     re_path(rf"^customers/(?P<external_id>[^/]+)/journeys{S}$", CustomerJourneysView.as_view(),
             name="customer-journeys"),
+    re_path(rf"^customers/(?P<external_id>[^/]+)/loyalty{S}$", CustomerLoyaltyView.as_view(), name="customer-loyalty"),
+    re_path(rf"^customers/(?P<external_id>[^/]+)/redemptions{S}$", CustomerRedemptionsView.as_view(),
+            name="customer-redemptions"),
+    re_path(rf"^loyalty/rewards/(?P<reward_id>[^/]+)/codes{S}$", RewardCodesView.as_view(), name="reward-codes"),
     re_path(rf"^events{S}$", api.EventsView.as_view(), name="events"),
     re_path(rf"^products/(?P<external_id>[^/]+)/reviews{S}$", ProductReviewsView.as_view(), name="product-reviews"),
     re_path(rf"^feedback/metrics{S}$", FeedbackMetricsView.as_view(), name="feedback-metrics"),
@@ -39,6 +45,7 @@ urlpatterns = [
     path("api/v1/", include((api_v1, "api"), namespace="v1")),
     path("u/<str:token>", pages.unsubscribe, name="unsubscribe"),
     path("f/", include("feedback.urls")),  # survey and review links (feedback.pages)
+    path("l/<str:token>", loyalty_page, name="loyalty"),
     # ESP tracking webhooks (e.g. /anymail/postmark/tracking/), handled by journeys.tracking.
     path("anymail/", include("anymail.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),

@@ -26,10 +26,14 @@ OBJECT_ROUTES = {
     "v1:journey-detail": [("get", "/api/v1/journeys/{journey}", None)],
     "v1:customer-journeys": [("get", "/api/v1/customers/{customer}/journeys", None)],
     "v1:product-reviews": [("get", "/api/v1/products/{product}/reviews", None)],
+    "v1:customer-loyalty": [("get", "/api/v1/customers/{customer}/loyalty", None)],
+    "v1:customer-redemptions": [("post", "/api/v1/customers/{customer}/redemptions", {"reward_id": 1})],
+    "v1:reward-codes": [("post", "/api/v1/loyalty/rewards/{reward}/codes", {"codes": ["B-CODE"]})],
 }
 # Routes that name no object: they act on the caller's own tenant. Checked below one by one.
 COLLECTION_ROUTES = {"v1:ping", "v1:orders", "v1:orders-bulk", "v1:customers", "v1:events", "v1:journeys", "v1:feedback-metrics"}
 MISSING_JOURNEY = "999999999"
+MISSING_REWARD = "999999998"
 A_JOURNEY = {"name": "Welcome", "trigger": "order_paid",
              "steps": [{"position": 1, "wait": "P1D", "template": {"subject": "Hi {{ first_name }}", "body": "<p>Hi</p>"}}]}
 
@@ -64,7 +68,12 @@ def snapshot(tenant) -> str:
 def a_objects(api, tenant):
     api.post("/api/v1/orders", order_payload(external_id="A-1", customer={"external_id": "A-C", "email": "a@a-store.example.com"}))
     journey = api.post("/api/v1/journeys", A_JOURNEY).json()["id"]
-    return {"order": "A-1", "customer": "A-C", "product": "p-beans", "journey": journey}
+    from loyalty.models import Program, Reward
+
+    program = Program.objects.for_tenant(tenant).create(tenant=tenant)
+    reward = Reward.objects.for_tenant(tenant).create(tenant=tenant, program=program, name="5 off", kind="fixed_discount",
+                                                      cost=10, code_source="pool")
+    return {"order": "A-1", "customer": "A-C", "product": "p-beans", "journey": journey, "reward": reward.pk}
 
 
 def test_every_api_route_is_covered():
@@ -76,7 +85,8 @@ def test_other_tenant_gets_404_on_every_object_route(route, a_objects, tenant, o
     before = snapshot(tenant)
     for method, template, body in OBJECT_ROUTES[route]:
         path = template.format(**a_objects)
-        missing_path = template.format(order="no-such-order", customer="no-such-customer", product="no-such-product", journey=MISSING_JOURNEY)
+        missing_path = template.format(order="no-such-order", customer="no-such-customer", product="no-such-product", journey=MISSING_JOURNEY,
+                                        reward=MISSING_REWARD)
         if method == "get":
             response, missing = other_api.get(path), other_api.get(missing_path)
         elif method == "delete":
@@ -89,7 +99,8 @@ def test_other_tenant_gets_404_on_every_object_route(route, a_objects, tenant, o
         assert response.json() == json.loads(missing.content.replace(b"no-such-order", b"A-1")
                                               .replace(b"no-such-customer", b"A-C")
                                               .replace(b"no-such-product", b"p-beans")
-                                              .replace(MISSING_JOURNEY.encode(), str(a_objects["journey"]).encode()))
+                                              .replace(MISSING_JOURNEY.encode(), str(a_objects["journey"]).encode())
+                                              .replace(MISSING_REWARD.encode(), str(a_objects["reward"]).encode()))
     assert snapshot(tenant) == before
     assert snapshot(other_tenant) == json.dumps(
         {"orders": [], "customers": [], "refunds": [], "events": 0, "journeys": [[], [], []]}, sort_keys=True)

@@ -1,0 +1,44 @@
+"""Thin Celery entry points (beat wakes them; the database holds every due time, never an eta)."""
+
+from celery import shared_task
+
+from . import services
+
+# Batches per beat run, so one tick cannot monopolize a worker; the next tick continues.
+MAX_BATCHES_PER_RUN = 50
+
+
+def _walk(step) -> int:
+    """Call a batch service along a pk cursor until a short batch says the due rows are done."""
+    total, cursor = 0, 0
+    for _ in range(MAX_BATCHES_PER_RUN):
+        taken, cursor = step(after_pk=cursor)
+        total += taken
+        if taken == 0:
+            break
+    return total
+
+
+@shared_task(name="loyalty.release_pending", ignore_result=True)
+def release_pending() -> int:
+    """Make order points whose return window is over available. Safe on many workers at once."""
+    return _walk(services.points_release_due)
+
+
+@shared_task(name="loyalty.expire_points", ignore_result=True)
+def expire_points() -> int:
+    """Warn about, then expire, inactive balances; re-qualify tiers over the rolling window."""
+    return _walk(services.points_expiry_sweep) + _walk(services.tiers_refresh_sweep)
+
+
+@shared_task(name="loyalty.send_code_webhook", ignore_result=True)
+def send_code_webhook(webhook_id: int) -> str:
+    return services.code_webhook_send(webhook_id=webhook_id)
+
+
+@shared_task(name="loyalty.retry_code_webhooks", ignore_result=True)
+def retry_code_webhooks() -> int:
+    ids = services.code_webhooks_due()
+    for webhook_id in ids:
+        send_code_webhook.delay(webhook_id)
+    return len(ids)
