@@ -154,6 +154,7 @@ CELERY_BEAT_SCHEDULE = {
     "dispatch-due-deliveries": {"task": "journeys.dispatch", "schedule": 2.0},
     "reclaim-expired-leases": {"task": "journeys.reclaim", "schedule": 30.0},
     "settle-feedback-answers": {"task": "feedback.sweep", "schedule": 5.0},
+    "release-referral-rewards": {"task": "referrals.sweep", "schedule": 60.0},
     "release-pending-points": {"task": "loyalty.release_pending", "schedule": 60.0},
     "expire-points-and-requalify-tiers": {"task": "loyalty.expire_points", "schedule": 3600.0},
     "retry-loyalty-code-webhooks": {"task": "loyalty.retry_code_webhooks", "schedule": 30.0},
@@ -162,6 +163,7 @@ CELERY_BEAT_SCHEDULE = {
 # Who reacts to events, in this order (see lifecycle/events.py).
 EVENT_HANDLERS = [
     "loyalty.handlers.on_event",
+    "referrals.handlers.on_event",
     "journeys.handlers.on_event",
     "feedback.handlers.on_event",
 ]

@@ -7,6 +7,8 @@ from journeys.api import JourneyDetailView, JourneysView
 from journeys.api_explain import CustomerJourneysView
 from loyalty.api import CustomerLoyaltyView, CustomerRedemptionsView, RewardCodesView
 from loyalty.pages import loyalty_page
+from referrals import pages as referral_pages
+from referrals.api import CustomerReferralView, ReferralCodeView, ReferralMetricsView
 
 from . import pages, webhooks
 from .api import views as api
@@ -37,6 +39,10 @@ api_v1 = [
     re_path(rf"^products/(?P<external_id>[^/]+)/reviews{S}$", ProductReviewsView.as_view(), name="product-reviews"),
     re_path(rf"^feedback/metrics{S}$", FeedbackMetricsView.as_view(), name="feedback-metrics"),
     re_path(rf"^journeys{S}$", JourneysView.as_view(), name="journeys"),
+    re_path(rf"^customers/(?P<external_id>[^/]+)/referral{S}$", CustomerReferralView.as_view(),
+            name="customer-referral"),
+    re_path(rf"^referrals/metrics{S}$", ReferralMetricsView.as_view(), name="referral-metrics"),
+    re_path(rf"^referrals/(?P<code>[^/]+){S}$", ReferralCodeView.as_view(), name="referral-code"),
     re_path(rf"^journeys/(?P<journey_id>[^/]+){S}$", JourneyDetailView.as_view(), name="journey-detail"),
 ]
 
@@ -45,6 +51,9 @@ urlpatterns = [
     path("api/v1/", include((api_v1, "api"), namespace="v1")),
     path("u/<str:token>", pages.unsubscribe, name="unsubscribe"),
     path("f/", include("feedback.urls")),  # survey and review links (feedback.pages)
+    # Referral links: a click-tracking redirect (referrals.pages); `referral` also takes the signed token.
+    path("r/<slug:store>/<str:code>", referral_pages.referral_code, name="referral-code"),
+    path("r/<str:code>", referral_pages.referral, name="referral"),
     path("l/<str:token>", loyalty_page, name="loyalty"),
     # ESP tracking webhooks (e.g. /anymail/postmark/tracking/), handled by journeys.tracking.
     path("anymail/", include("anymail.urls")),

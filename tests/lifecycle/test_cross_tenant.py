@@ -24,6 +24,9 @@ OBJECT_ROUTES = {
     "v1:customer-detail": [("get", "/api/v1/customers/{customer}", None),
                            ("delete", "/api/v1/customers/{customer}", None)],
     "v1:journey-detail": [("get", "/api/v1/journeys/{journey}", None)],
+    # A's referral code is its customer's id ("A-C"), so the missing-object path differs the same way.
+    "v1:referral-code": [("get", "/api/v1/referrals/{customer}", None)],
+    "v1:customer-referral": [("get", "/api/v1/customers/{customer}/referral", None)],
     "v1:customer-journeys": [("get", "/api/v1/customers/{customer}/journeys", None)],
     "v1:product-reviews": [("get", "/api/v1/products/{product}/reviews", None)],
     "v1:customer-loyalty": [("get", "/api/v1/customers/{customer}/loyalty", None)],
@@ -31,7 +34,8 @@ OBJECT_ROUTES = {
     "v1:reward-codes": [("post", "/api/v1/loyalty/rewards/{reward}/codes", {"codes": ["B-CODE"]})],
 }
 # Routes that name no object: they act on the caller's own tenant. Checked below one by one.
-COLLECTION_ROUTES = {"v1:ping", "v1:orders", "v1:orders-bulk", "v1:customers", "v1:events", "v1:journeys", "v1:feedback-metrics"}
+COLLECTION_ROUTES = {"v1:ping", "v1:orders", "v1:orders-bulk", "v1:customers", "v1:events", "v1:journeys", "v1:feedback-metrics",
+                     "v1:referral-metrics"}
 MISSING_JOURNEY = "999999999"
 MISSING_REWARD = "999999998"
 A_JOURNEY = {"name": "Welcome", "trigger": "order_paid",
@@ -67,6 +71,11 @@ def snapshot(tenant) -> str:
 @pytest.fixture
 def a_objects(api, tenant):
     api.post("/api/v1/orders", order_payload(external_id="A-1", customer={"external_id": "A-C", "email": "a@a-store.example.com"}))
+    from referrals.models import Program as ReferralProgram
+    from referrals.services import referral_code_add_vanity
+
+    ReferralProgram.objects.for_tenant(tenant).create(tenant=tenant, store_url="https://a-store.example.com/")
+    referral_code_add_vanity(tenant=tenant, customer=Customer.objects.for_tenant(tenant).get(external_id="A-C"), code="A-C")
     journey = api.post("/api/v1/journeys", A_JOURNEY).json()["id"]
     from loyalty.models import Program, Reward
 
@@ -118,6 +127,7 @@ def test_collection_routes_act_only_on_the_callers_tenant(a_objects, tenant, oth
     assert other_api.post("/api/v1/events", {"type": "support.contacted", "customer": {"external_id": "A-C"},
                                              "order_external_id": "A-1"}).status_code == 201
     assert other_api.get("/api/v1/feedback/metrics").json()["overall"]["requests"] == 0
+    assert other_api.get("/api/v1/referrals/metrics").json()["code"] == "referrals.no_program"  # B has none
     assert other_api.get("/api/v1/journeys").json() == {"results": [], "next": None}
     assert other_api.post("/api/v1/journeys", A_JOURNEY).status_code == 201  # same name: B's own journey
 

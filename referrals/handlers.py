@@ -1,0 +1,19 @@
+"""Entry point lifecycle's events reach (settings.EVENT_HANDLERS). Idempotent per event:
+attribution is unique per order and every rejection is a conditional UPDATE."""
+
+from lifecycle.models import Event
+
+from .services import order_refunded, referral_attribute, referral_reject_for_order
+
+
+def on_event(event: Event) -> None:
+    if event.backfill or event.order_id is None:
+        return
+    if event.type == "order.paid":
+        referral_attribute(tenant=event.tenant, order=event.order)
+    elif event.type == "order.refunded":
+        event.order.refresh_from_db()  # the refunded total now, not when the event was written
+        order_refunded(tenant=event.tenant, order=event.order)
+    elif event.type == "order.cancelled":
+        referral_reject_for_order(tenant=event.tenant, order=event.order,
+                                  reason="order cancelled before the reward was released")
