@@ -96,6 +96,11 @@ def email_context(delivery: Delivery) -> dict[str, Any]:
         # survey (question, score buttons), survey_url, review_links: drawn by the layout too.
         context.update(survey_email_context(tenant_id=tenant.pk, delivery_id=delivery.pk, locale=customer.locale,
                                             store_name=tenant.name))
+    if delivery.step.kind == "referral_invite":
+        from referrals.rendering import referral_invite_context
+
+        # referral_url, referral_code, referral_offer, share.{copy,email,whatsapp,x,facebook}
+        context.update(referral_invite_context(tenant=tenant, customer_id=customer.pk))
     return context
 
 

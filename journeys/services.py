@@ -582,10 +582,11 @@ def delivery_send(*, delivery_id: int, send_email=None) -> str:
         return Delivery.State.SENT
     if delivery.step.kind == Step.Kind.AWARD_POINTS:
         return _award_points(delivery, now)
-    sends_email = delivery.step.kind in (Step.Kind.EMAIL, Step.Kind.FEEDBACK_REQUEST)
+    sends_email = delivery.step.kind in (Step.Kind.EMAIL, Step.Kind.FEEDBACK_REQUEST, Step.Kind.REFERRAL_INVITE)
     reason = (f"step kind '{delivery.step.kind}' has nothing to send yet" if not sends_email
               else "the step has no email template" if delivery.step.template_id is None
-              else _feedback_requests(delivery) if delivery.step.kind == Step.Kind.FEEDBACK_REQUEST else "")
+              else _feedback_requests(delivery) if delivery.step.kind == Step.Kind.FEEDBACK_REQUEST
+              else _referral_invite(delivery) if delivery.step.kind == Step.Kind.REFERRAL_INVITE else "")
     if reason:
         with transaction.atomic():
             _finish(delivery, now, state=Delivery.State.SKIPPED, reason=reason)
@@ -642,6 +643,16 @@ def _feedback_requests(delivery: Delivery) -> str:
                                     journey_id=delivery.journey_id)
     except ServiceError as exc:
         return f"feedback: {exc.message}"
+    return ""
+
+
+def _referral_invite(delivery: Delivery) -> str:
+    """Give the customer their referral code and count the invite (idempotent per delivery).
+    Returns why there is nothing to invite to, or ""."""
+    from referrals.services import invite_record
+
+    if invite_record(tenant=delivery.customer.tenant, customer=delivery.customer, delivery_id=delivery.pk) is None:
+        return "the store has no active referral program"
     return ""
 
 
