@@ -35,7 +35,8 @@ class Program(TenantModel):
     pending_days = models.PositiveSmallIntegerField(default=14)
     first_order_bonus = models.PositiveIntegerField(default=0)
     review_bonus = models.PositiveIntegerField(default=0)
-    referral_bonus = models.PositiveIntegerField(default=0)
+    # Once a year, on the birthday the customer gave on their loyalty page (referral points are
+    # the referral program's to set: it awards them through points_award).
     birthday_bonus = models.PositiveIntegerField(default=0)
     # {"event type": points}: a storefront's custom event (POST /api/v1/events) earns these once per event.
     event_bonuses = models.JSONField(default=dict, blank=True)
@@ -124,6 +125,7 @@ class LoyaltyAccount(TenantModel):
     # The last_activity_at the expiry warning was sent for: one warning per period of inactivity.
     expiry_warned_for = models.DateTimeField(null=True, blank=True)
     expiry_warned_at = models.DateTimeField(null=True, blank=True)
+    # Given once by the customer on their page (only the store changes it after), for the birthday bonus.
     birthday = models.DateField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 

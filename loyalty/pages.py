@@ -6,6 +6,7 @@ pages — the signed token authorizes it — and carries a nonce drawn when the 
 so a double click or a resubmitted form redeems once.
 """
 
+import datetime as dt
 import secrets
 
 from django.http import Http404, HttpRequest, HttpResponse
@@ -20,7 +21,7 @@ from lifecycle.services import ServiceError
 
 from .models import Reward
 from .selectors import loyalty_summary, plain
-from .services import redemption_create
+from .services import account_birthday_set, redemption_create
 
 NONCE_MAX = 64
 
@@ -41,7 +42,6 @@ def _ways_to_earn(program, currency: str) -> list[str]:
     ways = [f"{plain(program.points_per_unit)} point(s) for every 1 {currency} you spend"
             + (f" — spendable {program.pending_days} days after payment" if program.pending_days else "")]
     for label, points in (("your first order", program.first_order_bonus), ("writing a review", program.review_bonus),
-                          ("a friend's first order through your referral link", program.referral_bonus),
                           ("your birthday", program.birthday_bonus)):
         if points:
             ways.append(f"{points} points for {label}")
@@ -73,6 +73,13 @@ def loyalty_page(request: HttpRequest, token: str) -> HttpResponse:
     except LinkExpired:
         return render(request, "pages/link_expired.html", status=410)
     if request.method != "POST":
+        return _page(request, customer, token)
+    if "birthday" in request.POST:
+        try:
+            account_birthday_set(tenant=customer.tenant, customer=customer,
+                                 birthday=dt.date.fromisoformat(request.POST["birthday"][:10]))
+        except (ValueError, ServiceError):
+            return _page(request, customer, token, error="Please enter your birthday as a date.", status=400)
         return _page(request, customer, token)
     raw_reward, nonce = request.POST.get("reward", ""), request.POST.get("nonce", "")[:NONCE_MAX]
     reward = (Reward.objects.for_tenant(customer.tenant_id).select_related("program")

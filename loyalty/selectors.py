@@ -45,6 +45,7 @@ class LoyaltySummary:
     redemptions: list[Redemption]
     program: Program | None
     tiers: list[Tier]
+    birthday: dt.date | None = None
 
 
 def customer_points(*, tenant: int, customer_id: int) -> tuple[int, str]:
@@ -82,4 +83,5 @@ def loyalty_summary(*, tenant: int, customer: Customer) -> LoyaltySummary:
     return LoyaltySummary(
         balance=account.balance if account else 0, pending=account.pending if account else 0,
         debt=account.debt if account else 0, lifetime_earned=account.lifetime_earned if account else 0,
-        progress=progress, history=history, rewards=rewards, redemptions=redemptions, program=program, tiers=tiers)
+        progress=progress, history=history, rewards=rewards, redemptions=redemptions, program=program, tiers=tiers,
+        birthday=account.birthday if account else None)

@@ -632,6 +632,48 @@ def points_expiry_sweep(*, after_pk: int = 0, limit: int = SWEEP_BATCH) -> tuple
     return len(batch), (batch[-1].pk if batch else after_pk)
 
 
+# --- birthdays ---------------------------------------------------------------------------
+
+
+def account_birthday_set(*, tenant: Tenant, customer: Customer, birthday: dt.date) -> bool:
+    """Record the customer's birthday, once: a birthday already given is not changed from the page
+    (moving it to today would earn the bonus on demand). Returns whether it was set."""
+    if birthday > clock.now().date() or birthday.year < 1900:
+        raise ServiceError("loyalty.bad_birthday", "that is not a birthday", {"birthday": ["is not a past date"]})
+    with transaction.atomic():
+        account = account_locked(tenant=tenant, customer_id=customer.pk)
+        if account.birthday is not None:
+            return False
+        return bool(LoyaltyAccount.objects.for_tenant(tenant).filter(pk=account.pk, birthday__isnull=True).update(
+            birthday=birthday))
+
+
+def birthday_bonus_sweep(*, after_pk: int = 0, limit: int = SWEEP_BATCH) -> tuple[int, int]:
+    """Award the birthday bonus to accounts whose birthday is today (UTC; 29 February counts on
+    28 February in other years), once per year: the entry's source is `birthday:<year>`."""
+    now = clock.now()
+    today = now.date()
+    days = [today.day] + ([29] if (today.month, today.day) == (2, 28) and not _leap(today.year) else [])
+    programs = Program.all_tenants.filter(enabled=True, birthday_bonus__gt=0)
+    bonus = dict(programs.values_list("tenant_id", "birthday_bonus"))
+    if not bonus:
+        return 0, after_pk
+    with transaction.atomic():
+        batch = list(LoyaltyAccount.all_tenants.select_for_update(skip_locked=True)
+                     .filter(tenant_id__in=list(bonus), birthday__month=today.month, birthday__day__in=days,
+                             pk__gt=after_pk).order_by("pk")[:limit])
+        for account in batch:
+            source = f"birthday:{today.year}"
+            if not _entry_exists(account, Kind.EARN, source):
+                _credit(account, kind=Kind.EARN, source=source, reason="Happy birthday!",
+                        points=bonus[account.tenant_id], now=now)
+    return len(batch), (batch[-1].pk if batch else after_pk)
+
+
+def _leap(year: int) -> bool:
+    return year % 4 == 0 and (year % 100 != 0 or year % 400 == 0)
+
+
 # --- erasure -----------------------------------------------------------------------------
 
 

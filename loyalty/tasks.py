@@ -27,8 +27,9 @@ def release_pending() -> int:
 
 @shared_task(name="loyalty.expire_points", ignore_result=True)
 def expire_points() -> int:
-    """Warn about, then expire, inactive balances; re-qualify tiers over the rolling window."""
-    return _walk(services.points_expiry_sweep) + _walk(services.tiers_refresh_sweep)
+    """Warn about, then expire, inactive balances; re-qualify tiers over the rolling window; birthdays."""
+    return (_walk(services.points_expiry_sweep) + _walk(services.tiers_refresh_sweep)
+            + _walk(services.birthday_bonus_sweep))
 
 
 @shared_task(name="loyalty.send_code_webhook", ignore_result=True)

@@ -122,3 +122,33 @@ def test_activity_starts_a_new_expiry_period(api, tenant):
     expire_at(NOW + dt.timedelta(days=400))
     assert sums(tenant) == (110, 0, 0)
     assert Event.objects.for_tenant(tenant).filter(type="loyalty.points_expiring").count() == 1
+
+
+def test_birthday_given_once_on_the_page_earns_the_bonus_once_a_year(api, tenant):
+    import re
+
+    from django.test import Client
+
+    from lifecycle.links import make_token
+
+    from .helpers import customer
+
+    program(tenant, pending_days=0, birthday_bonus=30)
+    with clock.frozen(NOW):
+        paid_order(api, total="10.00")
+        url = f"/l/{make_token('loyalty', tenant_id=tenant.pk, customer_id=customer(tenant).pk)}"
+        assert 'name="birthday"' in Client().get(url).content.decode()
+        assert Client().post(url, {"birthday": "1990-11-25"}).status_code == 200
+        assert Client().post(url, {"birthday": "1990-11-21"}).status_code == 200  # not moved to today
+        assert Client().post(url, {"birthday": "not a date"}).status_code == 400
+        assert not re.search('name="birthday"', Client().get(url).content.decode())
+    assert account(tenant).birthday == dt.date(1990, 11, 25)
+    expire_at(NOW)
+    assert sums(tenant) == (10, 0, 0)
+    expire_at(NOW + dt.timedelta(days=4))
+    expire_at(NOW + dt.timedelta(days=4, hours=5))
+    assert sums(tenant) == (40, 0, 0)
+    expire_at(NOW + dt.timedelta(days=369))
+    assert sums(tenant) == (70, 0, 0)
+    assert list(LedgerEntry.objects.for_tenant(tenant).filter(source__startswith="birthday:").values_list(
+        "source", flat=True).order_by("pk")) == ["birthday:2026", "birthday:2027"]
