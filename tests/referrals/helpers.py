@@ -23,8 +23,9 @@ def make_program(tenant, *, store=None, **fields) -> Program:
 
 
 def post_order(api, *, external_id, customer, status="paid", placed_at=None, **fields) -> dict:
+    fields.setdefault("discount_codes", [])
     body = order_payload(external_id=external_id, number=f"#{external_id}", customer=customer, status=status,
-                         placed_at=(placed_at or clock.now()).isoformat(), discount_codes=[], **fields)
+                         placed_at=(placed_at or clock.now()).isoformat(), **fields)
     response = api.post("/api/v1/orders", body)
     assert response.status_code in (200, 201), response.content
     return body
