@@ -3,10 +3,13 @@ attribution is unique per order and every rejection is a conditional UPDATE."""
 
 from lifecycle.models import Event
 
-from .services import order_refunded, referral_attribute, referral_reject_for_order
+from .services import order_refunded, referral_attribute, referral_reject_for_order, referrals_customer_erase
 
 
 def on_event(event: Event) -> None:
+    if event.type == "customer.erased" and event.customer_id:
+        referrals_customer_erase(tenant_id=event.tenant_id, customer_id=event.customer_id)
+        return
     if event.backfill or event.order_id is None:
         return
     if event.type == "order.paid":

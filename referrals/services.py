@@ -112,6 +112,20 @@ def invite_record(*, tenant: Tenant, customer: Customer, delivery_id: int) -> Re
     return code
 
 
+def referrals_customer_erase(*, tenant_id: int, customer_id: int) -> int:
+    """customer.erased: generated codes start with the first name, so each of the customer's codes is
+    renamed to a random one and disabled (its links stop working). Idempotent."""
+    codes = (ReferralCode.objects.for_tenant(tenant_id).filter(customer_id=customer_id)
+             .exclude(code__startswith="ERASED-"))
+    renamed = 0
+    for code in codes:
+        code.code = "ERASED-" + "".join(secrets.choice(CODE_ALPHABET) for _ in range(12))
+        code.disabled_at = code.disabled_at or clock.now()
+        code.save(update_fields=["code", "disabled_at"])
+        renamed += 1
+    return renamed
+
+
 # --- attribution ----------------------------------------------------------------
 
 

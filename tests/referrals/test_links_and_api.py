@@ -167,3 +167,14 @@ def test_referral_metrics(api, tenant, store):
                     "reward_points": 0, "currency": "EUR", "new_customers": 3, "referred_share": 33.3,
                     "viral_coefficient": None}
     assert api.get("/api/v1/referrals/metrics", {"since": "yesterday"}).json()["code"] == "referrals.bad_date"
+
+
+def test_erasure_renames_and_disables_the_customers_codes(api, tenant, code):
+    referral_code_add_vanity(tenant=tenant, customer=code.customer, code="ADA-LOVES-BEANS")
+    assert api.delete("/api/v1/customers/adv-1").status_code in (200, 204)
+    with clock.frozen(T0):
+        process_events()
+    codes = list(code.__class__.objects.for_tenant(tenant).filter(customer=code.customer))
+    assert len(codes) == 2
+    assert all(c.code.startswith("ERASED-") and c.disabled_at for c in codes)
+    assert click(f"/r/acme/{code.code}").status_code == 404
