@@ -23,6 +23,7 @@ SAMPLE_CONTEXT: dict[str, Any] = {
     "customer": {"first_name": "Ada", "last_name": "Lovelace", "email": "ada@example.com", "order_count": 1},
     "store": {"name": "Acme Coffee", "postal_address": "1 Roastery Lane, Berlin"},
     "unsubscribe_url": "https://example.com/u/sample",
+    "points_balance": 120, "tier": "Silver", "loyalty_url": "https://example.com/l/sample",
     "order": {
         "number": "#1001", "total": "€59.90", "item_titles": "House beans 1 kg, Paper filters",
         "items": [{"title": "House beans 1 kg", "sku": "BEANS-1KG", "quantity": 2,
