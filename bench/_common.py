@@ -1,0 +1,230 @@
+"""Helpers shared by the journey benchmarks (bench/dispatch, bench/claim, bench/crash).
+
+Imported by scripts that have already re-executed themselves under .venv/bin/python (see
+`reexec_into_venv`). Nothing here runs at import time except constants. Standard library plus
+what the project already depends on (psycopg2, redis, cryptography, celery, Django).
+"""
+
+import contextlib
+import math
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+VENV = ROOT / ".venv"
+PG = {"host": "127.0.0.1", "port": "5432", "user": "postgres"}
+CPU_COUNT = os.cpu_count() or 2
+
+
+def reexec_into_venv(script: str) -> None:
+    """Run the calling script under the project's virtualenv (no-op when already there)."""
+    if Path(sys.prefix).resolve() == VENV.resolve() or os.environ.get("BENCH_NO_REEXEC"):
+        return
+    venv_python = VENV / "bin" / "python"
+    if not venv_python.exists():
+        sys.exit(f"{script}: {venv_python} is missing. Create it first: make install (or python3.11 -m venv .venv "
+                 "&& .venv/bin/pip install -e '.[bench]')")
+    os.execv(str(venv_python), [str(venv_python), str(Path(sys.argv[0]).resolve()), *sys.argv[1:]])  # noqa: S606
+
+
+def log(message: str) -> None:
+    print(message, flush=True)
+
+
+class SetupError(Exception):
+    pass
+
+
+def run(cmd: list[str], env: dict | None = None, what: str = "") -> str:
+    proc = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise SetupError(f"{what or cmd[0]} failed ({proc.returncode}): {proc.stderr.strip()[-2000:]}")
+    return proc.stdout
+
+
+def database_url(db: str) -> str:
+    return f"postgres://{PG['user']}@{PG['host']}:{PG['port']}/{db}"
+
+
+def fresh_database(db: str) -> None:
+    base = ["-h", PG["host"], "-p", PG["port"], "-U", PG["user"]]
+    run(["dropdb", *base, "--if-exists", "--force", db], what="dropdb")
+    run(["createdb", *base, db], what="createdb")
+
+
+def drop_database(db: str) -> None:
+    base = ["-h", PG["host"], "-p", PG["port"], "-U", PG["user"]]
+    run(["dropdb", *base, "--if-exists", "--force", db], what="dropdb")
+
+
+def pg_connect(db: str, autocommit: bool = True):
+    """A plain psycopg2 connection (bulk SQL, checks); not Django's."""
+    import psycopg2
+
+    conn = psycopg2.connect(host=PG["host"], port=PG["port"], user=PG["user"], dbname=db)
+    conn.autocommit = autocommit
+    return conn
+
+
+def app_env(db: str, redis_url: str, **extra: str) -> dict[str, str]:
+    """The environment of a production-profile process (worker, manage.py) against the bench database."""
+    from cryptography.fernet import Fernet
+
+    env = {key: value for key, value in os.environ.items() if not key.startswith(("DJANGO_", "LIFECYCLE_"))}
+    env.update({
+        "DJANGO_SETTINGS_MODULE": "lifecycle.settings",
+        "LIFECYCLE_PROFILE": "production",
+        "DATABASE_URL": database_url(db),
+        "REDIS_URL": redis_url,
+        "CELERY_BROKER_URL": redis_url,
+        "SECRET_KEY": secrets.token_urlsafe(48),
+        "ALLOWED_HOSTS": "127.0.0.1",
+        "PUBLIC_BASE_URL": "https://mail.bench.example",
+        "DEBUG": "0",
+        "FIELD_ENCRYPTION_KEYS": Fernet.generate_key().decode(),
+        "LOG_LEVEL": "WARNING",
+        "PYTHONUNBUFFERED": "1",
+        # bench/null_esp.py is imported as `bench.null_esp` by the workers.
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH", "")])),
+    })
+    env.update(extra)
+    return env
+
+
+def migrate(env: dict[str, str]) -> None:
+    run([str(VENV / "bin" / "python"), "manage.py", "migrate", "--noinput", "--skip-checks"], env, "manage.py migrate")
+
+
+def django_setup(env: dict[str, str]) -> None:
+    """Configure Django in this process with the same environment the workers get."""
+    os.environ.update(env)
+    import django
+
+    django.setup()
+
+
+def percentile(sorted_values: list[float], q: float) -> float:
+    if not sorted_values:
+        return math.nan
+    return sorted_values[min(len(sorted_values) - 1, max(0, math.ceil(q * len(sorted_values)) - 1))]
+
+
+def load_average() -> str:
+    with contextlib.suppress(OSError):
+        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+    return "?"
+
+
+def children(pid: int) -> list[int]:
+    """Direct child processes of `pid` (Linux /proc)."""
+    found: list[int] = []
+    with contextlib.suppress(OSError):
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            with contextlib.suppress(OSError):
+                found += [int(p) for p in (task / "children").read_text().split()]
+    return found
+
+
+class CeleryWorker:
+    """One `celery worker` process (optionally with embedded beat) in its own process group."""
+
+    def __init__(self, env: dict[str, str], workdir: Path, *, pool: str = "prefork", concurrency: int = 2,
+                 beat: bool = True, name: str = "worker", queues: str | None = None, loglevel: str = "WARNING"):
+        self.env, self.workdir, self.pool, self.concurrency = env, workdir, pool, concurrency
+        self.beat, self.name, self.queues, self.loglevel = beat, name, queues, loglevel
+        self.proc: subprocess.Popen | None = None
+        self.log_path = workdir / f"{name}.log"
+        self.starts = 0
+
+    @property
+    def command(self) -> list[str]:
+        cmd = [str(VENV / "bin" / "python"), "-m", "celery", "-A", "lifecycle", "worker",
+               f"--pool={self.pool}", f"--concurrency={self.concurrency}", f"--loglevel={self.loglevel}",
+               "--without-mingle", "--without-gossip", "--without-heartbeat", "-n", f"{self.name}@%h"]
+        if self.beat:
+            cmd += ["--beat", "--schedule", str(self.workdir / f"{self.name}-beat-schedule")]
+        if self.queues:
+            cmd += ["-Q", self.queues]
+        return cmd
+
+    def start(self) -> None:
+        self.starts += 1
+        with self.log_path.open("ab") as out:
+            out.write(f"\n===== start #{self.starts} =====\n".encode())
+        self.proc = subprocess.Popen(self.command, env=self.env, cwd=ROOT, stdin=subprocess.DEVNULL,
+                                     stdout=self.log_path.open("ab"), stderr=subprocess.STDOUT,
+                                     start_new_session=True)
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def pool_pids(self) -> list[int]:
+        return children(self.proc.pid) if self.alive() else []
+
+    def wait_ready(self, timeout: float = 60.0) -> None:
+        """Until the log says the worker is ready (celery prints 'ready.' at INFO; we also accept pool children)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not self.alive():
+                raise SetupError(f"{self.name} exited with {self.proc.returncode if self.proc else '?'}:\n"
+                                 f"{self.log_tail()}")
+            if self.pool == "prefork":
+                if len(self.pool_pids()) >= self.concurrency:
+                    return
+            elif b"ready." in self.log_path.read_bytes()[-4000:] or self.loglevel not in ("INFO", "DEBUG"):
+                time.sleep(2.0)  # threads pool: no children to watch; give it the import time
+                return
+            time.sleep(0.1)
+        raise SetupError(f"{self.name} not ready within {timeout:.0f} s:\n{self.log_tail()}")
+
+    def kill(self, sig: int = signal.SIGKILL, group: bool = True) -> None:
+        """Kill the whole process group (main process, pool children, embedded beat)."""
+        if self.proc is None:
+            return
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            if group:
+                os.killpg(self.proc.pid, sig)
+            else:
+                os.kill(self.proc.pid, sig)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.proc.wait(timeout=30)
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Warm shutdown (SIGTERM), SIGKILL after `timeout`."""
+        if self.proc is None or self.proc.poll() is not None:
+            self._reap_group()
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(timeout=10)
+        self._reap_group()
+
+    def _reap_group(self) -> None:
+        """Pool children outlive a SIGKILLed parent for a moment; make sure none is left behind."""
+        if self.proc is None:
+            return
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
+
+    def log_tail(self, lines: int = 40) -> str:
+        with contextlib.suppress(OSError):
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        return ""
+
+    def logged_errors(self) -> list[str]:
+        text = ""
+        with contextlib.suppress(OSError):
+            text = self.log_path.read_text(errors="replace")
+        return [line for line in text.splitlines()
+                if ("Traceback" in line or "ERROR/" in line or "CRITICAL/" in line)
+                and "WorkerLostError" not in line]
