@@ -36,6 +36,9 @@ _ANY = object()  # a name whose shape is unknown (a {% with %} alias, a guarded 
 # Names a step kind adds to the context (feedback.rendering.survey_email_context for survey emails).
 KIND_CONTEXT: dict[str, dict[str, Any]] = {
     "feedback_request": {"survey": _ANY, "survey_url": None, "review_links": _ANY},
+    # referrals.rendering.referral_invite_context
+    "referral_invite": {"referral_url": None, "referral_code": None, "referral_offer": None, "referral_page_url": None,
+                        "share": {"copy": None, "email": None, "whatsapp": None, "x": None, "facebook": None}},
 }
 
 

@@ -13,7 +13,7 @@ from django.shortcuts import render
 from django.views.decorators.http import require_http_methods
 
 from lifecycle.links import LinkExpired, read_token
-from lifecycle.models import Customer, Tenant
+from lifecycle.models import Customer, StoreConnection, Tenant
 
 from .models import Program, ReferralCode
 from .rendering import offer_text, share_buttons, share_url, store_redirect
@@ -27,6 +27,14 @@ def _not_found(request: HttpRequest) -> HttpResponse:
 def _client(request: HttpRequest) -> tuple[str, str]:
     # REMOTE_ADDR: behind a proxy, configure it to set REMOTE_ADDR (X-Forwarded-For is spoofable).
     return request.META.get("REMOTE_ADDR", ""), request.headers.get("User-Agent", "")
+
+
+def _storefront(tenant_id: int) -> str:
+    connection = (StoreConnection.objects.for_tenant(tenant_id).filter(disabled_at__isnull=True)
+                  .order_by("pk").first())
+    if connection is None:
+        return ""
+    return connection.site_url or (f"https://{connection.shop_domain}" if connection.shop_domain else "")
 
 
 def _follow(request: HttpRequest, code: ReferralCode) -> HttpResponse:
@@ -57,9 +65,13 @@ def _advocate_page(request: HttpRequest, token: str) -> HttpResponse:
     if payload is None:
         return _not_found(request)
     customer = Customer.objects.for_tenant(payload["t"]).select_related("tenant").filter(pk=payload["c"]).first()
-    program = Program.objects.for_tenant(payload["t"]).filter(active=True).first()
-    if customer is None or program is None or customer.erased_at:
+    if customer is None or customer.erased_at:
         return _not_found(request)
+    program = Program.objects.for_tenant(payload["t"]).filter(active=True).first()
+    if program is None:
+        # feedback's thank-you page links here whatever the store runs: without a program, the storefront.
+        store = _storefront(payload["t"])
+        return HttpResponseRedirect(store) if store else _not_found(request)
     # Issuing the advocate's code is idempotent and moves no money: the page needs it.
     code = referral_code_ensure(tenant=customer.tenant, customer=customer)
     if request.method == "GET":

@@ -86,7 +86,8 @@ def test_a_9_emits_feedback_positive_and_offers_a_review_and_sharing(api, tenant
     html = page.content.decode()
     assert "Thank you!" in html
     assert 'id="next-review"' in html and "Review House beans 1 kg" in html and "Review Paper filters" in html
-    assert 'id="next-share"' in html and "https://acme.example.com/products/beans" in html
+    # The share button opens the customer's referral page (/r/<signed token>, served by referrals).
+    assert 'id="next-share"' in html and 'href="http://127.0.0.1:8000/r/' in html
     assert FeedbackAlert.objects.for_tenant(tenant).count() == 0
     assert Event.objects.for_tenant(tenant).filter(type="feedback.positive").count() == 1
     with clock.frozen(LATER):

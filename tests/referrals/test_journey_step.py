@@ -7,6 +7,7 @@ from django.core import mail
 
 from journeys.models import Delivery, EmailTemplate, Journey, Step
 from lifecycle import clock
+from lifecycle.models import Customer
 from referrals.models import Invite, ReferralCode
 from tests.journeys.helpers import process_events
 from tests.journeys.test_engine import send_due
@@ -65,3 +66,17 @@ def test_without_an_active_program_the_step_is_skipped_with_the_reason(api, tena
     assert send_due(T0 + dt.timedelta(days=1)) == ["skipped"]
     assert Delivery.objects.for_tenant(tenant).get().reason == "the store has no active referral program"
     assert mail.outbox == [] and not ReferralCode.objects.for_tenant(tenant).exists()
+
+
+def test_journey_templates_may_name_the_referral_placeholders(api, tenant):
+    from journeys.templating import KIND_CONTEXT, _shape, template_problems
+    from referrals.rendering import referral_invite_context
+    from referrals.services import referral_code_ensure
+
+    assert template_problems(BODY, kind="referral_invite") == []
+    assert template_problems("{{ referral_url }}", kind="email") != []  # only the invite step has it
+    make_program(tenant)
+    paid(api)
+    code = referral_code_ensure(tenant=tenant, customer=Customer.objects.for_tenant(tenant).get(external_id="adv-1"))
+    context = referral_invite_context(tenant=tenant, customer_id=code.customer_id)
+    assert _shape(context) == KIND_CONTEXT["referral_invite"]  # the validator and the email stay in step

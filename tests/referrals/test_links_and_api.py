@@ -178,3 +178,18 @@ def test_erasure_renames_and_disables_the_customers_codes(api, tenant, code):
     assert len(codes) == 2
     assert all(c.code.startswith("ERASED-") and c.disabled_at for c in codes)
     assert click(f"/r/acme/{code.code}").status_code == 404
+
+
+def test_without_a_program_the_signed_link_leads_to_the_storefront(api, tenant):
+    from lifecycle.models import Customer
+    from lifecycle.services import store_connect
+
+    with clock.frozen(T0):
+        post_order(api, external_id="O-1", customer={"external_id": "c-1", "email": "c@example.com"})
+    customer = Customer.objects.for_tenant(tenant).get(external_id="c-1")
+    path = reverse("referral", args=[make_token("referral", tenant_id=tenant.pk, customer_id=customer.pk)])
+    assert click(path).status_code == 404  # nothing to send them to
+    store_connect(tenant=tenant, platform="woocommerce", address="https://shop.example.com", secret="s3cret-123")
+    response = click(path)
+    assert (response.status_code, response["Location"]) == (302, "https://shop.example.com")
+    assert not Click.objects.for_tenant(tenant).exists()
