@@ -199,6 +199,9 @@ def test_admin_approves_from_the_review_queue_and_the_reward_follows_the_delay(a
     referral = referral_for(tenant, "F-1")
     client = staff_client()
     assert client.get("/admin/referrals/referral/?state__exact=review").status_code == 200
+    assert client.get(f"/admin/referrals/referral/{referral.pk}/change/").status_code == 200
+    for page in ("program/add/", "program/", "referralcode/", "reward/", "click/", "invite/"):
+        assert client.get(f"/admin/referrals/{page}").status_code == 200, page
     with clock.frozen(T0 + DAY):
         response = client.post("/admin/referrals/referral/", {"action": "approve_selected",
                                                               "_selected_action": [referral.pk]})
