@@ -16,8 +16,7 @@ from typing import Any, TypeVar
 
 from django.contrib.auth import get_user_model
 from django.db import IntegrityError, connection, transaction
-from django.db.models import Count, DecimalField, F, Max, Min, OuterRef, Subquery, Sum, Value
-from django.db.models.functions import Coalesce
+from django.db.models import F
 
 from . import clock
 from .models import (
@@ -214,13 +213,38 @@ def customer_upsert(*, tenant: Tenant, data: CustomerIn, source: str) -> tuple[C
     return customer, False
 
 
+# The customers' aggregates, recounted from their orders in one statement. Raw SQL because it
+# runs for every order, refund and cancellation: the same UPDATE built from ORM Subquery
+# expressions cost ~3.7 ms of CPU per call to compile, this ~0.15 ms. Scoped like every query
+# here: the WHERE names the tenant, and the subqueries are correlated to those customers (an
+# order's customer is its tenant's). They filter by customer alone so they use the customer_id
+# index whatever the statistics say; with tenant_id in them too, a planner without statistics
+# (a new database, before autovacuum's first ANALYZE) took the tenant_id index and read all the
+# tenant's orders once per customer and column.
+_COUNTED_ORDERS = (
+    f"FROM {Order._meta.db_table} o WHERE o.customer_id = {Customer._meta.db_table}.id "
+    "AND o.paid_at IS NOT NULL AND o.cancelled_at IS NULL"
+)
+# Table names come from the models and every value is a parameter (hence the noqa: S608 below).
+_AGGREGATES_SQL = (
+    f"UPDATE {Customer._meta.db_table} SET "  # noqa: S608
+    f"order_count = (SELECT count(*) {_COUNTED_ORDERS}), "
+    f"first_order_at = (SELECT min(coalesce(o.placed_at, o.paid_at)) {_COUNTED_ORDERS}), "
+    f"last_order_at = (SELECT max(coalesce(o.placed_at, o.paid_at)) {_COUNTED_ORDERS}), "
+    f"total_spent = coalesce((SELECT sum(o.total - o.refunded_total) {_COUNTED_ORDERS} AND o.currency = %s), 0) "
+    "WHERE tenant_id = %s AND id IN ({ids})"
+)
+_LOCK_CUSTOMERS_SQL = (
+    f"SELECT id FROM {Customer._meta.db_table} WHERE tenant_id = %s AND id IN ({{ids}}) ORDER BY id FOR UPDATE"  # noqa: S608
+)
+
+
 def refresh_aggregates(tenant: Tenant | int, customer_ids: set[int]) -> None:
     """Recompute order count, spend and first/last order from the orders themselves.
 
     Counts paid, uncancelled orders; spend is in the tenant's currency, net of refunds.
-    One UPDATE whose correlated subqueries read each customer's orders (by the
-    tenant/customer index), however many customers: no read-then-write round trip, no
-    UPDATE … CASE with a branch per customer.
+    One UPDATE however many customers: no read-then-write round trip, no UPDATE … CASE
+    with a branch per customer.
     """
     if not customer_ids:
         return
@@ -229,35 +253,17 @@ def refresh_aggregates(tenant: Tenant | int, customer_ids: set[int]) -> None:
     else:
         tenant_id = tenant
         currency = Tenant.objects.only("currency").get(pk=tenant_id).currency
-    # Correlated to the customers below, which are this tenant's, so the subqueries filter by
-    # customer alone and use the customer_id index whatever the statistics say. With tenant_id in
-    # them too, a planner without statistics (a new database, before autovacuum's first ANALYZE)
-    # picked the tenant_id index and read all the tenant's orders once per customer and column.
-    counted = (
-        Order.all_tenants.filter(customer_id=OuterRef("pk"), paid_at__isnull=False, cancelled_at__isnull=True)
-        .order_by().values("customer_id")
-    )
-
-    def of_orders(orders, aggregate) -> Subquery:
-        return Subquery(orders.annotate(value=aggregate).values("value"))
-
-    placed = Coalesce("placed_at", "paid_at")
-    customers = Customer.objects.for_tenant(tenant_id).filter(pk__in=customer_ids)
-    with transaction.atomic(savepoint=False):
+    ids = sorted(customer_ids)
+    placeholders = ", ".join(["%s"] * len(ids))
+    with transaction.atomic(savepoint=False), connection.cursor() as cursor:
         if connection.features.has_select_for_update:
             # Lock the customers first, in primary-key order so two writers never deadlock on them.
             # Whoever commits orders for one of them meanwhile has then committed before the UPDATE
             # below reads, so its orders are counted. Without the lock two bulk imports (or an import
             # and a live order) sharing a customer each counted only their own new orders, and the
             # last to commit left the aggregates short.
-            list(customers.order_by("pk").select_for_update().values_list("pk", flat=True))
-        customers.update(
-            order_count=Coalesce(of_orders(counted, Count("pk")), Value(0)),
-            first_order_at=of_orders(counted, Min(placed)),
-            last_order_at=of_orders(counted, Max(placed)),
-            total_spent=Coalesce(of_orders(counted.filter(currency=currency), Sum(F("total") - F("refunded_total"))),
-                                 Value(Decimal("0")), output_field=DecimalField(max_digits=19, decimal_places=4)),
-        )
+            cursor.execute(_LOCK_CUSTOMERS_SQL.format(ids=placeholders), [tenant_id, *ids])
+        cursor.execute(_AGGREGATES_SQL.format(ids=placeholders), [currency, tenant_id, *ids])
 
 
 def customer_refresh_aggregates(*, customer: Customer) -> None:
