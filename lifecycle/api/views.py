@@ -8,6 +8,7 @@ import datetime as dt
 from typing import Any
 
 import pydantic
+from django.db.models import Prefetch, prefetch_related_objects
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import status
 from rest_framework.request import Request
@@ -15,7 +16,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from ..bulk import orders_bulk_ingest
-from ..models import Customer, Order
+from ..models import Customer, Order, Refund
 from ..schemas import BulkOrdersIn, CancellationIn, DeliveryIn, EventIn, FulfillmentIn, OrderIn, RefundIn
 from ..services import NotFound, customer_erase, event_record, order_ingest, order_mark, refund_record
 from .idempotency import idempotent
@@ -51,11 +52,16 @@ def dump(model: pydantic.BaseModel, code: int = status.HTTP_200_OK) -> Response:
 
 def order_response(tenant, external_id: str, code: int = status.HTTP_200_OK) -> Response:
     order = (
-        Order.objects.for_tenant(tenant).select_related("customer").prefetch_related("lines", "refunds")
+        Order.objects.for_tenant(tenant).select_related("customer").prefetch_related("lines")
         .filter(external_id=external_id).first()
     )
     if order is None:
         raise NotFound("orders.not_found", f"no order with external_id {external_id!r}")
+    # refunded_total is the sum of the order's refunds (refund_record keeps it so in the refund's
+    # transaction), so an order with nothing refunded has no refunds to read: one SELECT fewer
+    # for nearly every answer.
+    refunds = Refund.objects.for_tenant(tenant)
+    prefetch_related_objects([order], Prefetch("refunds", queryset=refunds if order.refunded_total else refunds.none()))
     return dump(OrderOut.of(order), code)
 
 
