@@ -317,6 +317,11 @@ def deliveries_claim(*, limit: int, now: dt.datetime | None = None) -> list[int]
     return ids
 
 
+def deliveries_claimed_count() -> int:
+    """Rows claimed and not yet taken by a send task (delivery_lease_idx covers them)."""
+    return Delivery.all_tenants.filter(state=Delivery.State.CLAIMED).count()
+
+
 def esp_honours_idempotency() -> bool:
     return bool(getattr(settings, "ESP_HONOURS_IDEMPOTENCY_KEY", False))
 
