@@ -131,7 +131,11 @@ def children(pid: int) -> list[int]:
 
 
 class CeleryWorker:
-    """One `celery worker` process (optionally with embedded beat) in its own process group."""
+    """One `celery worker` process (optionally with embedded beat) in its own process group.
+
+    With beat=False and a CeleryBeat beside it, the worker's children are its pool processes only
+    (an embedded beat is one more child, indistinguishable from them by pid or command line).
+    """
 
     def __init__(self, env: dict[str, str], workdir: Path, *, pool: str = "prefork", concurrency: int = 2,
                  beat: bool = True, name: str = "worker", queues: str | None = None, loglevel: str = "WARNING"):
@@ -143,6 +147,9 @@ class CeleryWorker:
 
     @property
     def command(self) -> list[str]:
+        if self.pool == "beat":
+            return [str(VENV / "bin" / "python"), "-m", "celery", "-A", "lifecycle", "beat",
+                    f"--loglevel={self.loglevel}", "--schedule", str(self.workdir / f"{self.name}-schedule")]
         cmd = [str(VENV / "bin" / "python"), "-m", "celery", "-A", "lifecycle", "worker",
                f"--pool={self.pool}", f"--concurrency={self.concurrency}", f"--loglevel={self.loglevel}",
                "--without-mingle", "--without-gossip", "--without-heartbeat", "-n", f"{self.name}@%h"]
@@ -228,3 +235,10 @@ class CeleryWorker:
         return [line for line in text.splitlines()
                 if ("Traceback" in line or "ERROR/" in line or "CRITICAL/" in line)
                 and "WorkerLostError" not in line]
+
+
+class CeleryBeat(CeleryWorker):
+    """A separate `celery beat` process in its own process group."""
+
+    def __init__(self, env: dict[str, str], workdir: Path, name: str = "beat", loglevel: str = "WARNING"):
+        super().__init__(env, workdir, pool="beat", concurrency=0, beat=False, name=name, loglevel=loglevel)
