@@ -5,6 +5,7 @@ and unique constraint. Money is Decimal + ISO 4217 currency. Datetimes are UTC.
 """
 
 import datetime as dt
+import functools
 import hashlib
 import hmac
 import secrets
@@ -20,8 +21,14 @@ from .money import MONEY_DECIMAL_PLACES, MONEY_MAX_DIGITS, is_currency
 from .tenancy import TenantModel
 
 
+@functools.cache
+def _time_zones() -> frozenset[str]:
+    # available_timezones() walks the tz database on disk: ~15 ms a call, so once per process.
+    return frozenset(zoneinfo.available_timezones())
+
+
 def validate_time_zone(value: str) -> None:
-    if value not in zoneinfo.available_timezones():
+    if value not in _time_zones():
         raise ValidationError(f"{value!r} is not an IANA time zone, such as 'Europe/Berlin'.")
 
 
