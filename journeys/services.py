@@ -445,6 +445,10 @@ def gate_check(delivery: Delivery, now: dt.datetime) -> GateDecision:
         return GateDecision("skip", "unsubscribed from marketing email")
     if marketing and customer.marketing_consent is not True:
         return GateDecision("skip", "no marketing consent")
+    if marketing and tenant.marketing_paused_at:
+        # lifecycle/deliverability.py paused the store's marketing: held, not dropped, until someone resumes it.
+        return GateDecision("defer", f"tenant_paused: {tenant.marketing_paused_reason}"[:300],
+                            now + dt.timedelta(hours=1))
     if delivery.step.kind == Step.Kind.FEEDBACK_REQUEST:
         from feedback.selectors import survey_for_config, survey_throttle_until
 

@@ -60,6 +60,14 @@ class Tenant(models.Model):
     quiet_hours_end = models.TimeField(default=dt.time(8, 0))
     # At most one marketing email per customer per this many hours, across all journeys.
     frequency_cap_hours = models.PositiveSmallIntegerField(default=16)
+    # Deliverability guardrails (lifecycle/deliverability.py), set by a beat check of the last 24 h:
+    # an alert the owner sees, and a pause of all marketing email until someone resumes it.
+    deliverability_alert = models.CharField(max_length=300, blank=True, help_text="Why the last check warned.")
+    deliverability_alert_at = models.DateTimeField(null=True, blank=True)
+    marketing_paused_at = models.DateTimeField(null=True, blank=True)
+    marketing_paused_reason = models.CharField(max_length=300, blank=True)
+    # Rates are counted from here (at most 24 h back), so a resumed store is judged on what it sends next.
+    marketing_resumed_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

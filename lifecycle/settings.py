@@ -163,6 +163,7 @@ CELERY_BEAT_SCHEDULE = {
 # Who reacts to events, in this order (see lifecycle/events.py).
 EVENT_HANDLERS = [
     "loyalty.handlers.on_event",
+    "check-deliverability": {"task": "lifecycle.check_deliverability", "schedule": 900.0},
     "referrals.handlers.on_event",
     "journeys.handlers.on_event",
     "feedback.handlers.on_event",

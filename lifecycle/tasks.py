@@ -12,3 +12,11 @@ def process_events() -> int:
         total += taken
         if taken < BATCH_SIZE:
             return total
+
+
+@shared_task(name="lifecycle.check_deliverability", ignore_result=True)
+def check_deliverability() -> dict[str, int]:
+    """Beat, every 15 minutes: warn or pause stores whose complaint or bounce rate is too high."""
+    from .deliverability import deliverability_check_all
+
+    return deliverability_check_all()
