@@ -4,8 +4,11 @@ from celery import shared_task
 
 from .services import alert_deliver, alerts_requeue_stale, responses_settle_due
 
-# Backoff for a transient alert failure: 30 s, 1, 2, 4, 8 min (services.ALERT_MAX_ATTEMPTS caps it).
+# Backoff for a transient alert failure: 30 s, 1, 2, 4, then 5 min (services.ALERT_MAX_ATTEMPTS caps it).
 ALERT_BACKOFF_SECONDS = 30
+# A countdown waits in a worker's memory, not in the database: past a few minutes a restart or the
+# broker's visibility timeout redelivers it, so no retry waits longer (tests/proof/test_celery_countdowns.py).
+ALERT_BACKOFF_MAX_SECONDS = 300
 
 
 @shared_task(name="feedback.alert_send", bind=True, ignore_result=True, acks_late=True, max_retries=None)
@@ -13,7 +16,7 @@ def alert_send(self, tenant_id: int, alert_id: int) -> str:
     """Send a negative-answer alert to the store. Idempotent: a sent alert is not sent again."""
     state = alert_deliver(tenant_id=tenant_id, alert_id=alert_id)
     if state == "retry":
-        raise self.retry(countdown=min(3600, ALERT_BACKOFF_SECONDS * 2 ** self.request.retries))
+        raise self.retry(countdown=min(ALERT_BACKOFF_MAX_SECONDS, ALERT_BACKOFF_SECONDS * 2 ** self.request.retries))
     return state
 
 
