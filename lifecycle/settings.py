@@ -43,6 +43,10 @@ def env_list(name: str, default: str) -> list[str]:
 SECRET_KEY = env("SECRET_KEY", "embedded-only-insecure-key-do-not-use-in-production" if EMBEDDED else None)
 DEBUG = env_bool("DEBUG", EMBEDDED)
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "127.0.0.1,localhost,testserver" if EMBEDDED else None)
+# The marketer's workspace (lifecycle/workspace) signs people in at /app/login/.
+LOGIN_URL = "workspace:login"
+LOGIN_REDIRECT_URL = "workspace:picker"
+
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", "http://127.0.0.1:8000,http://localhost:8000")
 # The address customers and storefronts reach us at: webhook URLs and email links are built on it.
 PUBLIC_BASE_URL = env("PUBLIC_BASE_URL", "http://127.0.0.1:8000" if EMBEDDED else None).rstrip("/")
@@ -91,6 +95,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "lifecycle.workspace.context.workspace",
             ],
         },
     },

@@ -1,5 +1,6 @@
 from django.contrib import admin
 from django.urls import include, path, re_path
+from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView
 
 from feedback.api import FeedbackMetricsView, ProductReviewsView
@@ -47,6 +48,8 @@ api_v1 = [
 ]
 
 urlpatterns = [
+    path("", RedirectView.as_view(pattern_name="workspace:picker"), name="root"),
+    path("app/", include("lifecycle.workspace.urls")),
     path("admin/", admin.site.urls),
     path("api/v1/", include((api_v1, "api"), namespace="v1")),
     path("u/<str:token>", pages.unsubscribe, name="unsubscribe"),

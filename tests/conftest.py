@@ -75,3 +75,11 @@ def other_api(other_tenant_and_key):
 def _anymail_test_backend(settings):
     """Email leaves through anymail's test backend, which records each message's parameters."""
     settings.EMAIL_BACKEND = "anymail.backends.test.EmailBackend"
+
+
+@pytest.fixture
+def browser(monkeypatch):
+    """Debian's chromium through Playwright (tests/browser.py); skipped locally, a failure in CI, when missing."""
+    from tests.browser import browser_fixture
+
+    yield from browser_fixture(monkeypatch)

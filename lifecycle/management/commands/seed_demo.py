@@ -62,7 +62,7 @@ class Command(BaseCommand):
             summary = f"{result.created} sample orders, {installed} journeys from the library"
         else:
             summary = "existing sample data"
-        info = {"admin_url": "/admin/", "username": "admin", "password": password, "tenant": DEMO_SLUG,
+        info = {"workspace_url": "/app/", "admin_url": "/admin/", "username": "admin", "password": password, "tenant": DEMO_SLUG,
                 "api_key": key, "shopify_shop_domain": DEMO_SHOP, "shopify_webhook_secret": DEMO_SHOPIFY_SECRET}
         if options["json"]:
             self.stdout.write(json.dumps(info))

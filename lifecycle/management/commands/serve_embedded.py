@@ -35,7 +35,7 @@ class Command(BaseCommand):
             signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
             self.stdout.write(f"Celery worker and beat started (pid {worker.pid}) on {settings.CELERY_BROKER_URL}")
         self.stdout.write(self.style.SUCCESS(
-            f"Serving on http://127.0.0.1:{port}/  — admin: /admin/  API docs: /api/docs/  schema: /api/schema/"))
+            f"Serving on http://127.0.0.1:{port}/  — workspace: /app/  admin: /admin/  API docs: /api/docs/  schema: /api/schema/"))
         call_command("runserver", f"127.0.0.1:{port}", use_reloader=False)
 
 

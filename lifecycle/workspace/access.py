@@ -1,0 +1,78 @@
+"""Who may see and change what in the workspace.
+
+Members read everything of their tenant; writes need a role. A tenant the user does not
+belong to is a 404, never a 403, so the URL space tells nothing about other stores.
+Superusers (the operators) may open every tenant, as owners.
+"""
+
+import functools
+from collections.abc import Callable
+
+from django.contrib.auth.views import redirect_to_login
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import render
+
+from lifecycle.models import Membership, Tenant
+
+ROLE_RANK = {Membership.Role.VIEWER: 0, Membership.Role.MARKETER: 1, Membership.Role.OWNER: 2}
+SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
+
+
+def role_allows(role: str, needed: str) -> bool:
+    return ROLE_RANK[Membership.Role(role)] >= ROLE_RANK[Membership.Role(needed)]
+
+
+def memberships_of(user) -> list[tuple[Tenant, str]]:
+    """The tenants a user may open, with their role, by name."""
+    if not user.is_authenticated:
+        return []
+    if user.is_superuser:
+        return [(t, Membership.Role.OWNER) for t in Tenant.objects.order_by("name")]
+    rows = Membership.objects.filter(user=user).select_related("tenant").order_by("tenant__name")
+    return [(m.tenant, m.role) for m in rows]
+
+
+def tenant_for(user, slug: str) -> tuple[Tenant, str]:
+    """The tenant behind `slug` and the user's role in it, or 404."""
+    if user.is_superuser:
+        tenant = Tenant.objects.filter(slug=slug).first()
+        if tenant is not None:
+            return tenant, Membership.Role.OWNER
+        raise Http404("No such store")
+    membership = Membership.objects.filter(user=user, tenant__slug=slug).select_related("tenant").first()
+    if membership is None:
+        raise Http404("No such store")
+    return membership.tenant, membership.role
+
+
+def workspace_view(*, write_role: str = Membership.Role.MARKETER, read_role: str = Membership.Role.VIEWER):
+    """Decorate a view taking `tenant` (the slug) as its first URL argument.
+
+    The view receives the request with `request.tenant`, `request.role` and
+    `request.can_write` set, and the Tenant in place of the slug. A POST (or any unsafe
+    method) from a role below `write_role` gets a 403 page and changes nothing.
+    """
+
+    def decorate(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+        @functools.wraps(view)
+        def wrapper(request: HttpRequest, tenant: str, *args, **kwargs) -> HttpResponse:
+            if not request.user.is_authenticated:
+                return redirect_to_login(request.get_full_path())
+            tenant_obj, role = tenant_for(request.user, tenant)
+            request.tenant, request.role = tenant_obj, role
+            request.can_write = role_allows(role, write_role)
+            if not role_allows(role, read_role):
+                return forbidden(request, "Your role in this store cannot open this page.")
+            if request.method not in SAFE_METHODS and not request.can_write:
+                return forbidden(request, f"Your role in {tenant_obj.name} is {role}: you can look, "
+                                          f"but changes need a {write_role} or an owner.")
+            return view(request, tenant_obj, *args, **kwargs)
+
+        wrapper.workspace_write_role = write_role
+        return wrapper
+
+    return decorate
+
+
+def forbidden(request: HttpRequest, message: str) -> HttpResponse:
+    return render(request, "workspace/forbidden.html", {"message": message}, status=403)

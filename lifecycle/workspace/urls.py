@@ -1,0 +1,22 @@
+"""/app/: the workspace. Each area keeps its own url list; every route takes the tenant slug."""
+
+from django.urls import include, path
+
+from journeys import workspace as journeys_pages
+
+from . import customers, dashboard, views
+
+app_name = "workspace"
+
+tenant_pages = [
+    *dashboard.urlpatterns,
+    *customers.urlpatterns,
+    *journeys_pages.urlpatterns,
+]
+
+urlpatterns = [
+    path("", views.picker, name="picker"),
+    path("login/", views.LoginView.as_view(), name="login"),
+    path("logout/", views.LogoutView.as_view(), name="logout"),
+    path("<slug:tenant>/", include(tenant_pages)),
+]

@@ -1,0 +1,111 @@
+"""A member of globex (B) on acme's (A) pages: every workspace route answers 404 and changes nothing.
+
+The route list is read from the URLconf and the object ids from the route's own arguments, so a new
+page is covered the moment it exists; a page whose URL takes an id this file does not know fails
+`test_every_workspace_route_is_covered` until OBJECT_KWARGS learns it.
+"""
+
+import json
+
+import pytest
+from django.urls import URLPattern, URLResolver, get_resolver, reverse
+
+from journeys.models import Delivery, EmailTemplate, Enrollment, Journey, Step
+from lifecycle.models import Customer, Event, Order
+
+pytestmark = pytest.mark.django_db
+
+# Routes without a tenant: signing in and the store picker.
+UNSCOPED = {"workspace:login", "workspace:logout", "workspace:picker"}
+A_JOURNEY = {"name": "A welcome", "trigger": "order_paid",
+             "steps": [{"position": 1, "wait": "P1D", "template": {"subject": "Hi {{ first_name }}", "body": "<p>Hi</p>"}}]}
+# URL argument -> how to find tenant A's object for it.
+OBJECT_KWARGS = {
+    "customer_id": lambda a: a["customer"].pk,
+    "order_id": lambda a: a["order"].pk,
+    "journey_id": lambda a: a["journey"].pk,
+    "step_id": lambda a: a["step"].pk,
+    "template_id": lambda a: a["template"].pk,
+}
+
+
+def workspace_routes() -> dict[str, list[str]]:
+    """name -> URL arguments besides the tenant, for every route under /app/."""
+    routes = {}
+
+    def walk(patterns, namespace, params):
+        for p in patterns:
+            here = params + list(getattr(p.pattern, "converters", {}))
+            if isinstance(p, URLResolver):
+                walk(p.url_patterns, p.namespace or namespace, here)
+            elif isinstance(p, URLPattern) and namespace == "workspace":
+                routes[f"workspace:{p.name}"] = [name for name in here if name != "tenant"]
+
+    walk(get_resolver().url_patterns, None, [])
+    return routes
+
+
+def snapshot(tenant) -> str:
+    rows = {model.__name__: list(model.objects.for_tenant(tenant).order_by("pk").values())
+            for model in (Customer, Order, Journey, Step, EmailTemplate, Enrollment, Delivery)}
+    rows["events"] = Event.objects.for_tenant(tenant).count()
+    return json.dumps(rows, default=str, sort_keys=True)
+
+
+@pytest.fixture
+def a_objects(api, tenant, a_customer):
+    journey_id = api.post("/api/v1/journeys", A_JOURNEY).json()["id"]
+    journey = Journey.objects.for_tenant(tenant).get(pk=journey_id)
+    step = Step.objects.for_tenant(tenant).filter(journey=journey).first()
+    return {"customer": a_customer, "order": Order.objects.for_tenant(tenant).get(external_id="A-1"),
+            "journey": journey, "step": step, "template": step.template}
+
+
+def url_for(name: str, params: list[str], tenant_slug: str, a: dict) -> str:
+    return reverse(name, kwargs={"tenant": tenant_slug, **{p: OBJECT_KWARGS[p](a) for p in params}})
+
+
+def test_every_workspace_route_is_covered():
+    routes = workspace_routes()
+    assert "workspace:home" in routes and "workspace:customer" in routes
+    unknown = {name: params for name, params in routes.items() if set(params) - set(OBJECT_KWARGS)}
+    assert unknown == {}, "teach OBJECT_KWARGS how to find tenant A's object for these URL arguments"
+
+
+def test_every_tenant_route_checks_membership_and_role():
+    resolver = get_resolver()
+    for name in set(workspace_routes()) - UNSCOPED:
+        match = resolver.resolve(reverse(name, kwargs={"tenant": "x", **{p: 1 for p in workspace_routes()[name]}}))
+        assert hasattr(match.func, "workspace_write_role"), f"{name} is not wrapped in workspace_view()"
+
+
+def test_another_stores_member_gets_404_on_every_route_and_changes_nothing(a_objects, tenant, other_tenant, as_outsider):
+    before = snapshot(tenant)
+    b_before = snapshot(other_tenant)
+    for name, params in sorted(workspace_routes().items()):
+        if name in UNSCOPED:
+            continue
+        # A's slug: B's member is no member of A.
+        path = url_for(name, params, tenant.slug, a_objects)
+        for method in ("get", "post"):
+            response = getattr(as_outsider, method)(path)
+            assert response.status_code == 404, (name, method, path, response.status_code)
+        # B's own slug with A's object ids: the object is not found in B.
+        if params:
+            path = url_for(name, params, other_tenant.slug, a_objects)
+            for method in ("get", "post"):
+                response = getattr(as_outsider, method)(path)
+                assert response.status_code == 404, (name, method, path, response.status_code)
+    assert snapshot(tenant) == before
+    assert snapshot(other_tenant) == b_before
+
+
+def test_collection_pages_of_b_show_nothing_of_a(a_objects, other_tenant, as_outsider):
+    for name, params in sorted(workspace_routes().items()):
+        if name in UNSCOPED or params:
+            continue
+        response = as_outsider.get(reverse(name, kwargs={"tenant": other_tenant.slug}))
+        assert response.status_code in (200, 302), (name, response.status_code)
+        body = response.content.decode()
+        assert "ada@a-store.example.com" not in body, name
+        assert "A welcome" not in body, name
