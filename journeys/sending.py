@@ -126,10 +126,12 @@ def message_id_for(delivery: Delivery) -> str:
     return f"<journey.{delivery.tenant_id}.{delivery.pk}@{host}>"
 
 
-def render_email(delivery: Delivery) -> RenderedEmail:
+def render_email(delivery: Delivery, *, context: dict[str, Any] | None = None) -> RenderedEmail:
+    """`context` replaces email_context(delivery): the workspace's preview renders unsaved rows with
+    inert links through this same path."""
     customer, tenant, template = delivery.customer, delivery.customer.tenant, delivery.step.template
     variant = template.variant(customer.locale)
-    context = email_context(delivery)
+    context = email_context(delivery) if context is None else context
     marketing = delivery.message_class == Journey.MessageClass.MARKETING
     body_html = nh3.clean(render_fragment(variant["body"], context), tags=ALLOWED_TAGS,
                           attributes=ALLOWED_ATTRIBUTES, url_schemes={"http", "https", "mailto"})
