@@ -229,7 +229,23 @@ class Customer(TenantModel):
                 name="customer_tenant_guest_email_uniq",
             ),
         ]
-        indexes = [models.Index(fields=["tenant", "email"], name="customer_tenant_email_idx")]
+        indexes = [
+            models.Index(fields=["tenant", "email"], name="customer_tenant_email_idx"),
+            # The workspace's customer list (lifecycle/workspace/customers.py): newest first, a page at a
+            # time by id, and each filter an index of its own. The partial ones stay small, and their
+            # predicates name columns that change once, so aggregate updates stay HOT.
+            models.Index(fields=["tenant", "id"], name="customer_tenant_id_idx"),
+            models.Index(fields=["tenant", "marketing_consent", "id"], name="customer_tenant_consent_idx"),
+            models.Index(fields=["tenant", "id"], condition=Q(unsubscribed_at__isnull=False),
+                         name="customer_unsubscribed_idx"),
+            models.Index(fields=["tenant", "id"], condition=Q(suppressed_at__isnull=False),
+                         name="customer_suppressed_idx"),
+            models.Index(fields=["tenant", "id"], condition=Q(first_order_at__isnull=True),
+                         name="customer_no_orders_idx"),
+            # Email prefix search (LIKE 'ada@%') whatever the database's collation (PostgreSQL only).
+            models.Index(fields=["tenant", "email"], opclasses=["int8_ops", "varchar_pattern_ops"],
+                         name="customer_email_prefix_idx"),
+        ]
 
     def __str__(self) -> str:
         return self.email or self.external_id or f"customer {self.pk}"
@@ -306,7 +322,16 @@ class Order(TenantModel):
             models.CheckConstraint(condition=Q(total__gte=0), name="order_total_non_negative"),
             models.CheckConstraint(condition=Q(refunded_total__gte=0), name="order_refunded_non_negative"),
         ]
-        indexes = [models.Index(fields=["tenant", "customer", "paid_at"], name="order_tenant_customer_idx")]
+        indexes = [
+            models.Index(fields=["tenant", "customer", "paid_at"], name="order_tenant_customer_idx"),
+            # The workspace's order list (lifecycle/workspace/orders.py): newest placed first, a page at a
+            # time, by date range and by status; an order number typed into the search box.
+            models.Index(fields=["tenant", "placed_at", "id"], name="order_tenant_placed_idx"),
+            models.Index(fields=["tenant", "status", "placed_at", "id"], name="order_tenant_status_idx"),
+            models.Index(fields=["tenant", "number"], name="order_tenant_number_idx"),
+            # Orders heard of only through a refund or a delivery, not yet placed: few, listed apart.
+            models.Index(fields=["tenant", "id"], condition=Q(placed_at__isnull=True), name="order_placeholder_idx"),
+        ]
 
     def __str__(self) -> str:
         return self.number or self.external_id
