@@ -19,6 +19,7 @@ from django.db import IntegrityError, connection, transaction
 from django.db.models import F
 
 from . import clock
+from .auth import forget_key
 from .models import (
     ApiKey,
     Customer,
@@ -108,9 +109,12 @@ def api_key_create(*, tenant: Tenant, name: str) -> tuple[ApiKey, str]:
 
 
 def api_key_revoke(*, tenant: Tenant, prefix: str) -> bool:
-    return bool(
+    """Revoke a key: refused at once by this process, within auth.KEY_CACHE_SECONDS by every worker."""
+    revoked = bool(
         ApiKey.objects.for_tenant(tenant).filter(prefix=prefix, revoked_at__isnull=True).update(revoked_at=clock.now())
     )
+    forget_key(prefix)
+    return revoked
 
 
 def store_connect(*, tenant: Tenant, platform: str, address: str, secret: str) -> StoreConnection:
