@@ -4,12 +4,18 @@ Marketer-written templates are rendered by a separate, bare Django template engi
 a context of plain values only (no models, no loaders, no tag libraries), autoescaped, and
 the result is sanitized with nh3 before it goes into the trusted layout. The HTML gets
 its CSS inlined (css-inline) and a text part is always sent alongside.
+
+The layout is the same for every recipient of a store: it is rendered and CSS-inlined once per
+process (see `_layout`), and each email fills in its slots; only the marketer's body is inlined per
+email. A batch of emails (`render_emails`) reads its order lines and points balances in two queries.
 """
 
 import dataclasses
 import functools
 import html
 import re
+import secrets
+from collections.abc import Sequence
 from typing import Any
 from urllib.parse import quote, urlsplit
 
@@ -20,6 +26,7 @@ from babel.numbers import format_currency
 from django.conf import settings
 from django.template import Context, Engine, Template
 from django.template.loader import render_to_string
+from django.utils.safestring import mark_safe
 
 from lifecycle.links import absolute, make_token
 
@@ -66,6 +73,41 @@ def _money(amount, currency: str, locale: str) -> str:
 
 def email_context(delivery: Delivery) -> dict[str, Any]:
     """The plain values a template may use. Nothing here reaches a model or a query."""
+    return email_contexts([delivery])[delivery.pk]
+
+
+def email_contexts(deliveries: Sequence[Delivery]) -> dict[int, dict[str, Any]]:
+    """`email_context` for many deliveries (by delivery id): the order lines and the points balances of
+    the whole batch come from one query each. Every delivery has its customer, tenant, enrollment
+    (with its order) and step loaded."""
+    from lifecycle.models import OrderLine
+    from loyalty.models import LoyaltyAccount
+
+    lines: dict[int, list[dict[str, Any]]] = {}
+    points: dict[int, tuple[int, str]] = {}
+    by_tenant: dict[int, list[Delivery]] = {}
+    for delivery in deliveries:
+        by_tenant.setdefault(delivery.tenant_id, []).append(delivery)
+    for tenant_id, group in by_tenant.items():
+        orders = {d.enrollment.order_id for d in group if d.enrollment.order_id}
+        if orders:
+            # Plain values straight from one LEFT JOIN: no OrderLine/Product instances to build.
+            for order_id, title, sku, quantity, image_url, url in (
+                    OrderLine.objects.for_tenant(tenant_id).filter(order_id__in=orders)
+                    .order_by("order_id", "position", "pk")
+                    .values_list("order_id", "title", "sku", "quantity", "product__image_url", "product__url")):
+                lines.setdefault(order_id, []).append(
+                    {"title": title, "sku": sku, "quantity": quantity, "image_url": image_url or "", "url": url or ""})
+        # What loyalty.selectors.customer_points answers for one customer: (balance, tier name).
+        for customer_id, balance, tier in (LoyaltyAccount.objects.for_tenant(tenant_id)
+                                           .filter(customer_id__in={d.customer_id for d in group})
+                                           .values_list("customer_id", "balance", "tier__name")):
+            points[customer_id] = (balance, tier or "")
+    return {d.pk: _context(d, lines.get(d.enrollment.order_id, []), points.get(d.customer_id, (0, "")))
+            for d in deliveries}
+
+
+def _context(delivery: Delivery, items: list[dict[str, Any]], points: tuple[int, str]) -> dict[str, Any]:
     customer, tenant = delivery.customer, delivery.customer.tenant
     order = delivery.enrollment.order
     fallback = (delivery.step.config or {}).get("first_name_fallback", "there")
@@ -79,16 +121,10 @@ def email_context(delivery: Delivery) -> dict[str, Any]:
         "order": None,
     }
     if order is not None:
-        # Plain values straight from one LEFT JOIN: no OrderLine/Product instances to build.
-        items = [{"title": title, "sku": sku, "quantity": quantity, "image_url": image_url or "", "url": url or ""}
-                 for title, sku, quantity, image_url, url in order.lines.values_list(
-                     "title", "sku", "quantity", "product__image_url", "product__url")]
         context["order"] = {"number": order.number or order.external_id,
                             "total": _money(order.total, order.currency, customer.locale),
                             "items": items, "item_titles": ", ".join(i["title"] for i in items if i["title"])}
-    from loyalty.selectors import customer_points
-
-    context["points_balance"], context["tier"] = customer_points(tenant=tenant.pk, customer_id=customer.pk)
+    context["points_balance"], context["tier"] = points
     context["loyalty_url"] = absolute(f"/l/{make_token('loyalty', tenant_id=tenant.pk, customer_id=customer.pk, delivery_id=delivery.pk)}")
     if delivery.step.kind == "feedback_request":
         from feedback.rendering import survey_email_context
@@ -141,8 +177,12 @@ def render_email(delivery: Delivery, *, context: dict[str, Any] | None = None) -
               "postal_address": tenant.postal_address, "marketing": marketing, "brand_color": BRAND_COLOR,
               "unsubscribe_url": context["unsubscribe_url"], "lang": (customer.locale or "en").split("-")[0],
               "survey": context.get("survey"), "review_links": context.get("review_links")}
-    html = css_inline.inline(render_to_string("email/layout.html", {**layout, "body": _safe(body_html)}))
-    text = render_to_string("email/layout.txt", {**layout, "body": html_to_text(body_html)})
+    shell = None
+    if layout["survey"] is None and layout["review_links"] is None:
+        shell = _layout(tenant.name, template.signature, tenant.postal_address, marketing)
+    filled = shell.fill(layout, body_html) if shell is not None else None
+    # A survey's buttons and review links are drawn by the layout per recipient: those render whole.
+    html, text = filled if filled is not None else render_layout(layout, body_html)
     headers = {"Message-ID": message_id_for(delivery)}
     if marketing:
         mailto = tenant.reply_to or tenant.sender_email or settings.DEFAULT_FROM_EMAIL
@@ -152,10 +192,109 @@ def render_email(delivery: Delivery, *, context: dict[str, Any] | None = None) -
     return RenderedEmail(subject=subject, html=html, text=text, headers=headers)
 
 
-def _safe(html: str):
-    from django.utils.safestring import mark_safe
+def render_emails(deliveries: Sequence[Delivery]) -> dict[int, RenderedEmail | Exception]:
+    """`render_email` for a batch, by delivery id: the batch's reads are done once (`email_contexts`).
+    An email that cannot be rendered (a template broken after it was saved, say) is its exception, so
+    one bad template fails its own deliveries and not the batch's."""
+    contexts = email_contexts(deliveries)
+    rendered: dict[int, RenderedEmail | Exception] = {}
+    for delivery in deliveries:
+        try:
+            rendered[delivery.pk] = render_email(delivery, context=contexts[delivery.pk])
+        except Exception as exc:  # noqa: BLE001 - recorded on the delivery by the caller
+            rendered[delivery.pk] = exc
+    return rendered
 
-    return mark_safe(html)  # noqa: S308 - sanitized by nh3 just above
+
+def render_layout(layout: dict[str, Any], body_html: str) -> tuple[str, str]:
+    """The trusted layout around a sanitized body, rendered whole: (HTML with its CSS inlined, text)."""
+    html = css_inline.inline(render_to_string("email/layout.html", {**layout, "body": _safe(body_html)}))
+    text = render_to_string("email/layout.txt", {**layout, "body": html_to_text(body_html)})
+    return html, text
+
+
+# Slots in the once-rendered layout: a random token per process around an upper-case name, so that
+# nothing a store or a marketer writes can look like one.
+_TOKEN = "q" + secrets.token_hex(8) + "q"
+_SLOTS = re.compile(re.escape(_TOKEN) + "([A-Z]+)" + re.escape(_TOKEN))
+_STYLE = re.compile(r"<style[^>]*>(.*?)</style>", re.S | re.I)
+_CONTENT = '<div class="content">'
+
+
+def _slot(name: str) -> str:
+    return f"{_TOKEN}{name}{_TOKEN}"
+
+
+def _text_escape(value: str) -> str:
+    """A text node as the inliner's HTML serializer writes it (so a filled slot reads exactly as if
+    the whole page had gone through css_inline)."""
+    return value.replace("&", "&amp;").replace("\xa0", "&nbsp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _attribute_escape(value: str) -> str:
+    return value.replace("&", "&amp;").replace("\xa0", "&nbsp;").replace('"', "&quot;")
+
+
+@dataclasses.dataclass(frozen=True)
+class _Layout:
+    """email/layout.html and layout.txt for one store, signature and message class, rendered and
+    inlined once, cut at the slots (subject, preheader, lang, unsubscribe URL, the body)."""
+
+    html: tuple[str, ...]  # literal, slot name, literal, slot name, …, literal
+    text: tuple[str, ...]
+    css: str  # the layout's stylesheet, inlined into each body
+    content_open: str  # <div class="content" style="…"> as the inliner writes it
+
+    def fill(self, layout: dict[str, Any], body_html: str) -> tuple[str, str] | None:
+        """(html, text) for one email; None when a value would not read the same as through the whole
+        layout (a NUL or CR, which the HTML parser rewrites), so the caller renders it whole."""
+        values = (layout["subject"], layout["preheader"], layout["lang"], layout["unsubscribe_url"], body_html)
+        if any("\x00" in v or "\r" in v for v in values):
+            return None
+        # The body's elements get the layout's rules for .content descendants, exactly as they do in
+        # the whole page: the fragment is the content div itself (no rule reaches in from outside it;
+        # tests/journeys/test_rendering.py compares the two ways for every kind of element).
+        content = css_inline.inline_fragment(_CONTENT + body_html + "</div>", self.css)
+        if not (content.startswith(self.content_open) and content.endswith("</div>")):
+            return None
+        html_values = {"SUBJECT": _text_escape(layout["subject"]), "PREHEADER": _text_escape(layout["preheader"]),
+                       "LANG": _attribute_escape(layout["lang"]),
+                       "UNSUBSCRIBE": _attribute_escape(layout["unsubscribe_url"]), "CONTENT": content}
+        text_values = {"BODY": html_to_text(body_html), "UNSUBSCRIBE": layout["unsubscribe_url"]}
+        return _join(self.html, html_values), _join(self.text, text_values)
+
+
+def _join(parts: tuple[str, ...], values: dict[str, str]) -> str:
+    return "".join(values[part] if i % 2 else part for i, part in enumerate(parts))
+
+
+@functools.lru_cache(maxsize=256)
+def _layout(store_name: str, signature: str, postal_address: str, marketing: bool) -> _Layout | None:
+    """The layout for a store, its slots left open; None if it cannot be cut at them (the caller then
+    renders every email whole). Cached per process: the layout files change only with a deploy."""
+    layout = {"subject": _slot("SUBJECT"), "preheader": _slot("PREHEADER"), "store_name": store_name,
+              "signature": signature, "postal_address": postal_address, "marketing": marketing,
+              "brand_color": BRAND_COLOR, "unsubscribe_url": _slot("UNSUBSCRIBE"), "lang": _slot("LANG"),
+              "survey": None, "review_links": None}
+    source = render_to_string("email/layout.html", {**layout, "body": _safe(_slot("BODY"))})
+    styles = _STYLE.findall(source)
+    inlined = css_inline.inline(source)
+    css = "\n".join(styles)
+    content_open = css_inline.inline_fragment(_CONTENT + "</div>", css).removesuffix("</div>")
+    whole_content = content_open + _slot("BODY") + "</div>"
+    if inlined.count(whole_content) != 1:
+        return None
+    html_parts = tuple(_SLOTS.split(inlined.replace(whole_content, _slot("CONTENT"))))
+    text_parts = tuple(_SLOTS.split(render_to_string("email/layout.txt", {**layout, "body": _slot("BODY")})))
+    if sorted(html_parts[1::2]) != ["CONTENT", "LANG", "PREHEADER", "SUBJECT"] + (["UNSUBSCRIBE"] if marketing else []):
+        return None
+    if not set(text_parts[1::2]) <= {"BODY", "UNSUBSCRIBE"}:
+        return None
+    return _Layout(html=html_parts, text=text_parts, css=css, content_open=content_open)
+
+
+def _safe(html: str):
+    return mark_safe(html)  # noqa: S308 - sanitized by nh3, or our own slot marker
 
 
 @dataclasses.dataclass(frozen=True)
