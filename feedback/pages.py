@@ -14,6 +14,7 @@ from django.views.decorators.http import require_http_methods
 from lifecycle import clock
 from lifecycle.links import LinkExpired, read_token
 from lifecycle.services import ServiceError
+from lifecycle.tenancy import activate
 
 from .i18n import language, strings, t
 from .models import AnswerAttempt, Review, Survey, SurveyRequest, SurveyResponse
@@ -28,6 +29,7 @@ def _request_from(token: str) -> SurveyRequest:
     payload = read_token("survey", token)
     if payload is None or "r" not in payload:
         raise Http404("unknown link")
+    activate(payload["t"])  # the signed token names the tenant
     req = (SurveyRequest.objects.for_tenant(payload["t"]).select_related("survey", "customer__tenant", "order",
                                                                          "product")
            .filter(pk=payload["r"], customer_id=payload["c"]).first())

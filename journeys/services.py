@@ -290,7 +290,19 @@ def schedule_step(*, enrollment: Enrollment, step: Step, previous_at: dt.datetim
 
 def deliveries_claim(*, limit: int, now: dt.datetime | None = None) -> list[int]:
     """Lease up to `limit` due rows, oldest first. Concurrent dispatchers never get the same row."""
-    now = now or clock.now()
+    return [pk for pk, _ in _claim(limit, now or clock.now())]
+
+
+def deliveries_claim_by_tenant(*, limit: int, now: dt.datetime | None = None) -> dict[int, list[int]]:
+    """`deliveries_claim`, the ids grouped by tenant (oldest first within each): send tasks act for one tenant."""
+    claimed: dict[int, list[int]] = {}
+    for pk, tenant_id in _claim(limit, now or clock.now()):
+        claimed.setdefault(tenant_id, []).append(pk)
+    return claimed
+
+
+def _claim(limit: int, now: dt.datetime) -> list[tuple[int, int]]:
+    """(id, tenant_id) of up to `limit` rows leased now, oldest due first."""
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
             cursor.execute(
@@ -303,18 +315,18 @@ def deliveries_claim(*, limit: int, now: dt.datetime | None = None) -> list[int]
                     LIMIT %s
                     FOR UPDATE SKIP LOCKED
                 )
-                RETURNING id
+                RETURNING id, tenant_id
                 """,
                 [now + claim_lease(), now, now, limit],
             )
-            return [row[0] for row in cursor.fetchall()]
+            return [(row[0], row[1]) for row in cursor.fetchall()]
     # SQLite (embedded profile): one writer at a time, so select-then-update is exclusive.
     with transaction.atomic():
-        ids = list(Delivery.all_tenants.filter(state__in=Delivery.CLAIMABLE, due_at__lte=now)
-                   .order_by("due_at").values_list("pk", flat=True)[:limit])
-        Delivery.all_tenants.filter(pk__in=ids, state__in=Delivery.CLAIMABLE).update(
+        rows = list(Delivery.all_tenants.filter(state__in=Delivery.CLAIMABLE, due_at__lte=now)
+                    .order_by("due_at").values_list("pk", "tenant_id")[:limit])
+        Delivery.all_tenants.filter(pk__in=[pk for pk, _ in rows], state__in=Delivery.CLAIMABLE).update(
             state=Delivery.State.CLAIMED, lease_until=now + claim_lease(), updated_at=now)
-    return ids
+    return rows
 
 
 def deliveries_claimed_count() -> int:

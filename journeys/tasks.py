@@ -1,12 +1,18 @@
-"""Thin Celery entry points. Arguments are ids; the rows carry their tenant.
+"""Thin Celery entry points. Arguments are ids, and a send task names the tenant it acts for.
 
 No task here is ever given an eta or countdown for a journey wait: due times live in
 journeys_delivery.due_at and beat wakes `dispatch` every few seconds.
+
+Row-level security (lifecycle/rls.py): `dispatch` and `reclaim` work across tenants and say so
+with `system_scope()`; `send` runs in its tenant's scope.
 """
 
 from celery import shared_task
 
-from .services import deliveries_claim, deliveries_claimed_count, deliveries_reclaim, delivery_send
+from lifecycle.tenancy import system_scope, tenant_scope
+
+from .models import Delivery
+from .services import deliveries_claim_by_tenant, deliveries_claimed_count, deliveries_reclaim, delivery_send
 
 # Rows leased per claim: one indexed UPDATE … RETURNING, a few milliseconds.
 CLAIM_BATCH = 500
@@ -25,27 +31,42 @@ MAX_CLAIMED_WAITING = 5_000
 def dispatch() -> int:
     """Claim due deliveries and hand them to send tasks. Safe to run on many workers at once."""
     handed = 0
-    room = MAX_CLAIMED_WAITING - deliveries_claimed_count()
+    with system_scope():
+        room = MAX_CLAIMED_WAITING - deliveries_claimed_count()
     for _ in range(MAX_CLAIMS_PER_RUN):
         limit = min(CLAIM_BATCH, room - handed)
         if limit <= 0:
             break
-        ids = deliveries_claim(limit=limit)
-        for start in range(0, len(ids), SEND_CHUNK):
-            send.delay(ids[start:start + SEND_CHUNK])
-        handed += len(ids)
-        if len(ids) < limit:
+        # The claim commits before any send task exists, so a worker never finds its rows unclaimed.
+        with system_scope():
+            claimed = deliveries_claim_by_tenant(limit=limit)
+        for tenant_id, ids in claimed.items():
+            for start in range(0, len(ids), SEND_CHUNK):
+                send.delay(ids[start:start + SEND_CHUNK], tenant_id=tenant_id)
+        taken = sum(len(ids) for ids in claimed.values())
+        handed += taken
+        if taken < limit:
             break
     return handed
 
 
 @shared_task(name="journeys.send", ignore_result=True, acks_late=True, reject_on_worker_lost=True)
-def send(delivery_ids: list[int]) -> None:
-    """Send claimed deliveries. A redelivered task finds them no longer 'claimed' and skips them."""
-    for delivery_id in delivery_ids:
-        delivery_send(delivery_id=delivery_id)
+def send(delivery_ids: list[int], tenant_id: int | None = None) -> None:
+    """Send claimed deliveries of one tenant. A redelivered task finds them no longer 'claimed'
+    and skips them. (A message queued before tasks named their tenant has no tenant_id: its
+    rows' tenants are looked up first.)"""
+    if tenant_id is None:
+        with system_scope():
+            tenants = dict(Delivery.all_tenants.filter(pk__in=delivery_ids).values_list("pk", "tenant_id"))
+        for tenant in dict.fromkeys(tenants.values()):
+            send([pk for pk in delivery_ids if tenants.get(pk) == tenant], tenant_id=tenant)
+        return
+    with tenant_scope(tenant_id):
+        for delivery_id in delivery_ids:
+            delivery_send(delivery_id=delivery_id)
 
 
 @shared_task(name="journeys.reclaim", ignore_result=True)
 def reclaim() -> dict[str, int]:
-    return deliveries_reclaim()
+    with system_scope():
+        return deliveries_reclaim()

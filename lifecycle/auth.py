@@ -1,7 +1,8 @@
 """API-key authentication: `Authorization: Bearer lc_<prefix>_<secret>`.
 
 The prefix finds the key with one indexed lookup; the secret is compared as a SHA-256
-digest in constant time. A successful request sets `request.tenant`.
+digest in constant time. A successful request sets `request.tenant` and scopes the rest of
+the request to it (lifecycle/tenancy.py); the lookup itself spans tenants (`system_scope`).
 
 Each worker process keeps the keys it has looked up for KEY_CACHE_SECONDS, so a store
 sending hundreds of orders a second costs one lookup per worker every few seconds instead
@@ -16,6 +17,7 @@ from rest_framework import authentication, exceptions, permissions
 
 from . import clock
 from .models import ApiKey
+from .tenancy import activate, system_scope
 
 # Write last_used_at at most this often per key: one UPDATE a minute, not one per request.
 LAST_USED_RESOLUTION = dt.timedelta(minutes=1)
@@ -52,6 +54,7 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
         if scheme != self.keyword or not token:
             raise exceptions.AuthenticationFailed("The Authorization header must be 'Bearer <key>'.")
         api_key = self._lookup(token.strip())
+        activate(api_key.tenant_id)  # the rest of the request is this key's store's
         now = clock.now()
         if api_key.last_used_at is None or now - api_key.last_used_at > LAST_USED_RESOLUTION:
             ApiKey.all_tenants.filter(pk=api_key.pk).update(last_used_at=now)
@@ -71,7 +74,8 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
         if cached is not None and time.monotonic() - cached[0] < KEY_CACHE_SECONDS:
             api_key = cached[1]
         else:
-            api_key = ApiKey.all_tenants.select_related("tenant").filter(prefix=prefix).first()
+            with system_scope():
+                api_key = ApiKey.all_tenants.select_related("tenant").filter(prefix=prefix).first()
             if api_key is None:
                 raise invalid
             if len(_keys) >= KEY_CACHE_MAX:

@@ -6,6 +6,9 @@ seconds with `FOR UPDATE SKIP LOCKED`, so several workers share the work and a l
 message loses nothing: the row is still unprocessed and the next sweep takes it.
 Handlers must be idempotent (keyed by the event's id): an event whose transaction failed
 is handled again.
+
+The sweep works across tenants (`system_scope`, for row-level security); each event's handlers
+run in its own tenant's scope, so a handler sees no other store's rows.
 """
 
 import functools
@@ -18,6 +21,7 @@ from django.utils.module_loading import import_string
 
 from . import clock
 from .models import Event
+from .tenancy import system_scope, tenant_scope
 
 logger = logging.getLogger(__name__)
 
@@ -35,7 +39,7 @@ def handlers() -> list[Callable[[Event], None]]:
 
 def events_process_pending(*, limit: int = BATCH_SIZE) -> int:
     """Handle up to `limit` unprocessed events, oldest first. Returns how many were taken."""
-    with transaction.atomic():
+    with system_scope(), transaction.atomic():
         batch = list(
             Event.all_tenants.select_for_update(skip_locked=True, of=("self",))
             .filter(processed_at__isnull=True)
@@ -44,7 +48,7 @@ def events_process_pending(*, limit: int = BATCH_SIZE) -> int:
         )
         for event in batch:
             try:
-                with transaction.atomic():
+                with tenant_scope(event.tenant_id), transaction.atomic():
                     for handler in handlers():
                         handler(event)
             except Exception:

@@ -77,6 +77,8 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # Each request starts with no tenant; the view activates the one it finds (lifecycle/tenancy.py).
+    "lifecycle.tenancy.TenantScopeMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "lifecycle.middleware.DatabaseUnavailableMiddleware",
@@ -117,6 +119,11 @@ elif EMBEDDED:
     }
 else:
     raise ImproperlyConfigured("DATABASE_URL must be set in the environment (LIFECYCLE_PROFILE=production).")
+
+# Row-level security (lifecycle/rls.py): the role web and Celery processes SET ROLE to on each
+# new PostgreSQL connection, so every tenant table shows them only the tenant at hand. Set it in
+# production (the migrations create `lifecycle_app`); manage.py commands run as the owner.
+DATABASE_RLS_ROLE = env("DATABASE_RLS_ROLE", "")
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 

@@ -1,10 +1,18 @@
-"""Fail-closed tenant scoping.
+"""Fail-closed tenant scoping, in the ORM and in the database.
 
 `Model.objects` refuses to build a query until it is told the tenant:
 `Model.objects.for_tenant(tenant)`. Code that really needs every tenant (migrations,
 operator commands, the platform admin) says so with `Model.all_tenants`. An unscoped
 query in a view is a bug, and this makes it a loud one.
+
+Below the ORM, PostgreSQL row-level security hides other tenants' rows from the role the
+web and worker processes assume (lifecycle/rls.py). The scopes at the end of this module
+say which tenant that is: `tenant_scope`, `system_scope`, and `activate` for requests.
 """
+
+import contextlib
+import contextvars
+from collections.abc import Iterator
 
 from django.db import models
 
@@ -39,3 +47,115 @@ class TenantModel(models.Model):
 
     class Meta:
         abstract = True
+
+
+# --- The tenant of the work at hand, for row-level security (lifecycle/rls.py) ---------------
+#
+# `tenant_scope(tenant)` and `system_scope()` say whose rows the code inside may touch. They
+# open no transaction: each statement inside carries the scope to PostgreSQL as a SET LOCAL
+# of its own transaction (lifecycle/rls.py says why), so services keep their own transaction
+# boundaries. Outside every scope the database shows no tenant row at all.
+#
+# - Requests: TenantScopeMiddleware opens an empty scope; the code that learns the tenant
+#   (the API key, the webhook's store connection, the signed link, the workspace membership)
+#   calls `activate(tenant)` for the rest of the request.
+# - Lookups that find the tenant (an API key by its prefix, a store connection by its shop
+#   domain, a user's memberships) run in `system_scope()`: one query, then `activate`.
+# - Celery: beat sweeps that work across tenants run in `system_scope()`, named at each call;
+#   a task that acts for one tenant takes its tenant_id and runs in `tenant_scope(tenant_id)`.
+
+SYSTEM = "system"  # the scope kind of work across tenants (beat sweeps, admin, lookups)
+# (kind, tenant id): ("tenant", 42) or ("system", None); None is no tenant at all.
+Scope = tuple[str, int | None]
+_scope: contextvars.ContextVar[Scope | None] = contextvars.ContextVar("lifecycle_tenancy_scope", default=None)
+_in_request: contextvars.ContextVar[bool] = contextvars.ContextVar("lifecycle_tenancy_in_request", default=False)
+
+
+def tenant_id_of(tenant) -> int:
+    if tenant is None or isinstance(tenant, bool):
+        raise UnscopedQueryError("a tenant scope needs a tenant, not None")
+    return int(tenant if isinstance(tenant, int) else tenant.pk)
+
+
+def current_scope() -> Scope | None:
+    return _scope.get()
+
+
+def current_tenant_id() -> int | None:
+    scope = _scope.get()
+    return scope[1] if scope is not None else None
+
+
+@contextlib.contextmanager
+def tenant_scope(tenant) -> Iterator[int]:
+    """Everything inside reads and writes `tenant`'s rows only (and yields its id)."""
+    tenant_id = tenant_id_of(tenant)
+    token = _scope.set(("tenant", tenant_id))
+    try:
+        yield tenant_id
+    finally:
+        _scope.reset(token)
+
+
+@contextlib.contextmanager
+def system_scope() -> Iterator[None]:
+    """Every tenant's rows: beat sweeps, the operators' admin, and the lookups that find a tenant."""
+    token = _scope.set((SYSTEM, None))
+    try:
+        yield
+    finally:
+        _scope.reset(token)
+
+
+@contextlib.contextmanager
+def no_scope() -> Iterator[None]:
+    token = _scope.set(None)
+    try:
+        yield
+    finally:
+        _scope.reset(token)
+
+
+def activate(tenant) -> int:
+    """Scope the rest of the current request to `tenant`. Only inside TenantScopeMiddleware,
+    which ends the scope with the request; elsewhere use `with tenant_scope(tenant):`."""
+    if not _in_request.get():
+        raise UnscopedQueryError("activate() outside a request: use `with tenant_scope(tenant):`")
+    tenant_id = tenant_id_of(tenant)
+    _scope.set(("tenant", tenant_id))
+    return tenant_id
+
+
+def activate_system() -> None:
+    """The operators' admin: the rest of the request sees every tenant."""
+    if not _in_request.get():
+        raise UnscopedQueryError("activate_system() outside a request: use `with system_scope():`")
+    _scope.set((SYSTEM, None))
+
+
+class TenantScopeMiddleware:
+    """Each request starts with no tenant and ends with none, whatever its view activated.
+
+    Staff on the admin site are operators: their requests see every tenant.
+    """
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        context = contextvars.copy_context()
+        return context.run(self._handle, request)
+
+    def _handle(self, request):
+        _in_request.set(True)
+        _scope.set(None)
+        if request.path.startswith("/admin/"):
+            user = getattr(request, "user", None)
+            if user is not None and user.is_active and user.is_staff:
+                _scope.set((SYSTEM, None))
+        return self.get_response(request)
+
+
+def tenant_cache_key(tenant, *parts: object) -> str:
+    """A cache key that starts with its tenant: `t:<tenant id>:<parts…>`."""
+    return ":".join(["t", str(tenant_id_of(tenant)), *(str(part) for part in parts)])

@@ -4,6 +4,9 @@ Each view reads `request.body` first (the exact bytes the platform signed) and c
 the HMAC over them before anything parses the body. A request that does not verify
 stores nothing at all. What a verified delivery does is `platforms.ingest`'s job.
 
+The store connection found by the shop domain (or the URL's id) names the tenant: that lookup
+spans tenants (`system_scope`), and everything after it runs in that tenant's scope.
+
 Answers: 200 for processed, ignored and duplicate deliveries; 400 for a signed payload
 we could not use (kept as a failed delivery); 401 for a bad signature or an unknown
 shop; 404 for an unknown WooCommerce connection. Never a redirect: WooCommerce counts
@@ -22,6 +25,7 @@ from .models import StoreConnection, WebhookDelivery
 from .platforms import ingest
 from .platforms.common import signature_matches
 from .platforms.woocommerce import source_matches
+from .tenancy import activate, system_scope
 
 TOPIC_MAX_LENGTH = WebhookDelivery._meta.get_field("topic").max_length
 DEDUPE_KEY_MAX_LENGTH = WebhookDelivery._meta.get_field("dedupe_key").max_length
@@ -88,9 +92,12 @@ def shopify(request: HttpRequest) -> JsonResponse:
     if missing:
         return _error(400, "webhooks.missing_header", f"{', '.join(missing)}: header required.", missing)
     # The shop domain names the tenant (as an API key does), so this lookup spans tenants.
-    connection = (StoreConnection.all_tenants.select_related("tenant")
-                  .filter(platform=StoreConnection.Platform.SHOPIFY, shop_domain=shop_domain,
-                          disabled_at__isnull=True).first())
+    with system_scope():
+        connection = (StoreConnection.all_tenants.select_related("tenant")
+                      .filter(platform=StoreConnection.Platform.SHOPIFY, shop_domain=shop_domain,
+                              disabled_at__isnull=True).first())
+    if connection is not None:
+        activate(connection.tenant_id)
     secrets = connection.verification_secrets(clock.now()) if connection else []
     # An unknown shop gets the same answer as a bad signature: no way to probe which
     # shops are connected.
@@ -108,11 +115,13 @@ def shopify(request: HttpRequest) -> JsonResponse:
 def woocommerce(request: HttpRequest, public_id: str) -> JsonResponse:
     body = request.body
     # The opaque id in the URL names the tenant's connection, so this lookup spans tenants.
-    connection = (StoreConnection.all_tenants.select_related("tenant")
-                  .filter(platform=StoreConnection.Platform.WOOCOMMERCE, public_id=public_id,
-                          disabled_at__isnull=True).first())
+    with system_scope():
+        connection = (StoreConnection.all_tenants.select_related("tenant")
+                      .filter(platform=StoreConnection.Platform.WOOCOMMERCE, public_id=public_id,
+                              disabled_at__isnull=True).first())
     if connection is None:
         return _error(404, "webhooks.unknown_connection", "No WooCommerce store is connected at this URL.")
+    activate(connection.tenant_id)
     if WOOCOMMERCE_PING.match(body):
         return JsonResponse({"status": "ok"}, status=200)
     signature = request.headers.get("X-WC-Webhook-Signature", "").strip()

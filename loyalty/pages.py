@@ -18,6 +18,7 @@ from lifecycle.links import LinkExpired, read_token
 from lifecycle.models import Customer
 from lifecycle.money import money_str
 from lifecycle.services import ServiceError
+from lifecycle.tenancy import activate
 
 from .models import Reward
 from .selectors import loyalty_summary, plain
@@ -30,6 +31,7 @@ def _customer_from(token: str) -> Customer:
     payload = read_token("loyalty", token)
     if payload is None:
         raise Http404("unknown link")
+    activate(payload["t"])  # the signed token names the tenant
     customer = Customer.objects.for_tenant(payload["t"]).select_related("tenant").filter(pk=payload["c"]).first()
     if customer is None or customer.erased_at:
         raise Http404("unknown link")

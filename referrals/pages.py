@@ -14,6 +14,7 @@ from django.views.decorators.http import require_http_methods
 
 from lifecycle.links import LinkExpired, read_token
 from lifecycle.models import Customer, StoreConnection, Tenant
+from lifecycle.tenancy import activate, system_scope
 
 from .models import Program, ReferralCode
 from .rendering import offer_text, share_buttons, share_url, store_redirect
@@ -53,6 +54,8 @@ def _follow(request: HttpRequest, code: ReferralCode) -> HttpResponse:
 @require_http_methods(["GET", "HEAD"])
 def referral_code(request: HttpRequest, store: str, code: str) -> HttpResponse:
     tenant = Tenant.objects.filter(slug=store).first()
+    if tenant is not None:
+        activate(tenant)  # the store's slug names the tenant
     found = tenant and ReferralCode.objects.for_tenant(tenant).filter(code=normalize_code(code)).first()
     return _follow(request, found) if found else _not_found(request)
 
@@ -64,6 +67,7 @@ def _advocate_page(request: HttpRequest, token: str) -> HttpResponse:
         return render(request, "pages/link_expired.html", status=410)
     if payload is None:
         return _not_found(request)
+    activate(payload["t"])  # the signed token names the tenant
     customer = Customer.objects.for_tenant(payload["t"]).select_related("tenant").filter(pk=payload["c"]).first()
     if customer is None or customer.erased_at:
         return _not_found(request)
@@ -89,7 +93,10 @@ def referral(request: HttpRequest, code: str) -> HttpResponse:
     """One path segment: a signed token (it contains ':'), else a code that names one store."""
     if ":" in code:
         return _advocate_page(request, code)
-    matches = list(ReferralCode.all_tenants.filter(code=normalize_code(code))[:2])
+    # A bare code may belong to any store, so this lookup spans tenants; the code found names one.
+    with system_scope():
+        matches = list(ReferralCode.all_tenants.filter(code=normalize_code(code))[:2])
     if len(matches) != 1:
         return _not_found(request)  # unknown, or the same code at two stores: /r/<store>/<code> decides
+    activate(matches[0].tenant_id)
     return _follow(request, matches[0])

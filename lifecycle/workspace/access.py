@@ -3,6 +3,9 @@
 Members read everything of their tenant; writes need a role. A tenant the user does not
 belong to is a 404, never a 403, so the URL space tells nothing about other stores.
 Superusers (the operators) may open every tenant, as owners.
+
+A user's memberships span tenants, so reading them is a lookup across tenants
+(`system_scope`); the page then runs in the scope of the tenant it opened.
 """
 
 import functools
@@ -13,6 +16,7 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
 
 from lifecycle.models import Membership, Tenant
+from lifecycle.tenancy import activate, system_scope
 
 ROLE_RANK = {Membership.Role.VIEWER: 0, Membership.Role.MARKETER: 1, Membership.Role.OWNER: 2}
 SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
@@ -28,7 +32,8 @@ def memberships_of(user) -> list[tuple[Tenant, str]]:
         return []
     if user.is_superuser:
         return [(t, Membership.Role.OWNER) for t in Tenant.objects.order_by("name")]
-    rows = Membership.objects.filter(user=user).select_related("tenant").order_by("tenant__name")
+    with system_scope():
+        rows = list(Membership.objects.filter(user=user).select_related("tenant").order_by("tenant__name"))
     return [(m.tenant, m.role) for m in rows]
 
 
@@ -39,7 +44,8 @@ def tenant_for(user, slug: str) -> tuple[Tenant, str]:
         if tenant is not None:
             return tenant, Membership.Role.OWNER
         raise Http404("No such store")
-    membership = Membership.objects.filter(user=user, tenant__slug=slug).select_related("tenant").first()
+    with system_scope():
+        membership = Membership.objects.filter(user=user, tenant__slug=slug).select_related("tenant").first()
     if membership is None:
         raise Http404("No such store")
     return membership.tenant, membership.role
@@ -59,6 +65,7 @@ def workspace_view(*, write_role: str = Membership.Role.MARKETER, read_role: str
             if not request.user.is_authenticated:
                 return redirect_to_login(request.get_full_path())
             tenant_obj, role = tenant_for(request.user, tenant)
+            activate(tenant_obj)
             request.tenant, request.role = tenant_obj, role
             request.can_write = role_allows(role, write_role)
             if not role_allows(role, read_role):
