@@ -274,13 +274,22 @@ def customer_refresh_aggregates(*, customer: Customer) -> None:
     refresh_aggregates(customer.tenant_id, {customer.pk})
 
 
-def customer_erase(*, tenant: Tenant, external_id: str) -> Customer:
+def customer_erase(*, tenant: Tenant, external_id: str | None = None, customer_id: int | None = None) -> Customer:
     """Erase a customer's personal data (GDPR Art. 17). Orders and aggregates stay, anonymous;
-    a SHA-256 of the address is kept only so that nothing is ever sent to it again."""
+    a SHA-256 of the address is kept only so that nothing is ever sent to it again.
+
+    The customer is named by external id (the API) or by primary key (the workspace, which can
+    also erase guests: they have no external id). Erasing an erased customer changes nothing.
+    """
+    if (external_id is None) == (customer_id is None):
+        raise ValueError("name the customer by external_id or by customer_id")
+    lookup = {"pk": customer_id} if customer_id is not None else {"external_id": external_id}
     with transaction.atomic():
-        customer = Customer.objects.for_tenant(tenant).select_for_update().filter(external_id=external_id).first()
+        customer = Customer.objects.for_tenant(tenant).select_for_update().filter(**lookup).first()
         if customer is None:
             raise NotFound("customers.not_found", f"no customer with external_id {external_id!r}")
+        if customer.erased_at is not None:
+            return customer
         email_hash = hashlib.sha256(customer.email.encode()).hexdigest() if customer.email else ""
         now = clock.now()
         customer.external_id = None
