@@ -321,8 +321,16 @@ def build_message(delivery: Delivery, rendered: RenderedEmail) -> AnymailMessage
 
 def send_delivery_email(delivery: Delivery) -> SendResult:
     rendered = render_email(delivery)
-    message = build_message(delivery, rendered)
-    message.send()
+    return esp_send(build_message(delivery, rendered))
+
+
+def esp_send(message: AnymailMessage, *, connection=None) -> SendResult:
+    """Hand one built message to the ESP: through `connection` (an email backend a batch keeps open,
+    so an HTTP ESP reuses its session) or a backend of its own."""
+    if connection is None:
+        message.send()
+    else:
+        connection.send_messages([message])
     status = getattr(message, "anymail_status", None)
     esp_id = (status.message_id if status is not None and status.message_id else "") or ""
-    return SendResult(message_id=rendered.headers["Message-ID"], esp_message_id=str(esp_id))
+    return SendResult(message_id=message.extra_headers["Message-ID"], esp_message_id=str(esp_id))

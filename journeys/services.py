@@ -14,12 +14,13 @@ import hashlib
 import logging
 import random
 import zoneinfo
+from collections.abc import Sequence
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
-from django.db.models import F, Q
+from django.db.models import F, Max, Q
 
 from lifecycle import clock
 from lifecycle.models import Customer, Event, Order, Tenant
@@ -257,6 +258,13 @@ def journey_enroll(*, journey: Journey, event: Event) -> Enrollment | None:
 
 def schedule_step(*, enrollment: Enrollment, step: Step, previous_at: dt.datetime) -> Delivery:
     """Write the Delivery row for a step: due at a time, or waiting for an anchor or an event."""
+    row = step_delivery(enrollment=enrollment, step=step, previous_at=previous_at)
+    row.save()
+    return row
+
+
+def step_delivery(*, enrollment: Enrollment, step: Step, previous_at: dt.datetime) -> Delivery:
+    """The unsaved Delivery row `schedule_step` writes (a batch writes many with one INSERT)."""
     now = clock.now()
     journey = enrollment.journey
     row = Delivery(
@@ -281,7 +289,6 @@ def schedule_step(*, enrollment: Enrollment, step: Step, previous_at: dt.datetim
         row.waiting_for = "" if happened else step.wait_event
     else:
         row.due_at = previous_at + step.wait
-    row.save()
     return row
 
 
@@ -429,6 +436,66 @@ def quiet_hours_end(now: dt.datetime, zone: zoneinfo.ZoneInfo, start: dt.time, e
 
 def gate_check(delivery: Delivery, now: dt.datetime) -> GateDecision:
     """May this delivery go out now? The one place every rule is checked, for every journey."""
+    return gate_decisions([delivery], now)[0]
+
+
+def gate_decisions(deliveries: Sequence[Delivery], now: dt.datetime) -> list[GateDecision]:
+    """`gate_check` for a batch, in its order: the same rules, with what they read from the database
+    (exit events, each customer's last marketing email, higher-priority rivals) fetched in one query
+    each per tenant rather than per delivery. Each delivery has its customer (with tenant),
+    enrollment, journey and step loaded.
+
+    Within a batch a customer gets at most one marketing email when the store caps them: a later one
+    waits YIELD_DELAY and asks again, when the cap sees the first one sent (or not)."""
+    facts = _GateFacts.read(deliveries, now)
+    return [_gate(delivery, now, facts) for delivery in deliveries]
+
+
+@dataclasses.dataclass
+class _GateFacts:
+    exits: dict[int, list[Event]]  # customer id → exit-type events, oldest first
+    last_sent: dict[int, dt.datetime]  # customer id → latest marketing email inside the store's cap
+    rivals: dict[int, list[tuple[int, int, str]]]  # customer id → (id, priority, journey name), due now
+    capped: dict[int, str] = dataclasses.field(default_factory=dict)  # customer id → journey going first
+
+    @classmethod
+    def read(cls, deliveries: Sequence[Delivery], now: dt.datetime) -> "_GateFacts":
+        facts = cls(exits={}, last_sent={}, rivals={})
+        by_tenant: dict[int, list[Delivery]] = {}
+        for delivery in deliveries:
+            by_tenant.setdefault(delivery.tenant_id, []).append(delivery)
+        marketing_class, sent = Journey.MessageClass.MARKETING, Delivery.State.SENT
+        for tenant_id, group in by_tenant.items():
+            exit_types = {t for d in group for t in d.journey.exit_events or []}
+            if exit_types:
+                events = (Event.objects.for_tenant(tenant_id)
+                          .filter(customer_id__in={d.customer_id for d in group}, type__in=exit_types,
+                                  occurred_at__gte=min(d.enrollment.enrolled_at for d in group), backfill=False)
+                          .only("id", "customer_id", "order_id", "type", "occurred_at").order_by("pk"))
+                for event in events:
+                    facts.exits.setdefault(event.customer_id, []).append(event)
+            marketing = [d for d in group if d.message_class == marketing_class]
+            if not marketing:
+                continue
+            customers = {d.customer_id for d in marketing}
+            cap_hours = marketing[0].customer.tenant.frequency_cap_hours
+            if cap_hours:
+                facts.last_sent.update(
+                    Delivery.objects.for_tenant(tenant_id)
+                    .filter(customer_id__in=customers, message_class=marketing_class, state=sent,
+                            sent_at__gt=now - dt.timedelta(hours=cap_hours))
+                    .values("customer_id").annotate(last=Max("sent_at")).values_list("customer_id", "last"))
+            rivals = (Delivery.objects.for_tenant(tenant_id)
+                      .filter(customer_id__in=customers, message_class=marketing_class,
+                              state__in=[*Delivery.CLAIMABLE, Delivery.State.CLAIMED, Delivery.State.SENDING],
+                              due_at__lte=now, priority__gt=min(d.priority for d in marketing))
+                      .order_by("pk").values_list("pk", "customer_id", "priority", "journey__name"))
+            for pk, customer_id, priority, journey_name in rivals:
+                facts.rivals.setdefault(customer_id, []).append((pk, priority, journey_name))
+        return facts
+
+
+def _gate(delivery: Delivery, now: dt.datetime, facts: _GateFacts) -> GateDecision:
     customer, tenant, enrollment, journey = delivery.customer, delivery.customer.tenant, delivery.enrollment, delivery.journey
     if enrollment.state != Enrollment.State.ACTIVE:
         return GateDecision("skip", f"enrollment {enrollment.state}: {enrollment.reason}".rstrip(": "))
@@ -436,13 +503,11 @@ def gate_check(delivery: Delivery, now: dt.datetime) -> GateDecision:
         if journey.status == Journey.Status.PAUSED:
             return GateDecision("defer", "journey paused", now + dt.timedelta(hours=1))
         return GateDecision("exit", f"journey {journey.status}")
-    exits = Event.objects.for_tenant(delivery.tenant_id).filter(
-        customer_id=customer.pk, type__in=journey.exit_events or [], occurred_at__gte=enrollment.enrolled_at,
-        backfill=False)
-    for event in exits:
-        reason = _exit_reason(journey, enrollment, event)
-        if reason:
-            return GateDecision("exit", reason)
+    for event in facts.exits.get(customer.pk, ()):
+        if event.type in (journey.exit_events or []) and event.occurred_at >= enrollment.enrolled_at:
+            reason = _exit_reason(journey, enrollment, event)
+            if reason:
+                return GateDecision("exit", reason)
     if customer.erased_at:
         return GateDecision("skip", "customer erased")
     if delivery.step.kind in (Step.Kind.CONDITION, Step.Kind.AB_SPLIT, Step.Kind.AWARD_POINTS):
@@ -474,20 +539,18 @@ def gate_check(delivery: Delivery, now: dt.datetime) -> GateDecision:
         return GateDecision("defer", "quiet hours in the customer's time zone", quiet_until)
     if marketing:
         cap = dt.timedelta(hours=tenant.frequency_cap_hours)
-        last_sent = (Delivery.objects.for_tenant(delivery.tenant_id)
-                     .filter(customer_id=customer.pk, message_class=Journey.MessageClass.MARKETING,
-                             state=Delivery.State.SENT, sent_at__gt=now - cap)
-                     .exclude(pk=delivery.pk).order_by("-sent_at").values_list("sent_at", flat=True).first())
+        last_sent = facts.last_sent.get(customer.pk)
         if last_sent:
             return GateDecision("defer", f"frequency cap: one marketing email per {tenant.frequency_cap_hours} h",
                                 last_sent + cap)
-        rival = (Delivery.objects.for_tenant(delivery.tenant_id)
-                 .filter(customer_id=customer.pk, message_class=Journey.MessageClass.MARKETING,
-                         state__in=[*Delivery.CLAIMABLE, Delivery.State.CLAIMED, Delivery.State.SENDING],
-                         due_at__lte=now, priority__gt=delivery.priority)
-                 .exclude(pk=delivery.pk).select_related("journey").first())
-        if rival:
-            return GateDecision("defer", f"frequency cap: '{rival.journey.name}' has priority", now + YIELD_DELAY)
+        rival = next((name for pk, priority, name in facts.rivals.get(customer.pk, ())
+                      if priority > delivery.priority and pk != delivery.pk), None)
+        if rival is not None:
+            return GateDecision("defer", f"frequency cap: '{rival}' has priority", now + YIELD_DELAY)
+        if cap and customer.pk in facts.capped:
+            return GateDecision("defer", f"frequency cap: '{facts.capped[customer.pk]}' goes first", now + YIELD_DELAY)
+        if cap:
+            facts.capped[customer.pk] = journey.name
     return GateDecision("send")
 
 
@@ -573,16 +636,22 @@ def delivery_send(*, delivery_id: int, send_email=None) -> str:
     claimed → sending is a conditional UPDATE: a duplicate task finds the row already taken
     and does nothing. The gate decides skip / defer / send; the email goes out outside any
     transaction, then the row is marked sent with the ESP's id and the next step is written.
+    (Send tasks send in batches: journeys/services_send.py.)
     """
-    from .sending import send_delivery_email
-
-    send_email = send_email or send_delivery_email
     now = clock.now()
     if not _begin_sending(delivery_id, now):
         return ""
     delivery = (Delivery.all_tenants.select_related("customer__tenant", "enrollment__order", "step__template",
                                                     "journey").get(pk=delivery_id))
-    decision = gate_check(delivery, now)
+    return delivery_settle(delivery, gate_check(delivery, now), now, send_email=send_email)
+
+
+def delivery_settle(delivery: Delivery, decision: GateDecision, now: dt.datetime, *, send_email=None) -> str:
+    """Act on the gate's decision for a delivery this worker holds in 'sending': skip, defer, exit,
+    evaluate a branch, award points, or send its email now. Returns the final state."""
+    from .sending import send_delivery_email
+
+    send_email = send_email or send_delivery_email
     if decision.action == "exit":
         enrollment_exit(enrollment=delivery.enrollment, reason=decision.reason)
         _finish(delivery, now, state=Delivery.State.SKIPPED, reason=decision.reason)
@@ -603,11 +672,7 @@ def delivery_send(*, delivery_id: int, send_email=None) -> str:
         return Delivery.State.SENT
     if delivery.step.kind == Step.Kind.AWARD_POINTS:
         return _award_points(delivery, now)
-    sends_email = delivery.step.kind in (Step.Kind.EMAIL, Step.Kind.FEEDBACK_REQUEST, Step.Kind.REFERRAL_INVITE)
-    reason = (f"step kind '{delivery.step.kind}' has nothing to send yet" if not sends_email
-              else "the step has no email template" if delivery.step.template_id is None
-              else _feedback_requests(delivery) if delivery.step.kind == Step.Kind.FEEDBACK_REQUEST
-              else _referral_invite(delivery) if delivery.step.kind == Step.Kind.REFERRAL_INVITE else "")
+    reason = skip_before_sending(delivery)
     if reason:
         with transaction.atomic():
             _finish(delivery, now, state=Delivery.State.SKIPPED, reason=reason)
@@ -616,12 +681,22 @@ def delivery_send(*, delivery_id: int, send_email=None) -> str:
     try:
         result = send_email(delivery)
     except Exception as exc:  # noqa: BLE001 - every failure is recorded on the row
-        return _record_failure(delivery, exc, now)
+        return record_failure(delivery, exc, now)
     with transaction.atomic():
         _finish(delivery, clock.now(), state=Delivery.State.SENT, sent_at=clock.now(),
                 message_id=result.message_id, esp_message_id=result.esp_message_id or result.message_id)
         _advance(delivery, clock.now())
     return Delivery.State.SENT
+
+
+def skip_before_sending(delivery: Delivery) -> str:
+    """Why a step that passed the gate has no email to send after all ("" when it has one). A feedback
+    request writes its survey requests and a referral invite its code here, once per delivery."""
+    sends_email = delivery.step.kind in (Step.Kind.EMAIL, Step.Kind.FEEDBACK_REQUEST, Step.Kind.REFERRAL_INVITE)
+    return (f"step kind '{delivery.step.kind}' has nothing to send yet" if not sends_email
+            else "the step has no email template" if delivery.step.template_id is None
+            else _feedback_requests(delivery) if delivery.step.kind == Step.Kind.FEEDBACK_REQUEST
+            else _referral_invite(delivery) if delivery.step.kind == Step.Kind.REFERRAL_INVITE else "")
 
 
 def _award_points(delivery: Delivery, now: dt.datetime) -> str:
@@ -688,7 +763,7 @@ def _is_transient(exc: Exception) -> bool:
     return isinstance(exc, ConnectionError | TimeoutError | OSError)
 
 
-def _record_failure(delivery: Delivery, exc: Exception, now: dt.datetime) -> str:
+def record_failure(delivery: Delivery, exc: Exception, now: dt.datetime) -> str:
     attempts = delivery.attempts  # already counts this attempt (_begin_sending)
     reason = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:300]
     if _is_transient(exc) and attempts < MAX_SEND_ATTEMPTS:

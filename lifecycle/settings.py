@@ -202,6 +202,9 @@ ESP_HONOURS_IDEMPOTENCY_KEY = env_bool("ESP_HONOURS_IDEMPOTENCY_KEY", False)
 # still "sending" after the second was interrupted by a dead worker (retried or marked ambiguous).
 DELIVERY_CLAIM_LEASE_SECONDS = int(env("DELIVERY_CLAIM_LEASE_SECONDS", "300"))
 DELIVERY_SEND_LEASE_SECONDS = int(env("DELIVERY_SEND_LEASE_SECONDS", "120"))
+# ESP calls in flight per worker process while a send task sends its batch (journeys/services_send.py):
+# 1 sends from the task's own thread; an ESP that takes 100 ms to answer needs ~20-50 to keep up.
+JOURNEY_SEND_CONCURRENCY = int(env("JOURNEY_SEND_CONCURRENCY", "1"))
 
 # --- Secrets at rest ------------------------------------------------------------
 # Webhook signing secrets must be readable to verify HMACs, so they are encrypted with

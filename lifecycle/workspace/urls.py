@@ -4,15 +4,13 @@ from django.urls import include, path
 
 from journeys import workspace as journeys_pages
 
-from . import customers, dashboard, orders, store_settings, views
+from . import customers, dashboard, views
 
 app_name = "workspace"
 
 tenant_pages = [
     *dashboard.urlpatterns,
     *customers.urlpatterns,
-    *orders.urlpatterns,
-    *store_settings.urlpatterns,
     *journeys_pages.urlpatterns,
 ]
 

@@ -8,6 +8,7 @@ from django.core import mail
 
 from journeys.models import Delivery, Enrollment, Journey, Step
 from journeys.services import deliveries_claim, deliveries_reclaim, delivery_send, quiet_hours_end
+from journeys.services_send import deliveries_send
 from lifecycle import clock
 from lifecycle.models import Customer
 from tests.factories import order_payload
@@ -21,8 +22,9 @@ NOON = at("2026-11-23T09:00:00+00:00")
 
 
 def send_due(now: dt.datetime) -> list[str]:
+    """Claim what is due and send it as a send task does (in a batch), the outcomes sorted."""
     with clock.frozen(now):
-        return [delivery_send(delivery_id=i) for i in deliveries_claim(limit=100)]
+        return sorted(deliveries_send(delivery_ids=deliveries_claim(limit=100)).elements())
 
 
 def deliveries(tenant):
@@ -261,10 +263,19 @@ def test_frequency_cap_defers_the_second_marketing_email(api, tenant):
     results = sorted(send_due(NOON + dt.timedelta(days=1)))
 
     assert results == ["deferred", "sent"]
+    sent = Delivery.objects.for_tenant(tenant).get(state="sent")
     deferred = Delivery.objects.for_tenant(tenant).get(state="deferred")
-    assert deferred.reason.startswith("frequency cap")
-    assert deferred.due_at == NOON + dt.timedelta(days=1, hours=16)
+    # Both were in one batch: the second waits a few minutes and asks again, when the cap sees the first.
+    assert (deferred.reason, deferred.due_at) == (f"frequency cap: '{sent.journey.name}' goes first",
+                                                  NOON + dt.timedelta(days=1, minutes=5))
+    assert send_due(NOON + dt.timedelta(days=1, minutes=5)) == ["deferred"]
+    deferred.refresh_from_db()
+    assert (deferred.reason, deferred.due_at) == ("frequency cap: one marketing email per 16 h",
+                                                  NOON + dt.timedelta(days=1, hours=16))
     assert len(mail.outbox) == 1
+    assert send_due(NOON + dt.timedelta(days=1, hours=16)) == ["deferred"]  # 02:00 in Berlin: quiet hours
+    assert send_due(NOON + dt.timedelta(days=1, hours=22)) == ["sent"]
+    assert len(mail.outbox) == 2
 
 
 def test_priority_decides_between_competing_messages(api, tenant):

@@ -1,0 +1,291 @@
+"""Sending claimed deliveries in batches: what a send task does with the ids the dispatcher hands it.
+
+`delivery_send` (services.py) takes one row through claimed → sending → sent with about ten
+statements of its own. Here a batch goes through the same states and the same gate in waves of
+SEND_WAVE rows, each wave with a handful of set-based statements:
+
+1. one conditional UPDATE moves the wave's rows claimed → sending (RETURNING the ones that were
+   still claimed: a redelivered task, or a second copy of it, finds none and does nothing);
+2. one SELECT loads them; the gate reads exit events, last marketing emails and higher-priority
+   rivals once for the wave (`gate_decisions`); rows that are not a plain email to send now (a
+   skip, a defer, an exit, a branch, a points award, a survey or referral email) go through
+   `delivery_settle` one by one, exactly as `delivery_send` would;
+3. the emails are rendered with the wave's reads done once (`render_emails`), then handed to the
+   ESP, by JOURNEY_SEND_CONCURRENCY threads at a time when the ESP is slow to answer;
+4. one transaction records the wave: an UPDATE … FROM (VALUES …) marks the sent rows with their
+   Message-ID and ESP id (only rows still 'sending'), and the journeys move on (the finished
+   enrollments completed in one UPDATE, the next steps' rows written with one INSERT).
+
+While a wave's emails are with the ESP, the next wave is prepared (steps 1-3), so at most two
+waves are 'sending' per worker process. A worker that dies leaves those rows 'sending' until
+their lease expires: `deliveries_reclaim` retries them when the ESP honours our idempotency key
+(the deterministic Message-ID), and marks them `ambiguous` otherwise. SEND_WAVE bounds how many
+rows one crash can make ambiguous; none of them is ever resent silently or lost.
+"""
+
+import collections
+import contextvars
+import dataclasses
+import datetime as dt
+import json
+import queue
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future
+
+from anymail.message import AnymailMessage
+from django.conf import settings
+from django.core.mail import get_connection
+from django.db import connection, connections, transaction
+
+from lifecycle import clock
+from lifecycle.models import Tenant
+
+from .models import Delivery, Enrollment, Journey, Step
+from .sending import SendResult, build_message, esp_send, render_emails
+from .services import (
+    _begin_sending,
+    _finish,
+    delivery_settle,
+    gate_decisions,
+    record_failure,
+    send_lease,
+    skip_before_sending,
+    step_delivery,
+)
+
+# Rows per wave: one claimed → sending UPDATE, one load, one gate read, one recording transaction.
+# Big enough that those statements cost little per email; small because a worker killed mid-wave
+# leaves up to two waves 'sending', and without an idempotent ESP each of those rows becomes
+# ambiguous (a person decides), so a crash should cost dozens of those, not hundreds.
+SEND_WAVE = 25
+
+
+def send_concurrency() -> int:
+    """ESP calls in flight per worker process (JOURNEY_SEND_CONCURRENCY): 1 sends from the task's own
+    thread; more hides an ESP's round trip (an API that takes 100 ms answers 10 calls a second per
+    thread, whatever the CPU)."""
+    return max(1, int(getattr(settings, "JOURNEY_SEND_CONCURRENCY", 1) or 1))
+
+
+def deliveries_send(*, delivery_ids: Sequence[int], send: Callable[..., SendResult] | None = None,
+                    ) -> collections.Counter:
+    """Send a batch of claimed deliveries, each at most once; returns how many ended in each state
+    ("" counts the ids that were not ours: not claimed any more).
+
+    Any tenants' rows: each wave's reads are per tenant. Locks nothing beyond the UPDATEs' rows;
+    holds no transaction open while the ESP works. `send(message, connection=…)` replaces
+    `sending.esp_send` (tests use it to fail or to crash between the ESP and the record).
+    """
+    outcomes: collections.Counter = collections.Counter()
+    send = send or esp_send
+    cache = _Cache()
+    pool = _EspPool(send_concurrency(), send)
+    in_flight: _Wave | None = None
+    try:
+        for start in range(0, len(delivery_ids), SEND_WAVE):
+            wave = _prepare(list(delivery_ids[start:start + SEND_WAVE]), cache, outcomes)
+            wave.results = [pool.submit(message) for _delivery, message in wave.emails]
+            if in_flight is not None:
+                _record(in_flight, cache, outcomes)
+            in_flight = wave
+        if in_flight is not None:
+            _record(in_flight, cache, outcomes)
+            in_flight = None
+    finally:
+        pool.close()  # waits for the calls in flight; their rows stay 'sending' if we did not record them
+    return outcomes
+
+
+@dataclasses.dataclass
+class _Wave:
+    now: dt.datetime
+    emails: list[tuple[Delivery, AnymailMessage]]  # for the ESP, in the wave's order
+    results: list[Future] = dataclasses.field(default_factory=list)
+
+
+class _Cache:
+    """What a batch's rows share: their tenants, journeys and steps (with templates), read once per
+    batch (a paused journey is seen by the next batch, a second or so later)."""
+
+    def __init__(self) -> None:
+        self.tenants: dict[int, Tenant] = {}
+        self.journeys: dict[int, Journey] = {}
+        self.steps: dict[int, Step] = {}
+        self.steps_of: dict[int, list[Step]] = {}  # journey id → its steps by position
+
+    def load(self, deliveries: list[Delivery]) -> None:
+        tenants = {d.tenant_id for d in deliveries} - self.tenants.keys()
+        if tenants:
+            self.tenants.update(Tenant.objects.in_bulk(tenants))
+        journeys = {d.journey_id for d in deliveries} - self.journeys.keys()
+        if journeys:
+            self.journeys.update(Journey.all_tenants.in_bulk(journeys))
+            for step in Step.all_tenants.filter(journey_id__in=journeys).select_related("template").order_by(
+                    "journey_id", "position"):
+                self.steps[step.pk] = step
+                self.steps_of.setdefault(step.journey_id, []).append(step)
+        for delivery in deliveries:
+            journey = self.journeys[delivery.journey_id]
+            delivery.journey = journey
+            delivery.step = self.steps[delivery.step_id]
+            delivery.customer.tenant = self.tenants[delivery.tenant_id]
+            delivery.enrollment.journey = journey
+
+    def next_step(self, delivery: Delivery) -> Step | None:
+        """The step after an email step (branches and splits go through delivery_settle)."""
+        return next((s for s in self.steps_of[delivery.journey_id] if s.position > delivery.step.position), None)
+
+
+def _begin(ids: list[int], now: dt.datetime) -> list[int]:
+    """claimed → sending for those of `ids` still claimed (in the order given); the others are not ours."""
+    if connection.vendor != "postgresql":  # SQLite (embedded profile): one row at a time
+        return [pk for pk in ids if _begin_sending(pk, now)]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """UPDATE journeys_delivery SET state = 'sending', lease_until = %s, attempts = attempts + 1,
+                   updated_at = %s
+               WHERE id = ANY(%s) AND state = 'claimed' RETURNING id""",
+            [now + send_lease(), now, ids])
+        taken = {row[0] for row in cursor.fetchall()}
+    return [pk for pk in ids if pk in taken]
+
+
+def _prepare(ids: list[int], cache: _Cache, outcomes: collections.Counter) -> _Wave:
+    """Take the wave's rows, gate them, settle the ones that are not a plain email, build the rest."""
+    now = clock.now()
+    taken = _begin(ids, now)
+    outcomes[""] += len(ids) - len(taken)
+    wave = _Wave(now=now, emails=[])
+    if not taken:
+        return wave
+    loaded = Delivery.all_tenants.select_related("customer", "enrollment__order").in_bulk(taken)
+    deliveries = [loaded[pk] for pk in taken]
+    cache.load(deliveries)
+    to_render = []
+    for delivery, decision in zip(deliveries, gate_decisions(deliveries, now), strict=True):
+        if decision.action == "send" and delivery.step.kind == Step.Kind.EMAIL and not skip_before_sending(delivery):
+            to_render.append(delivery)
+        else:
+            outcomes[delivery_settle(delivery, decision, now)] += 1
+    rendered = render_emails(to_render)
+    for delivery in to_render:
+        email = rendered[delivery.pk]
+        if isinstance(email, Exception):  # a template that no longer renders: failed, with the reason
+            outcomes[record_failure(delivery, email, now)] += 1
+        else:
+            wave.emails.append((delivery, build_message(delivery, email)))
+    return wave
+
+
+def _record(wave: _Wave, cache: _Cache, outcomes: collections.Counter) -> None:
+    """Wait for the wave's ESP calls, then record them: sent rows and next steps in one transaction,
+    each failure on its own row (retried later when transient)."""
+    sent: list[tuple[Delivery, SendResult]] = []
+    for (delivery, _message), future in zip(wave.emails, wave.results, strict=True):
+        try:
+            sent.append((delivery, future.result()))
+        except Exception as exc:  # noqa: BLE001 - every failure is recorded on the row
+            outcomes[record_failure(delivery, exc, wave.now)] += 1
+    if not sent:
+        return
+    now = clock.now()
+    with transaction.atomic():
+        recorded = _mark_sent(sent, now)
+        _advance_all([d for d, _ in sent if d.pk in recorded], cache, now)
+    outcomes[Delivery.State.SENT] += len(recorded)
+
+
+def _mark_sent(sent: list[tuple[Delivery, SendResult]], now: dt.datetime) -> set[int]:
+    """sending → sent with the Message-ID and the ESP's id, for the rows still 'sending'; their ids."""
+    if connection.vendor != "postgresql":
+        return {d.pk for d, result in sent if _finish(
+            d, now, state=Delivery.State.SENT, sent_at=now, message_id=result.message_id,
+            esp_message_id=result.esp_message_id or result.message_id)}
+    entry = json.dumps([{"at": now.isoformat(), "state": Delivery.State.SENT, "reason": ""}])
+    values = ", ".join(["(%s::bigint, %s, %s)"] * len(sent))
+    params: list = [now, now, entry]
+    for delivery, result in sent:
+        params += [delivery.pk, result.message_id, result.esp_message_id or result.message_id]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""UPDATE journeys_delivery AS d SET state = 'sent', reason = '', lease_until = NULL, sent_at = %s,
+                    updated_at = %s, message_id = v.message_id, esp_message_id = v.esp_message_id,
+                    history = d.history || %s::jsonb
+                FROM (VALUES {values}) AS v (id, message_id, esp_message_id)
+                WHERE d.id = v.id AND d.state = 'sending'
+                RETURNING d.id""",  # noqa: S608 - only placeholders are interpolated
+            params)
+        return {row[0] for row in cursor.fetchall()}
+
+
+def _advance_all(deliveries: list[Delivery], cache: _Cache, now: dt.datetime) -> None:
+    """services._advance for sent email steps: the enrollments with no step left complete in one
+    UPDATE; the next steps' rows are written with one INSERT (a row already there is kept, as the
+    unique (enrollment, step) constraint means it is already scheduled)."""
+    done, rows = [], []
+    for delivery in deliveries:
+        nxt = cache.next_step(delivery)
+        if nxt is None:
+            done.append(delivery.enrollment_id)
+        else:
+            rows.append(step_delivery(enrollment=delivery.enrollment, step=nxt, previous_at=now))
+    if done:
+        Enrollment.all_tenants.filter(pk__in=done, state=Enrollment.State.ACTIVE).update(
+            state=Enrollment.State.COMPLETED, ended_at=now, reason="all steps done")
+    if rows:
+        Delivery.all_tenants.bulk_create(rows, ignore_conflicts=True)
+
+
+class _EspPool:
+    """`size` threads, each with its own email backend kept open for the batch; size 1 sends inline.
+
+    The threads touch no database rows; a backend that does (the embedded profile's outbox) gets
+    its connection closed when its thread ends."""
+
+    def __init__(self, size: int, send: Callable[..., SendResult]):
+        self.size, self.send = size, send
+        self.jobs: queue.SimpleQueue = queue.SimpleQueue()
+        self.threads: list[threading.Thread] = []
+        self.inline = get_connection() if size == 1 else None
+        if self.inline is not None:
+            self.inline.open()  # kept open for the batch: an HTTP ESP's session, an SMTP connection
+
+    def submit(self, message) -> Future:
+        future: Future = Future()
+        if self.inline is not None:
+            self._run(future, message, self.inline)
+            return future
+        if len(self.threads) < self.size:
+            thread = threading.Thread(target=self._work, name=f"esp-{len(self.threads)}", daemon=True)
+            self.threads.append(thread)
+            thread.start()
+        # The job runs in the caller's context: its tenant scope (lifecycle/tenancy.py) goes with it.
+        self.jobs.put((contextvars.copy_context(), future, message))
+        return future
+
+    def _run(self, future: Future, message, backend) -> None:
+        try:
+            future.set_result(self.send(message, connection=backend))
+        except BaseException as exc:  # noqa: BLE001 - handed to the recording side
+            future.set_exception(exc)
+
+    def _work(self) -> None:
+        backend = get_connection()
+        backend.open()
+        try:
+            while (job := self.jobs.get()) is not None:
+                context, future, message = job
+                context.run(self._run, future, message, backend)
+        finally:
+            backend.close()
+            connections.close_all()
+
+    def close(self) -> None:
+        if self.inline is not None:
+            self.inline.close()
+        for _ in self.threads:
+            self.jobs.put(None)
+        for thread in self.threads:
+            thread.join()
+
