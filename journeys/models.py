@@ -173,6 +173,8 @@ class Enrollment(TenantModel):
         indexes = [
             models.Index(fields=["tenant", "journey", "customer", "state"], name="enrollment_customer_idx"),
             models.Index(fields=["tenant", "customer", "state"], name="enrollment_active_idx"),
+            # Dashboards: a journey's enrollments of a period, for its funnel and its lift.
+            models.Index(fields=["tenant", "journey", "enrolled_at"], name="enrollment_period_idx"),
         ]
 
     def __str__(self) -> str:
@@ -236,6 +238,9 @@ class Delivery(TenantModel):
             models.Index(fields=["esp_message_id"], condition=~Q(esp_message_id=""), name="delivery_esp_id_idx"),
             models.Index(fields=["tenant", "enrollment", "waiting_for"], condition=Q(state="waiting"),
                          name="delivery_waiting_idx"),
+            # Dashboards: a journey's emails sent in a period, for its funnel per step.
+            models.Index(fields=["tenant", "journey", "sent_at"], condition=Q(sent_at__isnull=False),
+                         name="delivery_journey_sent_idx"),
         ]
         verbose_name_plural = "deliveries"
 

@@ -245,6 +245,8 @@ class Customer(TenantModel):
             # Email prefix search (LIKE 'ada@%') whatever the database's collation (PostgreSQL only).
             models.Index(fields=["tenant", "email"], opclasses=["int8_ops", "varchar_pattern_ops"],
                          name="customer_email_prefix_idx"),
+            # The home dashboard's cohorts: new customers of a period (lifecycle/workspace/metrics.py).
+            models.Index(fields=["tenant", "first_order_at"], name="customer_first_order_idx"),
         ]
 
     def __str__(self) -> str:
@@ -329,6 +331,11 @@ class Order(TenantModel):
             models.Index(fields=["tenant", "placed_at", "id"], name="order_tenant_placed_idx"),
             models.Index(fields=["tenant", "status", "placed_at", "id"], name="order_tenant_status_idx"),
             models.Index(fields=["tenant", "number"], name="order_tenant_number_idx"),
+            # Dashboards: the orders paid in a period with what the figures need, read from the index alone
+            # (PostgreSQL; elsewhere the columns are simply not included).
+            models.Index(fields=["tenant", "paid_at"], include=["customer", "total", "refunded_total", "currency",
+                                                              "cancelled_at", "placed_at"],
+                         name="order_tenant_paid_idx"),
             # Orders heard of only through a refund or a delivery, not yet placed: few, listed apart.
             models.Index(fields=["tenant", "id"], condition=Q(placed_at__isnull=True), name="order_placeholder_idx"),
         ]
@@ -416,6 +423,9 @@ class Event(TenantModel):
         indexes = [
             models.Index(fields=["tenant", "customer", "occurred_at"], name="event_tenant_customer_idx"),
             models.Index(fields=["created_at"], condition=Q(processed_at__isnull=True), name="event_unprocessed_idx"),
+            # Dashboards: customers with a support.contacted / product.registered … event, and those
+            # events per week, read from the index alone (lifecycle/workspace/metrics.py).
+            models.Index(fields=["tenant", "type", "occurred_at", "customer"], name="event_tenant_type_idx"),
         ]
 
     def __str__(self) -> str:

@@ -55,6 +55,11 @@ class IdBlocks:
 
 
 def _copy_text(value: Any) -> str:
+    kind = type(value)
+    if kind is int or kind is Decimal:
+        return str(value)
+    if kind is dt.datetime:
+        return value.isoformat()
     if value is None:
         return "\\N"
     if isinstance(value, bool):
@@ -133,8 +138,14 @@ class RowWriter:
         with connection.cursor() as cursor:
             if self.method == "copy":
                 buffer = io.StringIO()
+                attnames = [f.attname for f in fields]
                 for row in rows:
-                    buffer.write("\t".join(_copy_text(value(row, f)) for f in fields))
+                    if len(row) < len(attnames):
+                        row = {**defaults, **row}
+                    try:
+                        buffer.write("\t".join([_copy_text(row[name]) for name in attnames]))
+                    except KeyError:
+                        buffer.write("\t".join([_copy_text(value(row, f)) for f in fields]))
                     buffer.write("\n")
                 buffer.seek(0)
                 cursor.copy_expert(f"COPY {table} ({columns}) FROM STDIN", buffer)

@@ -77,7 +77,8 @@ def _page(request: HttpRequest, tenant: Tenant, template: str, build) -> HttpRes
     context: dict[str, Any] = {"period": state, "errors": errors, "tabs": TABS, "query": request.GET.urlencode()}
     if errors:
         return render(request, template, context, status=400)
-    context.update(build(period, now))
+    with metrics.dashboard_reads():
+        context.update(build(period, now))
     return render(request, template, context)
 
 

@@ -4,13 +4,15 @@ from django.urls import include, path
 
 from journeys import workspace as journeys_pages
 
-from . import customers, dashboard, views
+from . import customers, dashboard, orders, store_settings, views
 
 app_name = "workspace"
 
 tenant_pages = [
     *dashboard.urlpatterns,
     *customers.urlpatterns,
+    *orders.urlpatterns,
+    *store_settings.urlpatterns,
     *journeys_pages.urlpatterns,
 ]
 

@@ -11,7 +11,8 @@ import pytest
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 
 from journeys.models import Delivery, EmailTemplate, Enrollment, Journey, Step
-from lifecycle.models import Customer, Event, Order
+from lifecycle.models import ApiKey, Customer, Event, Membership, Order, StoreConnection, Tenant
+from lifecycle.services import store_connect
 
 pytestmark = pytest.mark.django_db
 
@@ -26,6 +27,9 @@ OBJECT_KWARGS = {
     "journey_id": lambda a: a["journey"].pk,
     "step_id": lambda a: a["step"].pk,
     "template_id": lambda a: a["template"].pk,
+    "membership_id": lambda a: a["membership"].pk,
+    "api_key_id": lambda a: a["api_key"].pk,
+    "connection_id": lambda a: a["connection"].pk,
 }
 
 
@@ -47,7 +51,9 @@ def workspace_routes() -> dict[str, list[str]]:
 
 def snapshot(tenant) -> str:
     rows = {model.__name__: list(model.objects.for_tenant(tenant).order_by("pk").values())
-            for model in (Customer, Order, Journey, Step, EmailTemplate, Enrollment, Delivery)}
+            for model in (Customer, Order, Journey, Step, EmailTemplate, Enrollment, Delivery, ApiKey, StoreConnection)}
+    rows["memberships"] = list(Membership.objects.filter(tenant=tenant).order_by("pk").values())
+    rows["tenant"] = list(Tenant.objects.filter(pk=tenant.pk).values())
     rows["events"] = Event.objects.for_tenant(tenant).count()
     return json.dumps(rows, default=str, sort_keys=True)
 
@@ -58,7 +64,11 @@ def a_objects(api, tenant, a_customer):
     journey = Journey.objects.for_tenant(tenant).get(pk=journey_id)
     step = Step.objects.for_tenant(tenant).filter(journey=journey).first()
     return {"customer": a_customer, "order": Order.objects.for_tenant(tenant).get(external_id="A-1"),
-            "journey": journey, "step": step, "template": step.template}
+            "journey": journey, "step": step, "template": step.template,
+            "membership": Membership.objects.filter(tenant=tenant).first(),
+            "api_key": ApiKey.objects.for_tenant(tenant).first(),
+            "connection": store_connect(tenant=tenant, platform="woocommerce", address="https://a-store.example.com",
+                                        secret="a-store-secret")}
 
 
 def url_for(name: str, params: list[str], tenant_slug: str, a: dict) -> str:

@@ -1,0 +1,453 @@
+"""Store settings: the team, API keys, store connections, sender and brand, deliverability.
+
+Everyone in the store may read them; only owners change them. Secrets (an API key, a webhook
+secret, a new member's first password) are shown once, in the answer to the POST that made
+them, and stored nowhere in the clear: the API key as its SHA-256, the webhook secret
+encrypted (lifecycle/crypto.py), the password as Django's hash. A reload asks the browser to
+post again, which makes a new secret rather than showing the old one.
+
+Each write is a service here (one transaction, a `store.*` event on the store's timeline
+naming who did it), or the existing one in lifecycle/services.py and lifecycle/deliverability.py.
+"""
+
+import datetime as dt
+import secrets
+from typing import Any
+
+from django import forms
+from django.conf import settings
+from django.contrib import messages
+from django.contrib.auth import get_user_model
+from django.db import transaction
+from django.db.models import Q
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import path
+
+from lifecycle import clock
+from lifecycle.deliverability import deliverability_rates, deliverability_status, marketing_resume
+from lifecycle.models import ApiKey, Membership, StoreConnection, Tenant, _time_zones
+from lifecycle.services import (
+    ServiceError,
+    api_key_create,
+    api_key_revoke,
+    event_append,
+    store_connect,
+    store_rotate_secret,
+)
+
+from .access import workspace_view
+from .customers import object_action, refuse_write
+
+OWNER = Membership.Role.OWNER
+# How long a rotated-out webhook secret keeps verifying: Shopify takes up to an hour to switch.
+ROTATION_GRACE = dt.timedelta(hours=2)
+# At most one marketing email per customer per this many hours: a week is the longest cap that
+# still lets a weekly journey through.
+MAX_FREQUENCY_CAP_HOURS = 168
+SECRET_MIN_LENGTH = 8
+SETTINGS_FIELDS = ("sender_name", "sender_email", "reply_to", "postal_address", "time_zone", "quiet_hours_start",
+                   "quiet_hours_end", "frequency_cap_hours")
+
+
+# --- services ----------------------------------------------------------------------------
+
+
+def _locked_tenant(tenant: Tenant) -> Tenant:
+    """Lock the store's row: team changes of one store happen one at a time (the last-owner rule)."""
+    return Tenant.objects.select_for_update().get(pk=tenant.pk)
+
+
+def tenant_settings_update(*, tenant: Tenant, values: dict[str, Any], by: str) -> list[str]:
+    """Save the sender and brand settings (already validated). Returns the fields that changed.
+
+    Writes only those fields, so the deliverability check's own columns are never overwritten.
+    """
+    with transaction.atomic():
+        locked = _locked_tenant(tenant)
+        changed = [name for name in SETTINGS_FIELDS if getattr(locked, name) != values[name]]
+        if not changed:
+            return []
+        for name in changed:
+            setattr(locked, name, values[name])
+        locked.save(update_fields=changed)
+        event_append(tenant=locked, type="store.settings_changed", occurred_at=clock.now(),
+                     data={"fields": changed, "by": by})
+    tenant.refresh_from_db(fields=changed)
+    return changed
+
+
+def member_invite(*, tenant: Tenant, email: str, role: str, by: str) -> tuple[Membership, str | None]:
+    """Add a user to the store by email: an existing account, or a new one.
+
+    Returns the membership and, for a new account, its first password (to be shown once).
+    A user who is already a member is refused.
+    """
+    email = email.strip().lower()
+    user_model = get_user_model()
+    with transaction.atomic():
+        locked = _locked_tenant(tenant)
+        user = (user_model.objects.filter(Q(email__iexact=email) | Q(username__iexact=email))
+                .order_by("pk").first())
+        password = None
+        if user is None:
+            password = secrets.token_urlsafe(12)
+            user = user_model.objects.create_user(username=email, email=email, password=password)
+        elif Membership.objects.filter(tenant=locked, user=user).exists():
+            raise ServiceError("team.already_member", f"{email} is already in this store's team.",
+                               {"email": ["is already a member"]})
+        membership = Membership.objects.create(tenant=locked, user=user, role=role)
+        event_append(tenant=locked, type="store.member_added", occurred_at=clock.now(),
+                     data={"user": user.get_username(), "role": role, "new_account": password is not None, "by": by})
+    return membership, password
+
+
+def _owners_left(tenant: Tenant, without: Membership) -> int:
+    return Membership.objects.filter(tenant=tenant, role=OWNER).exclude(pk=without.pk).count()
+
+
+def member_set_role(*, tenant: Tenant, membership: Membership, role: str, by: str) -> bool:
+    """Change a member's role. The store's last owner stays an owner. Returns False when unchanged."""
+    with transaction.atomic():
+        locked = _locked_tenant(tenant)
+        current = Membership.objects.select_for_update().get(pk=membership.pk, tenant=locked)
+        if current.role == role:
+            return False
+        if current.role == OWNER and _owners_left(locked, current) == 0:
+            raise ServiceError("team.last_owner", f"{current.user.get_username()} is the store's only owner: "
+                                                  "make someone else an owner first.", {"role": ["last owner"]})
+        previous = current.role
+        current.role = role
+        current.save(update_fields=["role"])
+        event_append(tenant=locked, type="store.member_role_changed", occurred_at=clock.now(),
+                     data={"user": current.user.get_username(), "from": previous, "to": role, "by": by})
+    membership.role = role
+    return True
+
+
+def member_remove(*, tenant: Tenant, membership: Membership, by: str) -> None:
+    """Take a member out of the store (their account stays). The last owner cannot be removed."""
+    with transaction.atomic():
+        locked = _locked_tenant(tenant)
+        current = Membership.objects.select_for_update().get(pk=membership.pk, tenant=locked)
+        if current.role == OWNER and _owners_left(locked, current) == 0:
+            raise ServiceError("team.last_owner", f"{current.user.get_username()} is the store's only owner: "
+                                                  "make someone else an owner first.")
+        username = current.user.get_username()
+        current.delete()
+        event_append(tenant=locked, type="store.member_removed", occurred_at=clock.now(),
+                     data={"user": username, "role": current.role, "by": by})
+
+
+def workspace_api_key_create(*, tenant: Tenant, name: str, by: str) -> tuple[ApiKey, str]:
+    """A new API key; returns it with the full key, which exists nowhere else after this answer."""
+    with transaction.atomic():
+        api_key, full = api_key_create(tenant=tenant, name=name)
+        event_append(tenant=tenant, type="store.api_key_created", occurred_at=clock.now(),
+                     data={"name": name, "prefix": api_key.prefix, "by": by})
+    return api_key, full
+
+
+def workspace_api_key_revoke(*, tenant: Tenant, api_key: ApiKey, by: str) -> bool:
+    """Revoke a key at once. False when it already was."""
+    with transaction.atomic():
+        revoked = api_key_revoke(tenant=tenant, prefix=api_key.prefix)
+        if revoked:
+            event_append(tenant=tenant, type="store.api_key_revoked", occurred_at=clock.now(),
+                         data={"name": api_key.name, "prefix": api_key.prefix, "by": by})
+    return revoked
+
+
+def workspace_store_connect(*, tenant: Tenant, platform: str, address: str, secret: str, by: str) -> StoreConnection:
+    with transaction.atomic():
+        conn = store_connect(tenant=tenant, platform=platform, address=address, secret=secret)
+        event_append(tenant=tenant, type="store.connected", occurred_at=clock.now(),
+                     data={"platform": platform, "address": conn.shop_domain or conn.site_url, "by": by})
+    return conn
+
+
+def workspace_store_rotate(*, tenant: Tenant, conn: StoreConnection, secret: str, by: str) -> StoreConnection:
+    with transaction.atomic():
+        rotated = store_rotate_secret(connection_=conn, secret=secret, grace=ROTATION_GRACE)
+        event_append(tenant=tenant, type="store.secret_rotated", occurred_at=clock.now(),
+                     data={"connection": conn.public_id, "old_secret_valid_until":
+                           rotated.previous_secret_valid_until.isoformat(), "by": by})
+    return rotated
+
+
+# --- forms -------------------------------------------------------------------------------
+
+
+class SettingsForm(forms.ModelForm):
+    time_zone = forms.ChoiceField(label="Time zone", choices=())
+
+    class Meta:
+        model = Tenant
+        fields = list(SETTINGS_FIELDS)
+        labels = {"sender_name": "Sender name", "sender_email": "Sender address", "reply_to": "Reply-to address",
+                  "postal_address": "Postal address", "quiet_hours_start": "Quiet hours from",
+                  "quiet_hours_end": "Quiet hours until", "frequency_cap_hours": "At most one marketing email per"}
+        help_texts = {
+            "sender_name": "Shown as who the email is from.",
+            "sender_email": "Blank: the platform's address. Use an address on a domain you have authenticated.",
+            "reply_to": "Where customers' replies go. Blank: the sender address.",
+            "postal_address": "Printed in every marketing email's footer (the law in the US and most of the EU).",
+            "quiet_hours_start": "No email lands between these times in the customer's time zone (else the "
+                                 "store's). The same time twice: no quiet hours.",
+            "frequency_cap_hours": f"Hours, across all journeys: 1 to {MAX_FREQUENCY_CAP_HOURS}.",
+        }
+        widgets = {
+            "quiet_hours_start": forms.TimeInput(attrs={"type": "time"}, format="%H:%M"),
+            "quiet_hours_end": forms.TimeInput(attrs={"type": "time"}, format="%H:%M"),
+            "postal_address": forms.Textarea(attrs={"rows": 3}),
+        }
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["time_zone"].choices = [(z, z) for z in sorted(_time_zones())]
+        self.fields["sender_name"].required = True
+        self.fields["postal_address"].required = True
+        self.fields["postal_address"].error_messages["required"] = (
+            "Marketing email must carry the store's postal address: fill it in.")
+
+    def clean_frequency_cap_hours(self) -> int:
+        hours = self.cleaned_data["frequency_cap_hours"]
+        if hours is None or not 1 <= hours <= MAX_FREQUENCY_CAP_HOURS:
+            raise forms.ValidationError(f"Choose between 1 and {MAX_FREQUENCY_CAP_HOURS} hours.")
+        return hours
+
+
+class InviteForm(forms.Form):
+    email = forms.EmailField(label="Email address", max_length=150)
+    role = forms.ChoiceField(choices=Membership.Role.choices, initial=Membership.Role.MARKETER)
+
+
+class RoleForm(forms.Form):
+    role = forms.ChoiceField(choices=Membership.Role.choices)
+
+
+class ApiKeyForm(forms.Form):
+    name = forms.CharField(label="Name", max_length=100, help_text="What uses it, such as “checkout backend”.")
+
+
+class ConnectForm(forms.Form):
+    platform = forms.ChoiceField(choices=[(StoreConnection.Platform.SHOPIFY, "Shopify"),
+                                          (StoreConnection.Platform.WOOCOMMERCE, "WooCommerce")])
+    address = forms.CharField(label="Shop address", max_length=255,
+                              help_text="Shopify: my-shop.myshopify.com · WooCommerce: https://shop.example.com")
+    secret = forms.CharField(label="Webhook secret", required=False, min_length=SECRET_MIN_LENGTH, max_length=200,
+                             widget=forms.PasswordInput(attrs={"autocomplete": "new-password"}),
+                             help_text="Shopify: the signing secret from Settings → Notifications → Webhooks. "
+                                       "WooCommerce: leave blank and one is made for you to paste.")
+
+
+class RotateForm(forms.Form):
+    secret = forms.CharField(label="New secret", required=False, min_length=SECRET_MIN_LENGTH, max_length=200,
+                             help_text="Blank: a new random one (WooCommerce). Shopify: its new signing secret.")
+
+
+# --- views -------------------------------------------------------------------------------
+
+
+def _by(request: HttpRequest) -> str:
+    return request.user.get_username()
+
+
+def _apply_service_error(form: forms.Form, exc: ServiceError, field: str | None = None) -> None:
+    form.add_error(field if field in form.fields else None, exc.message)
+
+
+@workspace_view(write_role=OWNER)
+def general(request: HttpRequest, tenant: Tenant) -> HttpResponse:
+    """Sender and brand settings, and the deliverability guardrails' verdict."""
+    status = 200
+    # The form validates on a copy: the tenant the request (and the page around the form) holds keeps its
+    # saved values, and only the service writes, under the row's lock.
+    form = SettingsForm(request.POST if request.method == "POST" else None,
+                        instance=Tenant.objects.get(pk=tenant.pk))
+    if request.method == "POST":
+        if form.is_valid():
+            changed = tenant_settings_update(tenant=tenant, values=form.cleaned_data, by=_by(request))
+            messages.success(request, "Settings saved." if changed else "Nothing changed.")
+            return redirect("workspace:settings", tenant=tenant.slug)
+        status = 400
+    return render(request, "workspace/settings/general.html", {
+        "section": "general", "form": form, "deliverability": deliverability_status(tenant),
+        "rates": deliverability_rates(tenant=tenant),
+    }, status=status)
+
+
+@workspace_view(write_role=OWNER)
+def resume_marketing(request: HttpRequest, tenant: Tenant) -> HttpResponse:
+    if request.method == "POST":
+        if marketing_resume(tenant=tenant, by=_by(request)):
+            messages.success(request, "Marketing email is resumed: held emails go out within the hour, and the "
+                                      "rates count afresh from now.")
+        else:
+            messages.info(request, "Marketing email was not paused: nothing changed.")
+    return redirect("workspace:settings", tenant=tenant.slug)
+
+
+def _team_page(request: HttpRequest, tenant: Tenant, *, form: InviteForm | None = None, status: int = 200,
+               created: dict[str, str] | None = None, error: str = "") -> HttpResponse:
+    members = list(Membership.objects.filter(tenant=tenant).select_related("user").order_by("user__username"))
+    return render(request, "workspace/settings/team.html", {
+        "section": "team", "members": members, "form": form or InviteForm(), "roles": Membership.Role.choices,
+        "created": created, "error": error,
+    }, status=status)
+
+
+@workspace_view(write_role=OWNER)
+def team(request: HttpRequest, tenant: Tenant) -> HttpResponse:
+    """Members and their roles; an owner adds people here."""
+    if request.method != "POST":
+        return _team_page(request, tenant)
+    form = InviteForm(request.POST)
+    if not form.is_valid():
+        return _team_page(request, tenant, form=form, status=400)
+    try:
+        membership, password = member_invite(tenant=tenant, email=form.cleaned_data["email"],
+                                             role=form.cleaned_data["role"], by=_by(request))
+    except ServiceError as exc:
+        _apply_service_error(form, exc, "email")
+        return _team_page(request, tenant, form=form, status=400)
+    created = {"username": membership.user.get_username(), "role": membership.role, "password": password or ""}
+    return _team_page(request, tenant, created=created)
+
+
+@object_action(write_role=OWNER)
+def team_role(request: HttpRequest, tenant: Tenant, membership_id: int) -> HttpResponse:
+    membership = get_object_or_404(Membership.objects.select_related("user"), tenant=tenant, pk=membership_id)
+    if (refused := refuse_write(request)) is not None:
+        return refused
+    if request.method != "POST":
+        return redirect("workspace:settings-team", tenant=tenant.slug)
+    form = RoleForm(request.POST)
+    if not form.is_valid():
+        return _team_page(request, tenant, status=400,
+                          error=f"Choose a role for {membership.user.get_username()}: owner, marketer or viewer.")
+    try:
+        changed = member_set_role(tenant=tenant, membership=membership, role=form.cleaned_data["role"], by=_by(request))
+    except ServiceError as exc:
+        return _team_page(request, tenant, status=400, error=exc.message)
+    if changed:
+        messages.success(request, f"{membership.user.get_username()} is now {membership.role}.")
+    return redirect("workspace:settings-team", tenant=tenant.slug)
+
+
+@object_action(write_role=OWNER)
+def team_remove(request: HttpRequest, tenant: Tenant, membership_id: int) -> HttpResponse:
+    membership = get_object_or_404(Membership.objects.select_related("user"), tenant=tenant, pk=membership_id)
+    if (refused := refuse_write(request)) is not None:
+        return refused
+    if request.method != "POST":
+        return redirect("workspace:settings-team", tenant=tenant.slug)
+    try:
+        member_remove(tenant=tenant, membership=membership, by=_by(request))
+    except ServiceError as exc:
+        return _team_page(request, tenant, status=400, error=exc.message)
+    messages.success(request, f"{membership.user.get_username()} is no longer in {tenant.name}'s team.")
+    if membership.user_id == request.user.pk and not request.user.is_superuser:
+        return redirect("workspace:picker")
+    return redirect("workspace:settings-team", tenant=tenant.slug)
+
+
+def _keys_page(request: HttpRequest, tenant: Tenant, *, form: ApiKeyForm | None = None, status: int = 200,
+               created: dict[str, str] | None = None) -> HttpResponse:
+    keys = list(ApiKey.objects.for_tenant(tenant).order_by("revoked_at", "-created_at", "-pk")
+                .only("pk", "name", "prefix", "created_at", "last_used_at", "revoked_at"))
+    return render(request, "workspace/settings/keys.html", {
+        "section": "keys", "keys": keys, "form": form or ApiKeyForm(), "created": created}, status=status)
+
+
+@workspace_view(write_role=OWNER)
+def api_keys(request: HttpRequest, tenant: Tenant) -> HttpResponse:
+    if request.method != "POST":
+        return _keys_page(request, tenant)
+    form = ApiKeyForm(request.POST)
+    if not form.is_valid():
+        return _keys_page(request, tenant, form=form, status=400)
+    api_key, full = workspace_api_key_create(tenant=tenant, name=form.cleaned_data["name"].strip(), by=_by(request))
+    return _keys_page(request, tenant, created={"name": api_key.name, "key": full}, status=201)
+
+
+@object_action(write_role=OWNER)
+def api_key_revoke_view(request: HttpRequest, tenant: Tenant, api_key_id: int) -> HttpResponse:
+    api_key = get_object_or_404(ApiKey.objects.for_tenant(tenant), pk=api_key_id)
+    if (refused := refuse_write(request)) is not None:
+        return refused
+    if request.method == "POST":
+        if workspace_api_key_revoke(tenant=tenant, api_key=api_key, by=_by(request)):
+            messages.success(request, f"Key “{api_key.name}” (lc_{api_key.prefix}_…) is revoked: requests with it "
+                                      "are refused from now on.")
+        else:
+            messages.info(request, f"Key “{api_key.name}” was already revoked.")
+    return redirect("workspace:settings-keys", tenant=tenant.slug)
+
+
+def webhook_url(conn: StoreConnection) -> str:
+    return f"{settings.PUBLIC_BASE_URL}{conn.webhook_path}" if conn.webhook_path else ""
+
+
+def _stores_page(request: HttpRequest, tenant: Tenant, *, form: ConnectForm | None = None, status: int = 200,
+                 secret: dict[str, Any] | None = None, error: str = "") -> HttpResponse:
+    connections = list(StoreConnection.objects.for_tenant(tenant).order_by("created_at", "pk"))
+    rows = [{"conn": c, "webhook_url": webhook_url(c), "address": c.shop_domain or c.site_url,
+             "in_grace": bool(c.previous_webhook_secret_encrypted and c.previous_secret_valid_until
+                              and c.previous_secret_valid_until > clock.now())} for c in connections]
+    return render(request, "workspace/settings/stores.html", {
+        "section": "stores", "connections": rows, "form": form or ConnectForm(), "rotate_form": RotateForm(),
+        "secret": secret, "error": error, "grace_hours": int(ROTATION_GRACE.total_seconds() // 3600),
+    }, status=status)
+
+
+@workspace_view(write_role=OWNER)
+def stores(request: HttpRequest, tenant: Tenant) -> HttpResponse:
+    if request.method != "POST":
+        return _stores_page(request, tenant)
+    form = ConnectForm(request.POST)
+    if not form.is_valid():
+        return _stores_page(request, tenant, form=form, status=400)
+    data = form.cleaned_data
+    generated = not data["secret"]
+    secret = data["secret"] or secrets.token_urlsafe(32)
+    try:
+        conn = workspace_store_connect(tenant=tenant, platform=data["platform"], address=data["address"],
+                                       secret=secret, by=_by(request))
+    except ServiceError as exc:
+        _apply_service_error(form, exc, "address")
+        return _stores_page(request, tenant, form=form, status=exc.status if exc.status != 404 else 400)
+    shown = {"conn": conn, "webhook_url": webhook_url(conn), "secret": secret if generated else "", "new": True}
+    return _stores_page(request, tenant, secret=shown, status=201)
+
+
+@object_action(write_role=OWNER)
+def store_rotate(request: HttpRequest, tenant: Tenant, connection_id: int) -> HttpResponse:
+    conn = get_object_or_404(StoreConnection.objects.for_tenant(tenant), pk=connection_id)
+    if (refused := refuse_write(request)) is not None:
+        return refused
+    if request.method != "POST":
+        return redirect("workspace:settings-stores", tenant=tenant.slug)
+    form = RotateForm(request.POST)
+    if not form.is_valid():
+        return _stores_page(request, tenant, status=400,
+                            error=" ".join(str(e) for errors in form.errors.values() for e in errors))
+    secret = form.cleaned_data["secret"] or secrets.token_urlsafe(32)
+    generated = not form.cleaned_data["secret"]
+    rotated = workspace_store_rotate(tenant=tenant, conn=conn, secret=secret, by=_by(request))
+    shown = {"conn": rotated, "webhook_url": webhook_url(rotated), "secret": secret if generated else "",
+             "valid_until": rotated.previous_secret_valid_until}
+    return _stores_page(request, tenant, secret=shown)
+
+
+urlpatterns = [
+    path("settings/", general, name="settings"),
+    path("settings/resume-marketing/", resume_marketing, name="settings-resume-marketing"),
+    path("settings/team/", team, name="settings-team"),
+    path("settings/team/<int:membership_id>/role/", team_role, name="settings-team-role"),
+    path("settings/team/<int:membership_id>/remove/", team_remove, name="settings-team-remove"),
+    path("settings/api-keys/", api_keys, name="settings-keys"),
+    path("settings/api-keys/<int:api_key_id>/revoke/", api_key_revoke_view, name="settings-key-revoke"),
+    path("settings/stores/", stores, name="settings-stores"),
+    path("settings/stores/<int:connection_id>/rotate/", store_rotate, name="settings-store-rotate"),
+]
