@@ -1,6 +1,7 @@
 """What the API answers with. Pydantic models read straight off the ORM rows."""
 
 import datetime as dt
+from decimal import Decimal
 from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -54,16 +55,21 @@ class OrderOut(Out):
     refunds: list[RefundOut]
 
     @classmethod
-    def of(cls, order) -> "OrderOut":
+    def of(cls, order, lines, refunds) -> "OrderOut":
+        """From an order as read or as just written: amounts are shown in the currency's minor
+        units and times in UTC either way, so both give the same bytes."""
         customer, currency = order.customer, order.currency
         scalars = {name: getattr(order, name) for name in cls.model_fields
                    if name not in ("lines", "refunds", "customer_external_id", "customer_email")}
         for name in ("subtotal", "discount_total", "total", "refunded_total"):
-            scalars[name] = money_str(scalars[name], currency)
+            scalars[name] = money_str(Decimal(scalars[name]), currency)
+        for name in ("placed_at", "paid_at", "fulfilled_at", "delivered_at", "cancelled_at"):
+            if scalars[name] is not None:
+                scalars[name] = scalars[name].astimezone(dt.UTC)
         lines = [{**{f: getattr(line, f) for f in OrderLineOut.model_fields},
-                  "unit_price": money_str(line.unit_price, currency)} for line in order.lines.all()]
+                  "unit_price": money_str(Decimal(line.unit_price), currency)} for line in lines]
         refunds = [{**{f: getattr(r, f) for f in RefundOut.model_fields}, "amount": money_str(r.amount, r.currency)}
-                   for r in order.refunds.all()]
+                   for r in refunds]
         return cls.model_validate({
             **scalars, "lines": lines, "refunds": refunds,
             "customer_external_id": customer.external_id if customer else None,

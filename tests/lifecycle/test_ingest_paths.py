@@ -1,0 +1,135 @@
+"""The order hot path: what it reads and writes, and that its short cuts answer exactly as the long way.
+
+A replay is recognized from one read; a new order is written from the read made before the locks,
+unless another writer got there first; the answer comes from the objects in hand; a new order adds
+its share to its customer's aggregates instead of recounting them. Each test pins one of those.
+"""
+
+from decimal import Decimal
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from lifecycle import auth, services
+from lifecycle.models import ApiKey, Customer, Event, Order, OrderLine
+from lifecycle.schemas import OrderIn
+from tests.factories import order_payload
+
+pytestmark = pytest.mark.django_db
+
+
+def statements(ctx: CaptureQueriesContext) -> list[str]:
+    """The SQL sent, without the savepoints the test's own transaction turns BEGIN/COMMIT into."""
+    return [q["sql"] for q in ctx.captured_queries if not q["sql"].startswith(("SAVEPOINT", "RELEASE SAVEPOINT"))]
+
+
+def snapshot(tenant) -> tuple:
+    return (
+        list(Order.objects.for_tenant(tenant).values_list("pk", "updated_at", "status").order_by("pk")),
+        list(Customer.objects.for_tenant(tenant).values_list("pk", "updated_at", "order_count", "total_spent")
+             .order_by("pk")),
+        OrderLine.objects.for_tenant(tenant).count(),
+        Event.objects.for_tenant(tenant).count(),
+    )
+
+
+def test_a_replay_is_one_read_and_writes_nothing(api, tenant):
+    body = order_payload()
+    first = api.post("/api/v1/orders", body)
+    before = snapshot(tenant)
+
+    with CaptureQueriesContext(connection) as ctx:
+        replay = api.post("/api/v1/orders", body)
+
+    assert replay.status_code == 200
+    assert replay.content == first.content
+    assert len(statements(ctx)) == 1, statements(ctx)
+    assert snapshot(tenant) == before
+
+
+def test_a_new_order_for_a_new_customer_is_a_fixed_handful_of_statements(api, tenant):
+    api.post("/api/v1/orders", order_payload())  # the API key is looked up, products exist
+
+    with CaptureQueriesContext(connection) as ctx:
+        response = api.post("/api/v1/orders", order_payload())
+
+    assert response.status_code == 201
+    # read, locks, customer, order, products, lines, events (BEGIN and COMMIT are not statements here)
+    assert len(statements(ctx)) == 7, statements(ctx)
+    assert not any("UPDATE" in sql for sql in statements(ctx))
+
+
+def test_the_answer_from_hand_is_the_answer_read_back(api, tenant):
+    """Offsets, short decimals and a computed subtotal come back as the database has them."""
+    body = order_payload(
+        external_id="H1", placed_at="2026-11-20T10:00:00.25+01:00", total="59.9", discount_total="5",
+        lines=[{"product_external_id": "p-beans", "sku": "B", "title": "Beans", "quantity": 2, "unit_price": "24.9"},
+               {"sku": "F", "title": "Filters", "quantity": 1, "unit_price": "15.1"}],
+    )
+
+    created = api.post("/api/v1/orders", body)
+    read = api.get("/api/v1/orders/H1")
+
+    assert created.status_code == 201
+    assert created.content == read.content
+    assert created.json()["placed_at"] == "2026-11-20T09:00:00.250000Z"
+    assert created.json()["subtotal"] == "64.90" and created.json()["refunded_total"] == "0.00"
+
+
+def test_aggregates_added_per_order_equal_a_recount(api, tenant):
+    customer = {"external_id": "agg", "email": "agg@example.com"}
+    api.post("/api/v1/orders", order_payload(customer=customer, total="10.00", lines=[],
+                                             placed_at="2026-11-02T10:00:00Z"))
+    api.post("/api/v1/orders", order_payload(customer=customer, total="20.00", lines=[],
+                                             placed_at="2026-11-01T10:00:00Z"))
+    api.post("/api/v1/orders", order_payload(customer=customer, total="99.00", currency="USD", lines=[],
+                                             placed_at="2026-11-05T10:00:00Z"))
+    api.post("/api/v1/orders", order_payload(customer=customer, total="40.00", status="pending", lines=[]))
+    api.post("/api/v1/orders", order_payload(customer=customer, total="80.00", status="cancelled", lines=[]))
+    added = Customer.objects.for_tenant(tenant).get(external_id="agg")
+
+    services.refresh_aggregates(tenant, {added.pk})
+    recounted = Customer.objects.for_tenant(tenant).get(pk=added.pk)
+
+    fields = ("order_count", "total_spent", "first_order_at", "last_order_at")
+    assert [getattr(added, f) for f in fields] == [getattr(recounted, f) for f in fields]
+    assert added.order_count == 3 and added.total_spent == Decimal("30.00")
+    assert added.first_order_at.isoformat() == "2026-11-01T10:00:00+00:00"
+    assert added.last_order_at.isoformat() == "2026-11-05T10:00:00+00:00"
+
+
+def test_a_new_order_written_meanwhile_by_another_is_found_under_the_lock(tenant, monkeypatch):
+    """The read before the locks said "new order, new customer", but another writer committed both
+    before this one took the locks: its inserts give way and it answers as a replay."""
+    data = OrderIn.model_validate(order_payload(external_id="R1"))
+    assert services.order_ingest(tenant=tenant, data=data).created
+    before = snapshot(tenant)
+    real_seen = services._order_seen
+    reads = []
+
+    def stale_first_read(tenant_, data_):
+        reads.append(data_.external_id)
+        if len(reads) == 1:
+            return services._Seen(order=None, customer=None, lines=())
+        return real_seen(tenant_, data_)
+
+    monkeypatch.setattr(services, "_order_seen", stale_first_read)
+    result = services.order_ingest(tenant=tenant, data=data)
+
+    assert reads == ["R1", "R1"]  # the stale read, then the one under the locks
+    assert (result.created, result.changed) == (False, False)
+    assert snapshot(tenant) == before
+
+
+def test_a_key_revoked_elsewhere_is_refused_within_the_cache_bound(api, tenant, monkeypatch):
+    assert api.post("/api/v1/ping").status_code == 200
+    # Revoked by another process (a management command, another worker): this one still has its copy.
+    ApiKey.objects.for_tenant(tenant).update(revoked_at=services.clock.now())
+    assert api.post("/api/v1/ping").status_code == 200
+
+    monkeypatch.setattr(auth, "KEY_CACHE_SECONDS", 0.0)  # the bound has passed
+
+    response = api.post("/api/v1/ping")
+    assert response.status_code == 401
+    assert "revoked" in response.json()["message"]
