@@ -9,11 +9,18 @@ from django.core import mail
 
 from journeys.models import Delivery, Journey, Step
 from lifecycle.models import Membership
-from tests.browser import PHONE, screenshot, sign_in
+from tests.browser import ARTIFACTS, PHONE, screenshot, sign_in
 
 from .conftest import PASSWORD, make_user
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
+
+
+def editor_screenshot(page, name: str) -> None:
+    """The editor and its preview as the screen shows them (a full-page capture leaves iframes blank)."""
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.locator("#editor").scroll_into_view_if_needed()
+    page.screenshot(path=str(ARTIFACTS / f"{name}.png"))
 
 
 @pytest.fixture
@@ -41,15 +48,16 @@ def test_install_review_request_edit_with_live_preview_send_a_test_and_activate(
     page.fill("#id_subject", "{{ first_name }}, a minute for a review?")
     page.wait_for_function("document.getElementById('preview-subject').textContent === 'Ada, a minute for a review?'")
     assert "Preview updated for Ada" in page.inner_text("#preview-status")
+    editor_screenshot(page, "journey-builder-preview-desktop-width")
     page.click("[data-width=phone]")
-    screenshot(page, "journey-builder-preview-phone-width")
+    editor_screenshot(page, "journey-builder-preview-phone-width")
 
     # A template mistake is shown inline, with its line, and the last good preview stays.
     page.fill("#id_body", "<p>Hi {{ first_name }}</p>\n<p>{% if order %}Thanks</p>")
     page.wait_for_selector("#preview-problems li")
     assert "line 2" in page.inner_text("#preview-problems")
     assert page.inner_text("#preview-subject") == "Ada, a minute for a review?"
-    screenshot(page, "journey-builder-template-error")
+    editor_screenshot(page, "journey-builder-template-error")
     page.fill("#id_body", "<p>Hi {{ first_name }}, how is {{ order.item_titles }} working out?</p>")
     page.wait_for_function("document.getElementById('preview-problems').children.length === 0")
 
@@ -123,4 +131,5 @@ def test_a_viewer_sees_the_builder_without_edit_controls_on_a_phone(browser, liv
     assert page.locator("#activate").count() == 0
     assert page.locator("#send-test").count() == 0
     assert "How are you finding" in page.inner_text("#step-readonly")
+    assert "Hi Ada," in page.frame_locator("#preview-frame").locator("body").inner_text()
     screenshot(page, "journey-builder-viewer-phone")

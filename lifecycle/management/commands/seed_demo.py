@@ -73,14 +73,17 @@ class Command(BaseCommand):
 
 
 # Active in the demo so new orders posted to the API flow through; the rest stay drafts.
-DEMO_ACTIVE_JOURNEYS = ("first-use-tips", "review-request", "refund-follow-up")
+DEMO_ACTIVE_JOURNEYS = ("first-use-tips", "refund-follow-up")
+# Left in the library: the first thing to try in the workspace is installing it, editing its email
+# beside the preview, sending yourself a test and activating it.
+DEMO_LEFT_TO_INSTALL = ("review-request",)
 
 
 def _install_demo_journeys(tenant: Tenant) -> int:
-    from journeys.io import library_install
+    from journeys.io import library_install, library_keys
     from journeys.models import Journey
 
-    result = library_install(tenant=tenant)
+    result = library_install(tenant=tenant, keys=[k for k in library_keys() if k not in DEMO_LEFT_TO_INSTALL])
     Journey.objects.for_tenant(tenant).filter(library_key__in=DEMO_ACTIVE_JOURNEYS).update(
         status=Journey.Status.ACTIVE)
     return Journey.objects.for_tenant(tenant).exclude(library_key="").count() if result else 0
