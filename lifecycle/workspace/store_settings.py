@@ -46,6 +46,8 @@ ROTATION_GRACE = dt.timedelta(hours=2)
 # still lets a weekly journey through.
 MAX_FREQUENCY_CAP_HOURS = 168
 SECRET_MIN_LENGTH = 8
+PLATFORM_NAMES = {StoreConnection.Platform.SHOPIFY: "Shopify", StoreConnection.Platform.WOOCOMMERCE: "WooCommerce",
+                  StoreConnection.Platform.CUSTOM: "Custom (API)"}
 SETTINGS_FIELDS = ("sender_name", "sender_email", "reply_to", "postal_address", "time_zone", "quiet_hours_start",
                    "quiet_hours_end", "frequency_cap_hours")
 
@@ -393,6 +395,7 @@ def _stores_page(request: HttpRequest, tenant: Tenant, *, form: ConnectForm | No
                  secret: dict[str, Any] | None = None, error: str = "") -> HttpResponse:
     connections = list(StoreConnection.objects.for_tenant(tenant).order_by("created_at", "pk"))
     rows = [{"conn": c, "webhook_url": webhook_url(c), "address": c.shop_domain or c.site_url,
+             "platform": PLATFORM_NAMES.get(c.platform, c.platform),
              "in_grace": bool(c.previous_webhook_secret_encrypted and c.previous_secret_valid_until
                               and c.previous_secret_valid_until > clock.now())} for c in connections]
     return render(request, "workspace/settings/stores.html", {
@@ -417,7 +420,8 @@ def stores(request: HttpRequest, tenant: Tenant) -> HttpResponse:
     except ServiceError as exc:
         _apply_service_error(form, exc, "address")
         return _stores_page(request, tenant, form=form, status=exc.status if exc.status != 404 else 400)
-    shown = {"conn": conn, "webhook_url": webhook_url(conn), "secret": secret if generated else "", "new": True}
+    shown = {"conn": conn, "webhook_url": webhook_url(conn), "secret": secret if generated else "", "new": True,
+             "platform": PLATFORM_NAMES.get(conn.platform, conn.platform)}
     return _stores_page(request, tenant, secret=shown, status=201)
 
 
@@ -436,7 +440,7 @@ def store_rotate(request: HttpRequest, tenant: Tenant, connection_id: int) -> Ht
     generated = not form.cleaned_data["secret"]
     rotated = workspace_store_rotate(tenant=tenant, conn=conn, secret=secret, by=_by(request))
     shown = {"conn": rotated, "webhook_url": webhook_url(rotated), "secret": secret if generated else "",
-             "valid_until": rotated.previous_secret_valid_until}
+             "valid_until": rotated.previous_secret_valid_until, "platform": PLATFORM_NAMES.get(conn.platform, conn.platform)}
     return _stores_page(request, tenant, secret=shown)
 
 
