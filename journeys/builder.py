@@ -60,21 +60,34 @@ def _locked(tenant: Tenant, journey_id: int) -> Journey:
     return journey
 
 
+# Customers mid-journey are counted up to here (an index range scan of at most this many rows):
+# the page says "10,000+" past it, and the lock only needs to know there is anyone.
+PEOPLE_CAP = 10_000
+
+
 def active_enrollments(journey: Journey) -> int:
-    return Enrollment.objects.for_tenant(journey.tenant_id).filter(journey=journey,
-                                                                   state=Enrollment.State.ACTIVE).count()
+    """Customers mid-journey, counted up to PEOPLE_CAP + 1."""
+    rows = Enrollment.objects.for_tenant(journey.tenant_id).filter(journey=journey, state=Enrollment.State.ACTIVE)
+    return rows.order_by()[:PEOPLE_CAP + 1].count()
 
 
-def structure_lock(journey: Journey) -> str | None:
-    """Why the journey's structure cannot change now, or None when it can."""
+def people_words(n: int) -> str:
+    if n > PEOPLE_CAP:
+        return f"More than {PEOPLE_CAP:,} customers are"
+    return f"{n:,} customer{'s are' if n != 1 else ' is'}"
+
+
+def structure_lock(journey: Journey, people: int | None = None) -> str | None:
+    """Why the journey's structure cannot change now, or None when it can. `people`: customers
+    mid-journey, when the caller has counted them already."""
     if journey.status == Journey.Status.ARCHIVED:
         return "This journey is archived and does not change: duplicate it to build on it."
     if journey.status == Journey.Status.ACTIVE:
         return ("This journey is live: pause it to change its trigger, filters or steps. "
                 "Texts can change while it runs.")
-    people = active_enrollments(journey)
+    people = active_enrollments(journey) if people is None else people
     if people:
-        return (f"{people} customer{'s are' if people != 1 else ' is'} mid-journey, so its trigger, filters and "
+        return (f"{people_words(people)} mid-journey, so its trigger, filters and "
                 "steps stay as they are until they finish (moving steps under them would skip or repeat emails). "
                 "Texts can still change; duplicate the journey to build a changed version.")
     return None

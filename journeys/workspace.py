@@ -214,7 +214,8 @@ def _builder(request: HttpRequest, tenant: Tenant, journey: Journey, *, selected
         wanted = request.GET.get("step", "")
         selected = next((s for s in steps if str(s.pk) == wanted), None) or next(
             (s for s in steps if s.kind in EMAIL_KINDS), steps[0] if steps else None)
-    lock = builder.structure_lock(journey)
+    people = builder.active_enrollments(journey)
+    lock = builder.structure_lock(journey, people)
     problems = journey_problems(journey, steps)
     step_rows = [{"step": s, "title": step_title(s), "when": wait_words(s), "does": step_does(s, by_position),
                   "kind": KIND_WORDS.get(s.kind, s.kind), "problems": [p for p in problems if p.position == s.position],
@@ -237,7 +238,8 @@ def _builder(request: HttpRequest, tenant: Tenant, journey: Journey, *, selected
         "problems": [{"problem": p, "step_id": by_position[p.position].pk if p.position in by_position else None}
                      for p in problems],
         "trigger_sentence": trigger_sentence(journey, tenant), "lock": lock,
-        "active_people": builder.active_enrollments(journey), "selected": selected, "step_form": step_form,
+        "active_people": builder.people_words(people) if people else "", "selected": selected,
+        "step_form": step_form,
         "settings_form": settings_form or SettingsForm(initial=SettingsForm.initial_for(journey),
                                                        structure_locked=bool(lock), prefix=SETTINGS_PREFIX),
         "add_form": AddStepForm(prefix=ADD_PREFIX), "preview": preview, "preview_error": preview_error, "customers": customers,

@@ -283,7 +283,7 @@ def test_structure_is_locked_on_live_and_archived_journeys(as_marketer, tenant, 
     assert rows(tenant) == before
 
 
-def test_structure_is_locked_while_customers_are_mid_journey(as_marketer, tenant, draft, a_customer):
+def test_structure_is_locked_while_customers_are_mid_journey(as_marketer, tenant, draft, a_customer, monkeypatch):
     Journey.objects.for_tenant(tenant).filter(pk=draft.pk).update(status="paused")
     Enrollment.objects.for_tenant(tenant).create(tenant=tenant, journey=draft, customer=a_customer, state="active",
                                                  enrolled_at=dt.datetime.now(dt.UTC))
@@ -294,6 +294,13 @@ def test_structure_is_locked_while_customers_are_mid_journey(as_marketer, tenant
     assert rows(tenant) == before
     page = as_marketer.get(url("journey", journey_id=draft.pk)).content.decode()
     assert "1 customer is mid-journey" in page and 'id="add-step"' not in page
+
+    # Counted up to a cap, so a journey with a million people in it costs the page no more.
+    monkeypatch.setattr("journeys.builder.PEOPLE_CAP", 1)
+    Enrollment.objects.for_tenant(tenant).create(tenant=tenant, journey=draft, customer=a_customer, state="active",
+                                                 enrolled_at=dt.datetime.now(dt.UTC))
+    page = as_marketer.get(url("journey", journey_id=draft.pk)).content.decode()
+    assert "More than 1 customers are mid-journey" in page
 
 
 def test_edit_a_step_timing_name_and_email(as_marketer, tenant, draft):
