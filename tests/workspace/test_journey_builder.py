@@ -326,6 +326,27 @@ def test_edit_a_step_timing_name_and_email(as_marketer, tenant, draft):
         "until_event", "support.resolved", dt.timedelta(days=5), dt.timedelta(0), "")
 
 
+@pytest.mark.parametrize(("overrides", "field", "message"), [
+    ({"timing": "event", "wait_event": ""}, "wait_event", "name the event to wait for"),
+    ({"timing": "event", "wait_event": "order.shipped"}, "wait_event", "'order.shipped' is not an event we record"),
+    ({"wait_amount": "-1"}, "wait_amount", "Ensure this value is greater than or equal to 0."),
+    ({"wait_amount": "4000", "wait_unit": "days"}, "wait_amount", "is longer than 3650 days"),
+    ({"kind": "condition", "cond_field": "order_count", "cond_value": "two"}, "cond_value", "must be a whole number"),
+    ({"kind": "feedback_request", "survey": ""}, "survey", "choose which survey the email asks"),
+    ({"kind": "ab_split", "variants": "2:50, three"}, "variants", "“three” is not step:weight"),
+])
+def test_a_bad_step_is_refused_beside_its_field_and_nothing_changes(as_marketer, tenant, draft, overrides, field,
+                                                                    message):
+    step = Step.objects.for_tenant(tenant).get(journey=draft, position=1)
+    before = rows(tenant)
+    response = as_marketer.post(url("journey_step", journey_id=draft.pk, step_id=step.pk),
+                                step_post(step, subject="Changed too", **overrides))
+    assert response.status_code == 400
+    assert message in response.context["step_form"].errors[field][0]
+    assert message in html.unescape(response.content.decode())
+    assert rows(tenant) == before
+
+
 def test_turning_an_email_into_a_split_drops_its_email(as_marketer, tenant, draft):
     step = Step.objects.for_tenant(tenant).get(journey=draft, position=1)
     template_id = step.template_id
