@@ -468,9 +468,14 @@ class _GateFacts:
         for tenant_id, group in by_tenant.items():
             exit_types = {t for d in group for t in d.journey.exit_events or []}
             if exit_types:
+                # An exit about the enrollment's own order counts whenever it happened: a refund or a
+                # cancellation the platform sent before the payment that enrolled the customer.
+                own_orders = {d.enrollment.order_id for d in group if d.enrollment.order_id}
                 events = (Event.objects.for_tenant(tenant_id)
-                          .filter(customer_id__in={d.customer_id for d in group}, type__in=exit_types,
-                                  occurred_at__gte=min(d.enrollment.enrolled_at for d in group), backfill=False)
+                          .filter(Q(occurred_at__gte=min(d.enrollment.enrolled_at for d in group))
+                                  | Q(order_id__in=own_orders, type__in=exit_types & ORDER_SCOPED_EXITS),
+                                  customer_id__in={d.customer_id for d in group}, type__in=exit_types,
+                                  backfill=False)
                           .only("id", "customer_id", "order_id", "type", "occurred_at").order_by("pk"))
                 for event in events:
                     facts.exits.setdefault(event.customer_id, []).append(event)
@@ -504,7 +509,9 @@ def _gate(delivery: Delivery, now: dt.datetime, facts: _GateFacts) -> GateDecisi
             return GateDecision("defer", "journey paused", now + dt.timedelta(hours=1))
         return GateDecision("exit", f"journey {journey.status}")
     for event in facts.exits.get(customer.pk, ()):
-        if event.type in (journey.exit_events or []) and event.occurred_at >= enrollment.enrolled_at:
+        own_order = (event.type in ORDER_SCOPED_EXITS and enrollment.order_id is not None
+                     and event.order_id == enrollment.order_id)
+        if event.type in (journey.exit_events or []) and (event.occurred_at >= enrollment.enrolled_at or own_order):
             reason = _exit_reason(journey, enrollment, event)
             if reason:
                 return GateDecision("exit", reason)
