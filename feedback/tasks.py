@@ -2,6 +2,8 @@
 
 from celery import shared_task
 
+from lifecycle.tenancy import system_scope, tenant_scope
+
 from .services import alert_deliver, alerts_requeue_stale, responses_settle_due
 
 # Backoff for a transient alert failure: 30 s, 1, 2, 4, then 5 min (services.ALERT_MAX_ATTEMPTS caps it).
@@ -14,7 +16,8 @@ ALERT_BACKOFF_MAX_SECONDS = 300
 @shared_task(name="feedback.alert_send", bind=True, ignore_result=True, acks_late=True, max_retries=None)
 def alert_send(self, tenant_id: int, alert_id: int) -> str:
     """Send a negative-answer alert to the store. Idempotent: a sent alert is not sent again."""
-    state = alert_deliver(tenant_id=tenant_id, alert_id=alert_id)
+    with tenant_scope(tenant_id):
+        state = alert_deliver(tenant_id=tenant_id, alert_id=alert_id)
     if state == "retry":
         raise self.retry(countdown=min(ALERT_BACKOFF_MAX_SECONDS, ALERT_BACKOFF_SECONDS * 2 ** self.request.retries))
     return state
@@ -24,7 +27,9 @@ def alert_send(self, tenant_id: int, alert_id: int) -> str:
 def sweep() -> int:
     """Beat, every few seconds: settle provisional answers whose window passed, and hand out
     again alerts whose task was lost."""
-    settled = responses_settle_due()
-    for tenant_id, alert_id in alerts_requeue_stale():
+    with system_scope():
+        settled = responses_settle_due()
+        stale = alerts_requeue_stale()
+    for tenant_id, alert_id in stale:
         alert_send.delay(tenant_id, alert_id)
     return settled

@@ -25,6 +25,7 @@ from django.db import IntegrityError, transaction
 from lifecycle import clock
 from lifecycle.models import Customer, Event
 from lifecycle.services import customer_suppress, customer_unsubscribe, event_append
+from lifecycle.tenancy import system_scope, tenant_scope
 
 from .models import Delivery
 
@@ -205,10 +206,17 @@ def esp_event_record(*, esp_name: str, event: Any) -> str:
         level = logging.DEBUG if heard.event_type and heard.event_type != "unknown" else logging.INFO
         logger.log(level, "ignored %s %r event for %r: not tracked", heard.esp, heard.event_type, heard.message_id)
         return f"ignored: {heard.event_type or 'no'} events are not tracked"
-    found, why = _find_delivery(heard)
+    # The ESP's message id may be any store's: finding the delivery spans tenants; the rest is its tenant's.
+    with system_scope():
+        found, why = _find_delivery(heard)
     if found is None:
         logger.info("ignored %s %s event for message id %r: %s", heard.esp, heard.event_type, heard.message_id, why)
         return f"ignored: {why}"
+    with tenant_scope(found.tenant_id):
+        return _record(found, heard)
+
+
+def _record(found: Delivery, heard: Heard) -> str:
     timeline_type, timestamp_field = TRACKED[heard.event_type]
     key = heard.dedupe_key
     try:

@@ -1,6 +1,7 @@
 from celery import shared_task
 
 from .events import BATCH_SIZE, events_process_pending
+from .tenancy import system_scope
 
 
 @shared_task(name="lifecycle.process_events", ignore_result=True)
@@ -19,4 +20,5 @@ def check_deliverability() -> dict[str, int]:
     """Beat, every 15 minutes: warn or pause stores whose complaint or bounce rate is too high."""
     from .deliverability import deliverability_check_all
 
-    return deliverability_check_all()
+    with system_scope():
+        return deliverability_check_all()

@@ -156,6 +156,8 @@ class TenantScopeMiddleware:
         return self.get_response(request)
 
 
-def tenant_cache_key(tenant, *parts: object) -> str:
-    """A cache key that starts with its tenant: `t:<tenant id>:<parts…>`."""
-    return ":".join(["t", str(tenant_id_of(tenant)), *(str(part) for part in parts)])
+def row_tenant_id(model: type[models.Model], pk: int) -> int | None:
+    """The tenant of one row, looked up across tenants: for a task message queued before its task
+    took a tenant_id (new messages name it)."""
+    with system_scope():
+        return model.all_tenants.filter(pk=pk).values_list("tenant_id", flat=True).first()

@@ -435,7 +435,7 @@ def _queue_code_webhook(program: Program, redemption: Redemption, now: dt.dateti
     def send() -> None:
         from .tasks import send_code_webhook
 
-        send_code_webhook.delay(hook.pk)
+        send_code_webhook.delay(hook.pk, tenant_id=hook.tenant_id)
 
     transaction.on_commit(send)
 
@@ -489,10 +489,11 @@ def code_webhook_send(*, webhook_id: int, post=None) -> str:
     return CodeWebhook.State.FAILED
 
 
-def code_webhooks_due(*, limit: int = 500) -> list[int]:
-    """Pending code webhooks whose next attempt is due (the task re-checks each row's state)."""
+def code_webhooks_due(*, limit: int = 500) -> list[tuple[int, int]]:
+    """(tenant id, webhook id) of pending code webhooks whose next attempt is due (the task re-checks
+    each row's state)."""
     return list(CodeWebhook.all_tenants.filter(state=CodeWebhook.State.PENDING, next_attempt_at__lte=clock.now())
-                .order_by("next_attempt_at").values_list("pk", flat=True)[:limit])
+                .order_by("next_attempt_at").values_list("tenant_id", "pk")[:limit])
 
 
 def reward_codes_upload(*, tenant: Tenant, reward: Reward, codes: list[str]) -> int:

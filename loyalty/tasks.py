@@ -1,8 +1,15 @@
-"""Thin Celery entry points (beat wakes them; the database holds every due time, never an eta)."""
+"""Thin Celery entry points (beat wakes them; the database holds every due time, never an eta).
+
+The sweeps work across tenants (`system_scope`, for row-level security); a code webhook is sent
+in its tenant's scope.
+"""
 
 from celery import shared_task
 
+from lifecycle.tenancy import row_tenant_id, system_scope, tenant_scope
+
 from . import services
+from .models import CodeWebhook
 
 # Batches per beat run, so one tick cannot monopolize a worker; the next tick continues.
 MAX_BATCHES_PER_RUN = 50
@@ -22,24 +29,31 @@ def _walk(step) -> int:
 @shared_task(name="loyalty.release_pending", ignore_result=True)
 def release_pending() -> int:
     """Make order points whose return window is over available. Safe on many workers at once."""
-    return _walk(services.points_release_due)
+    with system_scope():
+        return _walk(services.points_release_due)
 
 
 @shared_task(name="loyalty.expire_points", ignore_result=True)
 def expire_points() -> int:
     """Warn about, then expire, inactive balances; re-qualify tiers over the rolling window; birthdays."""
-    return (_walk(services.points_expiry_sweep) + _walk(services.tiers_refresh_sweep)
-            + _walk(services.birthday_bonus_sweep))
+    with system_scope():
+        return (_walk(services.points_expiry_sweep) + _walk(services.tiers_refresh_sweep)
+                + _walk(services.birthday_bonus_sweep))
 
 
 @shared_task(name="loyalty.send_code_webhook", ignore_result=True)
-def send_code_webhook(webhook_id: int) -> str:
-    return services.code_webhook_send(webhook_id=webhook_id)
+def send_code_webhook(webhook_id: int, tenant_id: int | None = None) -> str:
+    tenant_id = tenant_id or row_tenant_id(CodeWebhook, webhook_id)  # a message queued before tasks named it
+    if tenant_id is None:
+        return "gone"
+    with tenant_scope(tenant_id):
+        return services.code_webhook_send(webhook_id=webhook_id)
 
 
 @shared_task(name="loyalty.retry_code_webhooks", ignore_result=True)
 def retry_code_webhooks() -> int:
-    ids = services.code_webhooks_due()
-    for webhook_id in ids:
-        send_code_webhook.delay(webhook_id)
-    return len(ids)
+    with system_scope():
+        due = services.code_webhooks_due()
+    for tenant_id, webhook_id in due:
+        send_code_webhook.delay(webhook_id, tenant_id=tenant_id)
+    return len(due)

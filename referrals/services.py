@@ -412,13 +412,14 @@ def referrals_release_due(*, limit: int = RELEASE_BATCH) -> int:
     return len(batch)
 
 
-def rewards_requeue_due(*, limit: int = RELEASE_BATCH) -> list[int]:
-    """Rewards to hand out (again): pending and due, or stuck sending past their lease."""
+def rewards_requeue_due(*, limit: int = RELEASE_BATCH) -> list[tuple[int, int]]:
+    """(tenant id, reward id) of rewards to hand out (again): pending and due, or stuck sending past
+    their lease."""
     now = clock.now()
     stale = Reward.all_tenants.filter(state=Reward.State.SENDING, next_attempt_at__lte=now)
     stale.update(state=Reward.State.PENDING)
     return list(Reward.all_tenants.filter(state=Reward.State.PENDING, next_attempt_at__lte=now)
-                .order_by("next_attempt_at").values_list("pk", flat=True)[:limit])
+                .order_by("next_attempt_at").values_list("tenant_id", "pk")[:limit])
 
 
 def reward_deliver(*, reward_id: int) -> str:

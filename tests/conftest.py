@@ -1,4 +1,5 @@
 import json
+import os
 
 import pytest
 from django.core.cache import cache
@@ -6,6 +7,15 @@ from rest_framework.test import APIClient
 
 from lifecycle import clock
 from lifecycle.services import tenant_create
+from tests.rls_support import app_role  # noqa: F401 - the fixture, for LIFECYCLE_TEST_RLS below
+
+
+@pytest.fixture(autouse=True)
+def _row_level_security(request):
+    """LIFECYCLE_TEST_RLS=1: every test's requests and tasks run as lifecycle_app (tests/rls_support.py)."""
+    uses_db = request.node.get_closest_marker("django_db") or {"db", "transactional_db"} & set(request.fixturenames)
+    if os.environ.get("LIFECYCLE_TEST_RLS") == "1" and uses_db:
+        request.getfixturevalue("app_role")
 
 
 @pytest.fixture(autouse=True)

@@ -2,23 +2,32 @@
 
 Production: web and Celery processes `SET ROLE lifecycle_app` on every connection, and each
 statement carries its tenancy scope. Here the test itself stays the owner (fixtures write and
-assertions read every tenant, as an operator would), and the application's side, each request
-the test client or the live server handles, runs as `lifecycle_app` with scoped statements:
+assertions read every tenant, as an operator would), and the application's side runs as
+`lifecycle_app` with scoped statements:
 
 - `as_app_role()`: a block of code (a task, a sweep) run as the role on this thread's connection;
-- the `app_role` fixture: every request handled during the test runs as the role, and every
-  connection opened meanwhile (a live server's thread) assumes it.
+- the `app_role` fixture: every request handled during the test (by the test client, or by a live
+  server's threads on their own connections) and every Celery task run in the test's process
+  (called, or eager) runs as the role, and worker processes the test starts get DATABASE_RLS_ROLE.
+
+SET ROLE and RESET ROLE go to psycopg2's connection directly, so tests that count queries count
+the same statements as without the role (the scope rides on each statement, adding none).
+
+LIFECYCLE_TEST_RLS=1 applies `app_role` to every test of the suite (tests/conftest.py).
 """
 
 import contextlib
+import threading
 from collections.abc import Iterator
 
 import pytest
+from celery.app.task import Task
 from django.core.handlers.base import BaseHandler
-from django.db import connection, connections
-from django.db.backends.signals import connection_created
+from django.db import DatabaseError, InterfaceError, OperationalError, connection, connections
 
 from lifecycle import rls
+
+_depth = threading.local()
 
 
 @contextlib.contextmanager
@@ -34,20 +43,33 @@ def scoped_statements(conn=None) -> Iterator[None]:
             conn.execute_wrappers.remove(rls.scope_statement)
 
 
+def _raw(conn, sql: str) -> None:
+    with conn.connection.cursor() as cursor:
+        cursor.execute(sql)
+
+
 @contextlib.contextmanager
 def as_app_role(conn=None) -> Iterator[None]:
-    """This block's statements run as lifecycle_app, each in its tenancy scope."""
+    """This block's statements run as lifecycle_app, each in its tenancy scope (re-entrant)."""
     conn = conn or connection
-    conn.ensure_connection()
-    with scoped_statements(conn):
-        with conn.cursor() as cursor:
-            cursor.execute(f"SET ROLE {rls.ROLE}")
+    if getattr(_depth, "value", 0):
+        _depth.value += 1
         try:
             yield
         finally:
-            if not conn.needs_rollback and conn.is_usable():
-                with conn.cursor() as cursor:
-                    cursor.execute("RESET ROLE")
+            _depth.value -= 1
+        return
+    conn.ensure_connection()
+    with scoped_statements(conn):
+        _raw(conn, f"SET ROLE {rls.ROLE}")
+        _depth.value = 1
+        try:
+            yield
+        finally:
+            _depth.value = 0
+            with contextlib.suppress(DatabaseError):
+                if conn.connection is not None and not conn.connection.closed:
+                    _raw(conn, "RESET ROLE")
 
 
 def current_role(conn=None) -> str:
@@ -56,26 +78,26 @@ def current_role(conn=None) -> str:
         return cursor.fetchone()[0]
 
 
-def _connected(sender, connection, **kwargs) -> None:
-    rls.prepare_connection(connection)
+def _as_app_role_around(function):
+    def wrapper(*args, **kwargs):
+        try:
+            role = as_app_role(connections["default"])
+            role.__enter__()
+        except (OperationalError, InterfaceError):
+            # The database is down: the application meets that on its first query, as in production.
+            return function(*args, **kwargs)
+        try:
+            return function(*args, **kwargs)
+        finally:
+            role.__exit__(None, None, None)
+
+    return wrapper
 
 
 @pytest.fixture
 def app_role(settings, monkeypatch):
-    """Every request handled during the test runs as lifecycle_app, as in production."""
+    """Requests and Celery tasks of this test run as lifecycle_app, as in production."""
     settings.DATABASE_RLS_ROLE = rls.ROLE
-    original = BaseHandler.get_response
-
-    def get_response(self, request):
-        conn = connections["default"]
-        if current_role(conn) == rls.ROLE:  # a connection opened during the test already is
-            return original(self, request)
-        with as_app_role(conn):
-            return original(self, request)
-
-    monkeypatch.setattr(BaseHandler, "get_response", get_response)
-    connection_created.connect(_connected, dispatch_uid="tests.rls_support.app_role")
-    try:
-        yield
-    finally:
-        connection_created.disconnect(dispatch_uid="tests.rls_support.app_role")
+    monkeypatch.setenv("DATABASE_RLS_ROLE", rls.ROLE)
+    monkeypatch.setattr(BaseHandler, "get_response", _as_app_role_around(BaseHandler.get_response))
+    monkeypatch.setattr(Task, "__call__", _as_app_role_around(Task.__call__))

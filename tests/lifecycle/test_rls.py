@@ -117,7 +117,8 @@ def test_the_application_role_neither_owns_the_tables_nor_bypasses_the_policies(
         assert cursor.fetchone() == (False, False, False)
         cursor.execute("SELECT count(*) FROM pg_tables WHERE tableowner = %s", [rls.ROLE])
         assert cursor.fetchone() == (0,)
-        for table in rls.tenant_tables():
+        # Every table the application uses, tenant table or not (sessions, users, the tenants themselves).
+        for table in sorted(connection.introspection.django_table_names(only_existing=True)):
             cursor.execute("SELECT has_table_privilege(%s, %s, 'SELECT, INSERT, UPDATE, DELETE'), "
                            "has_table_privilege(%s, %s, 'TRUNCATE')", [rls.ROLE, table, rls.ROLE, table])
             assert cursor.fetchone() == (True, False), table
@@ -224,8 +225,9 @@ def test_activate_belongs_to_requests():
 
 
 @pytest.mark.django_db
-def test_the_event_sweep_and_the_dispatcher_work_as_the_role(api, other_api, tenant, other_tenant):
+def test_the_event_sweep_and_the_dispatcher_work_as_the_role(api, other_api, tenant, other_tenant, monkeypatch):
     from journeys.tasks import dispatch
+    from journeys.tasks import send as send_task
     from lifecycle.celery import app
 
     for store, client in ((tenant, api), (other_tenant, other_api)):
@@ -236,6 +238,14 @@ def test_the_event_sweep_and_the_dispatcher_work_as_the_role(api, other_api, ten
                                            "marketing_consent": True})).status_code == 201
     assert Event.all_tenants.filter(processed_at__isnull=True).count() == 6
 
+    queued = []
+    original = send_task.apply_async
+
+    def apply_async(args=None, kwargs=None, **options):
+        queued.append((list(args), kwargs))
+        return original(args, kwargs, **options)
+
+    monkeypatch.setattr(send_task, "apply_async", apply_async)
     app.conf.task_always_eager, app.conf.task_eager_propagates = True, True
     try:
         with as_app_role():
@@ -246,9 +256,44 @@ def test_the_event_sweep_and_the_dispatcher_work_as_the_role(api, other_api, ten
     finally:
         app.conf.task_always_eager, app.conf.task_eager_propagates = False, False
 
+    # One send task per store, each naming it.
+    deliveries = dict(Delivery.all_tenants.values_list("tenant_id", "pk"))
+    assert sorted(queued, key=lambda q: q[1]["tenant_id"]) == [
+        ([[deliveries[tenant.pk]]], {"tenant_id": tenant.pk}),
+        ([[deliveries[other_tenant.pk]]], {"tenant_id": other_tenant.pk})]
+
     assert Event.all_tenants.filter(processed_at__isnull=True).count() == 0
     assert sorted(Delivery.all_tenants.values_list("tenant_id", "state")) == sorted(
         [(tenant.pk, "sent"), (other_tenant.pk, "sent")])
+
+
+@pytest.mark.django_db
+def test_the_operators_admin_sees_every_store_and_nobody_else_does(two_stores, app_role, client):
+    from django.contrib.auth import get_user_model
+
+    operator = get_user_model().objects.create_superuser("operator", "op@example.com", "pw-operator-1")
+    member = get_user_model().objects.create_user("member", "m@example.com", "pw-member-1")
+
+    client.force_login(member)  # not staff: the admin's login page, no rows
+    page = client.get("/admin/lifecycle/customer/", follow=True)
+    assert page.status_code == 200 and "ada@a.example.com" not in page.content.decode()
+
+    client.force_login(operator)
+    page = client.get("/admin/lifecycle/customer/")
+    assert page.status_code == 200
+    assert "ada@a.example.com" in page.content.decode() and "ada@b.example.com" in page.content.decode()
+
+
+@pytest.mark.django_db
+def test_the_api_rate_limit_key_names_the_tenant(api, tenant, app_role):
+    import redis
+    from django.conf import settings
+
+    client = redis.Redis.from_url(settings.REDIS_URL)
+    client.flushdb()
+    assert api.post("/api/v1/ping").status_code == 200
+    keys = [key.decode() for key in client.keys("*ratelimit*")]
+    assert len(keys) == 1 and keys[0].startswith(f"t:{tenant.pk}:ratelimit:"), keys
 
 
 # --- where system_scope may appear --------------------------------------------------------------
@@ -262,10 +307,17 @@ SYSTEM_SCOPE_USES = {
     "lifecycle/webhooks.py": 2,
     "referrals/pages.py": 1,
     "lifecycle/workspace/access.py": 2,
-    # Beat and worker code: the event sweep, the dispatcher's claim, reclaim, and a send task
-    # queued before send tasks named their tenant.
+    # An ESP's tracking webhook: the delivery is found by the ESP's message id.
+    "journeys/services_tracking.py": 1,
+    # Beat and worker code: the event sweep, the dispatcher's claim, reclaim (and a send task
+    # queued before send tasks named their tenant), the deliverability check, the loyalty,
+    # referral and feedback sweeps.
     "lifecycle/events.py": 1,
     "journeys/tasks.py": 4,
+    "lifecycle/tasks.py": 1,
+    "loyalty/tasks.py": 3,
+    "referrals/tasks.py": 1,
+    "feedback/tasks.py": 1,
 }
 
 

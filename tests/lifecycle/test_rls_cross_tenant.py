@@ -4,6 +4,5 @@
 import pytest
 
 from tests.lifecycle.test_cross_tenant import *  # noqa: F403 - the same tests, collected here too
-from tests.rls_support import app_role  # noqa: F401 - the fixture
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("app_role")]

@@ -3,7 +3,6 @@ running as `lifecycle_app` under row-level security, as in production (tests/rls
 
 import pytest
 
-from tests.rls_support import app_role  # noqa: F401 - the fixture
 from tests.workspace.test_cross_tenant_pages import *  # noqa: F403 - the same tests, collected here too
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("app_role")]
