@@ -9,12 +9,15 @@ The SQL sticks to what PostgreSQL and SQLite (the embedded profile) both underst
 Callers scope every statement by tenant themselves.
 """
 
+import datetime as dt
 import re
 import weakref
 from collections.abc import Iterable, Sequence
+from decimal import Decimal
 from typing import Any, Generic, TypeVar
 
 from django.db import DEFAULT_DB_ALIAS, connection, connections, models
+from django.utils import timezone
 
 M = TypeVar("M", bound=models.Model)
 
@@ -32,6 +35,10 @@ _PLAIN_FIELDS = {
     models.PositiveIntegerField, models.PositiveSmallIntegerField, models.ForeignKey,
 }
 _PLAIN_VALUES = {str, int, bool}
+_PASSES_ON_POSTGRESQL = {
+    models.DateTimeField: lambda value: type(value) is dt.datetime and value.tzinfo is not None,
+    models.DecimalField: lambda value: type(value) is Decimal and value.is_finite(),
+}
 
 
 def execute(cursor, sql: str, params: Sequence[Any]) -> None:
@@ -74,9 +81,17 @@ class Table(Generic[M]):
         self._plain = [
             type(f) in _PLAIN_FIELDS and type(f).pre_save is models.Field.pre_save for f in self._insert_fields
         ]
+        # On PostgreSQL also an aware datetime and a Decimal: psycopg2 adapts them itself, and
+        # Django's PostgreSQL operations hand them over unchanged (SQLite needs them as text).
+        self._passes_on_postgresql = [
+            _PASSES_ON_POSTGRESQL.get(type(f)) for f in self._insert_fields
+        ]
         self._insert_columns = ", ".join(connection.ops.quote_name(f.column) for f in self._insert_fields)
         self._row = "(" + ", ".join(["%s"] * len(self._insert_fields)) + ")"
         self._converters: dict[str, list] = {}
+
+    def _passes(self, conn) -> list:
+        return self._passes_on_postgresql if conn.vendor == "postgresql" else [None] * len(self._insert_fields)
 
     def columns(self, alias: str) -> str:
         """Every column, in field order, for a SELECT list: `alias.col, …`."""
@@ -104,6 +119,44 @@ class Table(Generic[M]):
                 converted[i] = func(converted[i], col, conn)
         return self.model.from_db(conn.alias, self.attnames, converted)
 
+    def insert_dicts(self, rows: Sequence[dict[str, Any]], *, returning: bool = False) -> list[int]:
+        """One multi-row INSERT of plain rows ({attname: value}), no model instances: for batches,
+        where building thousands of instances cost more than writing them. A column a row does not
+        name gets its field's default (auto_now and auto_now_add: now). With `returning`, the
+        new primary keys in row order."""
+        if not rows:
+            return []
+        conn = connections[DEFAULT_DB_ALIAS]
+        now = timezone.now()
+        columns = []
+        for field, plain, passes in zip(self._insert_fields, self._plain, self._passes(conn), strict=True):
+            if getattr(field, "auto_now", False) or getattr(field, "auto_now_add", False):
+                default, callable_default = now, False
+            else:
+                callable_default = field.has_default() and callable(field.default)
+                default = None if callable_default else field.get_default()  # "" for a CharField without one
+            columns.append((field, field.attname, plain, passes, default, callable_default))
+        params = []
+        for row in rows:
+            for field, attname, plain, passes, default, callable_default in columns:
+                if attname in row:
+                    value = row[attname]
+                elif callable_default:
+                    value = field.get_default()
+                else:
+                    value = default
+                if value is None or (plain and type(value) in _PLAIN_VALUES) or (passes and passes(value)):
+                    params.append(value)
+                else:
+                    params.append(field.get_db_prep_save(value, conn))
+        sql = f"INSERT INTO {self.name} ({self._insert_columns}) VALUES {', '.join([self._row] * len(rows))}"  # noqa: S608
+        with conn.cursor() as cursor:
+            if not returning:
+                execute(cursor, sql, params)
+                return []
+            execute(cursor, sql + " RETURNING id", params)
+            return [pk for (pk,) in cursor.fetchall()]
+
     def insert(self, objs: Iterable[M], *, returning: bool = True, ignore_conflicts: bool = False) -> bool:
         """One multi-row INSERT. Fills auto_now(_add) fields like save() does, and with
         `returning` each object's primary key, in the order given.
@@ -119,17 +172,21 @@ class Table(Generic[M]):
         # The connection itself, not the `connection` proxy: every attribute read through the
         # proxy is a thread-local lookup, and preparing the values reads `ops` ~10 times a row.
         conn = connections[DEFAULT_DB_ALIAS]
-        fields = list(zip(self._insert_fields, self._plain, strict=True))
+        fields = list(zip(self._insert_fields, self._plain, self._passes(conn), strict=True))
         params = []
         for obj in objs:
             values = obj.__dict__
-            for field, plain in fields:
+            for field, plain, passes in fields:
                 if plain:
                     value = values[field.attname]
                     if value is None or type(value) in _PLAIN_VALUES:
                         params.append(value)
                         continue
-                params.append(field.get_db_prep_save(field.pre_save(obj, True), conn))
+                value = field.pre_save(obj, True)
+                if passes and passes(value):
+                    params.append(value)
+                else:
+                    params.append(field.get_db_prep_save(value, conn))
         sql = f"INSERT INTO {self.name} ({self._insert_columns}) VALUES {', '.join([self._row] * len(objs))}"  # noqa: S608
         if ignore_conflicts:
             sql += " ON CONFLICT DO NOTHING"

@@ -133,3 +133,19 @@ def test_a_key_revoked_elsewhere_is_refused_within_the_cache_bound(api, tenant, 
     response = api.post("/api/v1/ping")
     assert response.status_code == 401
     assert "revoked" in response.json()["message"]
+
+
+def test_bulk_gives_an_order_by_email_alone_to_the_customer_a_single_post_would(api, tenant):
+    """An account and a guest share an address: both paths pick the account."""
+    api.post("/api/v1/orders", order_payload(customer={"external_id": "acct", "email": "first@ex.com"}))
+    api.post("/api/v1/orders", order_payload(customer={"email": "shared@ex.com"}))  # a guest
+    api.post("/api/v1/orders", order_payload(customer={"external_id": "acct", "email": "shared@ex.com"}))
+    assert set(Customer.objects.for_tenant(tenant).filter(email="shared@ex.com")
+               .values_list("external_id", flat=True)) == {None, "acct"}
+
+    api.post("/api/v1/orders", order_payload(external_id="single", customer={"email": "shared@ex.com"}))
+    api.post("/api/v1/orders/bulk", {"orders": [order_payload(external_id="bulk", customer={"email": "shared@ex.com"})]})
+
+    owners = dict(Order.objects.for_tenant(tenant).filter(external_id__in=["single", "bulk"])
+                  .values_list("external_id", "customer__external_id"))
+    assert owners == {"single": "acct", "bulk": "acct"}
