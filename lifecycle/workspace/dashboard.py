@@ -181,7 +181,7 @@ def programs(request: HttpRequest, tenant: Tenant) -> HttpResponse:
         loyalty = metrics.loyalty_metrics(tenant, period)
         referrals = metrics.referral_summary(tenant, period)
         charts = {
-            "chart-points": {"type": "bar", "unit": "points",
+            "chart-points": {"type": "bar", "unit": "number",
                              "labels": [_label(row["bucket"], period) for row in loyalty["series"]], "series": [
                                  {"label": "Earned", "data": [row["earned"] for row in loyalty["series"]]},
                                  {"label": "Redeemed", "data": [row["redeemed"] for row in loyalty["series"]]}]},
