@@ -168,11 +168,11 @@ def journey_lift(tenant: Tenant, journey: Journey, period: Period, now: dt.datet
 
 
 def lifts(tenant: Tenant, period: Period, now: dt.datetime) -> list[Lift]:
-    """Every journey with a holdout group (now or in the period), best-known first."""
+    """Every running journey with a holdout group, and every journey that held customers out in the period."""
     held = set(Enrollment.objects.for_tenant(tenant).filter(period.q("enrolled_at"), state=Enrollment.State.HOLDOUT)
                .values_list("journey_id", flat=True).distinct())
-    journeys = Journey.objects.for_tenant(tenant).filter(Q(holdout_percent__gt=0) | Q(pk__in=held)).exclude(
-        status=Journey.Status.ARCHIVED).order_by("-priority", "name")
+    running = Q(holdout_percent__gt=0, status__in=[Journey.Status.ACTIVE, Journey.Status.PAUSED])
+    journeys = Journey.objects.for_tenant(tenant).filter(running | Q(pk__in=held)).order_by("-priority", "name")
     return [journey_lift(tenant, journey, period, now) for journey in journeys]
 
 

@@ -365,3 +365,15 @@ def test_the_default_period_is_the_last_90_days_in_the_stores_time_zone(tenant):
     page = client_for(make_user("vera", tenant, "viewer")).get(f"/app/{tenant.slug}/")
     assert page.status_code == 200
     assert "2 Apr 2026 – 30 Jun 2026 (90 days, Europe/Berlin)" in page.content.decode()
+
+
+def test_lift_lists_running_journeys_with_a_holdout_and_journeys_that_held_customers_out(tenant, nudge, period):
+    for name, status in (("Draft", "draft"), ("Live", "active"), ("Old", "archived")):
+        Journey.objects.for_tenant(tenant).create(tenant=tenant, name=name, trigger="order_paid", status=status,
+                                                  holdout_percent=10)
+    nudge.status = "archived"  # archived since, but it held customers out in the period
+    nudge.save()
+    got = metrics_journeys.lifts(tenant, period, NOW)
+    assert [lift.journey.name for lift in got] == ["Live", "Nudge"]
+    assert got[0].verdict.reason == ("Not enough data yet: 0 customers in the holdout group, and a lift needs at "
+                                     "least 50.")
