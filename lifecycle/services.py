@@ -217,7 +217,7 @@ def customer_upsert(*, tenant: Tenant, data: CustomerIn, source: str) -> tuple[C
     customer, created = _customer_write(tenant, _customer_find(tenant, data), data, source)
     if created:
         _CUSTOMERS.insert([customer])
-        _EVENTS.insert([_customer_created_event(tenant, customer)], returning=False)
+        _EVENTS.insert_dicts([_customer_created_event(tenant, customer)])
     return customer, created
 
 
@@ -237,7 +237,7 @@ def _customer_write(tenant: Tenant, found: Customer | None, data: CustomerIn, so
     return found, False
 
 
-def _customer_created_event(tenant: Tenant, customer: Customer) -> Event:
+def _customer_created_event(tenant: Tenant, customer: Customer) -> dict[str, Any]:
     return _event(tenant=tenant, type="customer.created", customer=customer, occurred_at=clock.now(),
                   dedupe_key=f"customer.created:{customer.pk}")
 
@@ -423,8 +423,10 @@ def event_append(
     backfill: bool = False,
 ) -> Event:
     """Append to the timeline. Call inside the transaction that made the change."""
-    event = _event(tenant=tenant, type=type, occurred_at=occurred_at, customer=customer, order=order, data=data,
-                   dedupe_key=dedupe_key, backfill=backfill)
+    event = Event(
+        tenant=tenant, type=type, occurred_at=occurred_at, customer=customer, order=order,
+        data=data or {}, dedupe_key=dedupe_key, backfill=backfill, processed_at=clock.now() if backfill else None,
+    )
     _EVENTS.insert([event])
     return event
 
@@ -439,12 +441,13 @@ def _event(
     data: dict[str, Any] | None = None,
     dedupe_key: str | None = None,
     backfill: bool = False,
-) -> Event:
-    """An event not yet written: callers that append several write them in one INSERT."""
-    return Event(
-        tenant=tenant, type=type, occurred_at=occurred_at, customer=customer, order=order,
-        data=data or {}, dedupe_key=dedupe_key, backfill=backfill, processed_at=clock.now() if backfill else None,
-    )
+) -> dict[str, Any]:
+    """An event's row, not yet written: callers that append several write them in one INSERT
+    (rows.Table.insert_dicts, no model instance each)."""
+    return {"tenant_id": tenant.pk, "type": type, "occurred_at": occurred_at,
+            "customer_id": customer.pk if customer is not None else None,
+            "order_id": order.pk if order is not None else None, "data": data or {}, "dedupe_key": dedupe_key,
+            "backfill": backfill, "processed_at": clock.now() if backfill else None}
 
 
 def event_record(*, tenant: Tenant, data: EventIn) -> tuple[Event, bool]:
@@ -559,11 +562,12 @@ def order_event_data(order: Order) -> dict[str, Any]:
     return {"number": order.number, "total": money_str(order.total, order.currency), "currency": order.currency}
 
 
-def _milestone_events(tenant: Tenant, order: Order, before: dict[str, Any], backfill: bool) -> list[Event]:
+def _milestone_events(tenant: Tenant, order: Order, before: dict[str, Any], backfill: bool) -> list[dict[str, Any]]:
     """The milestone events this change makes true, not yet written."""
     return [
-        _event(tenant=tenant, type=event_type, occurred_at=getattr(order, field), customer=order.customer, order=order,
-               data=order_event_data(order), dedupe_key=f"{event_type}:{order.pk}", backfill=backfill)
+        {**_event(tenant=tenant, type=event_type, occurred_at=getattr(order, field), order=order,
+                  data=order_event_data(order), dedupe_key=f"{event_type}:{order.pk}", backfill=backfill),
+         "customer_id": order.customer_id}
         for field, event_type in MILESTONES
         if getattr(order, field) and not before.get(field)
     ]
@@ -761,7 +765,7 @@ def _order_write(
     else:
         events = []
     if not plan.changed:
-        _EVENTS.insert(events, returning=False)
+        _EVENTS.insert_dicts(events)
         return IngestResult(order=order, created=False, changed=False, lines=lines)
     if plan.created:
         if not _ORDERS.insert([order], ignore_conflicts=guarded):
@@ -778,7 +782,7 @@ def _order_write(
         # The placeholder's events (order.refunded, order.delivered) did not know whose order it was.
         Event.objects.for_tenant(tenant).filter(order=order, customer__isnull=True).update(customer=customer)
     events.extend(_milestone_events(tenant, order, plan.before, backfill))
-    _EVENTS.insert(events, returning=False)
+    _EVENTS.insert_dicts(events)
     if plan.created and not customer_created:
         _aggregates_add(tenant, customer, order)
     elif not customer_created:
@@ -810,7 +814,7 @@ def order_mark(*, tenant: Tenant, external_id: str, milestone: str, at: dt.datet
             order.cancel_reason = reason
         order.status = order.derive_status()
         order.save()
-        _EVENTS.insert(_milestone_events(tenant, order, before, backfill=False), returning=False)
+        _EVENTS.insert_dicts(_milestone_events(tenant, order, before, backfill=False))
         if order.customer_id and milestone == "cancelled":
             customer_refresh_aggregates(customer=order.customer)
     return order, True
