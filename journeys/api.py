@@ -22,7 +22,7 @@ from lifecycle.services import NotFound, ServiceError
 
 from .io import journey_export, journey_import
 from .models import Enrollment, Journey
-from .schema import JourneyIn
+from .schema import MAX_STEPS, JourneyIn, StepIn
 
 # Journeys per page: a store has tens of them, so one page is nearly always all of them.
 PAGE_SIZE = 100
@@ -60,10 +60,17 @@ class JourneyListOut(BaseModel):
     next: str | None = Field(description="The next page's URL, or null on the last page.")
 
 
+class JourneyOut(JourneyIn):
+    """What GET /journeys/{id} exports: the import JSON, except that a journey still being built in the
+    workspace may have no steps yet (importing one needs at least one)."""
+
+    steps: list[StepIn] = Field(max_length=MAX_STEPS)
+
+
 class JourneyImportOut(BaseModel):
     id: int
     created: bool
-    journey: JourneyIn = Field(description="The journey as stored: the same JSON GET /journeys/{id} returns.")
+    journey: JourneyOut = Field(description="The journey as stored: the same JSON GET /journeys/{id} returns.")
 
 
 def _journey_or_404(tenant, journey_id: str) -> Journey:
@@ -122,7 +129,7 @@ class JourneysView(APIView):
 
 
 class JourneyDetailView(APIView):
-    @extend_schema(responses={200: JourneyIn, **ERRORS}, summary="Export a journey",
+    @extend_schema(responses={200: JourneyOut, **ERRORS}, summary="Export a journey",
                    description="The journey as import JSON: POST it to /journeys (here or in another store) "
                    "to create or update it.")
     def get(self, request: Request, journey_id: str) -> Response:
