@@ -377,3 +377,14 @@ def test_lift_lists_running_journeys_with_a_holdout_and_journeys_that_held_custo
     assert [lift.journey.name for lift in got] == ["Live", "Nudge"]
     assert got[0].verdict.reason == ("Not enough data yet: 0 customers in the holdout group, and a lift needs at "
                                      "least 50.")
+
+
+def test_the_figures_are_the_same_under_row_level_security(tenant, shop, nudge, app_role):
+    """As in production: the page runs as lifecycle_app, and every query (the raw SQL of the lift too)
+    carries the store's scope."""
+    page = client_for(make_user("vera", tenant, "viewer")).get(
+        f"/app/{tenant.slug}/dashboard/journeys/", {"from": "2026-04-01", "to": "2026-06-30"})
+    assert page.status_code == 200
+    lift = page.context["lifts"][0]
+    assert (lift.treated.customers, lift.treated.converted, lift.holdout.customers) == (4, 2, 2)
+    assert [s["converted"] for s in page.context["journeys"][0]["steps"]] == [2, 1]
