@@ -145,3 +145,71 @@ def test_the_same_seed_twice_on_one_store_is_refused_before_writing(tenant):
     with pytest.raises(SimulationError, match="already has the customers of a simulation with seed 1: pick another"):
         store_simulate(tenant=tenant, params=Params(customers=20, days=60, true_lift=0, seed=1))
     assert Order.objects.for_tenant(tenant).count() == orders
+
+
+SQLITE_FIGURES = """
+import datetime as dt, json
+from django.contrib.auth import get_user_model
+from django.test import Client
+from lifecycle import clock
+from lifecycle.models import Tenant
+from lifecycle.workspace import metrics, metrics_journeys
+from journeys.models import Journey
+tenant = Tenant.objects.get(slug="demo")
+now = clock.now()
+period = metrics.Period(now - dt.timedelta(days=400), now + dt.timedelta(days=1), dt.UTC)
+client = Client(HTTP_HOST="127.0.0.1")
+client.force_login(get_user_model().objects.get(username="admin"))
+pages = [client.get(f"/app/demo/{p}?range=365d").status_code
+         for p in ("", "dashboard/journeys/", "dashboard/feedback/", "dashboard/programs/")]
+print(json.dumps(figures(tenant, period, now) | {"pages": pages}))
+"""
+
+
+def figures(tenant, period, now) -> dict:
+    """What the SQLite run and the PostgreSQL run must agree on (the same definition, run in both)."""
+    from journeys.models import Journey
+
+    nudge = Journey.objects.for_tenant(tenant).get(name="Second order nudge")
+    lift = metrics_journeys.journey_lift(tenant, nudge, period, now)
+    funnel = {f["journey"].name: [(s["sent"], s["delivered"], s["opened"], s["converted"], str(s["revenue"]))
+                                  for s in f["steps"]] for f in metrics_journeys.journey_funnels(tenant, period)}
+    overview = metrics.customer_metrics(tenant, period)
+    return {"lift": [lift.treated.customers, lift.treated.converted, str(lift.treated.revenue.quantize(1)),
+                     lift.holdout.customers, lift.holdout.converted],
+            "funnel": funnel, "orders": overview["orders"], "revenue": str(overview["revenue"]),
+            "repeat": overview["repeat_customers"], "median_days": overview["time_to_second"]["median_days"]}
+
+
+@pytest.mark.slow
+def test_the_demo_store_and_its_dashboards_on_sqlite_match_postgresql(tenant, tmp_path):
+    """make run's path: seed_demo on SQLite (the INSERT writer, SQLite's date arithmetic in the lift's
+    SQL), every dashboard page 200, and the same figures as the same simulation on PostgreSQL."""
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "DJANGO_SETTINGS_MODULE")}
+    env.update(LIFECYCLE_PROFILE="embedded", LIFECYCLE_VAR_DIR=str(tmp_path), PYTHONPATH=str(root))
+
+    def manage(*args: str) -> str:
+        done = subprocess.run([sys.executable, "manage.py", *args], cwd=root, env=env, capture_output=True,
+                              text=True, timeout=600)
+        assert done.returncode == 0, done.stderr[-3000:]
+        return done.stdout
+
+    manage("migrate", "--noinput", "--skip-checks")
+    assert "simulated orders of 300 customers" in manage("seed_demo", "--customers", "300", "--skip-checks")
+    code = "from tests.lifecycle.test_simulate_store import figures\n" + SQLITE_FIGURES
+    on_sqlite = json.loads(manage("shell", "-c", code).strip().splitlines()[-1])
+    assert on_sqlite.pop("pages") == [200, 200, 200, 200]
+
+    result = store_simulate(tenant=tenant, params=Params(customers=300, days=365, true_lift=0.10, seed=7))
+    with clock.frozen(result.now):
+        period = metrics.Period(result.now - dt.timedelta(days=400), result.now + dt.timedelta(days=1), dt.UTC)
+        on_postgresql = json.loads(json.dumps(figures(tenant, period, result.now)))
+    assert on_sqlite == on_postgresql
+    assert on_sqlite["lift"][0] > 100 and on_sqlite["funnel"]["Second order nudge"][0][0] > 50
