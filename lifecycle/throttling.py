@@ -23,7 +23,7 @@ WINDOW_SECONDS = 60
 _client: tuple[int, redis.Redis] | None = None
 
 
-def _redis() -> redis.Redis | None:
+def redis_client() -> redis.Redis | None:
     """This process's Redis client (a forked worker makes its own), or None without Redis."""
     global _client  # noqa: PLW0603 - one client per process, made on first use
     if not settings.REDIS_URL:
@@ -34,7 +34,7 @@ def _redis() -> redis.Redis | None:
 
 
 def _count(key: str) -> int:
-    client = _redis()
+    client = redis_client()
     if client is not None:
         pipe = client.pipeline(transaction=False)
         pipe.incr(key)

@@ -8,8 +8,10 @@ import datetime as dt
 from typing import Any
 
 import pydantic
+from django.http import HttpResponse
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import status
+from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -18,6 +20,7 @@ from ..bulk import orders_bulk_ingest
 from ..models import Customer, Order, Refund
 from ..schemas import BulkOrdersIn, CancellationIn, DeliveryIn, EventIn, FulfillmentIn, OrderIn, RefundIn
 from ..services import NotFound, customer_erase, event_record, order_ingest, order_mark, refund_record
+from . import replays
 from .idempotency import idempotent
 from .outputs import BulkOut, CustomerListOut, CustomerOut, EventOut, OrderOut, PingOut
 
@@ -83,11 +86,18 @@ class OrdersView(APIView):
         "The customer is matched by external_id, then email. Status only moves forward.",
     )
     @idempotent
-    def post(self, request: Request) -> Response:
+    def post(self, request: Request) -> Response | HttpResponse:
+        # The same bytes again, with the order as it was when they were answered: the same answer.
+        body = request._request.body if "Idempotency-Key" not in request.headers else None
+        if body is not None and (answer := replays.recall(request.tenant.pk, body)) is not None:
+            return HttpResponse(answer, content_type="application/json")
         data = parse(OrderIn, request)
         result = order_ingest(tenant=request.tenant, data=data)
-        return order_answer(request.tenant, result.order, list(result.lines),
-                            status.HTTP_201_CREATED if result.created else status.HTTP_200_OK)
+        response = order_answer(request.tenant, result.order, list(result.lines),
+                                status.HTTP_201_CREATED if result.created else status.HTTP_200_OK)
+        if body is not None and data.customer.external_id:
+            replays.keep(request.tenant.pk, body, result.order, JSONRenderer().render(response.data))
+        return response
 
 
 class OrdersBulkView(APIView):

@@ -1,8 +1,9 @@
 """The order hot path: what it reads and writes, and that its short cuts answer exactly as the long way.
 
-A replay is recognized from one read; a new order is written from the read made before the locks,
-unless another writer got there first; the answer comes from the objects in hand; a new order adds
-its share to its customer's aggregates instead of recounting them. Each test pins one of those.
+A repeated body gets its kept answer after one read (api/replays.py), other replays are recognized
+from one read; a new order is written from the read made before the locks, unless another writer
+got there first; the answer comes from the objects in hand; a new order adds its share to its
+customer's aggregates instead of recounting them. Each test pins one of those.
 """
 
 from decimal import Decimal
@@ -11,17 +12,28 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from lifecycle import auth, services
+from lifecycle import auth, rows, services
+from lifecycle.api import replays
 from lifecycle.models import ApiKey, Customer, Event, Order, OrderLine
 from lifecycle.schemas import OrderIn
+from lifecycle.throttling import redis_client
 from tests.factories import order_payload
 
 pytestmark = pytest.mark.django_db
 
 
 def statements(ctx: CaptureQueriesContext) -> list[str]:
-    """The SQL sent, without the savepoints the test's own transaction turns BEGIN/COMMIT into."""
-    return [q["sql"] for q in ctx.captured_queries if not q["sql"].startswith(("SAVEPOINT", "RELEASE SAVEPOINT"))]
+    """The SQL sent, without the savepoints the test's own transaction turns BEGIN/COMMIT into
+    and without PREPARE, which a connection sends once per statement (rows.execute)."""
+    return [q["sql"] for q in ctx.captured_queries
+            if not q["sql"].startswith(("SAVEPOINT", "RELEASE SAVEPOINT", "PREPARE"))]
+
+
+class AnyStartingWith(str):
+    def __eq__(self, other) -> bool:
+        return isinstance(other, str) and other.startswith(self)
+
+    __hash__ = str.__hash__
 
 
 def snapshot(tenant) -> tuple:
@@ -39,12 +51,17 @@ def test_a_replay_is_one_read_and_writes_nothing(api, tenant):
     first = api.post("/api/v1/orders", body)
     before = snapshot(tenant)
 
-    with CaptureQueriesContext(connection) as ctx:
+    with CaptureQueriesContext(connection) as kept:
         replay = api.post("/api/v1/orders", body)
+    redis_client().delete(*kept_answers())  # as after KEEP_SECONDS: decided from the order itself
+    with CaptureQueriesContext(connection) as read:
+        again = api.post("/api/v1/orders", body)
 
-    assert replay.status_code == 200
-    assert replay.content == first.content
-    assert len(statements(ctx)) == 1, statements(ctx)
+    assert replay.status_code == again.status_code == 200
+    assert replay.content == again.content == first.content
+    prepared = rows._prepared[connection.connection]
+    assert statements(kept) == [AnyStartingWith(f"EXECUTE {prepared[replays._TOKEN_SQL]}(")]  # the state check
+    assert statements(read) == [AnyStartingWith(f"EXECUTE {prepared[services._SEEN_BY['external_id_or_guest']]}(")]
     assert snapshot(tenant) == before
 
 
@@ -149,3 +166,39 @@ def test_bulk_gives_an_order_by_email_alone_to_the_customer_a_single_post_would(
     owners = dict(Order.objects.for_tenant(tenant).filter(external_id__in=["single", "bulk"])
                   .values_list("external_id", "customer__external_id"))
     assert owners == {"single": "acct", "bulk": "acct"}
+
+
+def kept_answers() -> list[bytes]:
+    return redis_client().keys("*order-answer*")
+
+
+def test_a_kept_answer_is_given_only_while_the_order_is_as_it_was(api, tenant):
+    body = order_payload(external_id="K1", total="50.00", lines=[])
+    first = api.post("/api/v1/orders", body)
+    assert len(kept_answers()) == 1
+    assert api.post("/api/v1/orders", body).content == first.content
+
+    api.post("/api/v1/orders/K1/refunds", {"external_id": "rf-1", "amount": "20.00"})
+    after_refund = api.post("/api/v1/orders", body)
+    api.post("/api/v1/orders/K1/delivery", {"delivered_at": "2026-11-25T10:00:00Z"})
+    after_delivery = api.post("/api/v1/orders", body)
+
+    assert after_refund.status_code == 200
+    assert after_refund.json()["refunded_total"] == "20.00"
+    assert [r["external_id"] for r in after_refund.json()["refunds"]] == ["rf-1"]
+    assert after_delivery.json()["status"] == "delivered"
+    assert after_delivery.json()["refunded_total"] == "20.00"
+
+
+def test_an_order_by_email_alone_is_not_kept_and_tenants_never_share_answers(api, other_api, tenant, other_tenant):
+    guest = order_payload(external_id="G1", customer={"email": "guest@ex.com"})
+    api.post("/api/v1/orders", guest)
+    assert kept_answers() == []
+
+    body = order_payload(external_id="T1")
+    mine = api.post("/api/v1/orders", body)
+    theirs = api.post("/api/v1/orders", body)  # kept for this tenant
+    other = other_api.post("/api/v1/orders", body)
+
+    assert (mine.status_code, theirs.status_code, other.status_code) == (201, 200, 201)
+    assert Order.objects.for_tenant(other_tenant).filter(external_id="T1").count() == 1
