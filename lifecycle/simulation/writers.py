@@ -10,6 +10,7 @@ taken up front (`IdBlocks`) because COPY returns none and rows refer to each oth
 import datetime as dt
 import io
 import json
+from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
@@ -74,6 +75,23 @@ def _copy_text(value: Any) -> str:
     if any(c in text for c in "\\\t\n\r"):
         text = text.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
     return text
+
+
+def _adapter(field: models.Field) -> Callable[[Any], Any] | None:
+    """The database value of one column, chosen once per field: Field.get_db_prep_save per value was
+    three quarters of a SQLite run's time."""
+    ops = connection.ops
+    if isinstance(field, models.DateTimeField):
+        return lambda v: None if v is None else ops.adapt_datetimefield_value(v)
+    if isinstance(field, models.DecimalField):
+        return lambda v: None if v is None else ops.adapt_decimalfield_value(v, field.max_digits,
+                                                                             field.decimal_places)
+    if isinstance(field, models.JSONField):
+        return lambda v: None if v is None else ops.adapt_json_value(v, field.encoder)
+    if isinstance(field, (models.CharField, models.TextField, models.IntegerField, models.BooleanField,
+                          models.ForeignKey, models.AutoField, models.BigAutoField)):
+        return None  # the driver takes the value as it is
+    return lambda v: field.get_db_prep_save(v, connection)
 
 
 class RowWriter:
@@ -151,5 +169,11 @@ class RowWriter:
                 cursor.copy_expert(f"COPY {table} ({columns}) FROM STDIN", buffer)
             else:
                 placeholders = ", ".join(["%s"] * len(fields))
-                prepared = [[f.get_db_prep_save(value(row, f), connection) for f in fields] for row in rows]
+                columns_adapted = [(f.attname, _adapter(f)) for f in fields]
+                prepared = []
+                for row in rows:
+                    if len(row) < len(columns_adapted):
+                        row = {f.attname: value(row, f) for f in fields}
+                    prepared.append([row[name] if adapt is None else adapt(row[name])
+                                     for name, adapt in columns_adapted])
                 cursor.executemany(f"INSERT INTO {table} ({columns}) VALUES ({placeholders})", prepared)
