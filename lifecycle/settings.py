@@ -170,12 +170,12 @@ CELERY_BEAT_SCHEDULE = {
     "release-pending-points": {"task": "loyalty.release_pending", "schedule": 60.0},
     "expire-points-and-requalify-tiers": {"task": "loyalty.expire_points", "schedule": 3600.0},
     "retry-loyalty-code-webhooks": {"task": "loyalty.retry_code_webhooks", "schedule": 30.0},
+    "check-deliverability": {"task": "lifecycle.check_deliverability", "schedule": 900.0},
 }
 
 # Who reacts to events, in this order (see lifecycle/events.py).
 EVENT_HANDLERS = [
     "loyalty.handlers.on_event",
-    "check-deliverability": {"task": "lifecycle.check_deliverability", "schedule": 900.0},
     "referrals.handlers.on_event",
     "journeys.handlers.on_event",
     "feedback.handlers.on_event",
