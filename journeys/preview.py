@@ -213,7 +213,7 @@ def email_send_test(*, tenant: Tenant, journey: Journey, step: Step, content: di
     preview, delivery, rendered = _render(tenant, journey, step, content, customer_key)
     if not preview.rendered:
         raise TestNotSent("The email cannot be rendered yet: " + "; ".join(p.message for p in preview.problems))
-    key = f"journeys:test-sends:{user.pk}"
+    key = f"t:{tenant.pk}:journeys:test-sends:{user.pk}"  # cache keys carry their tenant
     cache.add(key, 0, timeout=3600)
     if cache.incr(key) > TEST_SENDS_PER_HOUR:
         raise TestNotSent(f"You have sent {TEST_SENDS_PER_HOUR} tests in the last hour; try again later.")

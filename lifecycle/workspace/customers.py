@@ -174,7 +174,7 @@ def customer_page(*, tenant: Tenant, q: str = "", consent: str = "", ordered: st
         customers = customers.filter(ORDERED_FILTERS[ordered][1])
     q = q.strip()
     if q:
-        match = Q(email__startswith=q.lower())
+        match = Q(email__prefix=q.lower())  # starts_with(): an index range under row-level security too
         if "@" not in q:
             match |= Q(external_id=q)
         customers = customers.filter(match)

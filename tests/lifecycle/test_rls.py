@@ -221,6 +221,26 @@ def test_activate_belongs_to_requests():
         pass
 
 
+@pytest.mark.django_db
+def test_a_prefix_search_can_read_the_prefix_index_under_the_policy_where_like_cannot(tenant):
+    for email in ("a_b@example.com", "axb@example.com", "a%c@example.com"):
+        Customer.objects.for_tenant(tenant).create(tenant=tenant, email=email)
+    customers = Customer.objects.for_tenant(tenant)
+    with as_app_role(), tenant_scope(tenant), transaction.atomic():
+        with connection.cursor() as cursor:
+            cursor.execute("SET LOCAL enable_seqscan = off")  # can the plan use the index at all?
+        prefix_plan = customers.filter(email__prefix="a_b").explain()
+        like_plan = customers.filter(email__startswith="a_b").explain()
+        found = {q: sorted(customers.filter(email__prefix=q).values_list("email", flat=True))
+                 for q in ("a_b", "a%", "a", "b")}
+    # starts_with() becomes an index range (~>=~ … ~<~) on customer_email_prefix_idx; LIKE stays a filter.
+    assert "customer_email_prefix_idx" in prefix_plan and "~>=~" in prefix_plan, prefix_plan
+    assert "~>=~" not in like_plan, like_plan
+    # The same matches as startswith: _ and % are plain characters.
+    assert found == {"a_b": ["a_b@example.com"], "a%": ["a%c@example.com"],
+                     "a": ["a%c@example.com", "a_b@example.com", "axb@example.com"], "b": []}
+
+
 # --- the beat and worker code that spans tenants works as the role, in system_scope -------------
 
 

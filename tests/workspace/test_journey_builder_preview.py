@@ -175,7 +175,7 @@ def test_preview_refuses_what_it_cannot_use(as_marketer, tenant, review):
 
 def test_send_a_test_to_me(as_marketer, marketer, tenant, review, a_customer):
     journey, step = review
-    cache.delete(f"journeys:test-sends:{marketer.pk}")
+    cache.delete(f"t:{tenant.pk}:journeys:test-sends:{marketer.pk}")
     before = everything(tenant)
     response = as_marketer.post(preview_url(journey, step, "journey_step_test"),
                                 {"subject": "Hi {{ first_name }}", "body": '<p>Hello <a href="{{ loyalty_url }}">x</a></p>',
@@ -228,9 +228,9 @@ def test_a_broken_email_is_not_sent(as_marketer, review):
     assert mail.outbox == []
 
 
-def test_tests_are_limited_per_hour(as_marketer, marketer, review, monkeypatch):
+def test_tests_are_limited_per_hour(as_marketer, marketer, tenant, review, monkeypatch):
     journey, step = review
-    cache.delete(f"journeys:test-sends:{marketer.pk}")
+    cache.delete(f"t:{tenant.pk}:journeys:test-sends:{marketer.pk}")
     monkeypatch.setattr("journeys.preview.TEST_SENDS_PER_HOUR", 2)
     codes = [as_marketer.post(preview_url(journey, step, "journey_step_test"), {"subject": "Hi", "body": "Hi"},
                               HTTP_ACCEPT="application/json").status_code for _ in range(3)]
