@@ -61,8 +61,46 @@ ExternalId = Annotated[str, BeforeValidator(_strip), Field(min_length=1, max_len
 NormalizedEmail = Annotated[EmailStr, AfterValidator(_normalize_email)]
 
 
+def _utc(value: dt.datetime) -> dt.datetime:
+    # Stored in UTC anyway, and PostgreSQL takes UTC offsets only up to ±15:59 where ISO 8601 (and
+    # Python) allow ±23:59: "…T05:33:04-22:56" must be a time, not a database error.
+    try:
+        return value.astimezone(dt.UTC)
+    except OverflowError:
+        raise ValueError("is out of range") from None
+
+
+UtcDatetime = Annotated[AwareDatetime, AfterValidator(_utc)]
+
+
+def _nul_at(value: Any, path: tuple = ()) -> tuple | None:
+    """Where a NUL character is in parsed JSON (a key or a string), or None."""
+    if isinstance(value, str):
+        return path if "\x00" in value else None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            found = (*path, key) if isinstance(key, str) and "\x00" in key else _nul_at(item, (*path, key))
+            if found is not None:
+                return found
+    elif isinstance(value, list | tuple):
+        for index, item in enumerate(value):
+            found = _nul_at(item, (*path, index))
+            if found is not None:
+                return found
+    return None
+
+
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_nul_characters(cls, data: Any) -> Any:
+        # PostgreSQL cannot store U+0000 in text or JSON: refused here, with where it is, before any write.
+        where = _nul_at(data)
+        if where is not None:
+            raise ValueError(f"{'.'.join(map(str, where)) or 'the text'} must not contain a NUL (\\u0000) character")
+        return data
 
 
 class CustomerIn(Strict):
@@ -75,7 +113,7 @@ class CustomerIn(Strict):
     marketing_consent: bool | None = Field(
         default=None, description="True only if the customer opted in to marketing email. Omit when unknown."
     )
-    consent_updated_at: AwareDatetime | None = None
+    consent_updated_at: UtcDatetime | None = None
 
     @model_validator(mode="after")
     def _identify(self) -> "CustomerIn":
@@ -112,11 +150,11 @@ class OrderIn(Strict):
         default="paid",
         description="Where the order is now. Status only moves forward: an older status is ignored.",
     )
-    placed_at: AwareDatetime | None = Field(default=None, description="ISO 8601 with a UTC offset.")
-    paid_at: AwareDatetime | None = None
-    fulfilled_at: AwareDatetime | None = None
-    delivered_at: AwareDatetime | None = None
-    cancelled_at: AwareDatetime | None = None
+    placed_at: UtcDatetime | None = Field(default=None, description="ISO 8601 with a UTC offset.")
+    paid_at: UtcDatetime | None = None
+    fulfilled_at: UtcDatetime | None = None
+    delivered_at: UtcDatetime | None = None
+    cancelled_at: UtcDatetime | None = None
     cancel_reason: str = Field(default="", max_length=255)
     subtotal: Money | None = None
     discount_total: Money = Decimal("0")
@@ -126,7 +164,7 @@ class OrderIn(Strict):
     referring_site: str = Field(default="", max_length=2000)
     referral_code: str = Field(default="", max_length=64)
     lines: list[OrderLineIn] = Field(default_factory=list, max_length=500)
-    updated_at: AwareDatetime | None = Field(
+    updated_at: UtcDatetime | None = Field(
         default=None, description="Your system's last change; an update older than the stored one is ignored."
     )
 
@@ -146,15 +184,15 @@ class BulkOrdersIn(BaseModel):
 
 
 class FulfillmentIn(Strict):
-    fulfilled_at: AwareDatetime | None = Field(default=None, description="Defaults to now.")
+    fulfilled_at: UtcDatetime | None = Field(default=None, description="Defaults to now.")
 
 
 class DeliveryIn(Strict):
-    delivered_at: AwareDatetime | None = Field(default=None, description="Defaults to now.")
+    delivered_at: UtcDatetime | None = Field(default=None, description="Defaults to now.")
 
 
 class CancellationIn(Strict):
-    cancelled_at: AwareDatetime | None = Field(default=None, description="Defaults to now.")
+    cancelled_at: UtcDatetime | None = Field(default=None, description="Defaults to now.")
     reason: str = Field(default="", max_length=255)
 
 
@@ -162,7 +200,7 @@ class RefundIn(Strict):
     external_id: ExternalId = Field(description="Your refund's id: posting it again changes nothing.")
     amount: Money
     reason: str = Field(default="", max_length=500)
-    refunded_at: AwareDatetime | None = Field(default=None, description="Defaults to now.")
+    refunded_at: UtcDatetime | None = Field(default=None, description="Defaults to now.")
 
     @model_validator(mode="after")
     def _positive(self) -> "RefundIn":
@@ -183,7 +221,7 @@ class EventIn(Strict):
         description="Dotted lower-case name such as support.contacted or feature.used.",
     )
     customer: CustomerIn
-    occurred_at: AwareDatetime | None = Field(default=None, description="Defaults to now.")
+    occurred_at: UtcDatetime | None = Field(default=None, description="Defaults to now.")
     order_external_id: str | None = Field(default=None, max_length=255)
     idempotency_key: str | None = Field(
         default=None, max_length=200, description="Send the same key again and the event is recorded only once."

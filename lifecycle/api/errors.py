@@ -79,6 +79,10 @@ def exception_handler(exc: Exception, context: dict) -> Response | None:
         return Response(error_body(exc.code, exc.message, exc.fields), status=exc.status)
     if isinstance(exc, RequestDataTooBig):
         return Response(error_body("request.too_large", "The request body is too large."), status=413)
+    if isinstance(exc, ValueError) and "NUL (0x00)" in str(exc):
+        # psycopg2 refuses U+0000 in a query (a path or query parameter here; bodies are checked when parsed).
+        return Response(error_body("request.nul_character", "The request must not contain a NUL (\\u0000) character."),
+                        status=400)
     if isinstance(exc, Http404):
         exc = exceptions.NotFound()
     elif isinstance(exc, PermissionDenied):
