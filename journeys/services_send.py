@@ -2,7 +2,8 @@
 
 `delivery_send` (services.py) takes one row through claimed → sending → sent with about ten
 statements of its own. Here a batch goes through the same states and the same gate in waves of
-SEND_WAVE rows, each wave with a handful of set-based statements:
+SEND_WAVE rows (SEND_WAVE_WITHOUT_IDEMPOTENCY when the ESP does not honour our idempotency key), each
+wave with a handful of set-based statements:
 
 1. one conditional UPDATE moves the wave's rows claimed → sending (RETURNING the ones that were
    still claimed: a redelivered task, or a second copy of it, finds none and does nothing);
@@ -19,8 +20,8 @@ SEND_WAVE rows, each wave with a handful of set-based statements:
 While a wave's emails are with the ESP, the next wave is prepared (steps 1-3), so at most two
 waves are 'sending' per worker process. A worker that dies leaves those rows 'sending' until
 their lease expires: `deliveries_reclaim` retries them when the ESP honours our idempotency key
-(the deterministic Message-ID), and marks them `ambiguous` otherwise. SEND_WAVE bounds how many
-rows one crash can make ambiguous; none of them is ever resent silently or lost.
+(the deterministic Message-ID), and marks them `ambiguous` otherwise. The wave bounds how many rows
+one crash can make ambiguous; none of them is ever resent silently or lost.
 """
 
 import collections
@@ -47,6 +48,7 @@ from .services import (
     _begin_sending,
     _finish,
     delivery_settle,
+    esp_honours_idempotency,
     gate_decisions,
     record_failure,
     send_lease,
@@ -55,10 +57,18 @@ from .services import (
 )
 
 # Rows per wave: one claimed → sending UPDATE, one load, one gate read, one recording transaction.
-# Big enough that those statements cost little per email; small because a worker killed mid-wave
-# leaves up to two waves 'sending', and without an idempotent ESP each of those rows becomes
-# ambiguous (a person decides), so a crash should cost dozens of those, not hundreds.
+# Big enough that those statements cost little per email (~0.1 ms at 25); small because a worker
+# killed mid-wave leaves up to two waves 'sending'. With an ESP that honours our idempotency key
+# those are simply sent again.
 SEND_WAVE = 25
+# Without one, each of those rows becomes ambiguous (a person decides), the ones the ESP had not been
+# handed yet too (the database cannot tell them apart): smaller waves keep a crash to a score of
+# those per worker process, for about 0.15 ms more per email.
+SEND_WAVE_WITHOUT_IDEMPOTENCY = 10
+
+
+def send_wave() -> int:
+    return SEND_WAVE if esp_honours_idempotency() else SEND_WAVE_WITHOUT_IDEMPOTENCY
 
 
 def send_concurrency() -> int:
@@ -83,18 +93,37 @@ def deliveries_send(*, delivery_ids: Sequence[int], send: Callable[..., SendResu
     pool = _EspPool(send_concurrency(), send)
     in_flight: _Wave | None = None
     try:
-        for start in range(0, len(delivery_ids), SEND_WAVE):
-            wave = _prepare(list(delivery_ids[start:start + SEND_WAVE]), cache, outcomes)
+        size = send_wave()
+        for start in range(0, len(delivery_ids), size):
+            ids = list(delivery_ids[start:start + size])
+            try:
+                wave = _prepare(ids, cache, outcomes)
+            except Exception:
+                # Nothing of this wave reached the ESP: its rows go back to pending rather than wait for
+                # their lease (and, without an idempotent ESP, turn ambiguous).
+                _give_back(ids)
+                raise
             wave.results = [pool.submit(message) for _delivery, message in wave.emails]
-            if in_flight is not None:
-                _record(in_flight, cache, outcomes)
-            in_flight = wave
-        if in_flight is not None:
+            previous, in_flight = in_flight, wave
+            if previous is not None:
+                _record(previous, cache, outcomes)
+        last, in_flight = in_flight, None
+        if last is not None:
+            _record(last, cache, outcomes)
+    except Exception:
+        if in_flight is not None:  # the ESP has these: record what it answered before giving up
             _record(in_flight, cache, outcomes)
-            in_flight = None
+        raise
     finally:
-        pool.close()  # waits for the calls in flight; their rows stay 'sending' if we did not record them
+        pool.close()  # waits for the calls in flight; rows left 'sending' are the reclaim's
     return outcomes
+
+
+def _give_back(ids: list[int]) -> None:
+    """sending → pending for rows of a wave that failed before any of its emails went to the ESP."""
+    Delivery.all_tenants.filter(pk__in=ids, state=Delivery.State.SENDING).update(
+        state=Delivery.State.PENDING, lease_until=None, updated_at=clock.now(),
+        reason="retry: the send task failed before handing it to the ESP")
 
 
 @dataclasses.dataclass

@@ -58,7 +58,7 @@ def rows(tenant, **filters):
 def test_a_batch_sends_each_email_once_and_moves_every_journey_on(api, tenant):
     journey = customers_with_due_email(api, tenant, 30)  # more than one wave
     ids = claim()
-    assert len(ids) == 30 > services_send.SEND_WAVE
+    assert len(ids) == 30 > services_send.send_wave()
 
     assert send(ids) == {"sent": 30, "": 0}
 
@@ -88,7 +88,7 @@ def test_a_batch_sends_each_email_once_and_moves_every_journey_on(api, tenant):
 
 
 def test_a_waves_statements_do_not_grow_with_its_size(api, tenant):
-    customers_with_due_email(api, tenant, services_send.SEND_WAVE + 3)
+    customers_with_due_email(api, tenant, services_send.send_wave() + 3)
     ids = claim()
 
     def statements(batch) -> int:
@@ -97,7 +97,7 @@ def test_a_waves_statements_do_not_grow_with_its_size(api, tenant):
         return len(queries)
 
     small, full = statements(ids[:3]), statements(ids[3:])
-    assert len(ids[3:]) == services_send.SEND_WAVE
+    assert len(ids[3:]) == services_send.send_wave()
     # take, load (+ tenants, journeys and steps once), exit events, lines, points, and one transaction
     # recording the sends and the next steps.
     assert small == full <= 14
@@ -267,3 +267,38 @@ def test_the_claim_takes_its_rows_by_ctid_whatever_the_statistics_say(api, tenan
     # entry with the claimed ctids: seconds on 100,000 due rows.
     assert plan.count("delivery_due_idx") == 1, plan
     assert "ctid = ANY" in plan.split("delivery_due_idx")[1], plan
+
+
+def test_a_wave_that_fails_before_the_esp_gives_its_rows_back_and_the_wave_before_is_recorded(
+        api, tenant, monkeypatch):
+    wave = services_send.send_wave()
+    customers_with_due_email(api, tenant, 3 * wave)
+    ids = claim()
+    real, calls = services_send.gate_decisions, []
+
+    def gate_that_fails_the_second_time(deliveries, now):
+        calls.append(len(deliveries))
+        if len(calls) == 2:
+            raise RuntimeError("the database went away")
+        return real(deliveries, now)
+
+    monkeypatch.setattr(services_send, "gate_decisions", gate_that_fails_the_second_time)
+    with pytest.raises(RuntimeError):
+        send(ids)
+
+    states = dict(Delivery.objects.for_tenant(tenant).filter(pk__in=ids).values_list("pk", "state"))
+    # The first wave was with the ESP: recorded. The second never got there: pending again, at once
+    # (not left 'sending' for the reclaim). The third was never taken: still claimed, for its lease.
+    assert [states[pk] for pk in ids] == ["sent"] * wave + ["pending"] * wave + ["claimed"] * wave
+    assert sorted(m.extra_headers["Message-ID"] for m in mail.outbox) == sorted(
+        d.message_id for d in rows(tenant, pk__in=ids[:wave]))
+    given_back = rows(tenant, pk__in=ids[wave:2 * wave])
+    assert {(d.reason, d.lease_until, d.attempts) for d in given_back} == {
+        ("retry: the send task failed before handing it to the ESP", None, 1)}
+
+    monkeypatch.setattr(services_send, "gate_decisions", real)
+    with clock.frozen(DUE):
+        again = deliveries_claim(limit=500)
+        assert sorted(again) == sorted(ids[wave:2 * wave])
+        assert dict(deliveries_send(delivery_ids=again)) == {"sent": wave, "": 0}
+    assert len(mail.outbox) == 2 * wave
