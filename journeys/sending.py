@@ -140,13 +140,20 @@ def _context(delivery: Delivery, items: list[dict[str, Any]], points: tuple[int,
     return context
 
 
+_LINK = re.compile(r'<a [^>]*href="([^"]+)"[^>]*>(.*?)</a>', re.S)
+_BREAK = re.compile(r"<br\s*/?>")
+_BLOCK_END = re.compile(r"</(p|h[1-3]|li|tr|div|blockquote)>")
+_ITEM = re.compile(r"<li[^>]*>")
+_BLANK_LINES = re.compile(r"\n{3,}")
+
+
 def html_to_text(markup: str) -> str:
-    text = re.sub(r'<a [^>]*href="([^"]+)"[^>]*>(.*?)</a>', r"\2 (\1)", markup, flags=re.S)
-    text = re.sub(r"<br\s*/?>", "\n", text)
-    text = re.sub(r"</(p|h[1-3]|li|tr|div|blockquote)>", "\n\n", text)
-    text = re.sub(r"<li[^>]*>", "- ", text)
+    text = _LINK.sub(r"\2 (\1)", markup)
+    text = _BREAK.sub("\n", text)
+    text = _BLOCK_END.sub("\n\n", text)
+    text = _ITEM.sub("- ", text)
     text = html.unescape(nh3.clean(text, tags=set())).replace("\xa0", " ")
-    return re.sub(r"\n{3,}", "\n\n", text).strip()
+    return _BLANK_LINES.sub("\n\n", text).strip()
 
 
 @dataclasses.dataclass(frozen=True)

@@ -17,7 +17,7 @@ from .services_send import deliveries_send
 
 # Rows leased per claim: one indexed UPDATE … RETURNING, a few milliseconds.
 CLAIM_BATCH = 500
-# Ids per send task, sent in waves of services_send.SEND_WAVE: four waves amortize the task's
+# Ids per send task, sent in waves of services_send.send_wave() (10-25): waves amortize the task's
 # overhead and its per-batch reads; 5,000 claimed rows still make 50 tasks to spread over workers.
 SEND_CHUNK = 100
 # Claims per dispatch run, so one beat tick cannot monopolize a worker.
@@ -25,7 +25,8 @@ MAX_CLAIMS_PER_RUN = 40
 # Claimed rows still waiting for a send task, at most. A backlog beyond what the workers send within
 # the claim lease would only wait in the broker until reclaim puts it back and the next dispatch
 # claims it again, queueing every row twice or more (and the dispatch and reclaim tasks themselves
-# wait behind it). 5,000 rows are 200 send tasks: ~2.5 minutes of work at 35 emails/s.
+# wait behind it). 5,000 rows are 50 send tasks: a few seconds of work for a two-process worker on an
+# idle two-core box, a couple of minutes on a busy one (bench/dispatch), inside the 5-minute claim lease.
 MAX_CLAIMED_WAITING = 5_000
 
 
