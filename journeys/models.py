@@ -156,8 +156,11 @@ class Enrollment(TenantModel):
         HOLDOUT = "holdout"
         REJECTED = "rejected"
 
-    journey = models.ForeignKey(Journey, on_delete=models.CASCADE, related_name="enrollments")
-    customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="enrollments")
+    # An enrollment's state changes when it ends (each of its index entries written again): no index of
+    # its own for tenant, journey or customer, which lead the composite indexes below, all per tenant.
+    tenant = models.ForeignKey("lifecycle.Tenant", on_delete=models.CASCADE, related_name="+", db_index=False)
+    journey = models.ForeignKey(Journey, on_delete=models.CASCADE, related_name="enrollments", db_index=False)
+    customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="enrollments", db_index=False)
     order = models.ForeignKey(Order, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     trigger_event = models.ForeignKey(Event, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     state = models.CharField(max_length=16, choices=State.choices)
