@@ -68,10 +68,17 @@ def test_install_review_request_edit_with_live_preview_send_a_test_and_activate(
     assert mail.outbox[0].to == ["mara@example.com"]
     assert Delivery.objects.for_tenant(tenant).count() == 0
 
-    page.click("#save-step")
+    # Activate with the edits unsaved: the page offers to save them first.
+    dialogs = []
+    page.once("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.accept()))
+    page.click("#activate")
     page.wait_for_selector(".messages li.success")
+    assert dialogs and dialogs[0].startswith("This step has unsaved changes")
+    assert page.inner_text(".messages") == "Saved step 1."
     step = Step.objects.for_tenant(tenant).select_related("template").get(journey=journey)
     assert step.template.subject == "{{ first_name }}, a minute for a review?"
+    journey.refresh_from_db()
+    assert journey.status == "draft"
     page.click("#activate")
     page.wait_for_selector("#journey-status.active")
     journey.refresh_from_db()

@@ -55,6 +55,16 @@
   window.addEventListener("beforeunload", function (event) {
     if (dirty) { event.preventDefault(); event.returnValue = ""; }
   });
+  // Activating (or pausing, duplicating…) acts on what is saved: offer to save the edits first.
+  document.querySelectorAll("#journey-head form").forEach(function (other) {
+    other.addEventListener("submit", function (event) {
+      if (!dirty) return;
+      event.preventDefault();
+      event.stopImmediatePropagation();
+      if (window.confirm("This step has unsaved changes, and the journey uses what is saved. Save them now? " +
+                         "(Then choose the action again.)")) form.requestSubmit();
+    }, true);
+  });
 
   // Placeholders go in at the cursor of the last email field used.
   var lastField = form.elements.body;
