@@ -8,7 +8,7 @@ The design
 ----------
 - **Every tenant table has a policy.** Every model with a `tenant_id` column (read from the app
   registry) has `ENABLE` and `FORCE ROW LEVEL SECURITY` and the policy `tenant_isolation`
-  (migration lifecycle/0004_row_level_security)::
+  (migration lifecycle/0005_row_level_security)::
 
       USING (tenant_id = NULLIF(current_setting('app.tenant_id', true), '')::bigint
              OR current_setting('app.scope', true) = 'system')
@@ -16,7 +16,7 @@ The design
 
   No tenant set: no row is visible and no row can be written. tests/lifecycle/test_rls.py
   fails for any tenant table without that policy, so a table added later needs a migration
-  like 0004 (a `RunSQL` of `ENABLE`, `FORCE` and the policy).
+  like 0005 (its TABLE_SQL for the new table).
 - **The application is not the owner.** The migration creates the NOLOGIN role
   `lifecycle_app` (NOSUPERUSER, NOBYPASSRLS, owns nothing) with SELECT, INSERT, UPDATE, DELETE
   on the tables and USAGE on the sequences. Superusers and roles with BYPASSRLS skip every
@@ -27,13 +27,14 @@ The design
   commands do not: migrations and operator commands act for every tenant, as the owner. The
   migrating role must be a superuser or have BYPASSRLS (FORCE applies policies to the owner).
 - **The tenant is set per transaction, never per session.** `tenancy.tenant_scope(tenant)`
-  and `tenancy.system_scope()` name the scope in a context variable; `scope_statement`
-  (installed on the connection by `serve_as_role`) puts ``SELECT set_config('app.tenant_id',
-  …, true), set_config('app.scope', …, true);`` in front of each statement, in the same
-  round trip. `set_config(…, true)` is `SET LOCAL`: it ends with the transaction (a lone
-  statement in autocommit mode is its own transaction: PostgreSQL runs a multi-statement
-  query string as one), so a pooled connection never carries a tenant into the next request,
-  and code outside any scope sets both to '' and sees nothing.
+  and `tenancy.system_scope()` name the scope in a context variable; `ScopedCursor`, the
+  psycopg2 cursor class `serve_as_role` installs on each connection, puts ``SELECT
+  set_config('app.tenant_id', …, true), set_config('app.scope', …, true);`` in front of each
+  statement it sends, in the same round trip. `set_config(…, true)` is `SET LOCAL`: it ends
+  with the transaction (a lone statement in autocommit mode is its own transaction: PostgreSQL
+  runs a multi-statement query string as one), so a pooled connection never carries a tenant
+  into the next request, and code outside any scope sets both to '' and sees nothing. Being
+  below Django's cursor, it adds no statement to Django's query log or to query counts.
 
   Why per statement and not one `set_config` when a scope opens a transaction: the scopes do
   not own the transactions. `delivery_send` commits "sending" before the email leaves and
@@ -67,7 +68,9 @@ that is a member of `lifecycle_app` (or is it) instead of relying on the session
 from __future__ import annotations
 
 import logging
+import re
 
+import psycopg2.extensions
 from django.conf import settings
 from django.db import connections
 from django.db.backends.signals import connection_created
@@ -117,35 +120,49 @@ def _needs_scope(sql) -> bool:
     return not head.startswith(_UNSCOPED_VERBS)
 
 
-def scope_statement(execute, sql, params, many, context):
-    """Django execute wrapper: run the statement in the current tenancy scope (see above)."""
-    if not _needs_scope(sql):
-        return execute(sql, params, many, context)
-    prefix = _settings_sql(current_scope())
-    raw_cursor = context["cursor"].cursor
-    if getattr(raw_cursor, "name", None):
-        return _scoped_server_side(context["connection"], prefix, execute, sql, params, many, context)
-    # Neither part contains a %, so psycopg2's interpolation of `params` is unchanged.
-    return execute(f"{prefix}; {sql}", params, many, context)
+# What ScopedCursor puts in front of a statement, as psycopg2 reports the query it sent.
+_SENT_PREFIX = re.compile(rb"^SELECT set_config\('app\.tenant_id', '\d*', true\), "
+                          rb"set_config\('app\.scope', '[a-z]*', true\); ")
 
 
-def _scoped_server_side(connection, prefix, execute, sql, params, many, context):
-    """A named cursor's DECLARE cannot be preceded in one string: set the scope just before it,
-    in the same transaction (opening one around a WITH HOLD cursor in autocommit mode)."""
-    raw = connection.connection
-    if not connection.get_autocommit():
-        with raw.cursor() as cursor:
-            cursor.execute(prefix)
-        return execute(sql, params, many, context)
-    with raw.cursor() as cursor:
-        cursor.execute(f"BEGIN; {prefix}")
-        try:
-            result = execute(sql, params, many, context)
-        except BaseException:
-            cursor.execute("ROLLBACK")
-            raise
-        cursor.execute("COMMIT")
-    return result
+class ScopedCursor(psycopg2.extensions.cursor):
+    """Sends each statement in the current tenancy scope (see above)."""
+
+    @property
+    def query(self):
+        """The statement as the application wrote it (Django logs this one): without the scope."""
+        sent = psycopg2.extensions.cursor.query.__get__(self)
+        return _SENT_PREFIX.sub(b"", sent, count=1) if sent else sent
+
+    def execute(self, query, vars=None):
+        if not _needs_scope(query):
+            return super().execute(query, vars)
+        prefix = _settings_sql(current_scope())
+        if self.name is None:
+            # Neither part contains a %, so psycopg2's interpolation of `vars` is unchanged.
+            return super().execute(f"{prefix}; {query}", vars)
+        return self._declare_in_scope(prefix, query, vars)
+
+    def executemany(self, query, vars_list):
+        if _needs_scope(query):
+            query = f"{_settings_sql(current_scope())}; {query}"
+        return super().executemany(query, vars_list)
+
+    def _declare_in_scope(self, prefix, query, vars):
+        """A named cursor's DECLARE cannot share its string: set the scope just before it, in the
+        same transaction (opening one around a WITH HOLD cursor in autocommit mode)."""
+        with self.connection.cursor() as cursor:
+            if not self.connection.autocommit:
+                cursor.execute(prefix)
+                return super().execute(query, vars)
+            cursor.execute(f"BEGIN; {prefix}")
+            try:
+                result = super().execute(query, vars)
+            except BaseException:
+                cursor.execute("ROLLBACK")
+                raise
+            cursor.execute("COMMIT")
+            return result
 
 
 def role() -> str:
@@ -156,8 +173,7 @@ def prepare_connection(connection) -> None:
     """Scope every statement of this connection and, when DATABASE_RLS_ROLE is set, assume it."""
     if connection.vendor != "postgresql":
         return
-    if scope_statement not in connection.execute_wrappers:
-        connection.execute_wrappers.append(scope_statement)
+    connection.connection.cursor_factory = ScopedCursor
     name = role()
     if name:
         with connection.connection.cursor() as cursor:

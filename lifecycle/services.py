@@ -35,6 +35,7 @@ from .models import (
 from .money import money_str
 from .rows import Table, execute
 from .schemas import CustomerIn, EventIn, OrderIn, RefundIn
+from .tenancy import system_scope
 
 T = TypeVar("T")
 
@@ -138,7 +139,9 @@ def store_connect(*, tenant: Tenant, platform: str, address: str, secret: str) -
         domain = address.strip().lower().removeprefix("https://").removeprefix("http://").rstrip("/")
         if not domain or "/" in domain or "." not in domain:
             raise ServiceError("stores.bad_shop_domain", f"{address!r} is not a shop domain such as my-shop.myshopify.com")
-        if StoreConnection.all_tenants.filter(shop_domain=domain).exists():
+        with system_scope():  # a shop domain names one store, whichever it is
+            taken = StoreConnection.all_tenants.filter(shop_domain=domain).exists()
+        if taken:
             raise Conflict("stores.shop_taken", f"{domain} is already connected")
         conn.shop_domain = domain
     else:

@@ -143,17 +143,18 @@ class TenantScopeMiddleware:
         self.get_response = get_response
 
     def __call__(self, request):
-        context = contextvars.copy_context()
-        return context.run(self._handle, request)
-
-    def _handle(self, request):
-        _in_request.set(True)
-        _scope.set(None)
-        if request.path.startswith("/admin/"):
-            user = getattr(request, "user", None)
-            if user is not None and user.is_active and user.is_staff:
-                _scope.set((SYSTEM, None))
-        return self.get_response(request)
+        in_request = _in_request.set(True)
+        scope = _scope.set(None)
+        try:
+            if request.path.startswith("/admin/"):
+                user = getattr(request, "user", None)
+                if user is not None and user.is_active and user.is_staff:
+                    _scope.set((SYSTEM, None))
+            return self.get_response(request)
+        finally:
+            # Whatever the view activated ends here: the thread's next request starts from nothing.
+            _scope.reset(scope)
+            _in_request.reset(in_request)
 
 
 def row_tenant_id(model: type[models.Model], pk: int) -> int | None:

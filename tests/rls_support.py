@@ -10,8 +10,8 @@ assertions read every tenant, as an operator would), and the application's side 
   server's threads on their own connections) and every Celery task run in the test's process
   (called, or eager) runs as the role, and worker processes the test starts get DATABASE_RLS_ROLE.
 
-SET ROLE and RESET ROLE go to psycopg2's connection directly, so tests that count queries count
-the same statements as without the role (the scope rides on each statement, adding none).
+SET ROLE and RESET ROLE go to psycopg2's connection directly, and the scope rides on each statement
+below Django's cursor: tests that count or capture queries see the same statements as without the role.
 
 LIFECYCLE_TEST_RLS=1 applies `app_role` to every test of the suite (tests/conftest.py).
 """
@@ -32,15 +32,16 @@ _depth = threading.local()
 
 @contextlib.contextmanager
 def scoped_statements(conn=None) -> Iterator[None]:
+    """This connection's statements carry their tenancy scope (rls.ScopedCursor), as in production."""
     conn = conn or connection
-    added = rls.scope_statement not in conn.execute_wrappers
-    if added:
-        conn.execute_wrappers.append(rls.scope_statement)
+    conn.ensure_connection()
+    raw = conn.connection
+    before = raw.cursor_factory
+    raw.cursor_factory = rls.ScopedCursor
     try:
         yield
     finally:
-        if added:
-            conn.execute_wrappers.remove(rls.scope_statement)
+        raw.cursor_factory = before
 
 
 def _raw(conn, sql: str) -> None:

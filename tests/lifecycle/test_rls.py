@@ -9,6 +9,7 @@ import datetime as dt
 from decimal import Decimal
 from pathlib import Path
 
+import psycopg2.extensions
 import pytest
 from django.db import DatabaseError, connection, transaction
 
@@ -16,7 +17,7 @@ from journeys.models import Delivery
 from lifecycle import clock, rls
 from lifecycle.models import Customer, Event, OutboxMessage, StoreConnection, WebhookDelivery
 from lifecycle.services import store_connect
-from lifecycle.tenancy import UnscopedQueryError, activate, system_scope, tenant_scope
+from lifecycle.tenancy import UnscopedQueryError, activate, current_scope, system_scope, tenant_scope
 from tests.factories import order_payload
 from tests.journeys.helpers import make_journey, process_events
 from tests.rls_support import as_app_role, current_role
@@ -182,8 +183,9 @@ def test_the_tenant_setting_ends_with_its_transaction_and_never_reaches_the_next
     raw = connection.connection
 
     with as_app_role():
-        # set_config(…, true) by hand, no scoping wrapper: it lasts until the commit, then is gone.
-        with raw.cursor() as cursor:
+        # set_config(…, true) by hand on a plain cursor (no ScopedCursor): it lasts until the commit,
+        # then is gone.
+        with raw.cursor(cursor_factory=psycopg2.extensions.cursor) as cursor:
             cursor.execute("BEGIN")
             cursor.execute("SELECT set_config('app.tenant_id', %s, true)", [str(tenant.pk)])
             cursor.execute("SELECT count(*) FROM lifecycle_order")
@@ -200,6 +202,25 @@ def test_the_tenant_setting_ends_with_its_transaction_and_never_reaches_the_next
                 assert Customer.all_tenants.count() == 1
             # Same transaction, scope closed: the next statement resets the setting.
             assert Customer.all_tenants.count() == 0
+        # A server-side cursor outside any transaction gets one of its own, scoped.
+        with tenant_scope(tenant):
+            assert [c.pk for c in Customer.all_tenants.iterator(chunk_size=1)] == [
+                Customer.objects.for_tenant(tenant).get().pk]
+        assert list(Customer.all_tenants.iterator(chunk_size=1)) == []
+        with raw.cursor(cursor_factory=psycopg2.extensions.cursor) as cursor:
+            cursor.execute("SELECT current_setting('app.tenant_id', true), current_setting('app.scope', true)")
+            assert cursor.fetchone() == ("", "")
+
+
+@pytest.mark.django_db
+def test_django_logs_the_statement_without_the_scope_in_front(tenant):
+    from django.test.utils import CaptureQueriesContext
+
+    with as_app_role(), tenant_scope(tenant), CaptureQueriesContext(connection) as captured:
+        assert Customer.all_tenants.filter(email="x@example.com").count() == 0
+    assert [q["sql"] for q in captured.captured_queries] == [
+        'SELECT COUNT(*) AS "__count" FROM "lifecycle_customer" '
+        "WHERE \"lifecycle_customer\".\"email\" = 'x@example.com'"]
 
 
 @pytest.mark.django_db
@@ -214,6 +235,16 @@ def test_server_side_cursors_are_scoped_too(two_stores):
 
 
 @pytest.mark.django_db
+def test_a_request_leaves_no_scope_behind_in_its_thread(api, tenant, app_role):
+    assert current_scope() is None
+    assert api.post("/api/v1/ping").status_code == 200
+    assert current_scope() is None
+    with tenant_scope(tenant):
+        assert api.post("/api/v1/ping").status_code == 200
+        assert current_scope() == ("tenant", tenant.pk)
+
+
+@pytest.mark.django_db
 def test_activate_belongs_to_requests():
     with pytest.raises(UnscopedQueryError):
         activate(1)
@@ -225,10 +256,13 @@ def test_activate_belongs_to_requests():
 def test_a_prefix_search_can_read_the_prefix_index_under_the_policy_where_like_cannot(tenant):
     for email in ("a_b@example.com", "axb@example.com", "a%c@example.com"):
         Customer.objects.for_tenant(tenant).create(tenant=tenant, email=email)
+    # A store's worth of other addresses, so that the planner prefers a selective index range.
+    Customer.objects.for_tenant(tenant).bulk_create(
+        [Customer(tenant=tenant, email=f"z{n}@example.com") for n in range(3000)])
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE lifecycle_customer")
     customers = Customer.objects.for_tenant(tenant)
     with as_app_role(), tenant_scope(tenant), transaction.atomic():
-        with connection.cursor() as cursor:
-            cursor.execute("SET LOCAL enable_seqscan = off")  # can the plan use the index at all?
         prefix_plan = customers.filter(email__prefix="a_b").explain()
         like_plan = customers.filter(email__startswith="a_b").explain()
         found = {q: sorted(customers.filter(email__prefix=q).values_list("email", flat=True))
@@ -327,6 +361,8 @@ SYSTEM_SCOPE_USES = {
     "lifecycle/webhooks.py": 2,
     "referrals/pages.py": 1,
     "lifecycle/workspace/access.py": 2,
+    # Is a shop domain connected to any store already? (It names one store.)
+    "lifecycle/services.py": 1,
     # An ESP's tracking webhook: the delivery is found by the ESP's message id.
     "journeys/services_tracking.py": 1,
     # Beat and worker code: the event sweep, the dispatcher's claim, reclaim (and a send task
