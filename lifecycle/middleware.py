@@ -3,6 +3,7 @@
 import json
 import logging
 
+import redis
 from django.conf import settings
 from django.db import InterfaceError, OperationalError
 from django.http import HttpResponse
@@ -39,8 +40,13 @@ class BodySizeLimitMiddleware:
         return self.get_response(request)
 
 
+# What a request meets while PostgreSQL or Redis (rate limits, repeated-order answers) is restarting or
+# unreachable: the client should retry, nothing is wrong with its request.
+UNAVAILABLE = (OperationalError, InterfaceError, redis.ConnectionError, redis.TimeoutError)
+
+
 class DatabaseUnavailableMiddleware:
-    """While the database is unreachable, say so with a 503 and Retry-After, never a 500."""
+    """While the database or Redis is unreachable, say so with a 503 and Retry-After, never a 500."""
 
     def __init__(self, get_response):
         self.get_response = get_response
@@ -48,16 +54,16 @@ class DatabaseUnavailableMiddleware:
     def __call__(self, request):
         try:
             return self.get_response(request)
-        except (OperationalError, InterfaceError) as exc:
+        except UNAVAILABLE as exc:
             return self._unavailable(exc)
 
     def process_exception(self, request, exception):
-        if isinstance(exception, OperationalError | InterfaceError):
+        if isinstance(exception, UNAVAILABLE):
             return self._unavailable(exception)
         return None
 
     @staticmethod
     def _unavailable(exc: Exception) -> HttpResponse:
-        logger.warning("database unavailable: %s", exc)
+        logger.warning("%s unavailable: %s", "Redis" if isinstance(exc, redis.RedisError) else "database", exc)
         return json_error(503, "service_unavailable", "The service is briefly unavailable; retry shortly.",
                           {"Retry-After": "5"})
