@@ -17,6 +17,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 VENV = ROOT / ".venv"
+# The machine's PostgreSQL. A bench that runs its own server (bench/chaos restarts it) passes its own
+# dict of the same shape as `pg=` to the helpers below.
 PG = {"host": "127.0.0.1", "port": "5432", "user": "postgres"}
 CPU_COUNT = os.cpu_count() or 2
 
@@ -47,31 +49,35 @@ def run(cmd: list[str], env: dict | None = None, what: str = "") -> str:
     return proc.stdout
 
 
-def database_url(db: str) -> str:
-    return f"postgres://{PG['user']}@{PG['host']}:{PG['port']}/{db}"
+def database_url(db: str, pg: dict[str, str] | None = None) -> str:
+    pg = pg or PG
+    return f"postgres://{pg['user']}@{pg['host']}:{pg['port']}/{db}"
 
 
-def fresh_database(db: str) -> None:
-    base = ["-h", PG["host"], "-p", PG["port"], "-U", PG["user"]]
+def fresh_database(db: str, pg: dict[str, str] | None = None) -> None:
+    pg = pg or PG
+    base = ["-h", pg["host"], "-p", pg["port"], "-U", pg["user"]]
     run(["dropdb", *base, "--if-exists", "--force", db], what="dropdb")
     run(["createdb", *base, db], what="createdb")
 
 
-def drop_database(db: str) -> None:
-    base = ["-h", PG["host"], "-p", PG["port"], "-U", PG["user"]]
+def drop_database(db: str, pg: dict[str, str] | None = None) -> None:
+    pg = pg or PG
+    base = ["-h", pg["host"], "-p", pg["port"], "-U", pg["user"]]
     run(["dropdb", *base, "--if-exists", "--force", db], what="dropdb")
 
 
-def pg_connect(db: str, autocommit: bool = True):
+def pg_connect(db: str, autocommit: bool = True, pg: dict[str, str] | None = None):
     """A plain psycopg2 connection (bulk SQL, checks); not Django's."""
     import psycopg2
 
-    conn = psycopg2.connect(host=PG["host"], port=PG["port"], user=PG["user"], dbname=db)
+    pg = pg or PG
+    conn = psycopg2.connect(host=pg["host"], port=pg["port"], user=pg["user"], dbname=db)
     conn.autocommit = autocommit
     return conn
 
 
-def app_env(db: str, redis_url: str, **extra: str) -> dict[str, str]:
+def app_env(db: str, redis_url: str, *, pg: dict[str, str] | None = None, **extra: str) -> dict[str, str]:
     """The environment of a production-profile process (worker, manage.py) against the bench database."""
     from cryptography.fernet import Fernet
 
@@ -79,7 +85,7 @@ def app_env(db: str, redis_url: str, **extra: str) -> dict[str, str]:
     env.update({
         "DJANGO_SETTINGS_MODULE": "lifecycle.settings",
         "LIFECYCLE_PROFILE": "production",
-        "DATABASE_URL": database_url(db),
+        "DATABASE_URL": database_url(db, pg),
         "REDIS_URL": redis_url,
         "CELERY_BROKER_URL": redis_url,
         "SECRET_KEY": secrets.token_urlsafe(48),
