@@ -420,16 +420,14 @@ def store_seed_scale(*, slug: str, sizes: Sizes, seed: int = 1, now: dt.datetime
         stores = [(slug, sizes)]
         if neighbour_share > 0:
             stores.append((f"{slug}-neighbour", sizes.scaled(neighbour_share)))
-        tenants: list[Tenant] = []
-        for store_slug, _ in stores:
-            tenant = Tenant.objects.filter(slug=store_slug).first()
-            if tenant is None:
-                tenant, _ = tenant_create(slug=store_slug, name=store_slug.replace("-", " ").title(),
-                                          currency="EUR", time_zone="Europe/Berlin")
-            elif Customer.objects.for_tenant(tenant).exists():
+        found = {t.slug: t for t in Tenant.objects.filter(slug__in=[store_slug for store_slug, _ in stores])}
+        for store_slug, tenant in found.items():  # all checked before anything is written
+            if Customer.objects.for_tenant(tenant).exists():
                 raise SeedError(f"the store {store_slug!r} already has customers: seed_scale fills a store once "
                                 "(drop the database, or choose another --tenant)")
-            tenants.append(tenant)
+        tenants = [found.get(store_slug) or tenant_create(slug=store_slug, name=store_slug.replace("-", " ").title(),
+                                                          currency="EUR", time_zone="Europe/Berlin")[0]
+                   for store_slug, _ in stores]
         rebuild = sizes.customers >= REBUILD_INDEXES_FROM
         with transaction.atomic(), connection.cursor() as cursor:
             cursor.execute("SET LOCAL session_replication_role = replica")

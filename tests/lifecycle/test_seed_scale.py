@@ -191,3 +191,11 @@ def test_sqlite_is_refused_with_a_clear_error(monkeypatch):
     with pytest.raises(CommandError, match="PostgreSQL"):
         seed()
     assert not Tenant.objects.filter(slug="scale").exists()
+
+
+def test_a_seeded_neighbour_is_refused_before_the_store_is_created():
+    seed("other", share="0", customers=20, orders=50, deliveries=30)
+    Tenant.objects.filter(slug="other").update(slug="fresh-neighbour")
+    with pytest.raises(CommandError, match="'fresh-neighbour' already has customers"):
+        seed("fresh", customers=20, orders=50, deliveries=30)
+    assert not Tenant.objects.filter(slug="fresh").exists()
