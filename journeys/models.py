@@ -86,6 +86,9 @@ class Journey(TenantModel):
     message_class = models.CharField(max_length=16, choices=MessageClass.choices, default=MessageClass.MARKETING)
     priority = models.SmallIntegerField(default=0, help_text="Higher wins when messages compete for the cap.")
     library_key = models.CharField(max_length=64, blank=True, help_text="Set when installed from the library.")
+    # The dashboards' outcome buckets (OutcomeBucket) are complete for everything before this
+    # instant: enrollments and sends whose attribution window has closed. journeys/rollups.py.
+    outcomes_settled_until = models.DateTimeField(null=True, blank=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -255,3 +258,47 @@ class Delivery(TenantModel):
 
     def __str__(self) -> str:
         return f"{self.step} → {self.customer} ({self.state})"
+
+
+class OutcomeBucket(TenantModel):
+    """What a journey's enrollments or sends of one quarter hour came to, once their window closed.
+
+    The dashboards add these up instead of joining every enrollment and email of a period to the
+    store's orders (journeys/rollups.py settles them; lifecycle/workspace/metrics_journeys.py reads
+    them). A quarter hour because every time zone's day starts on one, so a period of whole days in
+    the store's zone is a whole number of buckets.
+
+    kind "lift": enrollments by `enrolled_at`, `held` for the holdout group, step empty.
+    kind "step": emails sent by `sent_at`, per step, `held` false, with their engagement.
+    Revenue is net of refunds as it stood when the window closed, in the store's currency.
+    """
+
+    class Kind(models.TextChoices):
+        LIFT = "lift"
+        STEP = "step"
+
+    journey = models.ForeignKey(Journey, on_delete=models.CASCADE, related_name="+", db_index=False)
+    kind = models.CharField(max_length=8, choices=Kind.choices)
+    step = models.ForeignKey(Step, null=True, blank=True, on_delete=models.CASCADE, related_name="+", db_index=False)
+    bucket = models.DateTimeField()
+    held = models.BooleanField(default=False)
+    count = models.PositiveIntegerField(default=0)
+    converted = models.PositiveIntegerField(default=0)
+    revenue = models.DecimalField(max_digits=16, decimal_places=2, default=0)
+    revenue_squares = models.DecimalField(max_digits=30, decimal_places=4, default=0)
+    delivered = models.PositiveIntegerField(default=0)
+    opened = models.PositiveIntegerField(default=0)
+    clicked = models.PositiveIntegerField(default=0)
+    bounced = models.PositiveIntegerField(default=0)
+    complained = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["tenant", "journey", "bucket", "held"], condition=Q(kind="lift"),
+                                    name="outcomebucket_lift_uniq"),
+            models.UniqueConstraint(fields=["tenant", "journey", "step", "bucket"], condition=Q(kind="step"),
+                                    name="outcomebucket_step_uniq"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.journey_id} {self.kind} {self.bucket:%Y-%m-%d %H:%M}"

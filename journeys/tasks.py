@@ -9,9 +9,11 @@ with `system_scope()`; `send` runs in its tenant's scope.
 
 from celery import shared_task
 
+from lifecycle.models import Tenant
 from lifecycle.tenancy import system_scope, tenant_scope
 
 from .models import Delivery
+from .rollups import journeys_to_settle, outcomes_settle
 from .services import deliveries_claim_by_tenant, deliveries_claimed_count, deliveries_reclaim
 from .services_send import deliveries_send
 
@@ -72,3 +74,16 @@ def send(delivery_ids: list[int], tenant_id: int | None = None) -> None:
 def reclaim() -> dict[str, int]:
     with system_scope():
         return deliveries_reclaim()
+
+
+@shared_task(name="journeys.settle_outcomes", ignore_result=True)
+def settle_outcomes() -> int:
+    """Add what closed since the last run into the dashboards' outcome buckets (journeys/rollups.py)."""
+    with system_scope():
+        todo = list(journeys_to_settle())
+        tenants = Tenant.objects.in_bulk({tenant_id for tenant_id, _ in todo})
+    written = 0
+    for tenant_id, journey_id in todo:
+        with tenant_scope(tenant_id):
+            written += outcomes_settle(tenant=tenants[tenant_id], journey_id=journey_id)
+    return written

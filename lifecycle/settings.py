@@ -171,6 +171,7 @@ CELERY_BEAT_SCHEDULE = {
     "expire-points-and-requalify-tiers": {"task": "loyalty.expire_points", "schedule": 3600.0},
     "retry-loyalty-code-webhooks": {"task": "loyalty.retry_code_webhooks", "schedule": 30.0},
     "check-deliverability": {"task": "lifecycle.check_deliverability", "schedule": 900.0},
+    "settle-journey-outcomes": {"task": "journeys.settle_outcomes", "schedule": 300.0},
 }
 
 # Who reacts to events, in this order (see lifecycle/events.py).

@@ -10,6 +10,11 @@ Revenue is the net total of the customer's paid orders in that window (store cur
 
 The lift counts only enrollments whose window has closed: a customer enrolled yesterday has not
 had 30 days to convert in either group, and counting them would drag both rates down unevenly.
+
+Both read the quarter hours beat has settled from journeys' OutcomeBucket rows and join live only
+the rest: the period's ragged edges, and what is newer than the journey's last settle (for a
+funnel, its last attribution window of sends; for the lift, the hour or so since). See
+journeys/rollups.py for what a bucket keeps.
 """
 
 import dataclasses
@@ -17,18 +22,19 @@ import datetime as dt
 from decimal import Decimal
 from typing import Any
 
-from django.db import connection
-from django.db.models import (
-    Case,
-    Count,
-    Q,
-    QuerySet,
-    Value,
-    When,
-)
+from django.db.models import Count, Q, Sum
 
-from journeys.models import Delivery, Enrollment, Journey, Step
-from lifecycle.models import Event, Order, Tenant
+from journeys.models import Delivery, Enrollment, Journey, OutcomeBucket, Step
+from journeys.rollups import (
+    STEP_FLAGS,
+    TREATED,
+    ceil_bucket,
+    enrollments_measured,
+    floor_bucket,
+    outcomes,
+    sends,
+)
+from lifecycle.models import Tenant
 from lifecycle.stats import (
     CONFIDENCE,
     Difference,
@@ -41,60 +47,30 @@ from lifecycle.stats import (
 
 from .metrics import Period, ratio
 
-TREATED = (Enrollment.State.ACTIVE, Enrollment.State.COMPLETED, Enrollment.State.EXITED)
-ORDER_GOALS = ("order.paid", "order.placed")
+CENT = Decimal("0.01")
+SUMS = {"n": Sum("count"), "converted": Sum("converted"), "total": Sum("revenue"), "squares": Sum("revenue_squares"),
+        **{flag: Sum(flag.removesuffix("_at")) for flag in STEP_FLAGS}}
 
 
-def _plus_window(column: str, window: dt.timedelta) -> tuple[str, list]:
-    """SQL for `column + window`, and its parameters, on PostgreSQL or SQLite."""
-    seconds = int(window.total_seconds())
-    if connection.vendor == "postgresql":
-        return f"{column} + %s * INTERVAL '1 second'", [seconds]
-    return f"datetime({column}, %s)", [f"+{seconds} seconds"]
+def _split(journey: Journey, since: dt.datetime, until: dt.datetime) -> tuple[tuple[dt.datetime, dt.datetime] | None,
+                                                                            list[tuple[dt.datetime, dt.datetime]]]:
+    """[since, until) as the settled quarter hours to read from the buckets, and the rest to join live."""
+    settled = journey.outcomes_settled_until
+    low, high = ceil_bucket(since), min(floor_bucket(until), settled) if settled else None
+    if high is None or low >= high:
+        return None, [(since, until)]
+    live = [(a, b) for a, b in ((since, low), (high, until)) if a < b]
+    return (low, high), live
 
 
-def _outcomes(source: QuerySet, start: str, tenant: Tenant, journey: Journey, since: dt.datetime,
-              last: dt.datetime, keys: tuple[str, ...], flags: tuple[str, ...] = ()) -> list[dict[str, Any]]:
-    """Per `keys`: how many source rows, how many reached the goal within the window after `start`,
-    the net revenue of the orders paid in that window, its sum of squares, and per flag column how
-    many rows have it set.
-
-    `source` is a tenant-scoped queryset (enrollments or deliveries). Its rows are joined to the
-    store's orders paid in (since, last] — a range of order_tenant_paid_idx, read from the index
-    alone — so the database reads each order once, instead of looking up every row's customer.
-    """
-    inner, params = source.values("id", "customer_id", start, *keys, *flags).query.sql_with_params()
-    ops = connection.ops
-    window_end, window_params = _plus_window(f"s.{start}", journey.attribution_window)
-    orders = Order._meta.db_table
-    grouped = ", ".join(f"s.{c}" for c in ("id", "customer_id", start, *keys, *flags))
-    if journey.goal_event in ORDER_GOALS or not journey.goal_event:
-        goal, goal_params = "CASE WHEN COUNT(o.id) > 0 THEN 1 ELSE 0 END", []
-    else:
-        event_end, event_params = _plus_window(f"s.{start}", journey.attribution_window)
-        goal = (f"CASE WHEN EXISTS (SELECT 1 FROM {Event._meta.db_table} v WHERE v.tenant_id = %s "  # noqa: S608
-                f"AND v.customer_id = s.customer_id AND v.type = %s AND v.occurred_at > s.{start} "
-                f"AND v.occurred_at <= {event_end}) THEN 1 ELSE 0 END")
-        goal_params = [tenant.pk, journey.goal_event, *event_params]
-    flag_sql = "".join(f", CASE WHEN s.{f} IS NULL THEN 0 ELSE 1 END AS {f}" for f in flags)
-    flag_sums = "".join(f", SUM(y.{f}) AS {f}" for f in flags)
-    key_list = ", ".join(f"y.{k}" for k in keys)
-    sql = (
-        f"SELECT {key_list}, COUNT(*) AS n, SUM(y.goal) AS converted, SUM(y.net) AS total, "  # noqa: S608
-        f"SUM(y.net * y.net) AS squares{flag_sums} FROM ("
-        f"SELECT {', '.join(f's.{k}' for k in keys)}{flag_sql}, {goal} AS goal, "
-        f"COALESCE(SUM(CASE WHEN o.currency = %s THEN o.total - o.refunded_total ELSE 0 END), 0) AS net "
-        f"FROM ({inner}) s LEFT JOIN {orders} o ON o.tenant_id = %s AND o.customer_id = s.customer_id "
-        f"AND o.cancelled_at IS NULL AND o.paid_at > s.{start} AND o.paid_at <= {window_end} "
-        f"AND o.paid_at > %s AND o.paid_at <= %s "
-        f"GROUP BY {grouped}) y GROUP BY {key_list}"
-    )
-    all_params = [*goal_params, tenant.currency, *params, tenant.pk, *window_params,
-                  ops.adapt_datetimefield_value(since), ops.adapt_datetimefield_value(last)]
-    with connection.cursor() as cursor:
-        cursor.execute(sql, all_params)
-        names = [c[0] for c in cursor.description]
-        return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+def _add(into: dict[Any, dict[str, Any]], key: Any, row: dict[str, Any]) -> None:
+    totals = into.setdefault(key, {})
+    for name, value in row.items():
+        if name in ("total", "squares"):  # SQLite's raw sums are floats: to the cent (squares: to 4 places)
+            exact = Decimal(str(value or 0)).quantize(CENT if name == "total" else CENT * CENT)
+            totals[name] = totals.get(name, Decimal(0)) + exact
+        elif name in SUMS:
+            totals[name] = totals.get(name, 0) + int(value or 0)
 
 
 # --- lift -------------------------------------------------------------------------------
@@ -142,18 +118,32 @@ class Lift:
 
 
 def journey_lift(tenant: Tenant, journey: Journey, period: Period, now: dt.datetime) -> Lift:
-    """Treated vs held-out customers enrolled in the period whose attribution window has closed."""
-    enrolled = Enrollment.objects.for_tenant(tenant).filter(
-        period.q("enrolled_at"), journey=journey, state__in=[*TREATED, Enrollment.State.HOLDOUT])
+    """Treated vs held-out customers enrolled in the period whose attribution window has closed.
+
+    Settled quarter hours come from the outcome buckets; the edges of the period and what closed
+    since the last settle are joined live (journeys/rollups.py)."""
     closed_before = now - journey.attribution_window
-    maturing = enrolled.filter(enrolled_at__gt=closed_before).count()
-    source = (enrolled.filter(enrolled_at__lte=closed_before).order_by()
-              .annotate(held=Case(When(state=Enrollment.State.HOLDOUT, then=Value(1)), default=Value(0))))
-    last = min(period.until, closed_before) + journey.attribution_window
-    groups = {1: Group(0, 0, Decimal(0), Decimal(0)), 0: Group(0, 0, Decimal(0), Decimal(0))}
-    for row in _outcomes(source, "enrolled_at", tenant, journey, period.since, last, keys=("held",)):
-        groups[int(row["held"])] = Group(row["n"], int(row["converted"] or 0), Decimal(row["total"] or 0),
-                                         Decimal(row["squares"] or 0))
+    maturing = (Enrollment.objects.for_tenant(tenant)
+                .filter(period.q("enrolled_at"), journey=journey, state__in=[*TREATED, Enrollment.State.HOLDOUT],
+                        enrolled_at__gt=closed_before).count())
+    sums: dict[int, dict[str, Any]] = {}
+    settled, live = _split(journey, period.since, min(period.until, closed_before + dt.timedelta(microseconds=1)))
+    if settled:
+        for row in (OutcomeBucket.objects.for_tenant(tenant)
+                    .filter(journey=journey, kind=OutcomeBucket.Kind.LIFT, bucket__gte=settled[0], bucket__lt=settled[1])
+                    .values("held").annotate(**{k: SUMS[k] for k in ("n", "converted", "total", "squares")})
+                    .order_by()):
+            _add(sums, int(row["held"]), row)
+    for since, until in live:
+        source = enrollments_measured(tenant, journey).filter(enrolled_at__gte=since, enrolled_at__lt=until)
+        for row in outcomes(source, "enrolled_at", tenant, journey, since, until + journey.attribution_window,
+                            keys=("held",)):
+            _add(sums, int(row["held"]), row)
+    groups = {held: Group(int(row.get("n", 0)), int(row.get("converted", 0)), Decimal(row.get("total", 0)),
+                          Decimal(row.get("squares", 0)))
+              for held, row in sums.items()}
+    groups.setdefault(0, Group(0, 0, Decimal(0), Decimal(0)))
+    groups.setdefault(1, Group(0, 0, Decimal(0), Decimal(0)))
     treated, holdout = groups[0], groups[1]
     conversion = revenue = None
     if treated.customers and holdout.customers:
@@ -192,16 +182,23 @@ def journey_funnels(tenant: Tenant, period: Period) -> list[dict[str, Any]]:
     for journey in journeys:
         states = enrolled.get(journey.pk, {})
         steps = {s.pk: s for s in Step.objects.for_tenant(tenant).filter(journey=journey).order_by("position")}
-        sent = (Delivery.objects.for_tenant(tenant).filter(period.q("sent_at"), journey=journey,
-                                                            state=Delivery.State.SENT).order_by())
-        rows = _outcomes(sent, "sent_at", tenant, journey, period.since, period.until + journey.attribution_window,
-                         keys=("step_id",), flags=("delivered_at", "opened_at", "clicked_at", "bounced_at",
-                                                   "complained_at"))
-        stats = {row["step_id"]: {**row, "sent": row["n"], "delivered": row["delivered_at"],
-                                  "opened": row["opened_at"], "clicked": row["clicked_at"],
-                                  "bounced": row["bounced_at"], "complained": row["complained_at"],
-                                  "conv": row["converted"]}
-                 for row in rows}
+        sums: dict[int, dict[str, Any]] = {}
+        settled, live = _split(journey, period.since, period.until)
+        if settled:
+            for row in (OutcomeBucket.objects.for_tenant(tenant)
+                        .filter(journey=journey, kind=OutcomeBucket.Kind.STEP, bucket__gte=settled[0],
+                                bucket__lt=settled[1])
+                        .values("step_id").annotate(**SUMS).order_by()):
+                _add(sums, row["step_id"], row)
+        for since, until in live:
+            source = sends(tenant, journey).filter(sent_at__gte=since, sent_at__lt=until)
+            for row in outcomes(source, "sent_at", tenant, journey, since, until + journey.attribution_window,
+                                keys=("step_id",), flags=STEP_FLAGS):
+                _add(sums, row["step_id"], row)
+        stats = {step_id: {**row, "sent": row["n"], "delivered": row["delivered_at"], "opened": row["opened_at"],
+                           "clicked": row["clicked_at"], "bounced": row["bounced_at"],
+                           "complained": row["complained_at"], "conv": row["converted"]}
+                 for step_id, row in sums.items()}
         rows = []
         for step in steps.values():
             s = stats.get(step.pk, {})

@@ -367,9 +367,10 @@ SYSTEM_SCOPE_USES = {
     "journeys/services_tracking.py": 1,
     # Beat and worker code: the event sweep, the dispatcher's claim, reclaim (and a send task
     # queued before send tasks named their tenant), the deliverability check, the loyalty,
-    # referral and feedback sweeps.
+    # referral and feedback sweeps, the settling of the dashboards' outcome buckets (and its command).
     "lifecycle/events.py": 1,
-    "journeys/tasks.py": 4,
+    "journeys/tasks.py": 5,
+    "journeys/management/commands/refresh_rollups.py": 1,
     "lifecycle/tasks.py": 1,
     "loyalty/tasks.py": 3,
     "referrals/tasks.py": 1,
