@@ -180,7 +180,8 @@ class Enrollment(TenantModel):
             models.Index(fields=["tenant", "journey", "customer", "state"], name="enrollment_customer_idx"),
             models.Index(fields=["tenant", "customer", "state"], name="enrollment_active_idx"),
             # Dashboards: a journey's enrollments of a period, for its funnel and its lift.
-            models.Index(fields=["tenant", "journey", "enrolled_at"], name="enrollment_period_idx"),
+            models.Index(fields=["tenant", "journey", "enrolled_at"], include=["state", "customer", "id"],
+                         name="enrollment_period_state_idx"),
         ]
 
     def __str__(self) -> str:

@@ -22,9 +22,9 @@ import datetime as dt
 from decimal import Decimal
 from typing import Any
 
-from django.db.models import Count, Q, Sum
+from django.db.models import Count, Sum
 
-from journeys.models import Delivery, Enrollment, Journey, OutcomeBucket, Step
+from journeys.models import Enrollment, Journey, OutcomeBucket, Step
 from journeys.rollups import (
     STEP_FLAGS,
     TREATED,
@@ -157,12 +157,23 @@ def journey_lift(tenant: Tenant, journey: Journey, period: Period, now: dt.datet
     return Lift(journey, treated, holdout, maturing, conversion, revenue, verdict)
 
 
+def _held_out_in(tenant: Tenant, journey: Journey, period: Period) -> bool:
+    """Did the journey hold anyone out in the period? Its buckets say for the settled part."""
+    if OutcomeBucket.objects.for_tenant(tenant).filter(journey=journey, kind=OutcomeBucket.Kind.LIFT, held=True,
+                                                       bucket__gte=period.since, bucket__lt=period.until).exists():
+        return True
+    since = max(period.since, journey.outcomes_settled_until or period.since)
+    return (Enrollment.objects.for_tenant(tenant)
+            .filter(journey=journey, enrolled_at__gte=since, enrolled_at__lt=period.until,
+                    state=Enrollment.State.HOLDOUT).exists())
+
+
 def lifts(tenant: Tenant, period: Period, now: dt.datetime) -> list[Lift]:
     """Every running journey with a holdout group, and every journey that held customers out in the period."""
-    held = set(Enrollment.objects.for_tenant(tenant).filter(period.q("enrolled_at"), state=Enrollment.State.HOLDOUT)
-               .values_list("journey_id", flat=True).distinct())
-    running = Q(holdout_percent__gt=0, status__in=[Journey.Status.ACTIVE, Journey.Status.PAUSED])
-    journeys = Journey.objects.for_tenant(tenant).filter(running | Q(pk__in=held)).order_by("-priority", "name")
+    running = (Journey.Status.ACTIVE, Journey.Status.PAUSED)
+    journeys = [journey for journey in Journey.objects.for_tenant(tenant).order_by("-priority", "name")
+                if (journey.holdout_percent > 0 and journey.status in running)
+                or _held_out_in(tenant, journey, period)]
     return [journey_lift(tenant, journey, period, now) for journey in journeys]
 
 
@@ -171,16 +182,11 @@ def lifts(tenant: Tenant, period: Period, now: dt.datetime) -> list[Lift]:
 
 def journey_funnels(tenant: Tenant, period: Period) -> list[dict[str, Any]]:
     """Per journey: enrolled in the period, then per step the emails sent in the period and what came of them."""
-    enrolled: dict[int, dict[str, int]] = {}
-    for row in (Enrollment.objects.for_tenant(tenant).filter(period.q("enrolled_at")).values("journey_id", "state")
-                .annotate(n=Count("pk")).order_by()):
-        enrolled.setdefault(row["journey_id"], {})[row["state"]] = row["n"]
-    sending = set(Delivery.objects.for_tenant(tenant).filter(period.q("sent_at")).values_list("journey_id", flat=True)
-                  .distinct())
-    journeys = Journey.objects.for_tenant(tenant).filter(pk__in={*enrolled, *sending}).order_by("-priority", "name")
     out = []
-    for journey in journeys:
-        states = enrolled.get(journey.pk, {})
+    # Each journey's enrollments by state: one range of enrollment_period_state_idx, read from the index.
+    for journey in Journey.objects.for_tenant(tenant).order_by("-priority", "name"):
+        states = dict(Enrollment.objects.for_tenant(tenant).filter(period.q("enrolled_at"), journey=journey)
+                      .values("state").annotate(n=Count("pk")).values_list("state", "n").order_by())
         steps = {s.pk: s for s in Step.objects.for_tenant(tenant).filter(journey=journey).order_by("position")}
         sums: dict[int, dict[str, Any]] = {}
         settled, live = _split(journey, period.since, period.until)
@@ -210,6 +216,8 @@ def journey_funnels(tenant: Tenant, period: Period) -> list[dict[str, Any]]:
                 "delivered_rate": ratio(s.get("delivered", 0), sent), "open_rate": ratio(s.get("opened", 0), sent),
                 "click_rate": ratio(s.get("clicked", 0), sent), "conversion_rate": ratio(s.get("conv", 0), sent),
             })
+        if not states and not any(row["sent"] for row in rows):
+            continue  # nothing in the period
         out.append({
             "journey": journey,
             "enrolled": sum(states.get(s, 0) for s in TREATED),
