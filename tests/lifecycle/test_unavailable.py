@@ -32,6 +32,7 @@ def test_database_down_is_503_then_recovers(api, tenant):
 def test_redis_down_is_503_then_recovers(api, tenant, monkeypatch, settings):
     # The rate limit counts in Redis before the view runs; a Redis that refuses connections (restarting)
     # must not turn into a 500.
+    redis_url = settings.REDIS_URL
     settings.REDIS_URL = "redis://127.0.0.1:1/0"  # nothing listens there
     monkeypatch.setattr(throttling, "_client", None)
 
@@ -42,7 +43,7 @@ def test_redis_down_is_503_then_recovers(api, tenant, monkeypatch, settings):
                            "fields": {}}
     assert down["Retry-After"] == "5"
     assert Order.objects.for_tenant(tenant).count() == 0
-    settings.REDIS_URL = ""  # no Redis: the cache counts (the embedded profile)
+    settings.REDIS_URL = redis_url  # Redis is back: the next request makes a new client
     monkeypatch.setattr(throttling, "_client", None)
     assert api.post("/api/v1/orders", order_payload()).status_code == 201
     assert Order.objects.for_tenant(tenant).count() == 1
