@@ -188,7 +188,7 @@ class LedgerEntry(TenantModel):
             models.Index(fields=["tenant", "account", "order"], condition=Q(order__isnull=False),
                          name="loyalty_entry_order_idx"),
             # Dashboards: points earned and redeemed in a period.
-            models.Index(fields=["tenant", "created_at"], name="loyalty_entry_created_idx"),
+            models.Index(fields=["tenant", "kind", "created_at"], include=["amount"], name="loyalty_entry_period_idx"),
         ]
 
     def __str__(self) -> str:

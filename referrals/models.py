@@ -117,6 +117,8 @@ class Click(TenantModel):
         indexes = [
             models.Index(fields=["tenant", "code", "at"], name="referralclick_code_at_idx"),
             models.Index(fields=["tenant", "ip_hash", "at"], name="referralclick_ip_at_idx"),
+            # Dashboards: a period's clicks, from the index alone.
+            models.Index(fields=["tenant", "at"], include=["by_advocate"], name="referralclick_period_idx"),
         ]
 
 
