@@ -31,6 +31,7 @@ from lifecycle.services import Conflict, ServiceError, _advisory_lock
 from .builder_checks import EMAIL_KINDS, content_problems, journey_problems
 from .io import journey_import
 from .models import Delivery, EmailTemplate, Enrollment, Journey, Step
+from .rollups import MEASURE_FIELDS, outcomes_forget
 from .schema import MAX_STEPS, JourneyIn
 
 STARTER_SUBJECT = "A note from {{ store.name }}"
@@ -168,6 +169,8 @@ def journey_settings_update(*, tenant: Tenant, journey_id: int, values: dict[str
             setattr(journey, key, value)
         if changed:
             journey.save(update_fields=[*changed, "updated_at"])
+        if any(key in MEASURE_FIELDS for key in changed):
+            outcomes_forget(tenant=tenant, journey=journey)
     return journey
 
 

@@ -29,6 +29,7 @@ from lifecycle.services import Conflict, ServiceError, _advisory_lock
 
 from .durations import format_duration, parse_duration
 from .models import Delivery, EmailTemplate, Enrollment, Journey, Step
+from .rollups import MEASURE_FIELDS, outcomes_forget
 from .schema import JourneyIn
 
 LIBRARY_DIR = Path(__file__).resolve().parent / "library"
@@ -283,9 +284,12 @@ def journey_import(*, tenant: Tenant, data: JourneyIn) -> tuple[Journey, bool]:
             )
         owned = _owned_templates(journey)
         _check_template_names(tenant, wanted, owned, index)
+        measured = [getattr(journey, field) for field in MEASURE_FIELDS]
         _assign(journey, _journey_values(wanted))
         journey.save()
         _write_steps(journey, wanted, owned)
+        if [getattr(journey, field) for field in MEASURE_FIELDS] != measured:
+            outcomes_forget(tenant=tenant, journey=journey)
         return journey, False
 
 

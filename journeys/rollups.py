@@ -219,6 +219,18 @@ def outcomes_settle(*, tenant: Tenant, journey_id: int, now: dt.datetime | None 
     return written
 
 
+MEASURE_FIELDS = ("goal_event", "attribution_window")
+
+
+def outcomes_forget(*, tenant: Tenant, journey: Journey) -> None:
+    """The journey's goal or attribution window changed: its buckets measured the old one. Beat
+    settles them again from the start (the dashboards join live meanwhile). Call inside the
+    transaction that saved the change."""
+    OutcomeBucket.objects.for_tenant(tenant).filter(journey=journey).delete()
+    Journey.objects.for_tenant(tenant).filter(pk=journey.pk).update(outcomes_settled_until=None)
+    journey.outcomes_settled_until = None
+
+
 def journeys_to_settle(now: dt.datetime | None = None) -> Iterable[tuple[int, int]]:
     """(tenant id, journey id) of every journey with something new to settle. System scope."""
     now = now or clock.now()

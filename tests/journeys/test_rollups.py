@@ -131,3 +131,29 @@ def test_a_journey_with_nothing_yet_is_settled_up_to_its_horizon_as_nothing(tena
     journey.refresh_from_db()
     assert journey.outcomes_settled_until == dt.datetime(2026, 2, 22, 11, 0, tzinfo=dt.UTC)
     assert not OutcomeBucket.objects.for_tenant(tenant).exists()
+
+
+def test_changing_the_goal_or_window_forgets_the_buckets_and_figures_follow_the_new_window(tenant, store):
+    from journeys.builder import journey_settings_update
+
+    with clock.frozen(store.now):
+        call_command("refresh_rollups", "--no-progress", stdout=io.StringIO())
+        nudge = Journey.objects.for_tenant(tenant).get(pk=store.world.nudge.pk)
+        other = Journey.objects.for_tenant(tenant).exclude(pk=nudge.pk).first()
+        kept = OutcomeBucket.objects.for_tenant(tenant).filter(journey=other).count()
+        # As a marketer would: paused, and nobody mid-journey (the simulation's last customers are let go).
+        Journey.objects.for_tenant(tenant).filter(pk=nudge.pk).update(status=Journey.Status.PAUSED)
+        Enrollment.objects.for_tenant(tenant).filter(journey=nudge, state="active").update(state="exited")
+        journey_settings_update(tenant=tenant, journey_id=nudge.pk, values={"attribution_window": dt.timedelta(days=3)})
+        nudge.refresh_from_db()
+        assert nudge.outcomes_settled_until is None
+        assert not OutcomeBucket.objects.for_tenant(tenant).filter(journey=nudge).exists()
+        assert OutcomeBucket.objects.for_tenant(tenant).filter(journey=other).count() == kept > 0
+        live = figures(tenant, store.now)
+        settle_outcomes()
+        assert OutcomeBucket.objects.for_tenant(tenant).filter(journey=nudge).exists()
+        assert figures(tenant, store.now) == live
+        # A change of words only keeps them.
+        before = OutcomeBucket.objects.for_tenant(tenant).filter(journey=nudge).count()
+        journey_settings_update(tenant=tenant, journey_id=nudge.pk, values={"description": "Nudge, reworded"})
+        assert OutcomeBucket.objects.for_tenant(tenant).filter(journey=nudge).count() == before
