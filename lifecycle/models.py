@@ -247,7 +247,7 @@ class Customer(TenantModel):
                          name="customer_email_prefix_idx"),
             # The home dashboard's cohorts: new customers of a period (lifecycle/workspace/metrics.py).
             # Dashboards: a period's new customers and how many ordered again, from the index alone.
-            models.Index(fields=["tenant", "first_order_at"], include=["order_count", "last_order_at"],
+            models.Index(fields=["tenant", "first_order_at"], include=["order_count", "last_order_at", "id"],
                          name="customer_cohort_idx"),
         ]
 
