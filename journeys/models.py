@@ -89,6 +89,9 @@ class Journey(TenantModel):
     # The dashboards' outcome buckets (OutcomeBucket) are complete for everything before this
     # instant: enrollments and sends whose attribution window has closed. journeys/rollups.py.
     outcomes_settled_until = models.DateTimeField(null=True, blank=True, editable=False)
+    # Sends after outcomes_settled_until, still in their window, as of the last refresh: kind "open"
+    # buckets cover [outcomes_settled_until, outcomes_open_until).
+    outcomes_open_until = models.DateTimeField(null=True, blank=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -271,12 +274,15 @@ class OutcomeBucket(TenantModel):
 
     kind "lift": enrollments by `enrolled_at`, `held` for the holdout group, step empty.
     kind "step": emails sent by `sent_at`, per step, `held` false, with their engagement.
+    kind "open": the same for emails still in their window, recomputed by beat every few minutes
+    (replaced wholesale), so a funnel's last attribution window is at most that old.
     Revenue is net of refunds as it stood when the window closed, in the store's currency.
     """
 
     class Kind(models.TextChoices):
         LIFT = "lift"
         STEP = "step"
+        OPEN = "open"
 
     journey = models.ForeignKey(Journey, on_delete=models.CASCADE, related_name="+", db_index=False)
     kind = models.CharField(max_length=8, choices=Kind.choices)
@@ -299,6 +305,8 @@ class OutcomeBucket(TenantModel):
                                     name="outcomebucket_lift_uniq"),
             models.UniqueConstraint(fields=["tenant", "journey", "step", "bucket"], condition=Q(kind="step"),
                                     name="outcomebucket_step_uniq"),
+            models.UniqueConstraint(fields=["tenant", "journey", "step", "bucket"], condition=Q(kind="open"),
+                                    name="outcomebucket_open_uniq"),
         ]
 
     def __str__(self) -> str:

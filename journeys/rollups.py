@@ -25,7 +25,7 @@ from decimal import Decimal
 from typing import Any
 
 from django.db import connection, transaction
-from django.db.models import Case, Min, QuerySet, Value, When
+from django.db.models import Case, F, Min, Q, QuerySet, Value, When
 from django.db.models.expressions import RawSQL
 
 from lifecycle import clock
@@ -152,12 +152,19 @@ def _buckets(tenant: Tenant, journey: Journey, start: dt.datetime, end: dt.datet
             tenant=tenant, journey=journey, kind=OutcomeBucket.Kind.LIFT, bucket=_as_utc(row["bucket"]),
             held=bool(row["held"]), count=row["n"], converted=int(row["converted"] or 0),
             revenue=Decimal(row["total"] or 0), revenue_squares=Decimal(row["squares"] or 0)))
+    return made + _step_buckets(tenant, journey, start, end, OutcomeBucket.Kind.STEP)
+
+
+def _step_buckets(tenant: Tenant, journey: Journey, start: dt.datetime, end: dt.datetime,
+                  kind: str) -> list[OutcomeBucket]:
+    """Each step's sends of [start, end) by quarter hour, with what came of them so far."""
+    made = []
     step_source = (sends(tenant, journey).filter(sent_at__gte=start, sent_at__lt=end)
                    .annotate(bucket=_bucket_of(Delivery, "sent_at")))
-    for row in outcomes(step_source, "sent_at", tenant, journey, start, last, keys=("step_id", "bucket"),
-                        flags=STEP_FLAGS):
+    for row in outcomes(step_source, "sent_at", tenant, journey, start, end + journey.attribution_window,
+                        keys=("step_id", "bucket"), flags=STEP_FLAGS):
         made.append(OutcomeBucket(
-            tenant=tenant, journey=journey, kind=OutcomeBucket.Kind.STEP, step_id=row["step_id"],
+            tenant=tenant, journey=journey, kind=kind, step_id=row["step_id"],
             bucket=_as_utc(row["bucket"]), count=row["n"], converted=int(row["converted"] or 0),
             revenue=Decimal(row["total"] or 0), revenue_squares=Decimal(row["squares"] or 0),
             delivered=row["delivered_at"] or 0, opened=row["opened_at"] or 0, clicked=row["clicked_at"] or 0,
@@ -191,7 +198,8 @@ def outcomes_settle(*, tenant: Tenant, journey_id: int, now: dt.datetime | None 
             return 0
         if rebuild:
             OutcomeBucket.objects.for_tenant(tenant).filter(journey=journey).delete()
-            Journey.objects.for_tenant(tenant).filter(pk=journey.pk).update(outcomes_settled_until=None)
+            Journey.objects.for_tenant(tenant).filter(pk=journey.pk).update(outcomes_settled_until=None,
+                                                                            outcomes_open_until=None)
             journey.outcomes_settled_until = None
         start = journey.outcomes_settled_until or _first_activity(tenant, journey)
         horizon = settle_horizon(journey, now)
@@ -219,6 +227,35 @@ def outcomes_settle(*, tenant: Tenant, journey_id: int, now: dt.datetime | None 
     return written
 
 
+def outcomes_refresh_open(*, tenant: Tenant, journey_id: int, now: dt.datetime | None = None) -> int:
+    """Recompute the journey's "open" buckets: its sends since the settled mark, still in their
+    window, with what came of them so far. Replaces them wholesale; returns how many."""
+    now = now or clock.now()
+    with transaction.atomic():
+        journey = (Journey.objects.for_tenant(tenant).select_for_update(skip_locked=True, of=("self",))
+                   .filter(pk=journey_id).first())
+        if journey is None or journey.outcomes_settled_until is None:
+            return 0
+        until = floor_bucket(now)
+        OutcomeBucket.objects.for_tenant(tenant).filter(journey=journey, kind=OutcomeBucket.Kind.OPEN).delete()
+        made = []
+        if until > journey.outcomes_settled_until:
+            made = _step_buckets(tenant, journey, journey.outcomes_settled_until, until, OutcomeBucket.Kind.OPEN)
+            OutcomeBucket.objects.for_tenant(tenant).bulk_create(made)
+        Journey.objects.for_tenant(tenant).filter(pk=journey.pk).update(outcomes_open_until=until)
+        return len(made)
+
+
+def journeys_with_open_sends() -> Iterable[tuple[int, int]]:
+    """(tenant id, journey id) of the journeys whose open buckets beat refreshes: running ones, and
+    any whose open buckets reach past the settled mark. System scope."""
+    running = Q(status__in=[Journey.Status.ACTIVE, Journey.Status.PAUSED])
+    open_left = Q(outcomes_open_until__gt=F("outcomes_settled_until"))
+    rows = (Journey.all_tenants.filter(running | open_left, outcomes_settled_until__isnull=False)
+            .order_by("tenant_id", "pk").values_list("tenant_id", "pk"))
+    yield from rows.iterator()
+
+
 MEASURE_FIELDS = ("goal_event", "attribution_window")
 
 
@@ -227,8 +264,9 @@ def outcomes_forget(*, tenant: Tenant, journey: Journey) -> None:
     settles them again from the start (the dashboards join live meanwhile). Call inside the
     transaction that saved the change."""
     OutcomeBucket.objects.for_tenant(tenant).filter(journey=journey).delete()
-    Journey.objects.for_tenant(tenant).filter(pk=journey.pk).update(outcomes_settled_until=None)
-    journey.outcomes_settled_until = None
+    Journey.objects.for_tenant(tenant).filter(pk=journey.pk).update(outcomes_settled_until=None,
+                                                                    outcomes_open_until=None)
+    journey.outcomes_settled_until = journey.outcomes_open_until = None
 
 
 def journeys_to_settle(now: dt.datetime | None = None) -> Iterable[tuple[int, int]]:

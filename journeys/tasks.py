@@ -13,7 +13,7 @@ from lifecycle.models import Tenant
 from lifecycle.tenancy import system_scope, tenant_scope
 
 from .models import Delivery
-from .rollups import journeys_to_settle, outcomes_settle
+from .rollups import journeys_to_settle, journeys_with_open_sends, outcomes_refresh_open, outcomes_settle
 from .services import deliveries_claim_by_tenant, deliveries_claimed_count, deliveries_reclaim
 from .services_send import deliveries_send
 
@@ -78,7 +78,8 @@ def reclaim() -> dict[str, int]:
 
 @shared_task(name="journeys.settle_outcomes", ignore_result=True)
 def settle_outcomes() -> int:
-    """Add what closed since the last run into the dashboards' outcome buckets (journeys/rollups.py)."""
+    """Add what closed since the last run into the dashboards' outcome buckets, and refresh the buckets
+    of the sends still in their window (journeys/rollups.py)."""
     with system_scope():
         todo = list(journeys_to_settle())
         tenants = Tenant.objects.in_bulk({tenant_id for tenant_id, _ in todo})
@@ -86,4 +87,10 @@ def settle_outcomes() -> int:
     for tenant_id, journey_id in todo:
         with tenant_scope(tenant_id):
             written += outcomes_settle(tenant=tenants[tenant_id], journey_id=journey_id)
+    with system_scope():
+        running = list(journeys_with_open_sends())
+        tenants = Tenant.objects.in_bulk({tenant_id for tenant_id, _ in running})
+    for tenant_id, journey_id in running:
+        with tenant_scope(tenant_id):
+            written += outcomes_refresh_open(tenant=tenants[tenant_id], journey_id=journey_id)
     return written

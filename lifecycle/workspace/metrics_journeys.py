@@ -12,9 +12,10 @@ The lift counts only enrollments whose window has closed: a customer enrolled ye
 had 30 days to convert in either group, and counting them would drag both rates down unevenly.
 
 Both read the quarter hours beat has settled from journeys' OutcomeBucket rows and join live only
-the rest: the period's ragged edges, and what is newer than the journey's last settle (for a
-funnel, its last attribution window of sends; for the lift, the hour or so since). See
-journeys/rollups.py for what a bucket keeps.
+the rest: the period's ragged edges, and what is newer than the journey's last settle (for the
+lift, the hour or so since). A funnel's sends still in their window come from the "open" buckets
+beat refreshes every five minutes (so those figures are at most that old), and only what was sent
+since the last refresh is joined live. See journeys/rollups.py for what a bucket keeps.
 """
 
 import dataclasses
@@ -52,15 +53,22 @@ SUMS = {"n": Sum("count"), "converted": Sum("converted"), "total": Sum("revenue"
         **{flag: Sum(flag.removesuffix("_at")) for flag in STEP_FLAGS}}
 
 
-def _split(journey: Journey, since: dt.datetime, until: dt.datetime) -> tuple[tuple[dt.datetime, dt.datetime] | None,
-                                                                            list[tuple[dt.datetime, dt.datetime]]]:
-    """[since, until) as the settled quarter hours to read from the buckets, and the rest to join live."""
-    settled = journey.outcomes_settled_until
-    low, high = ceil_bucket(since), min(floor_bucket(until), settled) if settled else None
-    if high is None or low >= high:
-        return None, [(since, until)]
-    live = [(a, b) for a, b in ((since, low), (high, until)) if a < b]
-    return (low, high), live
+def _ranges(since: dt.datetime, until: dt.datetime, marks: list[tuple[str, dt.datetime | None]]
+            ) -> tuple[list[tuple[str, dt.datetime, dt.datetime]], list[tuple[dt.datetime, dt.datetime]]]:
+    """[since, until) as bucket reads and live ranges. `marks` are (kind, covered until), in order:
+    kind's buckets cover the quarter hours from the previous mark up to this one."""
+    low, high = ceil_bucket(since), floor_bucket(until)
+    reads, cursor = [], low
+    for kind, upto in marks:
+        if upto is None:
+            break
+        end = min(high, upto)
+        if end > cursor:
+            reads.append((kind, cursor, end))
+            cursor = end
+    if not reads:
+        return [], [(since, until)]
+    return reads, [(a, b) for a, b in ((since, low), (cursor, until)) if a < b]
 
 
 def _add(into: dict[Any, dict[str, Any]], key: Any, row: dict[str, Any]) -> None:
@@ -127,10 +135,11 @@ def journey_lift(tenant: Tenant, journey: Journey, period: Period, now: dt.datet
                 .filter(period.q("enrolled_at"), journey=journey, state__in=[*TREATED, Enrollment.State.HOLDOUT],
                         enrolled_at__gt=closed_before).count())
     sums: dict[int, dict[str, Any]] = {}
-    settled, live = _split(journey, period.since, min(period.until, closed_before + dt.timedelta(microseconds=1)))
-    if settled:
+    reads, live = _ranges(period.since, min(period.until, closed_before + dt.timedelta(microseconds=1)),
+                          [(OutcomeBucket.Kind.LIFT, journey.outcomes_settled_until)])
+    for kind, low, high in reads:
         for row in (OutcomeBucket.objects.for_tenant(tenant)
-                    .filter(journey=journey, kind=OutcomeBucket.Kind.LIFT, bucket__gte=settled[0], bucket__lt=settled[1])
+                    .filter(journey=journey, kind=kind, bucket__gte=low, bucket__lt=high)
                     .values("held").annotate(**{k: SUMS[k] for k in ("n", "converted", "total", "squares")})
                     .order_by()):
             _add(sums, int(row["held"]), row)
@@ -189,11 +198,14 @@ def journey_funnels(tenant: Tenant, period: Period) -> list[dict[str, Any]]:
                       .values("state").annotate(n=Count("pk")).values_list("state", "n").order_by())
         steps = {s.pk: s for s in Step.objects.for_tenant(tenant).filter(journey=journey).order_by("position")}
         sums: dict[int, dict[str, Any]] = {}
-        settled, live = _split(journey, period.since, period.until)
-        if settled:
+        settled, still_open = journey.outcomes_settled_until, journey.outcomes_open_until
+        marks = [(OutcomeBucket.Kind.STEP, settled)]
+        if settled and still_open and still_open > settled:
+            marks.append((OutcomeBucket.Kind.OPEN, still_open))
+        reads, live = _ranges(period.since, period.until, marks)
+        for kind, low, high in reads:
             for row in (OutcomeBucket.objects.for_tenant(tenant)
-                        .filter(journey=journey, kind=OutcomeBucket.Kind.STEP, bucket__gte=settled[0],
-                                bucket__lt=settled[1])
+                        .filter(journey=journey, kind=kind, bucket__gte=low, bucket__lt=high)
                         .values("step_id").annotate(**SUMS).order_by()):
                 _add(sums, row["step_id"], row)
         for since, until in live:

@@ -369,7 +369,7 @@ SYSTEM_SCOPE_USES = {
     # queued before send tasks named their tenant), the deliverability check, the loyalty,
     # referral and feedback sweeps, the settling of the dashboards' outcome buckets (and its command).
     "lifecycle/events.py": 1,
-    "journeys/tasks.py": 5,
+    "journeys/tasks.py": 6,
     "journeys/management/commands/refresh_rollups.py": 1,
     # seed_scale fills a store and its neighbour with set-based SQL (a benchmark's operator command).
     "lifecycle/scale_seed.py": 1,

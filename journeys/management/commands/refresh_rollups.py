@@ -6,7 +6,7 @@ from django.core.management.base import BaseCommand
 from tqdm import tqdm
 
 from journeys.models import Journey
-from journeys.rollups import journeys_to_settle, outcomes_settle
+from journeys.rollups import journeys_to_settle, outcomes_refresh_open, outcomes_settle
 from lifecycle.models import Tenant
 from lifecycle.tenancy import system_scope, tenant_scope
 
@@ -41,6 +41,7 @@ class Command(BaseCommand):
             for tenant_id, journey_id in todo:
                 with tenant_scope(tenant_id):
                     buckets += outcomes_settle(tenant=tenants[tenant_id], journey_id=journey_id, rebuild=rebuild)
+                    buckets += outcomes_refresh_open(tenant=tenants[tenant_id], journey_id=journey_id)
                 bar.update(1)
         self.stdout.write(json.dumps({"journeys": len(todo), "buckets": buckets,
                                       "seconds": round(time.monotonic() - started, 1)}))
