@@ -275,6 +275,28 @@ def test_a_prefix_search_can_read_the_prefix_index_under_the_policy_where_like_c
                      "a": ["a%c@example.com", "a_b@example.com", "axb@example.com"], "b": []}
 
 
+def test_the_order_read_finds_its_customer_by_index_under_the_policy(tenant):
+    """The read every order POST starts with (services._order_seen), by external id or else a guest's
+    email: under the policy a condition PostgreSQL cannot see into (COALESCE) read every customer."""
+    from lifecycle.services import _SEEN_BY
+
+    Customer.objects.for_tenant(tenant).bulk_create(
+        [Customer(tenant=tenant, external_id=f"c{n}", email=f"c{n}@example.com") for n in range(3000)])
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE lifecycle_customer")
+    plans = {}
+    with as_app_role(), tenant_scope(tenant), transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("SET LOCAL enable_seqscan = off")  # a Seq Scan left in the plan is one it cannot avoid
+        for kind, params in {"external_id_or_guest": [tenant.pk, "o1", tenant.pk, "c7", tenant.pk, "c7@example.com"],
+                             "external_id": [tenant.pk, "o1", tenant.pk, "c7"],
+                             "email": [tenant.pk, "o1", tenant.pk, "c7@example.com"]}.items():
+            cursor.execute("EXPLAIN " + _SEEN_BY[kind], params)
+            plans[kind] = "\n".join(row[0] for row in cursor.fetchall())
+    for kind, plan in plans.items():
+        assert "Seq Scan" not in plan, f"{kind}:\n{plan}"
+        assert "lifecycle_customer_pkey" in plan, f"{kind}:\n{plan}"
+
+
 # --- the beat and worker code that spans tenants works as the role, in system_scope -------------
 
 
