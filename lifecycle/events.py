@@ -9,6 +9,13 @@ is handled again.
 
 The sweep works across tenants (`system_scope`, for row-level security); each event's handlers
 run in its own tenant's scope, so a handler sees no other store's rows.
+
+Sweeps share the work by customer, not by batch: on PostgreSQL each sweep takes one of
+`EVENT_SWEEP_SLOTS` slots (a transaction-scoped advisory lock) and only the events whose
+customer id falls in it. One customer's events are so handled in order by one sweep at a time,
+and two sweeps never wait on each other's locks for the same customer (the journeys' enrollment
+lock, the loyalty account's row), which with overlapping batches ended in deadlocks. A sweep that
+finds every slot taken returns at once, so beat's ticks don't pile sweeps up on the worker pool.
 """
 
 import functools
@@ -16,7 +23,9 @@ import logging
 from collections.abc import Callable
 
 from django.conf import settings
-from django.db import transaction
+from django.db import OperationalError, connection, transaction
+from django.db.models import F
+from django.db.models.functions import Coalesce, Mod
 from django.utils.module_loading import import_string
 
 from . import clock
@@ -37,12 +46,39 @@ def handlers() -> list[Callable[[Event], None]]:
     return [import_string(path) for path in settings.EVENT_HANDLERS]
 
 
-def events_process_pending(*, limit: int = BATCH_SIZE) -> int:
-    """Handle up to `limit` unprocessed events, oldest first. Returns how many were taken."""
+# Advisory-lock class of the sweep slots (the two-int key space, apart from lifecycle.services' locks).
+SWEEP_LOCK_CLASS = 0x5EE9
+
+
+def sweep_slots() -> int:
+    """How many sweeps may run at once (1 on SQLite, which has one writer anyway)."""
+    return max(1, int(settings.EVENT_SWEEP_SLOTS)) if connection.vendor == "postgresql" else 1
+
+
+def _take_slot(slot: int) -> bool:
+    """Hold sweep slot `slot` until the transaction ends; False if another sweep holds it."""
+    if connection.vendor != "postgresql":
+        return True
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_try_advisory_xact_lock(%s, %s)", [SWEEP_LOCK_CLASS, slot])
+        return cursor.fetchone()[0]
+
+
+def events_process_pending(*, limit: int = BATCH_SIZE, slot: int | None = None) -> int | None:
+    """Handle up to `limit` unprocessed events, oldest first. Returns how many were taken.
+
+    With `slot`, only that slot's customers' events, and None at once if another sweep holds
+    the slot. Without, every customer's (tests and one-off drains)."""
     with system_scope(), transaction.atomic():
+        pending = Event.all_tenants.filter(processed_at__isnull=True)
+        if slot is not None:
+            if not _take_slot(slot):
+                return None
+            slots = sweep_slots()
+            if slots > 1:
+                pending = pending.alias(slot=Mod(Coalesce(F("customer_id"), 0), slots)).filter(slot=slot)
         batch = list(
-            Event.all_tenants.select_for_update(skip_locked=True, of=("self",))
-            .filter(processed_at__isnull=True)
+            pending.select_for_update(skip_locked=True, of=("self",))
             .select_related("customer", "order", "tenant")
             .order_by("created_at", "pk")[:limit]
         )
@@ -51,6 +87,13 @@ def events_process_pending(*, limit: int = BATCH_SIZE) -> int:
                 with tenant_scope(event.tenant_id), transaction.atomic():
                     for handler in handlers():
                         handler(event)
+            except OperationalError:
+                # A deadlock, a lock or statement timeout, a lost connection: not the event's fault,
+                # so no attempt is counted. It stays unprocessed for the next sweep (if the
+                # connection is gone, the next statement fails and the whole batch with it).
+                logger.warning("event %s (%s) hit a database error; left for the next sweep", event.pk,
+                               event.type, exc_info=True)
+                continue
             except Exception:
                 event.process_attempts += 1
                 logger.exception("event %s (%s) failed in a handler, attempt %s", event.pk, event.type,

@@ -177,6 +177,9 @@ CELERY_BEAT_SCHEDULE = {
     "settle-journey-outcomes": {"task": "journeys.settle_outcomes", "schedule": 300.0},
 }
 
+# Event sweeps that may run at once, each on its share of the customers (see lifecycle/events.py).
+EVENT_SWEEP_SLOTS = int(env("EVENT_SWEEP_SLOTS", "2"))
+
 # Who reacts to events, in this order (see lifecycle/events.py).
 EVENT_HANDLERS = [
     "loyalty.handlers.on_event",

@@ -1,0 +1,155 @@
+"""The event sweep: slots by customer, a time budget, and database errors that cost no attempt.
+
+Found under load (bench/ingest): overlapping sweeps deadlocked on one customer's locks, each
+deadlock counted as a handler failure, so an event could be set aside unhandled after five; and a
+sweep ran as long as events kept coming, holding a worker process away from the sends.
+"""
+
+import threading
+
+import pytest
+from django.db import OperationalError, connection, transaction
+
+from lifecycle import clock, events, tasks
+from lifecycle.models import Event
+from tests.factories import CustomerFactory, TenantFactory
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+handled: list[int] = []
+
+
+def recording_handler(event: Event) -> None:
+    if event.data.get("fail") == "database":
+        raise OperationalError("deadlock detected")
+    if event.data.get("fail") == "bug":
+        raise ValueError("a handler's bug")
+    handled.append(event.pk)
+
+
+@pytest.fixture(autouse=True)
+def _only_the_recording_handler(settings):
+    settings.EVENT_HANDLERS = ["tests.lifecycle.test_event_sweep.recording_handler"]
+    settings.EVENT_SWEEP_SLOTS = 2
+    events.handlers.cache_clear()
+    handled.clear()
+    yield
+    events.handlers.cache_clear()
+
+
+def event(tenant, customer=None, **data) -> Event:
+    return Event.all_tenants.create(tenant=tenant, customer=customer, type="custom.test", occurred_at=clock.now(),
+                                data=data)
+
+
+def unprocessed() -> set[int]:
+    return set(Event.all_tenants.filter(processed_at__isnull=True).values_list("pk", flat=True))
+
+
+def test_a_handler_bug_counts_attempts_and_sets_the_event_aside_after_the_fifth():
+    tenant = TenantFactory()
+    broken, fine = event(tenant, fail="bug"), event(tenant)
+    for attempt in range(1, events.MAX_ATTEMPTS):
+        assert events.events_process_pending() == (1 if attempt > 1 else 2)
+        broken.refresh_from_db()
+        assert (broken.process_attempts, broken.processed_at) == (attempt, None)
+    assert events.events_process_pending() == 1
+    broken.refresh_from_db()
+    assert broken.process_attempts == events.MAX_ATTEMPTS and broken.processed_at is not None
+    assert handled == [fine.pk]
+
+
+def test_a_database_error_costs_no_attempt_and_leaves_the_event_for_the_next_sweep():
+    tenant = TenantFactory()
+    stuck, fine = event(tenant, fail="database"), event(tenant)
+    for _ in range(events.MAX_ATTEMPTS + 2):
+        events.events_process_pending()
+    stuck.refresh_from_db()
+    assert (stuck.process_attempts, stuck.processed_at) == (0, None)
+    assert unprocessed() == {stuck.pk}
+    assert handled == [fine.pk]
+
+
+def test_each_slot_takes_its_own_customers_events_and_slot_zero_those_without_one():
+    if connection.vendor != "postgresql":
+        pytest.skip("one slot on SQLite")
+    tenant = TenantFactory()
+    customers = [CustomerFactory(tenant=tenant) for _ in range(4)]
+    by_customer = {customer.pk: [event(tenant, customer) for _ in range(2)] for customer in customers}
+    anonymous = event(tenant)
+    even = {e.pk for pk, evs in by_customer.items() if pk % 2 == 0 for e in evs} | {anonymous.pk}
+    odd = {e.pk for pk, evs in by_customer.items() if pk % 2 == 1 for e in evs}
+    assert even and odd
+
+    assert events.events_process_pending(slot=1) == len(odd)
+    assert set(handled) == odd and unprocessed() == even
+    assert events.events_process_pending(slot=0) == len(even)
+    assert unprocessed() == set()
+    assert sorted(handled) == sorted(odd | even)
+
+
+def hold_slot(slot: int, holding: threading.Event, release: threading.Event) -> None:
+    try:
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute("SELECT pg_try_advisory_xact_lock(%s, %s)", [events.SWEEP_LOCK_CLASS, slot])
+            assert cursor.fetchone()[0]
+            holding.set()
+            release.wait(10)
+    finally:
+        connection.close()
+
+
+def test_a_slot_another_sweep_holds_is_passed_over_and_a_sweep_with_none_free_returns_at_once():
+    if connection.vendor != "postgresql":
+        pytest.skip("advisory locks are PostgreSQL's")
+    tenant = TenantFactory()
+    customers = [CustomerFactory(tenant=tenant) for _ in range(2)]
+    for customer in customers:
+        event(tenant, customer)
+    slot_of = {customer.pk % 2: customer.pk for customer in customers}
+    assert set(slot_of) == {0, 1}
+    holding, release = threading.Event(), threading.Event()
+    holder = threading.Thread(target=hold_slot, args=(0, holding, release))
+    holder.start()
+    try:
+        assert holding.wait(10)
+        assert events.events_process_pending(slot=0) is None
+        assert handled == []
+        assert tasks.process_events() == 1  # slot 1's event only
+        assert list(Event.all_tenants.filter(processed_at__isnull=True).values_list("customer_id", flat=True)) == [
+            slot_of[0]]
+    finally:
+        release.set()
+        holder.join()
+    assert tasks.process_events() == 1
+    assert unprocessed() == set()
+
+    holders = []
+    held = [threading.Event(), threading.Event()]
+    release = threading.Event()
+    for slot in (0, 1):
+        holders.append(threading.Thread(target=hold_slot, args=(slot, held[slot], release)))
+        holders[-1].start()
+    try:
+        assert all(flag.wait(10) for flag in held)
+        event(tenant, customers[0])
+        assert tasks.process_events() == 0
+        assert len(unprocessed()) == 1
+    finally:
+        release.set()
+        for thread in holders:
+            thread.join()
+
+
+def test_a_sweep_returns_when_its_time_is_up_and_the_next_one_goes_on(monkeypatch, settings):
+    settings.EVENT_SWEEP_SLOTS = 1
+    monkeypatch.setattr(tasks, "BATCH_SIZE", 2)
+    tenant = TenantFactory()
+    for _ in range(5):
+        event(tenant)
+    monkeypatch.setattr(tasks, "SWEEP_SECONDS", 0.0)
+    assert tasks.process_events() == 2
+    assert len(unprocessed()) == 3
+    monkeypatch.setattr(tasks, "SWEEP_SECONDS", 60.0)
+    assert tasks.process_events() == 3
+    assert unprocessed() == set()
