@@ -11,7 +11,8 @@ import zoneinfo
 from collections import defaultdict
 from typing import Any
 
-from django.db.models import Q
+from django.db.models import Count, F, Q, Window
+from django.db.models.functions import RowNumber
 from pydantic import BaseModel, Field
 
 from lifecycle.models import Customer, Event, Tenant
@@ -276,23 +277,32 @@ def customer_journeys_explain(*, tenant: Tenant, customer: Customer,
     if customer.tenant_id != tenant.pk or (journey is not None and journey.tenant_id != tenant.pk):
         raise ValueError("customer and journey must belong to the tenant")
     zone = customer_time_zone(tenant=tenant, customer=customer)
-    enrollments = (Enrollment.objects.for_tenant(tenant).filter(customer=customer)
-                   .select_related("order", "trigger_event").order_by("-enrolled_at", "-pk"))
-    deliveries_qs = Delivery.objects.for_tenant(tenant).filter(customer=customer)
+    enrollments = Enrollment.objects.for_tenant(tenant).filter(customer=customer)
     if journey is not None:
         journeys = [journey]
         enrollments = enrollments.filter(journey=journey)
-        deliveries_qs = deliveries_qs.filter(journey=journey)
     else:
         entered = Enrollment.objects.for_tenant(tenant).filter(customer=customer).values("journey_id")
         journeys = list(Journey.objects.for_tenant(tenant).filter(
             Q(status__in=[Journey.Status.ACTIVE, Journey.Status.PAUSED]) | Q(pk__in=entered))
             .order_by("-priority", "name"))
+    # A customer of many orders has an enrollment per order per journey and an email per step of
+    # each: only the newest MAX_ENROLLMENTS_PER_JOURNEY of each journey and their deliveries are
+    # read (the rest are counted), so a support agent's page of a customer with 500 orders does
+    # not load thousands of rows to show 25 per journey.
+    not_entered = [Enrollment.State.REJECTED, Enrollment.State.HOLDOUT]
+    totals = {row["journey_id"]: row for row in enrollments.order_by().values("journey_id").annotate(
+        n=Count("pk"), entered=Count("pk", filter=~Q(state__in=not_entered)))}
+    newest = list(
+        enrollments.annotate(rank=Window(RowNumber(), partition_by=[F("journey_id")],
+                                         order_by=[F("enrolled_at").desc(), F("pk").desc()]))
+        .filter(rank__lte=MAX_ENROLLMENTS_PER_JOURNEY)
+        .select_related("order", "trigger_event").order_by("-enrolled_at", "-pk"))
     by_journey: dict[int, list[Enrollment]] = defaultdict(list)
-    for enrollment in enrollments:
+    for enrollment in newest:
         by_journey[enrollment.journey_id].append(enrollment)
     by_enrollment: dict[int, dict[int, Delivery]] = defaultdict(dict)
-    for delivery in deliveries_qs:
+    for delivery in Delivery.objects.for_tenant(tenant).filter(enrollment_id__in=[e.pk for e in newest]):
         by_enrollment[delivery.enrollment_id][delivery.step_id] = delivery
     steps_of: dict[int, list[Step]] = defaultdict(list)
     for step in Step.objects.for_tenant(tenant).filter(journey__in=[j.pk for j in journeys]).order_by("position"):
@@ -303,7 +313,7 @@ def customer_journeys_explain(*, tenant: Tenant, customer: Customer,
     for item in journeys:
         decisions = by_journey.get(item.pk, [])
         explained, next_step = [], None
-        for enrollment in decisions[:MAX_ENROLLMENTS_PER_JOURNEY]:
+        for enrollment in decisions:
             explanation, open_step = _explain_enrollment(enrollment, steps_of[item.pk],
                                                          by_enrollment[enrollment.pk], zone)
             explained.append(explanation)
@@ -318,7 +328,8 @@ def customer_journeys_explain(*, tenant: Tenant, customer: Customer,
         out.append(JourneyExplanation(
             journey_id=item.pk, name=item.name, status=item.status, trigger=item.trigger,
             message_class=item.message_class,
-            enrolled=any(e.state not in (Enrollment.State.REJECTED, Enrollment.State.HOLDOUT) for e in decisions),
-            summary=summary, next_step=next_step, enrollments_total=len(decisions), enrollments=explained))
+            enrolled=bool(totals.get(item.pk, {}).get("entered")),
+            summary=summary, next_step=next_step, enrollments_total=totals.get(item.pk, {}).get("n", 0),
+            enrollments=explained))
     return out
 

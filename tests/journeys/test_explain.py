@@ -273,3 +273,37 @@ def test_the_admin_shows_the_same_explanation(api, tenant):
         assert admin.get(f"/admin/journeys/{model}/add/").status_code == 403, model
         assert staff.get(f"/admin/journeys/{model}/").status_code == 403, model
 
+
+
+def test_a_customer_of_many_orders_gets_the_newest_decisions_and_the_true_totals(api, tenant):
+    """Only the newest MAX_ENROLLMENTS_PER_JOURNEY decisions and their emails are read; the counts and
+    "enrolled" still speak of every one (here the only entry is the oldest, beyond the newest 25)."""
+    import re
+
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from journeys.models import Enrollment
+    from journeys.selectors import MAX_ENROLLMENTS_PER_JOURNEY
+
+    journey = make_journey(tenant, name="Once", entry_policy=Journey.EntryPolicy.ONCE_PER_CUSTOMER)
+    total = MAX_ENROLLMENTS_PER_JOURNEY + 2
+    with clock.frozen(NOON):
+        for n in range(1, total + 1):
+            with clock.frozen(NOON + dt.timedelta(minutes=n)):
+                order(api, f"O{n}")
+        process_events()
+    first = Enrollment.objects.for_tenant(tenant).get(journey=journey, order__external_id="O1")
+    assert first.state == "active"
+    assert Delivery.objects.for_tenant(tenant).filter(enrollment=first).count() == 1
+
+    with CaptureQueriesContext(connection) as queries:
+        item = only(api, journey)
+
+    assert (item["enrolled"], item["enrollments_total"]) == (True, total)
+    assert [e["order_external_id"] for e in item["enrollments"]] == [f"O{n}" for n in range(total, 2, -1)]
+    assert all(e["state"] == "rejected" for e in item["enrollments"])
+    [delivery_read] = [q["sql"] for q in queries.captured_queries
+                       if q["sql"].startswith('SELECT "journeys_delivery"')]
+    read_ids = {int(i) for i in re.search(r'"enrollment_id" IN \(([^)]*)\)', delivery_read).group(1).split(",")}
+    assert len(read_ids) == MAX_ENROLLMENTS_PER_JOURNEY and first.pk not in read_ids
