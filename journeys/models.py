@@ -210,13 +210,15 @@ class Delivery(TenantModel):
 
     # Every state change rewrites the row and adds an entry to each of the table's indexes (state is in
     # the partial indexes' predicates, so no update is HOT): a claim of 500 rows touches 500 random
-    # pages of every index. So no index of its own for tenant, enrollment or customer: the unique
-    # (tenant, enrollment, step) and (tenant, customer, sent_at) serve every lookup by them (all are
-    # per tenant), and deliveries are never deleted by customer or enrollment (erasure anonymizes).
+    # pages of every index. So no index of its own for tenant, enrollment, customer or journey: the
+    # unique (tenant, enrollment, step), (tenant, customer, sent_at) and (tenant, journey, sent_at)
+    # serve every lookup by them (all are per tenant; by journey only sent emails are read), and
+    # deliveries are never deleted by customer, enrollment or journey (erasure anonymizes; journeys
+    # are archived, never deleted). A step's own index stays: removing a step checks its history.
     tenant = models.ForeignKey("lifecycle.Tenant", on_delete=models.CASCADE, related_name="+", db_index=False)
     enrollment = models.ForeignKey(Enrollment, on_delete=models.CASCADE, related_name="deliveries", db_index=False)
     step = models.ForeignKey(Step, on_delete=models.CASCADE, related_name="deliveries")
-    journey = models.ForeignKey(Journey, on_delete=models.CASCADE, related_name="+")
+    journey = models.ForeignKey(Journey, on_delete=models.CASCADE, related_name="+", db_index=False)
     customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="deliveries", db_index=False)
     message_class = models.CharField(max_length=16, choices=Journey.MessageClass.choices)
     priority = models.SmallIntegerField(default=0)

@@ -129,7 +129,9 @@ def enrollments_measured(tenant: Tenant, journey: Journey) -> QuerySet:
 
 
 def sends(tenant: Tenant, journey: Journey) -> QuerySet:
-    return Delivery.objects.for_tenant(tenant).filter(journey=journey, state=Delivery.State.SENT).order_by()
+    # sent_at is set with the state: the condition lets delivery_journey_sent_idx (partial) serve.
+    return (Delivery.objects.for_tenant(tenant)
+            .filter(journey=journey, state=Delivery.State.SENT, sent_at__isnull=False).order_by())
 
 
 # --- settling --------------------------------------------------------------------------------

@@ -95,7 +95,8 @@ def journey_list(request: HttpRequest, tenant: Tenant) -> HttpResponse:
     sends = Delivery.objects.for_tenant(tenant)
     rows = [{"journey": j, "trigger": trigger_sentence(j, tenant), "steps": j.step_count,
              "enrolled": _capped(enrollments.filter(journey=j, state__in=ENROLLED_STATES)),
-             "sent": _capped(sends.filter(journey=j, state=Delivery.State.SENT))}
+             # sent_at is set with the state: delivery_journey_sent_idx (partial) serves the count.
+             "sent": _capped(sends.filter(journey=j, state=Delivery.State.SENT, sent_at__isnull=False))}
             for j in journeys]
     status_order = {Journey.Status.ACTIVE: 0, Journey.Status.PAUSED: 1, Journey.Status.DRAFT: 2,
                     Journey.Status.ARCHIVED: 3}

@@ -187,3 +187,25 @@ def test_open_buckets_are_as_of_their_refresh_and_newer_sends_are_joined_live(te
         assert opened() == (before_opened, before_sent)
         outcomes_refresh_open(tenant=tenant, journey_id=nudge.pk, now=now)
         assert opened() == (before_opened + 1, before_sent)
+
+
+def test_a_journeys_sent_emails_are_read_by_its_sent_index(tenant):
+    """Deliveries have no index on journey_id alone (each is one more write per claimed row): reads
+    by journey go through delivery_journey_sent_idx, which only a condition on sent_at lets them use."""
+    from django.db import connection, transaction
+
+    from journeys.rollups import sends
+    from tests.journeys.helpers import make_journey
+
+    if connection.vendor != "postgresql":
+        pytest.skip("plans are PostgreSQL's")
+    journey = make_journey(tenant)
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("SET LOCAL enable_seqscan = off")
+        plan = sends(tenant, journey).explain()
+        cursor.execute(
+            "SELECT indexdef FROM pg_indexes WHERE tablename = 'journeys_delivery' AND indexdef LIKE %s",
+            ["%(journey_id)"])
+        single = cursor.fetchall()
+    assert "delivery_journey_sent_idx" in plan, plan
+    assert single == []

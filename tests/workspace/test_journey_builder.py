@@ -74,7 +74,8 @@ def test_the_list_shows_status_trigger_in_words_steps_and_capped_counts(as_marke
             enrolled_at=dt.datetime(2025, 1, 1 + i, tzinfo=dt.UTC))
         Delivery.objects.for_tenant(tenant).create(
             tenant=tenant, enrollment=enrollment, step=first, journey=draft, customer=a_customer,
-            message_class="marketing", state=Delivery.State.SENT if i < 2 else Delivery.State.SKIPPED)
+            message_class="marketing", state=Delivery.State.SENT if i < 2 else Delivery.State.SKIPPED,
+            sent_at=dt.datetime(2025, 1, 2 + i, tzinfo=dt.UTC) if i < 2 else None)
     Enrollment.objects.for_tenant(tenant).create(tenant=tenant, journey=draft, customer=a_customer,
                                                  state=Enrollment.State.REJECTED, enrolled_at=dt.datetime.now(dt.UTC))
 
