@@ -199,3 +199,26 @@ def test_beat_checks_every_store(tenant, other_tenant):
     assert outcome == {"paused": 1, "ok": 1}
     assert Tenant.objects.get(pk=tenant.pk).marketing_paused_at == NOON
     assert Tenant.objects.get(pk=other_tenant.pk).marketing_paused_at is None
+
+
+def test_the_sent_count_reads_one_index_range_per_journey_not_the_whole_ledger(tenant):
+    """The check runs every 15 minutes for every store: its count of a day's sends must not read every
+    delivery the store ever had (10M rows at the scale bench's size)."""
+    from django.db import connection, transaction
+
+    from lifecycle.deliverability import _sent_by_journey
+
+    if connection.vendor != "postgresql":
+        pytest.skip("plans are PostgreSQL's")
+    make_journey(tenant, name="One")
+    make_journey(tenant, name="Two")
+    now = clock.now()
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("SET LOCAL enable_seqscan = off")
+        plans = [sends.filter(sent_at__gte=now - dt.timedelta(days=1), sent_at__lte=now).explain()
+                 for sends in _sent_by_journey(tenant)]
+    assert len(plans) == 2
+    for plan in plans:
+        assert "delivery_journey_sent_idx" in plan and "Seq Scan" not in plan, plan
+        index_cond = next(line for line in plan.splitlines() if "Index Cond" in line)
+        assert "journey_id =" in index_cond and "sent_at >=" in index_cond, plan
