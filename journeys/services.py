@@ -476,15 +476,25 @@ class _GateFacts:
             if exit_types:
                 # An exit about the enrollment's own order counts whenever it happened: a refund or a
                 # cancellation the platform sent before the payment that enrolled the customer.
-                own_orders = {d.enrollment.order_id for d in group if d.enrollment.order_id}
+                # And whoever it was recorded for: an order whose customer was erased is taken over by a
+                # new customer row when the storefront sends it again, and its refund stays the old one's.
+                order_customers: dict[int, set[int]] = {}
+                for d in group:
+                    if d.enrollment.order_id:
+                        order_customers.setdefault(d.enrollment.order_id, set()).add(d.customer_id)
+                customers = {d.customer_id for d in group}
                 events = (Event.objects.for_tenant(tenant_id)
-                          .filter(Q(occurred_at__gte=min(d.enrollment.enrolled_at for d in group))
-                                  | Q(order_id__in=own_orders, type__in=exit_types & ORDER_SCOPED_EXITS),
-                                  customer_id__in={d.customer_id for d in group}, type__in=exit_types,
-                                  backfill=False)
+                          .filter(Q(occurred_at__gte=min(d.enrollment.enrolled_at for d in group),
+                                    customer_id__in=customers)
+                                  | Q(order_id__in=order_customers, type__in=exit_types & ORDER_SCOPED_EXITS),
+                                  type__in=exit_types, backfill=False)
                           .only("id", "customer_id", "order_id", "type", "occurred_at").order_by("pk"))
                 for event in events:
-                    facts.exits.setdefault(event.customer_id, []).append(event)
+                    keys = {event.customer_id} & customers
+                    if event.type in ORDER_SCOPED_EXITS:
+                        keys |= order_customers.get(event.order_id, set())
+                    for key in keys:
+                        facts.exits.setdefault(key, []).append(event)
             marketing = [d for d in group if d.message_class == marketing_class]
             if not marketing:
                 continue
