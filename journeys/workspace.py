@@ -21,7 +21,7 @@ from django.utils.text import slugify
 from lifecycle.models import Tenant
 from lifecycle.workspace.access import workspace_view
 
-from . import builder
+from . import builder, rollups
 from .builder_checks import (
     EMAIL_KINDS,
     HORIZON,
@@ -35,7 +35,7 @@ from .builder_checks import (
 )
 from .builder_forms import AddStepForm, ContentForm, ImportForm, NewJourneyForm, SettingsForm, StepForm
 from .io import journey_export, library_install, library_keys, library_load
-from .models import Delivery, EmailTemplate, Enrollment, Journey, Step
+from .models import EmailTemplate, Enrollment, Journey, Step
 from .preview import PreviewError, TestNotSent, email_preview, email_send_test, recent_customers
 
 # Counts on the list stop here: a count past it reads "10,000+", so the page costs the same for a
@@ -92,11 +92,9 @@ def journey_list(request: HttpRequest, tenant: Tenant) -> HttpResponse:
     journeys = list(Journey.objects.for_tenant(tenant).annotate(step_count=Count("steps"))
                     .order_by("-priority", "name"))
     enrollments = Enrollment.objects.for_tenant(tenant)
-    sends = Delivery.objects.for_tenant(tenant)
     rows = [{"journey": j, "trigger": trigger_sentence(j, tenant), "steps": j.step_count,
              "enrolled": _capped(enrollments.filter(journey=j, state__in=ENROLLED_STATES)),
-             # sent_at is set with the state: delivery_journey_sent_idx (partial) serves the count.
-             "sent": _capped(sends.filter(journey=j, state=Delivery.State.SENT, sent_at__isnull=False))}
+             "sent": _capped(rollups.sends(tenant, j))}
             for j in journeys]
     status_order = {Journey.Status.ACTIVE: 0, Journey.Status.PAUSED: 1, Journey.Status.DRAFT: 2,
                     Journey.Status.ARCHIVED: 3}
