@@ -463,6 +463,13 @@ def test_a_real_esp_without_a_webhook_secret_is_flagged(settings):
     assert [w.id for w in tracking_webhooks_secured(None)] == ["journeys.W001"]
     settings.ANYMAIL = {"POSTMARK_SERVER_TOKEN": "x", "WEBHOOK_SECRET": "user:pass"}
     assert tracking_webhooks_secured(None) == []
+    settings.EMAIL_BACKEND = "anymail.backends.mailgun.EmailBackend"
+    settings.ANYMAIL = {"MAILGUN_API_KEY": "x", "WEBHOOK_SECRET": "user:pass"}
+    [warning] = tracking_webhooks_secured(None)
+    assert (warning.id, warning.msg) == ("journeys.W001", "ESP tracking webhooks refuse every post: "
+                                                          "ANYMAIL_MAILGUN_WEBHOOK_SIGNING_KEY not set.")
+    settings.ANYMAIL = {"MAILGUN_API_KEY": "x", "WEBHOOK_SECRET": "user:pass", "MAILGUN_WEBHOOK_SIGNING_KEY": "k"}
+    assert tracking_webhooks_secured(None) == []
     settings.EMAIL_BACKEND = "lifecycle.mail.OutboxBackend"
     settings.ANYMAIL = {}
     assert tracking_webhooks_secured(None) == []
