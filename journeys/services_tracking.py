@@ -1,14 +1,15 @@
 """Hearing back from the ESP: anymail tracking events update the Delivery, the Customer and the timeline.
 
 `esp_event_record` is the one write behind the anymail `tracking` signal (journeys/tracking.py).
-It runs inside the webhook request, so it is short: find the delivery by the ESP's message
-id (one indexed lookup), lock that row, write, return. It is idempotent: every event it
+It runs inside the webhook request (which journeys/tracking.py has already authenticated), so it
+is short: find the delivery (`_find_delivery`: our HMAC'd Message-ID, the ESP's message id, or
+metadata carrying our token; never tenant/delivery ids alone), lock that row, write, return. It is idempotent: every event it
 records lands on the timeline with a dedupe key built from (esp, event type, message id,
 recipient, event time or the ESP's event id), and the unique (tenant, dedupe_key) constraint
 makes a replayed webhook a no-op.
 
 What it never does is answer an error for an event it cannot use: an unknown message id,
-another tenant's metadata, an event type we do not track — those are logged and ignored,
+unsigned or forged metadata, another tenant's metadata, an event type we do not track — those are logged and ignored,
 so the ESP gets its 200 and stops retrying. A database error is the exception: it
 propagates, anymail answers 5xx and the ESP retries later.
 """
