@@ -89,6 +89,7 @@ def app_env(db: str, redis_url: str, *, pg: dict[str, str] | None = None, **extr
         "REDIS_URL": redis_url,
         "CELERY_BROKER_URL": redis_url,
         "SECRET_KEY": secrets.token_urlsafe(48),
+        "ANYMAIL_WEBHOOK_SECRET": "bench:" + secrets.token_urlsafe(24),
         "ALLOWED_HOSTS": "127.0.0.1",
         "PUBLIC_BASE_URL": "https://mail.bench.example",
         "DEBUG": "0",

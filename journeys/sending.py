@@ -26,6 +26,7 @@ from babel.numbers import format_currency
 from django.conf import settings
 from django.template import Context, Engine, Template
 from django.template.loader import render_to_string
+from django.utils.crypto import salted_hmac
 from django.utils.safestring import mark_safe
 
 from lifecycle.links import absolute, make_token
@@ -164,9 +165,17 @@ class RenderedEmail:
     headers: dict[str, str]
 
 
+def delivery_token(tenant_id: int, delivery_id: int, *, secret: str | None = None) -> str:
+    """An HMAC (keyed by SECRET_KEY) over tenant and delivery: in our Message-ID and the ESP metadata, so a
+    tracking event names a delivery only if it carries what we sent (journeys/services_tracking.py)."""
+    return salted_hmac("journeys.delivery-token", f"{tenant_id}.{delivery_id}", secret=secret,
+                       algorithm="sha256").hexdigest()[:24]
+
+
 def message_id_for(delivery: Delivery) -> str:
+    """Deterministic (the ESP's idempotency key, and resent identically), and not guessable."""
     host = urlsplit(settings.PUBLIC_BASE_URL).hostname or "lifecycle.localhost"
-    return f"<journey.{delivery.tenant_id}.{delivery.pk}@{host}>"
+    return f"<journey.{delivery.tenant_id}.{delivery.pk}.{delivery_token(delivery.tenant_id, delivery.pk)}@{host}>"
 
 
 def render_email(delivery: Delivery, *, context: dict[str, Any] | None = None) -> RenderedEmail:
@@ -322,7 +331,8 @@ def build_message(delivery: Delivery, rendered: RenderedEmail) -> AnymailMessage
     message.attach_alternative(rendered.html, "text/html")
     message.tags = [f"journey-{delivery.journey_id}", f"step-{delivery.step.position}"]
     message.metadata = {"tenant_id": delivery.tenant_id, "journey_id": delivery.journey_id,
-                        "step_id": delivery.step_id, "delivery_id": delivery.pk}
+                        "step_id": delivery.step_id, "delivery_id": delivery.pk,
+                        "delivery_token": delivery_token(delivery.tenant_id, delivery.pk)}
     return message
 
 

@@ -1,14 +1,15 @@
 """Hearing back from the ESP: anymail tracking events update the Delivery, the Customer and the timeline.
 
 `esp_event_record` is the one write behind the anymail `tracking` signal (journeys/tracking.py).
-It runs inside the webhook request, so it is short: find the delivery by the ESP's message
-id (one indexed lookup), lock that row, write, return. It is idempotent: every event it
+It runs inside the webhook request (which journeys/tracking.py has already authenticated), so it
+is short: find the delivery (`_find_delivery`: our HMAC'd Message-ID, the ESP's message id, or
+metadata carrying our token; never tenant/delivery ids alone), lock that row, write, return. It is idempotent: every event it
 records lands on the timeline with a dedupe key built from (esp, event type, message id,
 recipient, event time or the ESP's event id), and the unique (tenant, dedupe_key) constraint
 makes a replayed webhook a no-op.
 
 What it never does is answer an error for an event it cannot use: an unknown message id,
-another tenant's metadata, an event type we do not track — those are logged and ignored,
+unsigned or forged metadata, another tenant's metadata, an event type we do not track — those are logged and ignored,
 so the ESP gets its 200 and stops retrying. A database error is the exception: it
 propagates, anymail answers 5xx and the ESP retries later.
 """
@@ -20,7 +21,9 @@ import logging
 import re
 from typing import Any
 
+from django.conf import settings
 from django.db import IntegrityError, transaction
+from django.utils.crypto import constant_time_compare
 
 from lifecycle import clock
 from lifecycle.models import Customer, Event
@@ -28,6 +31,7 @@ from lifecycle.services import customer_suppress, customer_unsubscribe, event_ap
 from lifecycle.tenancy import system_scope, tenant_scope
 
 from .models import Delivery
+from .sending import delivery_token
 
 logger = logging.getLogger(__name__)
 
@@ -52,8 +56,10 @@ SOFT_BOUNCE_TYPES = {"SoftBounce"}
 # The ESP refused to send: why → our suppression reason (shown as "address suppressed (…)").
 REJECT_SUPPRESSION = {"bounced": "bounce", "invalid": "invalid address", "spam": "complaint",
                       "unsubscribed": "unsubscribed"}
-# Our own deterministic Message-ID (journeys.sending.message_id_for) names tenant and delivery.
-OWN_MESSAGE_ID = re.compile(r"^<journey\.(?P<tenant>\d+)\.(?P<delivery>\d+)@[^>]+>$")
+# Our own deterministic Message-ID (journeys.sending.message_id_for) names tenant and delivery, with
+# an HMAC over both; some ESPs report it without its angle brackets. One without the HMAC (sent
+# before it was added) matches too, and then fails verification: it was guessable.
+OWN_MESSAGE_ID = re.compile(r"^<?journey\.(?P<tenant>\d{1,18})\.(?P<delivery>\d{1,18})(?:\.(?P<token>[0-9a-f]+))?@[^<>\s]+>?$")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -112,16 +118,50 @@ def _meta_int(metadata: dict[str, Any], key: str) -> int | None:
         return None
 
 
-def _find_delivery(heard: Heard) -> tuple[Delivery | None, str]:
-    """The delivery an event is about, or None and why not.
+def _token_valid(tenant_id: int, delivery_id: int, token: str) -> bool:
+    """Our HMAC over tenant and delivery (journeys.sending.delivery_token), under SECRET_KEY or a fallback."""
+    keys = [settings.SECRET_KEY, *getattr(settings, "SECRET_KEY_FALLBACKS", [])]
+    return any(constant_time_compare(token, delivery_token(tenant_id, delivery_id, secret=key)) for key in keys)
 
-    By the ESP's message id (one global index); else by our metadata, echoed by the ESP;
-    else by our own Message-ID. Metadata naming another tenant never matches.
+
+def _signed_metadata(metadata: dict[str, Any]) -> tuple[tuple[int, int] | None, str]:
+    """(tenant id, delivery id) from metadata that carries our token over both; else None and why not."""
+    token = _text(metadata.get("delivery_token"))
+    tenant_id, delivery_id = _meta_int(metadata, "tenant_id"), _meta_int(metadata, "delivery_id")
+    if not token:
+        return None, "metadata carries no delivery token"
+    if tenant_id is None or delivery_id is None or not _token_valid(tenant_id, delivery_id, token):
+        return None, "metadata's delivery token does not verify"
+    return (tenant_id, delivery_id), ""
+
+
+def _find_delivery(heard: Heard) -> tuple[Delivery | None, str]:
+    """The delivery an event is about, or None and why not. Never through guessable ids alone:
+
+    - our own Message-ID names tenant and delivery with an HMAC over both, which must verify;
+    - else the ESP's message id (random, handed to us by the ESP when it accepted the message);
+    - else metadata, only when it carries our token over tenant and delivery.
+    Signed metadata must agree with what the message id found; unsigned metadata naming a tenant
+    may only narrow, never widen, the search. A token that is present and wrong voids the event.
     """
-    meta_tenant = _meta_int(heard.metadata, "tenant_id")
-    meta_delivery = _meta_int(heard.metadata, "delivery_id")
+    signed, unsigned_why = _signed_metadata(heard.metadata)
+    if heard.metadata.get("delivery_token") not in (None, "") and signed is None:
+        return None, unsigned_why
+    meta_tenant = signed[0] if signed else _meta_int(heard.metadata, "tenant_id")
     if heard.metadata.get("tenant_id") not in (None, "") and meta_tenant is None:
         return None, "metadata tenant_id is not a number"
+
+    own = OWN_MESSAGE_ID.match(heard.message_id)
+    if own:
+        tenant_id, delivery_id = int(own["tenant"]), int(own["delivery"])
+        if not _token_valid(tenant_id, delivery_id, own["token"] or ""):
+            return None, "our Message-ID's token does not verify"
+        if signed and signed != (tenant_id, delivery_id):
+            return None, "metadata names another delivery than the Message-ID"
+        message_id = f"<{heard.message_id.strip('<>')}>"
+        found = Delivery.objects.for_tenant(tenant_id).filter(pk=delivery_id, message_id=message_id).first()
+        return (found, "") if found else (None, "our Message-ID names no delivery we sent")
+
     if heard.message_id:
         candidates = list(Delivery.all_tenants.filter(esp_message_id=heard.message_id).order_by("pk")[:10])
         if candidates:
@@ -129,22 +169,18 @@ def _find_delivery(heard: Heard) -> tuple[Delivery | None, str]:
                 candidates = [d for d in candidates if d.tenant_id == meta_tenant]
                 if not candidates:
                     return None, "metadata tenant_id does not match the delivery's tenant"
-            if len(candidates) > 1 and meta_delivery is not None:
-                candidates = [d for d in candidates if d.pk == meta_delivery]
+            if signed:
+                candidates = [d for d in candidates if d.pk == signed[1]]
+                if not candidates:
+                    return None, "metadata names another delivery than the message id"
             if len(candidates) == 1:
                 return candidates[0], ""
             return None, f"message id matches {len(candidates)} deliveries"
-    if meta_delivery is not None:
-        if meta_tenant is None:
-            return None, "metadata has a delivery_id but no tenant_id"
-        found = Delivery.objects.for_tenant(meta_tenant).filter(pk=meta_delivery).first()
+    if signed:
+        found = Delivery.objects.for_tenant(signed[0]).filter(pk=signed[1]).first()
         return (found, "") if found else (None, "metadata names no delivery of that tenant")
-    own = OWN_MESSAGE_ID.match(heard.message_id)
-    if own:
-        found = Delivery.objects.for_tenant(int(own["tenant"])).filter(
-            pk=int(own["delivery"]), message_id=heard.message_id).first()
-        if found and (meta_tenant is None or meta_tenant == found.tenant_id):
-            return found, ""
+    if _meta_int(heard.metadata, "delivery_id") is not None:
+        return None, f"unknown message id, and {unsigned_why}"
     return None, "unknown message id"
 
 

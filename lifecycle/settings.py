@@ -9,6 +9,7 @@ request. `.env.example` lists every variable.
 """
 
 import os
+import secrets
 from pathlib import Path
 
 import dj_database_url
@@ -193,6 +194,51 @@ EVENT_HANDLERS = [
 # ANYMAIL_POSTMARK_SERVER_TOKEN=… (every ANYMAIL_* variable lands in ANYMAIL without the prefix).
 EMAIL_BACKEND = env("EMAIL_BACKEND", "lifecycle.mail.OutboxBackend")
 ANYMAIL = {key.removeprefix("ANYMAIL_"): value for key, value in os.environ.items() if key.startswith("ANYMAIL_")}
+# ESP tracking webhooks (/anymail/<esp>/tracking/, journeys/tracking.py) always demand HTTP basic auth
+# with ANYMAIL_WEBHOOK_SECRET ("user:password", put in the webhook URL given to the ESP); an ESP that
+# signs its posts is checked with its own key as well. Production refuses to start without them; the
+# embedded profile generates a secret once, in var/anymail_webhook_secret.
+ESP_WEBHOOK_SIGNING_SETTINGS = {
+    "mailersend": "MAILERSEND_SIGNING_SECRET",
+    "mailgun": "MAILGUN_WEBHOOK_SIGNING_KEY",
+    "mailtrap": "MAILTRAP_TRACKING_SECRET",
+    "mandrill": "MANDRILL_WEBHOOK_KEY",
+    "postal": "POSTAL_WEBHOOK_KEY",
+    "resend": "RESEND_SIGNING_SECRET",
+    "sendgrid": "SENDGRID_TRACKING_WEBHOOK_VERIFICATION_KEY",
+    "unisender_go": "UNISENDER_GO_API_KEY",
+}
+
+
+def _embedded_webhook_secret(path: Path) -> str:
+    """The secret made on first start and kept: written aside, then linked in, so processes starting
+    together (web, worker, beat) all end up with the first one written."""
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        draft = path.with_name(f".{path.name}.{os.getpid()}")
+        draft.write_text(f"lifecycle:{secrets.token_urlsafe(24)}\n")
+        draft.chmod(0o600)
+        try:
+            os.link(draft, path)
+        except FileExistsError:
+            pass
+        finally:
+            draft.unlink()
+    return path.read_text().strip()
+
+
+if not ANYMAIL.get("WEBHOOK_SECRET"):
+    ANYMAIL["WEBHOOK_SECRET"] = (_embedded_webhook_secret(VAR_DIR / "anymail_webhook_secret") if EMBEDDED
+                                 else env("ANYMAIL_WEBHOOK_SECRET"))
+_user, _colon, _password = ANYMAIL["WEBHOOK_SECRET"].partition(":")
+if not (_user and _colon and len(_password) >= 16):
+    raise ImproperlyConfigured("ANYMAIL_WEBHOOK_SECRET must be 'user:password' with a password of 16 characters or "
+                               "more, e.g. lifecycle:<python -c 'import secrets; print(secrets.token_urlsafe(24))'>.")
+if not EMBEDDED and EMAIL_BACKEND.startswith("anymail.backends."):
+    _signing = ESP_WEBHOOK_SIGNING_SETTINGS.get(EMAIL_BACKEND.split(".")[2])
+    if _signing and not ANYMAIL.get(_signing):
+        raise ImproperlyConfigured(f"ANYMAIL_{_signing} must be set in the environment (LIFECYCLE_PROFILE={PROFILE}): "
+                                   f"{EMAIL_BACKEND} signs its tracking webhooks with it.")
 # For EMAIL_BACKEND=django.core.mail.backends.smtp.EmailBackend (the compose profile's mail catcher).
 EMAIL_HOST = env("EMAIL_HOST", "localhost")
 EMAIL_PORT = int(env("EMAIL_PORT", "25"))

@@ -58,8 +58,8 @@ urlpatterns = [
     path("r/<slug:store>/<str:code>", referral_pages.referral_code, name="referral-code"),
     path("r/<str:code>", referral_pages.referral, name="referral"),
     path("l/<str:token>", loyalty_page, name="loyalty"),
-    # ESP tracking webhooks (e.g. /anymail/postmark/tracking/), handled by journeys.tracking.
-    path("anymail/", include("anymail.urls")),
+    # ESP tracking webhooks (e.g. /anymail/postmark/tracking/): anymail's, behind journeys.tracking's gate.
+    path("anymail/", include("journeys.tracking")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularRedocView.as_view(url_name="schema"), name="api-docs"),
     re_path(rf"^webhooks/shopify{S}$", webhooks.shopify, name="webhook-shopify"),

@@ -14,7 +14,7 @@ from django.test.utils import CaptureQueriesContext
 
 from journeys import services_send
 from journeys.models import Delivery, Enrollment, Journey
-from journeys.sending import esp_send
+from journeys.sending import esp_send, message_id_for
 from journeys.services import deliveries_claim, deliveries_reclaim
 from journeys.services_send import deliveries_send
 from lifecycle import clock
@@ -64,7 +64,7 @@ def test_a_batch_sends_each_email_once_and_moves_every_journey_on(api, tenant):
 
     first = rows(tenant, step__position=1)
     assert {d.state for d in first} == {"sent"} and {d.attempts for d in first} == {1}
-    assert [d.message_id for d in first] == [f"<journey.{tenant.pk}.{d.pk}@127.0.0.1>" for d in first]
+    assert [d.message_id for d in first] == [message_id_for(d) for d in first]
     assert all(d.esp_message_id and d.sent_at == DUE and d.lease_until is None for d in first)
     assert [[h["state"] for h in d.history] for d in first] == [["sent"]] * 30
     assert sorted(m.to[0] for m in mail.outbox) == sorted(f"c{n}@example.com" for n in range(30))

@@ -7,6 +7,7 @@ import requests
 from django.core import mail
 
 from journeys.models import Delivery, Enrollment, Journey, Step
+from journeys.sending import delivery_token
 from journeys.services import deliveries_claim, deliveries_reclaim, delivery_send, quiet_hours_end
 from journeys.services_send import deliveries_send
 from lifecycle import clock
@@ -62,9 +63,11 @@ def test_paid_order_enrolls_and_each_step_goes_out_once_at_its_time(api, tenant)
     assert "Hi Ada, thanks for order" in message.body
     assert message.extra_headers["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
     assert message.extra_headers["List-Unsubscribe"].startswith("<http://127.0.0.1:8000/u/")
-    assert message.extra_headers["Message-ID"] == f"<journey.{tenant.pk}.{first.pk}@127.0.0.1>"
+    token = delivery_token(tenant.pk, first.pk)
+    assert len(token) == 24 and int(token, 16) >= 0  # an HMAC: the Message-ID cannot be guessed
+    assert message.extra_headers["Message-ID"] == f"<journey.{tenant.pk}.{first.pk}.{token}@127.0.0.1>"
     assert message.metadata == {"tenant_id": tenant.pk, "journey_id": journey.pk, "step_id": first.step_id,
-                                "delivery_id": first.pk}
+                                "delivery_id": first.pk, "delivery_token": token}
     html = message.alternatives[0][0]
     assert 'style="' in html and "<style>" not in html.split("<body")[1]  # CSS inlined
     first, second = deliveries(tenant)

@@ -69,9 +69,11 @@ def sent(api, tenant) -> Delivery:
 
 
 def metadata(delivery: Delivery) -> dict[str, str]:
-    # Postmark converts metadata values to strings; so does Mailgun's user-variables.
-    return {"tenant_id": str(delivery.tenant_id), "journey_id": str(delivery.journey_id),
-            "step_id": str(delivery.step_id), "delivery_id": str(delivery.pk)}
+    """The metadata the engine sent with the delivery, as the ESP echoes it back: Postmark converts
+    metadata values to strings; so does Mailgun's user-variables."""
+    [sent] = [m for m in mail.outbox if str(m.metadata.get("delivery_id")) == str(delivery.pk)]
+    assert set(sent.metadata) == {"tenant_id", "journey_id", "step_id", "delivery_id", "delivery_token"}
+    return {key: str(value) for key, value in sent.metadata.items()}
 
 
 def postmark(payload: dict, auth: str | None = AUTH, client: Client | None = None):
@@ -238,7 +240,8 @@ def test_wrong_or_missing_basic_auth_is_refused_and_writes_nothing(sent, tenant,
 
     response = postmark(pm_bounce(sent), auth=auth)
 
-    assert response.status_code == 400
+    assert response.status_code == 401
+    assert response["WWW-Authenticate"].startswith("Basic ")
     assert snapshot(tenant) == before
 
 
@@ -446,8 +449,8 @@ def test_mailgun_with_a_bad_signature_is_refused_and_writes_nothing(mg_sent, ten
     before = snapshot(tenant)
     forged = mailgun_body(mg_event(mg_sent, "complained", 1795514400.0), key="not-the-signing-key")
 
-    assert mailgun(forged).status_code == 400
-    assert mailgun(mailgun_body(mg_event(mg_sent, "complained", 1795514400.0)), auth=None).status_code == 400
+    assert mailgun(forged).status_code == 403
+    assert mailgun(mailgun_body(mg_event(mg_sent, "complained", 1795514400.0)), auth=None).status_code == 401
 
     assert snapshot(tenant) == before
 
@@ -459,6 +462,13 @@ def test_a_real_esp_without_a_webhook_secret_is_flagged(settings):
     settings.ANYMAIL = {"POSTMARK_SERVER_TOKEN": "x"}
     assert [w.id for w in tracking_webhooks_secured(None)] == ["journeys.W001"]
     settings.ANYMAIL = {"POSTMARK_SERVER_TOKEN": "x", "WEBHOOK_SECRET": "user:pass"}
+    assert tracking_webhooks_secured(None) == []
+    settings.EMAIL_BACKEND = "anymail.backends.mailgun.EmailBackend"
+    settings.ANYMAIL = {"MAILGUN_API_KEY": "x", "WEBHOOK_SECRET": "user:pass"}
+    [warning] = tracking_webhooks_secured(None)
+    assert (warning.id, warning.msg) == ("journeys.W001", "ESP tracking webhooks refuse every post: "
+                                                          "ANYMAIL_MAILGUN_WEBHOOK_SIGNING_KEY not set.")
+    settings.ANYMAIL = {"MAILGUN_API_KEY": "x", "WEBHOOK_SECRET": "user:pass", "MAILGUN_WEBHOOK_SIGNING_KEY": "k"}
     assert tracking_webhooks_secured(None) == []
     settings.EMAIL_BACKEND = "lifecycle.mail.OutboxBackend"
     settings.ANYMAIL = {}
