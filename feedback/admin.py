@@ -9,21 +9,11 @@ from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
 
+from lifecycle.admin import ReadOnlyMixin
 from lifecycle.services import ServiceError
 
 from . import services
 from .models import AnswerAttempt, FeedbackAlert, Review, Survey, SurveyRequest, SurveyResponse
-
-
-class ReadOnly(admin.ModelAdmin):
-    def has_add_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False
 
 
 @admin.register(Survey)
@@ -34,24 +24,23 @@ class SurveyAdmin(admin.ModelAdmin):
 
 
 @admin.register(SurveyRequest)
-class SurveyRequestAdmin(ReadOnly):
+class SurveyRequestAdmin(ReadOnlyMixin, admin.ModelAdmin):
     list_display = ("survey", "customer", "order", "product", "asked_because", "asked_at", "journey_id")
     list_filter = ("survey__kind", "tenant")
     search_fields = ("customer__email", "asked_because")
     list_select_related = ("survey", "customer", "order", "product")
 
 
-class AttemptInline(admin.TabularInline):
+class AttemptInline(ReadOnlyMixin, admin.TabularInline):
     model = AnswerAttempt
     fk_name = "request"
     extra = 0
     fields = ("at", "mode", "score", "automated", "outcome", "user_agent")
     readonly_fields = fields
-    can_delete = False
 
 
 @admin.register(SurveyResponse)
-class SurveyResponseAdmin(ReadOnly):
+class SurveyResponseAdmin(ReadOnlyMixin, admin.ModelAdmin):
     list_display = ("survey", "customer", "score", "category", "state", "answered_at", "edits")
     list_filter = ("survey__kind", "category", "state", "tenant")
     search_fields = ("customer__email", "comment")
@@ -59,13 +48,13 @@ class SurveyResponseAdmin(ReadOnly):
 
 
 @admin.register(AnswerAttempt)
-class AnswerAttemptAdmin(ReadOnly):
+class AnswerAttemptAdmin(ReadOnlyMixin, admin.ModelAdmin):
     list_display = ("request", "at", "mode", "score", "automated", "outcome")
     list_filter = ("mode", "automated", "tenant")
 
 
 @admin.register(FeedbackAlert)
-class FeedbackAlertAdmin(ReadOnly):
+class FeedbackAlertAdmin(ReadOnlyMixin, admin.ModelAdmin):
     list_display = ("response", "state", "email_to", "webhook_url", "attempts", "email_sent_at", "webhook_sent_at",
                     "last_error")
     list_filter = ("state", "tenant")

@@ -1,6 +1,6 @@
 """The operator's read-only view of journeys, and why a customer got (or did not get) each step.
 
-Platform admin for now: superusers only, across every tenant (the admin's default manager
+The operators' admin: superusers only (lifecycle.admin_site), across every tenant (the admin's default manager
 is `all_tenants`). Journeys are changed through their services and the marketer's
 workspace, never by editing rows here: a hand-edited Delivery state would bypass the
 send gate's guarantees. The marketer's tenant-scoped workspace is built on top of this.
@@ -12,50 +12,34 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
 
+from lifecycle.admin import ReadOnlyMixin
 from lifecycle.models import Customer
+from lifecycle.tenancy import is_operator
 
 from .models import Delivery, EmailTemplate, Enrollment, Journey, Step
 from .selectors import customer_journeys_explain, customer_time_zone
 
 
-class ReadOnlyPlatformAdmin(admin.ModelAdmin):
-    """Visible to active superusers; nobody adds, changes or deletes through it."""
+class ReadOnlyPlatformAdmin(ReadOnlyMixin, admin.ModelAdmin):
+    """Visible to operators (the site lets no one else in); nobody adds, changes or deletes through it."""
 
     def has_module_permission(self, request) -> bool:
-        return request.user.is_active and request.user.is_superuser
+        return is_operator(request.user)
 
     def has_view_permission(self, request, obj=None) -> bool:
-        return request.user.is_active and request.user.is_superuser
-
-    def has_add_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False
+        return is_operator(request.user)
 
 
 def explain_link(customer_id: int, text: str = "explain") -> str:
     return format_html('<a href="{}">{}</a>', reverse("admin:journeys_customer_explain", args=[customer_id]), text)
 
 
-class StepInline(admin.TabularInline):
+class StepInline(ReadOnlyMixin, admin.TabularInline):
     model = Step
     extra = 0
     fields = ("position", "name", "kind", "wait_kind", "wait", "anchor", "wait_event", "wait_max", "template")
     readonly_fields = fields
     show_change_link = True
-
-    def has_add_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False
 
 
 @admin.register(Journey)

@@ -1,9 +1,28 @@
-"""The operator's admin. The marketer's tenant-scoped workspace is built on top of this."""
+"""The operators' admin: every store, for the platform's operators only (lifecycle.admin_site).
+
+A store's own users work in the tenant-scoped workspace (/app/); nothing here is theirs.
+"""
 
 from django.contrib import admin
 from django.utils.html import format_html
 
 from . import models
+
+
+class ReadOnlyMixin:
+    """History and machinery: an operator looks, nobody adds, changes or deletes through the admin.
+
+    For a ModelAdmin (`class X(ReadOnlyMixin, admin.ModelAdmin)`) or an inline. Views stay with the
+    site's operators-only rule (`has_view_permission` of a superuser)."""
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
 
 
 @admin.register(models.Tenant)
@@ -32,14 +51,14 @@ class StoreConnectionAdmin(admin.ModelAdmin):
     readonly_fields = ("public_id",)
 
 
-class OrderLineInline(admin.TabularInline):
+class OrderLineInline(ReadOnlyMixin, admin.TabularInline):
     model = models.OrderLine
     extra = 0
     fields = ("sku", "title", "quantity", "unit_price")
     readonly_fields = fields
 
 
-class RefundInline(admin.TabularInline):
+class RefundInline(ReadOnlyMixin, admin.TabularInline):
     model = models.Refund
     extra = 0
     fields = ("external_id", "amount", "currency", "reason", "refunded_at")
@@ -90,7 +109,9 @@ class WebhookDeliveryAdmin(admin.ModelAdmin):
 
 
 @admin.register(models.OutboxMessage)
-class OutboxMessageAdmin(admin.ModelAdmin):
+class OutboxMessageAdmin(ReadOnlyMixin, admin.ModelAdmin):
+    """The embedded profile's sent mail: a record of what went out, never written by hand."""
+
     list_display = ("subject", "to", "tenant", "created_at")
     readonly_fields = ("from_email", "to", "subject", "headers", "message_id", "text_body", "rendered")
     exclude = ("html_body",)

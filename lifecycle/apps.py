@@ -1,4 +1,5 @@
 from django.apps import AppConfig
+from django.contrib.admin import apps as admin_apps
 
 
 class LifecycleConfig(AppConfig):
@@ -14,3 +15,10 @@ class LifecycleConfig(AppConfig):
         # `field__prefix=…`: a prefix match that can use an index under row-level security.
         CharField.register_lookup(Prefix)
         TextField.register_lookup(Prefix)
+
+
+class OperatorAdminConfig(admin_apps.AdminConfig):
+    """django.contrib.admin with the operators-only site (lifecycle.admin_site) as `admin.site`."""
+
+    default = False  # not the `lifecycle` app's config: INSTALLED_APPS names it in place of django.contrib.admin
+    default_site = "lifecycle.admin_site.OperatorAdminSite"

@@ -96,7 +96,10 @@ def _retry_once_on_conflict(fn: Callable[[], T]) -> T:
 def tenant_create(
     *, slug: str, name: str, owner_email: str | None = None, time_zone: str = "UTC", currency: str = "USD"
 ) -> tuple[Tenant, str]:
-    """Create a tenant, its owner membership and a first API key. Returns the key, shown once."""
+    """Create a tenant, its owner membership and a first API key. Returns the key, shown once.
+
+    The owner is a store user, never staff or superuser: the store is run from the workspace (/app/),
+    and the operators' admin (/admin/) is closed to every store user (lifecycle.admin_site)."""
     tenant = Tenant(slug=slug, name=name, time_zone=time_zone, currency=currency, sender_name=name)
     tenant.full_clean()
     with transaction.atomic():
@@ -104,7 +107,7 @@ def tenant_create(
         if owner_email:
             user_model = get_user_model()
             user, _ = user_model.objects.get_or_create(
-                username=owner_email.lower(), defaults={"email": owner_email.lower(), "is_staff": True}
+                username=owner_email.lower(), defaults={"email": owner_email.lower()}
             )
             Membership.objects.create(tenant=tenant, user=user, role=Membership.Role.OWNER)
         _, key = api_key_create(tenant=tenant, name="default")

@@ -133,10 +133,18 @@ def activate_system() -> None:
     _scope.set((SYSTEM, None))
 
 
+def is_operator(user) -> bool:
+    """The platform's operators: active superusers, and nobody else. No path a store's users take
+    (tenant_create, create_tenant, the workspace's team pages) makes a superuser, so this is the one
+    flag no store user gets; `is_staff` alone opens nothing (lifecycle.admin_site)."""
+    return bool(user is not None and user.is_active and user.is_superuser)
+
+
 class TenantScopeMiddleware:
     """Each request starts with no tenant and ends with none, whatever its view activated.
 
-    Staff on the admin site are operators: their requests see every tenant.
+    Operators (`is_operator`) on the admin site see every tenant; nobody else ever gets that scope
+    from a request, and the admin site refuses everybody else before any view runs.
     """
 
     def __init__(self, get_response):
@@ -146,10 +154,8 @@ class TenantScopeMiddleware:
         in_request = _in_request.set(True)
         scope = _scope.set(None)
         try:
-            if request.path.startswith("/admin/"):
-                user = getattr(request, "user", None)
-                if user is not None and user.is_active and user.is_staff:
-                    _scope.set((SYSTEM, None))
+            if request.path.startswith("/admin/") and is_operator(getattr(request, "user", None)):
+                _scope.set((SYSTEM, None))
             return self.get_response(request)
         finally:
             # Whatever the view activated ends here: the thread's next request starts from nothing.

@@ -2,6 +2,8 @@
 
 from django.contrib import admin
 
+from lifecycle.admin import ReadOnlyMixin
+
 from . import models
 
 
@@ -41,21 +43,12 @@ class LoyaltyAccountAdmin(admin.ModelAdmin):
 
 
 @admin.register(models.LedgerEntry)
-class LedgerEntryAdmin(admin.ModelAdmin):
+class LedgerEntryAdmin(ReadOnlyMixin, admin.ModelAdmin):
     list_display = ("created_at", "tenant", "customer", "kind", "amount", "points", "pending_points", "debt_points",
                     "source", "reason")
     list_filter = ("kind", "tenant")
     search_fields = ("source",)
     list_select_related = ("customer", "tenant")
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
 
 @admin.register(models.Redemption)

@@ -180,6 +180,7 @@ class LedgerEntry(TenantModel):
     created_at = models.DateTimeField()
 
     class Meta:
+        verbose_name_plural = "ledger entries"
         constraints = [
             models.UniqueConstraint(fields=["tenant", "customer", "kind", "source"], name="loyalty_entry_source_uniq"),
         ]

@@ -1,4 +1,5 @@
-"""Referral programs, codes, the review queue and rewards in the operator's admin.
+"""Referral programs, codes, the review queue and rewards in the operators' admin (superusers only;
+a store reviews its own referrals in the workspace).
 
 Review decisions go through `services.referral_decide` (conditional: a referral refunded or
 decided meanwhile is left alone), never by editing `state` by hand.
@@ -6,19 +7,11 @@ decided meanwhile is left alone), never by editing `state` by hand.
 
 from django.contrib import admin, messages
 
+from lifecycle.admin import ReadOnlyMixin
+from lifecycle.tenancy import is_operator
+
 from . import services
 from .models import Click, Invite, Program, Referral, ReferralCode, Reward
-
-
-class ReadOnly(admin.ModelAdmin):
-    def has_add_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False
 
 
 @admin.register(Program)
@@ -37,26 +30,25 @@ class ReferralCodeAdmin(admin.ModelAdmin):
 
 
 @admin.register(Click)
-class ClickAdmin(ReadOnly):
+class ClickAdmin(ReadOnlyMixin, admin.ModelAdmin):
     list_display = ("code", "at", "by_advocate", "tenant")
     list_filter = ("by_advocate", "tenant")
 
 
 @admin.register(Invite)
-class InviteAdmin(ReadOnly):
+class InviteAdmin(ReadOnlyMixin, admin.ModelAdmin):
     list_display = ("customer", "delivery_id", "created_at", "tenant")
 
 
-class RewardInline(admin.TabularInline):
+class RewardInline(ReadOnlyMixin, admin.TabularInline):
     model = Reward
     extra = 0
     fields = ("side", "customer", "kind", "amount", "currency", "code", "state", "attempts", "last_error", "issued_at")
     readonly_fields = fields
-    can_delete = False
 
 
 @admin.register(Referral)
-class ReferralAdmin(ReadOnly):
+class ReferralAdmin(ReadOnlyMixin, admin.ModelAdmin):
     """The review queue: filter by state = review; approve or reject with the actions."""
 
     list_display = ("code", "advocate", "friend", "order", "state", "reason", "carrier", "review_deadline",
@@ -71,7 +63,8 @@ class ReferralAdmin(ReadOnly):
     actions = ("approve_selected", "reject_selected")
 
     def has_change_permission(self, request, obj=None) -> bool:
-        return request.user.is_staff  # the actions below; every field is read-only
+        # The approve/reject actions below (every field is read-only): operators only, like the whole site.
+        return is_operator(request.user)
 
     def _decide(self, request, queryset, approve: bool) -> None:
         done = sum(services.referral_decide(referral_id=r.pk, tenant=r.tenant_id, approve=approve,
@@ -90,7 +83,7 @@ class ReferralAdmin(ReadOnly):
 
 
 @admin.register(Reward)
-class RewardAdmin(ReadOnly):
+class RewardAdmin(ReadOnlyMixin, admin.ModelAdmin):
     list_display = ("referral", "side", "customer", "kind", "amount", "currency", "state", "attempts", "last_error",
                     "issued_at", "tenant")
     list_filter = ("state", "kind", "side", "tenant")

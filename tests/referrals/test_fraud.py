@@ -185,7 +185,7 @@ def test_conversion_velocity_per_advocate_is_flagged(api, tenant):
     assert states == [("converted", []), ("converted", []), ("review", ["velocity_conversions_advocate"])]
 
 
-def staff_client():
+def operator_client():
     user = get_user_model().objects.create_superuser("ops", "ops@example.com", "pw")
     client = Client()
     client.force_login(user)
@@ -197,7 +197,7 @@ def test_admin_approves_from_the_review_queue_and_the_reward_follows_the_delay(a
     with clock.frozen(T0):
         order_as(api, code, customer={"external_id": "alias", "email": "adalove+1@gmail.com"})
     referral = referral_for(tenant, "F-1")
-    client = staff_client()
+    client = operator_client()
     assert client.get("/admin/referrals/referral/?state__exact=review").status_code == 200
     assert client.get(f"/admin/referrals/referral/{referral.pk}/change/").status_code == 200
     for page in ("program/add/", "program/", "referralcode/", "reward/", "click/", "invite/"):
@@ -218,7 +218,7 @@ def test_admin_rejects_and_a_decided_referral_is_not_decided_again(api, tenant):
     with clock.frozen(T0):
         order_as(api, code, customer={"external_id": "alias", "email": "adalove+1@gmail.com"})
     referral = referral_for(tenant, "F-1")
-    client = staff_client()
+    client = operator_client()
     client.post("/admin/referrals/referral/", {"action": "reject_selected", "_selected_action": [referral.pk]})
     client.post("/admin/referrals/referral/", {"action": "approve_selected", "_selected_action": [referral.pk]})
     referral.refresh_from_db()
