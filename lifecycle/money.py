@@ -12,9 +12,18 @@ MAX_AMOUNT = Decimal("1e14")
 AMOUNT_HINT = 'must be a decimal amount such as "19.90"'
 
 
+# ISO 4217 codes (and CLDR's extra X-codes) that are not money: precious metals, bond-market
+# units, the IMF's SDR, the testing code XTS and "no currency" XXX.
+NOT_CURRENCIES = frozenset({
+    "XAG", "XAU", "XPD", "XPT", "XBA", "XBB", "XBC", "XBD", "XDR", "XSU", "XUA", "XTS", "XXX",
+    "XAD", "XEU", "XFO", "XFU", "XRE",
+})
+
+
 @functools.cache
 def currencies() -> frozenset[str]:
-    return frozenset(code for code in list_currencies() if len(code) == 3 and code.isalpha() and code.isupper())
+    return frozenset(code for code in list_currencies()
+                     if len(code) == 3 and code.isalpha() and code.isupper() and code not in NOT_CURRENCIES)
 
 
 def is_currency(code: str) -> bool:
