@@ -24,7 +24,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from . import clock
-from .money import AMOUNT_HINT, MAX_AMOUNT, MONEY_DECIMAL_PLACES, is_currency, to_decimal
+from .money import AMOUNT_HINT, MAX_AMOUNT, MAX_AMOUNT_TEXT, MONEY_DECIMAL_PLACES, is_currency, to_decimal
 
 
 def _money(value: Any) -> Decimal:
@@ -37,7 +37,7 @@ def _money(value: Any) -> Decimal:
     if amount < 0:
         raise ValueError("must not be negative")
     if amount >= MAX_AMOUNT:
-        raise ValueError("is too large")
+        raise ValueError(f"is too large (at most {MAX_AMOUNT_TEXT})")
     if -amount.as_tuple().exponent > MONEY_DECIMAL_PLACES:
         raise ValueError(f"has more than {MONEY_DECIMAL_PLACES} decimal places")
     return amount

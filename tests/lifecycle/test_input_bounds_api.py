@@ -7,6 +7,7 @@ product or event, and no idempotency record left in flight.
 
 import datetime as dt
 import json
+from decimal import Decimal
 
 import pytest
 
@@ -162,14 +163,34 @@ def test_a_surrogate_pair_is_a_character_and_is_kept(api, tenant):
     assert Event.objects.for_tenant(tenant).get(type="support.contacted").data == {"note": "\U0001F600"}
 
 
-def test_an_order_total_at_the_limit_is_accepted_and_one_over_is_refused(api, tenant):
-    # 99999999999999.9999 is the largest total the columns hold; 10^14 is "too large".
-    kept = api.post("/api/v1/orders", order_payload(external_id="big", total="99999999999999.9999", lines=[]))
-    over = api.post("/api/v1/orders", order_payload(external_id="over", total="100000000000000", lines=[]))
+@pytest.mark.parametrize("total", ["99999999999999.9999", "1000000000000", "1e13"])
+def test_an_order_total_above_a_trillion_is_a_400(api, tenant, total):
+    # The columns would hold 99999999999999.9999, but not what is derived from it (journey revenue
+    # rollups, a customer's spend): one order's amounts stay below 10^12.
+    refused(api.post("/api/v1/orders", order_payload(total=total, lines=[])), 400, "validation_failed",
+            {"total": ["is too large (at most 999999999999.9999)"]})
+    assert_nothing_written(tenant)
 
-    assert kept.status_code == 201 and kept.json()["total"] == "99999999999999.9999"
-    refused(over, 400, "validation_failed", {"total": ["is too large"]})
-    assert list(Order.objects.for_tenant(tenant).values_list("external_id", flat=True)) == ["big"]
+
+def test_a_customers_spend_saturates_at_what_its_column_holds(api, tenant):
+    from lifecycle.services import TOTAL_SPENT_MAX
+
+    assert api.post("/api/v1/orders", order_payload(customer={"external_id": "whale"}, lines=[])).status_code == 201
+    Customer.objects.for_tenant(tenant).update(total_spent=TOTAL_SPENT_MAX - 1)  # ~a thousand trillion-unit orders
+
+    again = api.post("/api/v1/orders", order_payload(customer={"external_id": "whale"}, total="999999999999",
+                                                     lines=[]))
+
+    assert again.status_code == 201
+    customer = Customer.objects.for_tenant(tenant).get()
+    assert (customer.order_count, customer.total_spent) == (2, Decimal("999999999999999.9999"))
+
+
+def test_an_order_total_at_the_limit_is_accepted(api, tenant):
+    kept = api.post("/api/v1/orders", order_payload(external_id="big", total="999999999999.9999", lines=[]))
+
+    assert kept.status_code == 201 and kept.json()["total"] == "999999999999.9999"
+    assert Customer.objects.for_tenant(tenant).get().total_spent == Decimal("999999999999.9999")
 
 
 # --- item 7: strict where the API means a number, a zone, a currency, an offset ---------------------
