@@ -13,11 +13,11 @@ from django.core.management import call_command
 from lifecycle import clock
 from lifecycle.models import Event
 from lifecycle.services import tenant_create
-from loyalty.models import LedgerEntry, LoyaltyAccount
+from loyalty.models import LedgerEntry, LoyaltyAccount, Redemption
 from loyalty.services import ORDER_POINTS_MAX, POINTS_COLUMN_MAX
 from tests.conftest import Api
 
-from .helpers import NOW, paid_order, program, sums
+from .helpers import NOW, paid_order, program, reward, sums
 
 pytestmark = pytest.mark.django_db
 
@@ -77,3 +77,19 @@ def test_an_account_never_passes_what_its_columns_hold(api, tenant, capsys):
     account = LoyaltyAccount.objects.for_tenant(tenant).get()
     assert (account.balance, account.pending, account.lifetime_earned) == (POINTS_COLUMN_MAX, 0, POINTS_COLUMN_MAX)
     ledger_ok(capsys)
+
+
+@pytest.mark.parametrize("reward_id", [True, "1", 1.0])
+def test_a_redemption_names_its_reward_by_a_json_integer(api, tenant, reward_id):
+    prog = program(tenant, pending_days=0)
+    with clock.frozen(NOW):
+        paid_order(api, total="100.00")
+    gift = reward(tenant, prog, cost=80)
+    assert gift.pk >= 1
+
+    with clock.frozen(NOW):
+        response = api.post("/api/v1/customers/c1/redemptions", {"reward_id": reward_id})
+
+    assert response.status_code == 400
+    assert response.json()["fields"] == {"reward_id": ["must be a whole number"]}
+    assert Redemption.objects.for_tenant(tenant).count() == 0 and sums(tenant) == (100, 0, 0)
