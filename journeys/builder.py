@@ -17,14 +17,13 @@ new enrollments into it (an enrollment's foreign key takes a KEY SHARE lock on t
 """
 
 import datetime as dt
-import json
-from decimal import Decimal
 from typing import Any
 
 from django.db import IntegrityError, transaction
 from django.db.models import Count
 from pydantic import ValidationError
 
+from lifecycle import jsonbody
 from lifecycle.models import Tenant
 from lifecycle.services import Conflict, ServiceError, _advisory_lock
 
@@ -239,9 +238,9 @@ def journey_import_file(*, tenant: Tenant, raw: bytes) -> Journey:
     """A new draft journey from exported JSON, validated by journeys.schema. Never updates an
     existing journey (the API does that, by name): a taken name is refused."""
     try:
-        data = json.loads(raw.decode("utf-8-sig"), parse_float=Decimal)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise BuilderError("journeys.bad_json", f"This file is not JSON: {exc}.") from exc
+        data = jsonbody.loads(raw)  # bounded like every body we are sent: depth, number length
+    except jsonbody.JSONBodyError as exc:
+        raise BuilderError("journeys.bad_json", f"This file is not JSON we can read: {exc.message}") from exc
     try:
         journey_in = JourneyIn.model_validate(data)
     except ValidationError as exc:

@@ -20,15 +20,24 @@ from . import crypto
 from .money import MONEY_DECIMAL_PLACES, MONEY_MAX_DIGITS, is_currency
 from .tenancy import TenantModel
 
+# Files in the tz database that are not zones: "localtime" is whatever this server's clock is
+# set to, "Factory" means "zone not set", "posixrules" is a template.
+_NOT_ZONES = frozenset({"localtime", "Factory", "posixrules"})
+
 
 @functools.cache
 def _time_zones() -> frozenset[str]:
     # available_timezones() walks the tz database on disk: ~15 ms a call, so once per process.
-    return frozenset(zoneinfo.available_timezones())
+    return frozenset(zone for zone in zoneinfo.available_timezones()
+                     if zone not in _NOT_ZONES and not zone.startswith(("posix/", "right/")))
+
+
+def is_time_zone(value: str) -> bool:
+    return value in _time_zones()
 
 
 def validate_time_zone(value: str) -> None:
-    if value not in _time_zones():
+    if not is_time_zone(value):
         raise ValidationError(f"{value!r} is not an IANA time zone, such as 'Europe/Berlin'.")
 
 

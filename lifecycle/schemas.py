@@ -16,10 +16,15 @@ from pydantic import (
     ConfigDict,
     EmailStr,
     Field,
+    StrictBool,
+    StrictInt,
+    field_validator,
     model_validator,
 )
+from pydantic_core import PydanticCustomError
 
-from .money import AMOUNT_HINT, MAX_AMOUNT, MONEY_DECIMAL_PLACES, is_currency, to_decimal
+from . import clock
+from .money import AMOUNT_HINT, MAX_AMOUNT, MAX_AMOUNT_TEXT, MONEY_DECIMAL_PLACES, is_currency, to_decimal
 
 
 def _money(value: Any) -> Decimal:
@@ -32,7 +37,7 @@ def _money(value: Any) -> Decimal:
     if amount < 0:
         raise ValueError("must not be negative")
     if amount >= MAX_AMOUNT:
-        raise ValueError("is too large")
+        raise ValueError(f"is too large (at most {MAX_AMOUNT_TEXT})")
     if -amount.as_tuple().exponent > MONEY_DECIMAL_PLACES:
         raise ValueError(f"has more than {MONEY_DECIMAL_PLACES} decimal places")
     return amount
@@ -61,16 +66,59 @@ ExternalId = Annotated[str, BeforeValidator(_strip), Field(min_length=1, max_len
 NormalizedEmail = Annotated[EmailStr, AfterValidator(_normalize_email)]
 
 
+# The accepted window for every date-time we are sent (API, webhooks, imports): from the Unix
+# epoch to a little after now. Nothing a store records happened before 1970 or days ahead; and
+# 0001-01-01 / 9999-12-31 overflow as soon as they are shown in a store's time zone. The leeway
+# covers a sender's clock running fast, or a local time sent as UTC (at most ±14 hours).
+EARLIEST_TIMESTAMP = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+FUTURE_LEEWAY = dt.timedelta(days=2)
+OUT_OF_RANGE = "datetime_out_of_range"
+
+
+def timestamp_window() -> tuple[dt.datetime, dt.datetime]:
+    return EARLIEST_TIMESTAMP, clock.now() + FUTURE_LEEWAY
+
+
+def _iso_datetime(value: Any) -> Any:
+    """Only an ISO 8601 string with a UTC offset (or a datetime, from our own mapping code).
+
+    Pydantic would also take a Unix number (1700000000, or "1700000000"), which says nothing
+    about its zone: refused like any date-time without an offset.
+    """
+    if isinstance(value, dt.datetime):
+        return value
+    if not isinstance(value, str):
+        raise PydanticCustomError("datetime_type", "must be an ISO 8601 date-time with a UTC offset")
+    try:
+        parsed = dt.datetime.fromisoformat(value.strip())
+    except ValueError:
+        raise PydanticCustomError("datetime_parsing", "must be an ISO 8601 date-time with a UTC offset") from None
+    if parsed.tzinfo is None:
+        raise PydanticCustomError("timezone_aware", "must include a UTC offset")
+    return parsed
+
+
 def _utc(value: dt.datetime) -> dt.datetime:
     # Stored in UTC anyway, and PostgreSQL takes UTC offsets only up to ±15:59 where ISO 8601 (and
     # Python) allow ±23:59: "…T05:33:04-22:56" must be a time, not a database error.
+    earliest, latest = timestamp_window()
     try:
-        return value.astimezone(dt.UTC)
+        value = value.astimezone(dt.UTC)
     except OverflowError:
-        raise ValueError("is out of range") from None
+        value = None
+    if value is None or not earliest <= value <= latest:
+        raise PydanticCustomError(
+            OUT_OF_RANGE, "must be between {earliest} and {latest} (now + {days} days)",
+            {"earliest": earliest.strftime("%Y-%m-%dT%H:%M:%SZ"), "latest": latest.strftime("%Y-%m-%dT%H:%M:%SZ"),
+             "days": FUTURE_LEEWAY.days},
+        )
+    return value
 
 
-UtcDatetime = Annotated[AwareDatetime, AfterValidator(_utc)]
+UtcDatetime = Annotated[
+    AwareDatetime, BeforeValidator(_iso_datetime), AfterValidator(_utc),
+    Field(json_schema_extra={"description": "ISO 8601 with a UTC offset, from 1970-01-01T00:00:00Z to now + 2 days."}),
+]
 
 
 def _nul_at(value: Any, path: tuple = ()) -> tuple | None:
@@ -110,22 +158,25 @@ class CustomerIn(Strict):
     last_name: str = Field(default="", max_length=150)
     locale: str = Field(default="", max_length=35, examples=["en-US"])
     time_zone: str = Field(default="", max_length=64, examples=["Europe/Berlin"])
-    marketing_consent: bool | None = Field(
+    marketing_consent: StrictBool | None = Field(
         default=None, description="True only if the customer opted in to marketing email. Omit when unknown."
     )
     consent_updated_at: UtcDatetime | None = None
+
+    @field_validator("time_zone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        if value:
+            from .models import is_time_zone
+
+            if not is_time_zone(value):
+                raise ValueError(f"{value!r} is not an IANA time zone such as 'Europe/Berlin'")
+        return value
 
     @model_validator(mode="after")
     def _identify(self) -> "CustomerIn":
         if not self.external_id and not self.email:
             raise ValueError("a customer needs an external_id or an email")
-        if self.time_zone:
-            from .models import validate_time_zone
-
-            try:
-                validate_time_zone(self.time_zone)
-            except Exception as exc:
-                raise ValueError(f"time_zone {self.time_zone!r} is not an IANA time zone such as 'Europe/Berlin'") from exc
         return self
 
 
@@ -134,7 +185,7 @@ class OrderLineIn(Strict):
     product_external_id: str = Field(default="", max_length=255)
     sku: str = Field(default="", max_length=255)
     title: str = Field(default="", max_length=500)
-    quantity: int = Field(ge=1, le=1_000_000)
+    quantity: StrictInt = Field(ge=1, le=1_000_000)
     unit_price: Money
 
 
@@ -167,6 +218,18 @@ class OrderIn(Strict):
     updated_at: UtcDatetime | None = Field(
         default=None, description="Your system's last change; an update older than the stored one is ignored."
     )
+
+    @field_validator("lines")
+    @classmethod
+    def _unique_line_ids(cls, lines: list[OrderLineIn]) -> list[OrderLineIn]:
+        seen: dict[str, int] = {}
+        for index, line in enumerate(lines):
+            if line.external_id and line.external_id in seen:
+                raise ValueError(
+                    f"has two lines with external_id {line.external_id!r} (lines.{seen[line.external_id]} and "
+                    f"lines.{index}); each line's external_id must be unique within the order")
+            seen.setdefault(line.external_id, index)
+        return lines
 
     @model_validator(mode="after")
     def _consistent(self) -> "OrderIn":

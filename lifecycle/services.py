@@ -32,7 +32,7 @@ from .models import (
     StoreConnection,
     Tenant,
 )
-from .money import money_str
+from .money import MONEY_DECIMAL_PLACES, MONEY_MAX_DIGITS, money_str
 from .rows import Table, execute
 from .schemas import CustomerIn, EventIn, OrderIn, RefundIn
 from .tenancy import system_scope
@@ -256,6 +256,7 @@ def _customer_created_event(tenant: Tenant, customer: Customer) -> dict[str, Any
 # index whatever the statistics say; with tenant_id in them too, a planner without statistics
 # (a new database, before autovacuum's first ANALYZE) took the tenant_id index and read all the
 # tenant's orders once per customer and column.
+TOTAL_SPENT_MAX = Decimal(10) ** (MONEY_MAX_DIGITS - MONEY_DECIMAL_PLACES) - Decimal(10) ** -MONEY_DECIMAL_PLACES
 _COUNTED_ORDERS = (
     f"FROM {Order._meta.db_table} o WHERE o.customer_id = {Customer._meta.db_table}.id "
     "AND o.paid_at IS NOT NULL AND o.cancelled_at IS NULL"
@@ -266,7 +267,9 @@ _AGGREGATES_SQL = (
     f"order_count = (SELECT count(*) {_COUNTED_ORDERS}), "
     f"first_order_at = (SELECT min(coalesce(o.placed_at, o.paid_at)) {_COUNTED_ORDERS}), "
     f"last_order_at = (SELECT max(coalesce(o.placed_at, o.paid_at)) {_COUNTED_ORDERS}), "
-    f"total_spent = coalesce((SELECT sum(o.total - o.refunded_total) {_COUNTED_ORDERS} AND o.currency = %s), 0) "
+    # Saturates at what the column holds (10^15): no number of accepted orders can make this fail.
+    f"total_spent = least(coalesce((SELECT sum(o.total - o.refunded_total) {_COUNTED_ORDERS} AND o.currency = %s), 0), "
+    f"{TOTAL_SPENT_MAX}) "
     "WHERE tenant_id = %s AND id IN ({ids})"
 )
 _LOCK_CUSTOMERS_SQL = (
@@ -309,7 +312,8 @@ def customer_refresh_aggregates(*, customer: Customer) -> None:
 # writer keeps them exact under the customer's row lock, which this UPDATE takes (a recount waiting
 # on it then counts this order; this UPDATE, waiting on a recount, adds to the recounted row).
 _ADD_ORDER_SQL = (
-    f"UPDATE {Customer._meta.db_table} SET order_count = order_count + 1, total_spent = total_spent + %s, "  # noqa: S608
+    f"UPDATE {Customer._meta.db_table} SET order_count = order_count + 1, total_spent = least(total_spent + %s, "  # noqa: S608
+    f"{TOTAL_SPENT_MAX}), "
     "first_order_at = CASE WHEN first_order_at IS NULL OR first_order_at > %s THEN %s ELSE first_order_at END, "
     "last_order_at = CASE WHEN last_order_at IS NULL OR last_order_at < %s THEN %s ELSE last_order_at END "
     "WHERE tenant_id = %s AND id = %s"

@@ -8,7 +8,7 @@ import datetime as dt
 import uuid
 
 from drf_spectacular.utils import extend_schema
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictInt
 from rest_framework import status
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -69,7 +69,7 @@ class LoyaltyOut(BaseModel):
 class RedemptionIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    reward_id: int = Field(ge=1)
+    reward_id: StrictInt = Field(ge=1)  # `true` or "1" is not a reward's id
 
 
 class RedemptionOut(BaseModel):

@@ -171,8 +171,25 @@ def points_award(*, tenant: Tenant, customer: Customer, points: int, kind: str =
 # --- orders ----------------------------------------------------------------------------
 
 
-def _points_for(amount: Decimal, rate: Decimal) -> int:
-    return max(0, math.floor(amount * rate))
+# Every points column (an entry's, an account's sums) is a 32-bit integer.
+POINTS_COLUMN_MAX = 2**31 - 1
+# What one order can earn: an IDR order of 3 billion at 1 point per unit is a real order that
+# must earn (not fail and be set aside with its journeys); it earns this many.
+ORDER_POINTS_MAX = 100_000_000
+# The entry's `rate` column: numeric(12, 6).
+RATE_MAX = Decimal("999999.999999")
+
+
+def _order_rate(program: Program, multiplier: Decimal) -> Decimal:
+    """Points per unit, multiplier included, never more than the entry's column holds."""
+    return min(program.points_per_unit * multiplier, RATE_MAX)
+
+
+def _points_for(amount: Decimal, rate: Decimal, account: LoyaltyAccount) -> int:
+    """floor(amount × rate), bounded: at most ORDER_POINTS_MAX, and never so many that the
+    account's sums (balance + pending, lifetime earned) would pass what their columns hold."""
+    headroom = POINTS_COLUMN_MAX - max(account.balance + account.pending, account.lifetime_earned, 0)
+    return max(0, min(math.floor(amount * rate), ORDER_POINTS_MAX, headroom))
 
 
 def order_points_earn(*, order: Order) -> LedgerEntry | None:
@@ -192,8 +209,8 @@ def order_points_earn(*, order: Order) -> LedgerEntry | None:
         entry = _entry_exists(account, Kind.EARN, source)
         if entry is None:
             multiplier = account.tier.multiplier if account.tier_id and account.tier else Decimal("1")
-            rate = program.points_per_unit * multiplier
-            points = _points_for(order.total, rate)
+            rate = _order_rate(program, multiplier)
+            points = _points_for(order.total, rate, account)
             if points <= 0:
                 return None
             fields = {"order": order, "rate": rate, "base_amount": order.total, "currency": order.currency}

@@ -11,6 +11,7 @@ from django.http import Http404
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 
+from ..schemas import OUT_OF_RANGE
 from ..services import ServiceError
 
 # Friendlier words for pydantic's error types.
@@ -74,6 +75,9 @@ def exception_handler(exc: Exception, context: dict) -> Response | None:
     headers: dict[str, str] = {}
     if isinstance(exc, pydantic.ValidationError):
         fields = pydantic_fields(exc)
+        if all(item["type"] == OUT_OF_RANGE for item in exc.errors(include_url=False)):
+            # Well-formed, but a date-time outside the window we accept (0001-01-01, 9999-12-31 …).
+            return Response(error_body("timestamp_out_of_range", _summary(fields), fields), status=422)
         return Response(error_body("validation_failed", _summary(fields), fields), status=400)
     if isinstance(exc, ServiceError):
         return Response(error_body(exc.code, exc.message, exc.fields), status=exc.status)
@@ -93,7 +97,10 @@ def exception_handler(exc: Exception, context: dict) -> Response | None:
         headers["Retry-After"] = str(int(exc.wait or 1))
         body = error_body("rate_limited", f"Too many requests for this API key; retry in {int(exc.wait or 1)} s.")
     elif isinstance(exc, exceptions.ParseError):
-        body = error_body("request.malformed_json", str(exc.detail))
+        # The parser names what was wrong (request.too_deep, request.number_too_long, request.bad_unicode).
+        code = exc.get_codes()
+        body = error_body(code if isinstance(code, str) and code != "parse_error" else "request.malformed_json",
+                          str(exc.detail))
     elif isinstance(exc, exceptions.NotAuthenticated | exceptions.AuthenticationFailed):
         body = error_body("auth.invalid_key" if isinstance(exc, exceptions.AuthenticationFailed) else "auth.missing_key",
                           str(exc.detail))

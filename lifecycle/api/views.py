@@ -30,7 +30,8 @@ ERRORS = {
     404: OpenApiResponse(description="No such object for this API key's store."),
     409: OpenApiResponse(description="A request with this Idempotency-Key is still in flight."),
     413: OpenApiResponse(description="Body too large."),
-    422: OpenApiResponse(description="This Idempotency-Key was used with a different request."),
+    422: OpenApiResponse(description="This Idempotency-Key was used with a different request (`idempotency.key_reused`), "
+                         "or a date-time is outside 1970-01-01 .. now + 2 days (`timestamp_out_of_range`)."),
     429: OpenApiResponse(description="Over the per-key rate limit; see Retry-After."),
 }
 IDEMPOTENCY_HEADER = OpenApiParameter(

@@ -1,22 +1,49 @@
-"""Parsing that Shopify and WooCommerce payloads share. Pure: no database, no clock."""
+"""Parsing that Shopify and WooCommerce payloads share. No database; the clock only bounds accepted times."""
 
 import base64
+import contextlib
+import contextvars
 import datetime as dt
 import hashlib
 import hmac
-import json
-from collections.abc import Iterable
+import logging
+from collections.abc import Iterable, Iterator
 from decimal import Decimal
 from typing import Any
 
 import pydantic
 
+from .. import jsonbody
 from ..money import to_decimal
-from ..schemas import NormalizedEmail
+from ..schemas import NormalizedEmail, timestamp_window
+
+logger = logging.getLogger(__name__)
 
 
 class PayloadError(ValueError):
     """A signed payload we cannot map. The message is stored on the delivery, for people."""
+
+
+# What mapping one payload left out or changed (a timestamp out of range, a line with a
+# negative quantity): kept in the delivery's detail and logged, never dropped silently.
+_notes: contextvars.ContextVar[list[str] | None] = contextvars.ContextVar("payload_notes", default=None)
+
+
+@contextlib.contextmanager
+def collecting_notes() -> Iterator[list[str]]:
+    notes: list[str] = []
+    token = _notes.set(notes)
+    try:
+        yield notes
+    finally:
+        _notes.reset(token)
+
+
+def note(message: str) -> None:
+    logger.warning("webhook payload: %s", message)
+    notes = _notes.get()
+    if notes is not None and message not in notes:
+        notes.append(message)
 
 
 def hmac_sha256_base64(secret: bytes, body: bytes) -> str:
@@ -38,13 +65,15 @@ def signature_matches(body: bytes, signature: str, secrets: Iterable[bytes]) -> 
 
 
 def parse_json_object(body: bytes) -> dict[str, Any]:
-    """The body as a JSON object; numbers with a fraction become Decimal, never float."""
+    """The body as a JSON object; numbers with a fraction become Decimal, never float.
+
+    The same bounded loader as the API's (`lifecycle.jsonbody`): too deep, a number too long,
+    NaN or a lone surrogate is a PayloadError, never an exception the view would answer 500 to.
+    """
     try:
-        payload = json.loads(body, parse_float=Decimal)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise PayloadError(f"the body is not valid JSON: {exc}") from exc
-    except RecursionError as exc:
-        raise PayloadError("the body is JSON nested too deeply") from exc
+        payload = jsonbody.loads(body)
+    except jsonbody.JSONBodyError as exc:
+        raise PayloadError(exc.message[:1].lower() + exc.message[1:]) from exc
     if not isinstance(payload, dict):
         raise PayloadError(f"the body is JSON but not an object (got {type(payload).__name__})")
     return payload
@@ -99,6 +128,13 @@ def when(value: Any, field: str, *, naive_is_utc: bool = False) -> dt.datetime |
 
     WooCommerce's `*_gmt` fields are UTC without a `Z` (`naive_is_utc`); Shopify always
     sends an offset, so a naive Shopify time is refused rather than guessed.
+
+    A time outside the accepted window (`schemas.timestamp_window`, e.g. 0001-01-01 or
+    9999-12-31) is dropped with a note, as if the platform had left it out: the order is
+    still recorded (the field falls back as a missing one does) and the raw body is kept on
+    the delivery. Refusing the delivery instead would lose the order: the platform resends the
+    same original payload (Shopify 8 times over 4 hours, WooCommerce disables the webhook after
+    5 failures), and it would fail the same way every time.
     """
     if value in (None, ""):
         return None
@@ -112,6 +148,14 @@ def when(value: Any, field: str, *, naive_is_utc: bool = False) -> dt.datetime |
         if not naive_is_utc:
             raise PayloadError(f"{field} {value!r} has no UTC offset")
         parsed = parsed.replace(tzinfo=dt.UTC)
+    earliest, latest = timestamp_window()
+    try:
+        inside = earliest <= parsed <= latest
+    except OverflowError:  # comparing converts to UTC: 0001-01-01T00:00:00+01:00 has no UTC time
+        inside = False
+    if not inside:
+        note(f"{field} {value!r} ignored: outside {earliest:%Y-%m-%d} .. {latest:%Y-%m-%d}")
+        return None
     return parsed
 
 

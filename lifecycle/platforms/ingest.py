@@ -28,7 +28,7 @@ from ..services import (
     refund_record,
 )
 from . import shopify, woocommerce
-from .common import PayloadError, parse_json_object
+from .common import PayloadError, collecting_notes, parse_json_object
 
 logger = logging.getLogger(__name__)
 
@@ -104,8 +104,10 @@ def _apply(conn: StoreConnection, received: Received, handle: Handler) -> tuple[
         return Status.FAILED, str(exc)
     try:
         # A savepoint: a failure undoes the payload's writes but keeps the delivery row.
-        with transaction.atomic():
-            return handle(conn, received.topic, payload)
+        with transaction.atomic(), collecting_notes() as notes:
+            status, detail = handle(conn, received.topic, payload)
+        # What the mapping left out (a time out of range, a line with a negative quantity) is said here.
+        return status, "; ".join([detail, *notes]) if notes else detail
     except pydantic.ValidationError as exc:
         fields = pydantic_fields(exc)
         return Status.FAILED, "invalid payload: " + "; ".join(

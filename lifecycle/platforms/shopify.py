@@ -19,6 +19,7 @@ from .common import (
     external_id,
     items,
     money,
+    note,
     obj,
     quantity,
     text,
@@ -124,7 +125,12 @@ def _referral_code(payload: dict[str, Any]) -> str:
 def _line(item: dict[str, Any], index: int) -> dict[str, Any] | None:
     count = quantity(item.get("quantity"), f"line_items.{index}.quantity")
     if count < 1:
-        return None  # removed by an order edit; current_quantity says so, the line stays listed
+        # 0: removed by an order edit (the line stays listed). Below 0: nothing Shopify sends.
+        # Either way the order is recorded without the line and the delivery's detail says so:
+        # refusing the whole order over one line would lose it, since every retry carries the
+        # same payload; the raw body stays on the delivery.
+        note(f"line_items.{index} (id {item.get('id')}) skipped: quantity {count}")
+        return None
     title = item.get("name") or " - ".join(part for part in (item.get("title"), item.get("variant_title")) if part)
     return {
         "external_id": external_id(item.get("id")) or "",
@@ -161,6 +167,9 @@ def order_in(payload: dict[str, Any], *, topic: str = "") -> OrderIn:
     updated_at = when(payload.get("updated_at"), "updated_at")
     fulfilled_at = _fulfilled_at(payload)
     cancelled_at = when(payload.get("cancelled_at"), "cancelled_at")
+    if cancelled_at is None and payload.get("cancelled_at"):
+        # Cancelled at a time we could not use (noted by `when`): still cancelled, as of the update.
+        cancelled_at = updated_at
     lines = [line for index, item in enumerate(items(payload.get("line_items"))) if (line := _line(item, index))]
     data = {
         "external_id": order_id,

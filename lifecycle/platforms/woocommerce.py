@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 
 from ..money import MONEY_DECIMAL_PLACES
 from ..schemas import CustomerIn, OrderIn, RefundIn
-from .common import PayloadError, email_or_none, external_id, items, money, obj, quantity, text, when
+from .common import PayloadError, email_or_none, external_id, items, money, note, obj, quantity, text, when
 
 ORDER_TOPICS = frozenset({"order.created", "order.updated"})
 
@@ -61,6 +61,8 @@ def customer_from_order(payload: dict[str, Any]) -> CustomerIn:
 def _line(item: dict[str, Any], index: int) -> dict[str, Any] | None:
     count = quantity(item.get("quantity"), f"line_items.{index}.quantity")
     if count < 1:
+        # Kept out of the order's lines, never silently: the delivery's detail says so (see shopify._line).
+        note(f"line_items.{index} (id {item.get('id')}) skipped: quantity {count}")
         return None
     # `price` is a float of total/quantity (after discount): float artefacts and the wrong
     # meaning. The list price is subtotal/quantity, rounded to what the column holds.

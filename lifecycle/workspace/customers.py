@@ -25,6 +25,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import path
 
+from lifecycle import jsonbody
 from lifecycle.models import Customer, Membership, Tenant
 from lifecycle.money import money_str
 from lifecycle.services import customer_erase, customer_unsubscribe
@@ -94,7 +95,7 @@ def encode_cursor(values: list[Any]) -> str:
 
 def decode_cursor(raw: str, arity: int) -> list[Any]:
     try:
-        values = json.loads(base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4)))
+        values = jsonbody.loads(base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4)))
     except (binascii.Error, ValueError, UnicodeDecodeError) as exc:
         raise BadListRequest("This page link is damaged: start again from the first page.") from exc
     if not isinstance(values, list) or len(values) != arity:

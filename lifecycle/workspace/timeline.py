@@ -28,7 +28,7 @@ from feedback.models import Survey, SurveyResponse
 from feedback.selectors import customer_latest_scores
 from journeys.models import Delivery, Enrollment, Step
 from journeys.selectors import customer_journeys_explain, customer_time_zone, step_summary
-from lifecycle import clock
+from lifecycle import clock, jsonbody
 from lifecycle.models import Customer, Event, Order, OrderLine, Tenant
 from lifecycle.money import money_str
 from loyalty.models import LedgerEntry, LoyaltyAccount
@@ -310,7 +310,7 @@ def _encode(item: Item) -> str:
 
 def _decode(cursor: str) -> tuple[dt.datetime, str, int]:
     try:
-        at, kind, pk = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        at, kind, pk = jsonbody.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
         at = dt.datetime.fromisoformat(at)
     except (binascii.Error, ValueError, TypeError, UnicodeDecodeError) as exc:
         raise BadCursor(cursor) from exc

@@ -40,7 +40,7 @@ def lines(**overrides):
         ({"total": "NaN"}, "total", AMOUNT),
         ({"total": "-1.00"}, "total", "must not be negative"),
         ({"total": "1.123456"}, "total", "has more than 4 decimal places"),
-        ({"lines": lines(unit_price="1e400")}, "lines.0.unit_price", "is too large"),
+        ({"lines": lines(unit_price="1e400")}, "lines.0.unit_price", "is too large (at most 999999999999.9999)"),
         ({"placed_at": "2026-11-20T10:00:00"}, "placed_at", "must include a UTC offset, such as 2024-05-01T12:00:00Z"),
         ({"paid_at": "yesterday"}, "paid_at", None),
         ({"status": "shipped"}, "status", None),

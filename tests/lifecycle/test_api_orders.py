@@ -145,7 +145,8 @@ def test_fulfillment_delivery_and_cancellation(api, tenant):
 
     shipped = api.post("/api/v1/orders/A1/fulfillment", {"fulfilled_at": "2026-11-21T12:00:00+01:00"})
     delivered = api.post("/api/v1/orders/A1/delivery", {})
-    again = api.post("/api/v1/orders/A1/delivery", {"delivered_at": "2030-01-01T00:00:00Z"})
+    later = (clock.now() + dt.timedelta(days=1)).isoformat()
+    again = api.post("/api/v1/orders/A1/delivery", {"delivered_at": later})
 
     assert shipped.status_code == 200 and shipped.json()["fulfilled_at"] == "2026-11-21T11:00:00Z"
     assert delivered.json()["status"] == "delivered"

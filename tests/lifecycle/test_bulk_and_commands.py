@@ -95,16 +95,20 @@ def test_import_orders_command_reads_json_lines(tmp_path, tenant, capsys):
     lines = [json.dumps(order_payload(external_id=f"J{i}")) for i in range(1200)]
     lines.insert(10, "{broken")
     lines.insert(20, json.dumps(order_payload(external_id="BADQ", lines=[{"quantity": -2, "unit_price": "1"}])))
+    lines.insert(30, '{"total": 1' + "0" * 5000 + "}")  # int() would raise past 4,300 digits
+    lines.insert(40, "[" * 100_000)  # RecursionError in json.loads
     path = tmp_path / "orders.jsonl"
     path.write_text("\n".join(lines) + "\n\n")
 
-    with pytest.raises(CommandError, match="2 line"):
+    with pytest.raises(CommandError, match="4 line"):
         call_command("import_orders", "acme", str(path), "--no-progress")
 
     out, err = capsys.readouterr()
-    assert json.loads(out) == {"created": 1200, "updated": 0, "unchanged": 0, "errors": 2}
+    assert json.loads(out) == {"created": 1200, "updated": 0, "unchanged": 0, "errors": 4}
     assert "line 11: not valid JSON" in err
     assert "line 21: lines.0.quantity must be at least 1" in err
+    assert "line 31: not valid JSON (The body has a number of 5001 characters" in err
+    assert "line 41: not valid JSON (The body's JSON is nested more than 32 levels deep.)" in err
     assert Order.objects.for_tenant(tenant).count() == 1200
 
 

@@ -503,6 +503,8 @@ def test_import_an_export_as_a_new_draft(as_marketer, tenant, draft):
 
 @pytest.mark.parametrize(("content", "message"), [
     (b"{not json", "This file is not JSON"),
+    (b"[" * 100_000, "This file is not JSON we can read: The body's JSON is nested more than 32 levels deep."),
+    (b'{"name": 1' + b"0" * 5000 + b"}", "numbers may have at most 40"),
     (json.dumps({"name": "X", "trigger": "order_paid", "steps": [{"position": 1, "template": {
         "subject": "Hi", "body": "{{ frist_name }}"}}]}).encode(),
      "steps.0.template.body: {{ frist_name }} is not a placeholder"),

@@ -1,11 +1,11 @@
 import json
 import sys
-from decimal import Decimal
 from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
+from lifecycle import jsonbody
 from lifecycle.bulk import BATCH_SIZE, orders_bulk_ingest
 from lifecycle.models import Tenant
 
@@ -55,10 +55,10 @@ class Command(BaseCommand):
                 if not raw.strip():
                     continue
                 try:
-                    batch.append((line_no, json.loads(raw, parse_float=Decimal)))
-                except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+                    batch.append((line_no, jsonbody.loads(raw)))  # bounded as the API's bodies are
+                except jsonbody.JSONBodyError as exc:
                     totals["errors"] += 1
-                    self.stderr.write(f"line {line_no}: not valid JSON ({exc})")
+                    self.stderr.write(f"line {line_no}: not valid JSON ({exc.message})")
                     continue
                 if len(batch) >= BATCH_SIZE:
                     flush()
