@@ -120,7 +120,7 @@ def width_problem(name: str, arg) -> str | None:
         except (TypeError, ValueError):
             too_big = False
     if too_big:
-        return f"|{name}:\"{arg}\" pads to more than {MAX_WIDTH} characters; use a number up to {MAX_WIDTH}"
+        return f"pads to more than {MAX_WIDTH} characters with |{name}:\"{arg}\": use a number up to {MAX_WIDTH}"
     return None
 
 

@@ -121,8 +121,9 @@ class _Checker:
                     self._lookup(arg.lookups, scope, guarded=guarded)
                 if name in PADDING_FILTERS:
                     value = _filter_argument(is_variable, arg)
-                    problem = (f"|{name} needs a number written in the template (up to {MAX_WIDTH}), not a "
-                               "placeholder" if value is _ANY else width_problem(name, value))
+                    problem = (f"pads with |{name}:{arg.var if isinstance(arg, Variable) else arg}: write a number "
+                               f"up to {MAX_WIDTH} instead of a placeholder" if value is _ANY
+                               else width_problem(name, value))
                     if problem:
                         self.problems.append(problem)
         return shape if not expression.filters else _ANY
@@ -153,11 +154,10 @@ class _Checker:
                 sequence = self._expression(node.sequence, scope)
                 source = node.sequence.token if isinstance(node.sequence, FilterExpression) else "it"
                 if sequence is None:
-                    self.problems.append(f"{{% for %}} over {source} loops over its letters one by one: "
-                                         "write {{ " + source + " }} to show it, or loop over a list such as "
-                                         "order.items")
+                    self.problems.append(f"loops over the letters of {source} one by one: write "
+                                         "{{ " + source + " }} to show it, or loop over a list such as order.items")
                 if self.depth + 1 > MAX_LOOP_DEPTH:
-                    self.problems.append(f"{{% for %}} loops are nested {self.depth + 1} deep; at most "
+                    self.problems.append(f"has {{% for %}} loops nested {self.depth + 1} deep; at most "
                                          f"{MAX_LOOP_DEPTH} (a loop inside a loop) are allowed, because every level "
                                          "multiplies the work and the size of each email")
                 element = sequence[0] if isinstance(sequence, list) else _ANY
@@ -183,7 +183,8 @@ class _Checker:
 
 
 # How the work-limit problems above begin or read: a template with one is refused at every save.
-LIMIT_PHRASES = ("{% for %}", "pads to more than", "needs a number written in the template", "cannot be rendered: the email")
+LIMIT_PHRASES = ("{% for %} loops nested", "loops over the letters of", "pads to more than", "pads with |",
+                 "cannot be rendered: the email")
 
 
 def is_limit_problem(message: str) -> bool:

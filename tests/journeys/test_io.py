@@ -127,14 +127,14 @@ INVALID = {
     "template with loops three deep": (with_template(2, body=(
         "{% for a in order.items %}{% for b in order.items %}{% for c in order.items %}x"
         "{% endfor %}{% endfor %}{% endfor %}")), {"steps.2.template.body": [
-            "{% for %} loops are nested 3 deep; at most 2 (a loop inside a loop) are allowed, because every level "
+            "has {% for %} loops nested 3 deep; at most 2 (a loop inside a loop) are allowed, because every level "
             "multiplies the work and the size of each email"]}),
     "template looping over letters": (with_template(2, body="{% for c in order.item_titles %}{{ c }}{% endfor %}"),
                                       {"steps.2.template.body": [
-                                          "{% for %} over order.item_titles loops over its letters one by one: write "
+                                          "loops over the letters of order.item_titles one by one: write "
                                           "{{ order.item_titles }} to show it, or loop over a list such as order.items"]}),
     "template padding to 20 MB": (with_template(2, body='{{ first_name|ljust:"20000000" }}'), {
-        "steps.2.template.body": ['|ljust:"20000000" pads to more than 200 characters; use a number up to 200']}),
+        "steps.2.template.body": ['pads to more than 200 characters with |ljust:"20000000": use a number up to 200']}),
     "ab_split to a missing step": (with_step(1, kind="ab_split", config={"variants": [{"step": 3}, {"step": 9}]}),
                                    {"steps.1.config.variants.1.step": [
                                        "points at position 9, and no step has that position"]}),
