@@ -85,6 +85,9 @@ def test_an_email_past_the_size_bound_fails_with_its_reason_once_and_the_others_
     assert failed.reason == ("RenderLimitExceeded: the email grew past 1,000,000 characters while rendering (a loop "
                              "repeats too much text): shorten what the loop repeats")
     assert failed.history[-1]["state"] == "failed"
+    explained = api.get("/api/v1/customers/big/journeys").json()  # what the explain view shows
+    [step] = explained["journeys"][0]["enrollments"][0]["steps"]
+    assert step["summary"] == f"Step 1 failed: {failed.reason}"
     # Never retried: later sends find nothing due, and nothing more goes out.
     assert send_due(NOON + dt.timedelta(hours=1)) == []
     assert send_due(NOON + dt.timedelta(days=2)) == []
