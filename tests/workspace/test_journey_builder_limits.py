@@ -1,4 +1,4 @@
-"""The builder's side of the template limits (journeys.render_limits): a template that would make
+"""The builder: A/B branches that meet again, and its side of the template limits (journeys.render_limits): a template that would make
 too much work is refused where the marketer saves it, and the preview answers quickly with the problem."""
 
 import time
@@ -69,3 +69,29 @@ def test_the_preview_for_a_customer_whose_order_makes_it_too_big_says_so(api, te
     assert [p["message"] for p in data["problems"]] == [
         "The email cannot be rendered: the email grew past 1,000,000 characters while rendering (a loop repeats too "
         "much text): shorten what the loop repeats"]
+
+
+def test_an_ab_split_saved_in_the_builder_keeps_where_its_branches_meet(tenant, as_marketer):
+    from journeys.builder_forms import StepForm
+
+    journey = make_journey(tenant, status=Journey.Status.DRAFT, steps=[
+        ("PT0S", "unused"), ("PT0S", "A1"), ("PT0S", "A2"), ("PT0S", "B1"), ("PT0S", "Together")])
+    step = Step.objects.for_tenant(tenant).get(journey=journey, position=1)
+    data = {key: ("" if value is None else value) for key, value in StepForm.initial_for(step).items()}
+    data.update(kind="ab_split", variants="2:50, 4:50", ab_then="5")
+    url = reverse("workspace:journey_step", kwargs={"tenant": "acme", "journey_id": journey.pk, "step_id": step.pk})
+
+    assert as_marketer.post(url, data).status_code == 302
+    step.refresh_from_db()
+    assert step.config == {"variants": [{"step": 2, "weight": 50}, {"step": 4, "weight": 50}], "then": 5}
+    assert StepForm.initial_for(step)["ab_then"] == 5  # saved again unchanged, it keeps its join
+    page = as_marketer.get(reverse("workspace:journey", kwargs={"tenant": "acme", "journey_id": journey.pk}))
+    assert "each customer gets one branch, then goes on at step 5" in page.content.decode()
+
+    data = {key: ("" if value is None else value) for key, value in StepForm.initial_for(step).items()}
+    data.update(ab_then="3")  # inside the first branch: refused at activation, said beside the step
+    assert as_marketer.post(url, data).status_code == 302
+    from journeys.builder_checks import journey_problems
+
+    assert "After the branches the split goes on at step 3, which is not after every branch's step: pick a later " \
+           "step." in [p.message for p in journey_problems(journey)]
