@@ -1,5 +1,6 @@
-"""The builder: A/B branches that meet again, and its side of the template limits (journeys.render_limits): a template that would make
-too much work is refused where the marketer saves it, and the preview answers quickly with the problem."""
+"""The builder: where an A/B split's branches meet again, and its side of the template limits
+(journeys.render_limits): a template that would make too much work is refused where the marketer
+saves it, and the preview answers quickly with the problem."""
 
 import time
 
