@@ -17,7 +17,7 @@ import time
 
 from django.template import Context
 from django.template.base import Node, NodeList
-from django.template.defaultfilters import center, floatformat, ljust, rjust, stringformat
+from django.template.defaultfilters import center, floatformat, join, ljust, rjust, stringformat
 from django.template.defaulttags import ForNode, do_for
 
 # One email's rendered template fields, in characters: far beyond any real email (Gmail clips at
@@ -162,5 +162,16 @@ def _bounded_floatformat(text, arg=-1):
     return floatformat(text, arg)
 
 
+def _bounded_join(value, arg, autoescape=True):
+    """|join, refused before it builds a string past MAX_OUTPUT (a long separator between every letter)."""
+    try:
+        size = len(value) * len(str(arg))
+    except TypeError:
+        size = 0
+    if size > MAX_OUTPUT:
+        raise RenderLimitExceeded(f"|join would write more than {MAX_OUTPUT:,} characters: use a shorter separator")
+    return join(value, arg, autoescape=autoescape)
+
+
 BOUNDED_FILTERS = {"ljust": _bounded_ljust, "rjust": _bounded_rjust, "center": _bounded_center,
-                   "stringformat": _bounded_stringformat, "floatformat": _bounded_floatformat}
+                   "stringformat": _bounded_stringformat, "floatformat": _bounded_floatformat, "join": _bounded_join}

@@ -849,7 +849,10 @@ def _referral_invite(delivery: Delivery) -> str:
 
 def _is_transient(exc: Exception) -> bool:
     from anymail.exceptions import AnymailAPIError, AnymailRecipientsRefused
+    from celery.exceptions import SoftTimeLimitExceeded
 
+    if isinstance(exc, SoftTimeLimitExceeded):
+        return True  # the task ran out of time around this email, which is not the email's fault
     if isinstance(exc, AnymailRecipientsRefused):
         return False
     if isinstance(exc, AnymailAPIError):

@@ -23,4 +23,5 @@ for name, function in defaultfilters.register.filters.items():
     if bounded is None:
         register.filter(name, function)
     else:
-        register.filter(name, bounded, is_safe=getattr(function, "is_safe", False))
+        register.filter(name, bounded, is_safe=getattr(function, "is_safe", False),
+                        needs_autoescape=getattr(function, "needs_autoescape", False))

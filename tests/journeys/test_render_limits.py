@@ -128,3 +128,37 @@ def test_every_task_has_a_soft_and_a_hard_time_limit():
     assert (app.tasks["journeys.send"].soft_time_limit, app.tasks["journeys.send"].time_limit) == (240, 300)
     assert (app.tasks["journeys.settle_outcomes"].soft_time_limit,
             app.tasks["journeys.settle_outcomes"].time_limit) == (1500, 1560)
+
+
+def test_an_email_caught_by_the_tasks_soft_time_limit_is_retried_not_failed(api, tenant):
+    from celery.exceptions import SoftTimeLimitExceeded
+
+    from journeys.services import deliveries_claim, delivery_send
+
+    make_journey(tenant, message_class="transactional", steps=[("PT0S", "Hi")])
+    with clock.frozen(NOON):
+        paid_order(api)
+        process_events()
+
+    def out_of_time(delivery):
+        raise SoftTimeLimitExceeded("SoftTimeLimitExceeded()")
+
+    with clock.frozen(NOON):
+        [delivery_id] = deliveries_claim(limit=10)
+        assert delivery_send(delivery_id=delivery_id, send_email=out_of_time) == "pending"
+    delivery = Delivery.objects.for_tenant(tenant).get()
+    assert (delivery.state, delivery.due_at) == ("pending", NOON + dt.timedelta(seconds=30))
+    assert delivery.reason.startswith("retrying: SoftTimeLimitExceeded")
+    assert mail.outbox == []
+
+
+def test_filters_that_multiply_text_stop_at_their_bound_while_rendering():
+    from journeys.render_limits import RenderLimitExceeded
+    from journeys.sending import render_fragment
+
+    assert render_fragment('{{ names|join:", " }} {{ name|ljust:6 }}|', {"names": ["Ada", "<b>"], "name": "Ada"}) == (
+        "Ada, &lt;b&gt; Ada   |")
+    with pytest.raises(RenderLimitExceeded, match="|join would write more than 1,000,000 characters"):
+        render_fragment("{{ titles|make_list|join:separator }}", {"titles": "x" * 1000, "separator": "y" * 5000})
+    with pytest.raises(RenderLimitExceeded, match="asks for more than 200 characters"):
+        render_fragment("{{ name|rjust:width }}", {"name": "Ada", "width": 20_000_000})
