@@ -25,13 +25,14 @@ from pydantic import ValidationError
 
 from lifecycle import jsonbody
 from lifecycle.models import Tenant
-from lifecycle.services import Conflict, ServiceError, _advisory_lock
+from lifecycle.services import ServiceError, _advisory_lock
 
-from .builder_checks import EMAIL_KINDS, content_problems, journey_problems
-from .io import journey_import
+from .builder_checks import EMAIL_KINDS, content_problems
+from .io import NotReady, activation_check, journey_import, survey_id_problem
 from .models import Delivery, EmailTemplate, Enrollment, Journey, Step
 from .rollups import MEASURE_FIELDS, outcomes_forget
-from .schema import MAX_STEPS, JourneyIn
+from .schema import MAX_STEPS, JourneyIn, unavailable_kind_problem
+from .templating import is_limit_problem
 
 STARTER_SUBJECT = "A note from {{ store.name }}"
 STARTER_BODY = "<p>Hi {{ first_name }},</p>\n<p>Write your message here.</p>"
@@ -47,10 +48,11 @@ class BuilderError(ServiceError):
 
 
 class NotActivatable(BuilderError):
-    def __init__(self, problems):
-        super().__init__("journeys.not_ready", f"{len(problems)} thing{'s' if len(problems) != 1 else ''} to fix "
-                         "before this journey can go live:")
-        self.problems = problems
+    """io.NotReady as the builder shows it: the same check and message, each problem linked to its step."""
+
+    def __init__(self, refused: NotReady):
+        super().__init__(refused.code, refused.message)
+        self.problems = refused.problems
 
 
 def _locked(tenant: Tenant, journey_id: int) -> Journey:
@@ -189,9 +191,10 @@ def journey_set_status(*, tenant: Tenant, journey_id: int, action: str) -> Journ
             raise BuilderError("journeys.bad_transition",
                                f"A journey that is {journey.status} cannot be {'activated' if action == 'activate' else action + 'd'}.")
         if action == "activate":
-            problems = journey_problems(journey)
-            if problems:
-                raise NotActivatable(problems)
+            try:
+                activation_check(journey)
+            except NotReady as exc:
+                raise NotActivatable(exc) from exc
         journey.status = to
         journey.save(update_fields=["status", "updated_at"])
     return journey
@@ -260,7 +263,7 @@ def journey_import_file(*, tenant: Tenant, raw: bytes) -> Journey:
     with transaction.atomic():
         try:
             journey, created = journey_import(tenant=tenant, data=journey_in)
-        except Conflict as exc:
+        except ServiceError as exc:  # a taken template name, another store's survey…
             raise BuilderError(exc.code, exc.message, exc.fields) from exc
         if not created:  # a same-named journey appeared meanwhile: leave it alone
             raise BuilderError("journeys.name_taken", f"A journey named “{journey_in.name}” already exists here.")
@@ -300,8 +303,21 @@ def _renumber(tenant: Tenant, journey: Journey, order: list[Step], mapping: dict
         rows.filter(pk=step.pk).update(position=new, config=step.config)
 
 
+def _require_available_kind(kind: str) -> None:
+    problem = unavailable_kind_problem(kind)
+    if problem:
+        raise BuilderError("journeys.kind_unavailable", problem + ".", {"kind": [problem]})
+
+
+def _require_own_survey(tenant: Tenant, config: dict[str, Any]) -> None:
+    problem = survey_id_problem(tenant, config)
+    if problem:
+        raise BuilderError("journeys.unknown_survey", problem + ".", {"survey": [problem]})
+
+
 def step_add(*, tenant: Tenant, journey_id: int, kind: str, wait: dt.timedelta) -> Step:
     """A new last step; email kinds start with a starter email to edit."""
+    _require_available_kind(kind)
     with transaction.atomic():
         journey = _locked(tenant, journey_id)
         _require_structure(journey)
@@ -331,18 +347,26 @@ def step_update(*, tenant: Tenant, journey_id: int, step_id: int, values: dict[s
         changed = {key: value for key, value in values.items() if getattr(step, key) != value}
         if any(key in STEP_STRUCTURE_FIELDS for key in changed):
             _require_structure(journey)
+        if "kind" in changed:
+            _require_available_kind(changed["kind"])
+        if "config" in changed:
+            _require_own_survey(tenant, changed["config"] or {})
         kind = changed.get("kind", step.kind)
         template = step.template
         if kind not in EMAIL_KINDS and template is not None:
             changed["template"] = None
         elif kind in EMAIL_KINDS and content is not None:
-            if journey.status == Journey.Status.ACTIVE:
-                problems = content_problems(**{f: content.get(f, "") for f in ("subject", "preheader", "body")},
-                                            kind=kind, position=step.position)
-                if problems:
-                    raise BuilderError("journeys.content_problems",
-                                       "This journey is live, so its emails must be ready to send. Fix these first:",
-                                       {"content": [p.message for p in problems]})
+            problems = content_problems(**{f: content.get(f, "") for f in ("subject", "preheader", "body")},
+                                        kind=kind, position=step.position)
+            costly = [p.message for p in problems if is_limit_problem(p.message)]
+            if costly:  # refused whatever the journey's status: such a template is never worth keeping
+                raise BuilderError("journeys.template_too_costly",
+                                   f"Step {step.position} was not saved: its email would make too much work or "
+                                   "too big a message for every customer. Change this:", {"content": costly})
+            if journey.status == Journey.Status.ACTIVE and problems:
+                raise BuilderError("journeys.content_problems",
+                                   "This journey is live, so its emails must be ready to send. Fix these first:",
+                                   {"content": [p.message for p in problems]})
             wanted = {field: content.get(field, "") for field in TEMPLATE_FIELDS}
             if template is None:
                 template = EmailTemplate(tenant=tenant, name=_free_template_name(

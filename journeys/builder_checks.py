@@ -29,7 +29,7 @@ from .schema import (
     event_name_problem,
 )
 from .sending import SandboxEngine
-from .services import DEFAULT_ANCHOR_WAIT_MAX
+from .services import DEFAULT_ANCHOR_WAIT_MAX, fall_through, split_join
 from .templating import template_problems
 
 # A step due more than this long after the customer entered is refused at activation. A
@@ -74,7 +74,7 @@ EVENT_WORDS = {
 FIELD_WORDS = {"order_count": "orders placed", "total_spent": "total spent", "marketing_consent": "marketing consent",
                "locale": "language", "ordered_since_enrollment": "ordered since entering",
                "latest_nps": "latest NPS score", "latest_csat": "latest CSAT score", "latest_ces": "latest CES score",
-               "latest_review": "latest review stars"}
+               "latest_review": "latest review stars", "points_balance": "points balance", "tier": "loyalty tier"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -206,8 +206,12 @@ def step_does(step: Step, by_position: dict[int, Step]) -> str:
     if step.kind == Step.Kind.AB_SPLIT:
         variants = config.get("variants") or []
         total = sum(int(v.get("weight", 1)) for v in variants) or 1
-        return "splits " + ", ".join(f"{round(100 * int(v.get('weight', 1)) / total)}% to step {v.get('step')}"
-                                     for v in variants)
+        join = split_join(step, list(by_position))
+        return ("splits " + ", ".join(f"{round(100 * int(v.get('weight', 1)) / total)}% to step {v.get('step')}"
+                                      for v in variants)
+                + ("" if not by_position  # the steps around it unknown here: where it goes on is too
+                   else f"; each customer gets one branch, then goes on at step {join}" if join is not None
+                   else "; each customer gets one branch, then the journey ends"))
     return "sends nothing yet"
 
 
@@ -230,8 +234,7 @@ def successors(step: Step, by_position: dict[int, Step]) -> list[int]:
     elif step.kind == Step.Kind.AB_SPLIT:
         targets = [v.get("step") for v in config.get("variants") or [] if isinstance(v, dict)]
     else:
-        later = [p for p in by_position if p > step.position]
-        targets = [min(later)] if later else []
+        targets = [fall_through(list(by_position.values()), step.position)]
     return [t for t in targets if isinstance(t, int) and t in by_position and t > step.position]
 
 
@@ -364,8 +367,8 @@ def _step_problems(step: Step, by_position: dict[int, Step], tenant_id: int) -> 
     n, config = step.position, step.config or {}
     problems: list[Problem] = []
     if step.kind in UNSUPPORTED_KINDS:
-        problems.append(Problem(f"A {KIND_WORDS[step.kind].split(' (')[0].lower()} step has nothing to send yet: "
-                                "change it to an email or remove it.", n, "kind"))
+        problems.append(Problem(f"A {KIND_WORDS[step.kind].split(' (')[0].lower()} step is not available yet "
+                                "(it would do nothing): change it to an email or remove it.", n, "kind"))
     if step.kind in EMAIL_KINDS:
         template: EmailTemplate | None = step.template if step.template_id else None
         if template is None:
@@ -399,6 +402,11 @@ def _step_problems(step: Step, by_position: dict[int, Step], tenant_id: int) -> 
     if step.kind in BRANCH_KINDS:
         targets = ([config.get("then"), config.get("else")] if step.kind == Step.Kind.CONDITION
                    else [v.get("step") for v in config.get("variants") or [] if isinstance(v, dict)])
+        if step.kind == Step.Kind.AB_SPLIT and config.get("then") is not None:
+            arms = [t for t in targets if isinstance(t, int)]
+            if isinstance(config["then"], int) and arms and config["then"] <= max(arms):
+                problems.append(Problem(f"After the branches the split goes on at step {config['then']}, which is "
+                                        "not after every branch's step: pick a later step.", n, "config"))
         for target in targets:
             if target is None:
                 continue

@@ -226,7 +226,10 @@ class StepForm(forms.Form):
     cond_else = forms.TypedChoiceField(required=False, choices=[], coerce=int, empty_value=None,
                                        label="otherwise go to")
     variants = forms.CharField(required=False, max_length=500, label="Branches",
-                               help_text="step:weight pairs, e.g. 3:50, 4:50")
+                               help_text="step:weight pairs, e.g. 3:50, 4:50. Each customer gets one branch: from its "
+                                         "step up to the next branch's step.")
+    ab_then = forms.TypedChoiceField(required=False, choices=[], coerce=int, empty_value=None,
+                                     label="After their branch, customers go on at")
     subject = forms.CharField(max_length=300, required=False, strip=False)
     preheader = forms.CharField(max_length=300, required=False, strip=False,
                                 help_text="The grey line inboxes show after the subject.")
@@ -234,7 +237,8 @@ class StepForm(forms.Form):
     signature = forms.CharField(max_length=200, required=False, help_text="Who signs it, e.g. Lena, founder")
 
     STRUCTURE = ("timing", "wait_amount", "wait_unit", "wait_event", "give_up_days", "kind", "survey", "points",
-                 "points_reason", "cond_field", "cond_op", "cond_value", "cond_then", "cond_else", "variants")
+                 "points_reason", "cond_field", "cond_op", "cond_value", "cond_then", "cond_else", "variants",
+                 "ab_then")
     CONTENT = ("subject", "preheader", "body", "signature")
 
     def __init__(self, *args, step: Step, positions: list[int], surveys: list[tuple[str, str]],
@@ -244,6 +248,7 @@ class StepForm(forms.Form):
         later = [(p, f"step {p}") for p in positions if p > step.position]
         self.fields["cond_then"].choices = [("", "the end")] + later
         self.fields["cond_else"].choices = [("", "the end")] + later
+        self.fields["ab_then"].choices = [("", "the step after the last branch's step (or the end)")] + later
         self.fields["survey"].choices = [("", "choose a survey")] + surveys
         if step.kind not in dict(KIND_CHOICES):  # an imported kind the builder does not offer: keep it selectable
             self.fields["kind"].choices = [*KIND_CHOICES, (step.kind, KIND_WORDS.get(step.kind, step.kind))]
@@ -271,6 +276,7 @@ class StepForm(forms.Form):
             "points_reason": config.get("reason", ""), "cond_field": config.get("field"), "cond_op": config.get("op"),
             "cond_value": ("true" if value else "false") if isinstance(value, bool) else value,
             "cond_then": config.get("then"), "cond_else": config.get("else"),
+            "ab_then": config.get("then") if step.kind == Step.Kind.AB_SPLIT else None,
             "variants": ", ".join(f"{v.get('step')}:{v.get('weight', 1)}" for v in config.get("variants") or []
                                   if isinstance(v, dict)),
             "subject": template.subject if template else "", "preheader": template.preheader if template else "",
@@ -324,6 +330,8 @@ class StepForm(forms.Form):
                     variants.append({"step": int(step), "weight": int(weight or 1)})
                 except ValueError:
                     self.add_error("variants", f"“{pair}” is not step:weight, such as 3:50")
+            if data.get("ab_then") is not None:
+                return {"variants": variants, "then": data["ab_then"]}
             return {"variants": variants}
         if kind in EMAIL_KINDS:
             return {k: v for k, v in current.items() if k == "first_name_fallback"}

@@ -234,6 +234,48 @@ def _write_steps(journey: Journey, wanted: dict[str, Any], owned: dict[str, Emai
         pk__in=in_use).delete()
 
 
+def survey_id_problem(tenant: Tenant | int, config: dict[str, Any]) -> str | None:
+    """Why a step's `survey_id` names no survey of this store (another store's reads the same as a
+    missing one), or None when it names one or is not set."""
+    from feedback.models import Survey
+
+    survey_id = (config or {}).get("survey_id")
+    if survey_id is None:
+        return None
+    if (isinstance(survey_id, int) and not isinstance(survey_id, bool) and 0 < survey_id < 2**63
+            and Survey.objects.for_tenant(tenant).filter(pk=survey_id).exists()):
+        return None
+    return f"survey_id {survey_id!r} is not a survey of this store: use one of its survey ids, or the survey's key"
+
+
+def _check_surveys(tenant: Tenant, data: JourneyIn) -> None:
+    fields = {f"steps.{i}.config.survey_id": [problem] for i, step in enumerate(data.steps)
+              if (problem := survey_id_problem(tenant, step.config))}
+    if fields:
+        raise ServiceError("journeys.unknown_survey", next(iter(fields.values()))[0], fields)
+
+
+class NotReady(ServiceError):
+    """A journey that would go live with problems (journeys.builder_checks.journey_problems): refused
+    the same way whether it is activated in the builder or imported with "status": "active"."""
+
+    def __init__(self, problems):
+        n = len(problems)
+        super().__init__("journeys.not_ready", f"{n} thing{'s' if n != 1 else ''} to fix before this journey can "
+                         "go live:", {"status": [(f"step {p.position}: " if p.position is not None else "") + p.message
+                                                for p in problems]})
+        self.problems = problems
+
+
+def activation_check(journey: Journey) -> None:
+    """Raise NotReady unless `journey` may be live: the one check every way of activating runs."""
+    from .builder_checks import journey_problems
+
+    problems = journey_problems(journey)
+    if problems:
+        raise NotReady(problems)
+
+
 def journey_import(*, tenant: Tenant, data: JourneyIn) -> tuple[Journey, bool]:
     """Create or update the tenant's journey named `data.name`. Returns (journey, created).
 
@@ -245,6 +287,7 @@ def journey_import(*, tenant: Tenant, data: JourneyIn) -> tuple[Journey, bool]:
     told. See the module docstring for what an update may change.
     """
     index = {step.position: i for i, step in enumerate(data.steps)}
+    _check_surveys(tenant, data)
     with transaction.atomic():
         _advisory_lock(tenant.pk, "journey-name", data.name)
         journey = Journey.objects.for_tenant(tenant).select_for_update().filter(name=data.name).first()
@@ -253,6 +296,8 @@ def journey_import(*, tenant: Tenant, data: JourneyIn) -> tuple[Journey, bool]:
             _check_template_names(tenant, wanted, {}, index)
             journey = Journey.objects.for_tenant(tenant).create(tenant=tenant, **_journey_values(wanted))
             _write_steps(journey, wanted, {})
+            if journey.status == Journey.Status.ACTIVE:
+                activation_check(journey)  # raising rolls the whole import back
             return journey, True
 
         wanted = _canonical(data, status=data.status or journey.status)
@@ -288,6 +333,8 @@ def journey_import(*, tenant: Tenant, data: JourneyIn) -> tuple[Journey, bool]:
         _assign(journey, _journey_values(wanted))
         journey.save()
         _write_steps(journey, wanted, owned)
+        if journey.status == Journey.Status.ACTIVE:
+            activation_check(journey)  # going live, or a live journey's new content: raising rolls it all back
         if [getattr(journey, field) for field in MEASURE_FIELDS] != measured:
             outcomes_forget(tenant=tenant, journey=journey)
         return journey, False

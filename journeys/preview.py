@@ -22,8 +22,9 @@ from lifecycle.models import Customer, Order, Tenant
 
 from .builder_checks import EMAIL_KINDS, Problem, content_problems
 from .models import Delivery, EmailTemplate, Enrollment, Journey, Step
+from .render_limits import PREVIEW_SECONDS, RenderBudget
 from .sending import build_message, email_context, render_email, render_text_fragment
-from .templating import SAMPLE_CONTEXT
+from .templating import SAMPLE_CONTEXT, is_limit_problem
 
 # Customers offered in the preview's picker: the newest ones with an order (by id, which the
 # primary key index serves however many customers the store has).
@@ -163,7 +164,8 @@ def _render(tenant: Tenant, journey: Journey, step: Step, content: dict[str, str
     customer, order, is_sample = _customer(tenant, customer_key)
     preview.customer_label = (f"{customer.full_name or customer.email} (sample)" if is_sample
                               else customer.full_name or customer.email or f"customer {customer.pk}")
-    if any("is not a valid template" in p.message for p in preview.problems):
+    if any("is not a valid template" in p.message or is_limit_problem(p.message)
+           for p in preview.problems):  # broken, or refused for the work it would make: not rendered
         return preview, None, None
     delivery = _delivery(tenant, journey, step, customer, order, content)
     context = _sample_context(tenant) if is_sample else email_context(delivery)
@@ -174,14 +176,18 @@ def _render(tenant: Tenant, journey: Journey, step: Step, content: dict[str, str
         context.update(_survey_sample(tenant, step, customer, context))
     if step.kind == Step.Kind.REFERRAL_INVITE:
         context.update(_referral_sample(context))
+    # A web request: the email renders within the preview's bounds (journeys.render_limits), and
+    # a template that breaks them comes back as a problem to fix, quickly.
+    budget = RenderBudget(seconds=PREVIEW_SECONDS)
     try:
-        rendered = render_email(delivery, context=context)
+        rendered = render_email(delivery, context=context, budget=budget)
+        preheader = render_text_fragment(content.get("preheader", ""), context, budget)
     except Exception as exc:  # noqa: BLE001 - a template that fails while rendering is the marketer's to fix
         preview.problems.append(Problem(f"The email cannot be rendered: {exc}", field="body"))
         return preview, None, None
     tenant_sender = tenant.sender_email or settings.DEFAULT_FROM_EMAIL
     preview.subject, preview.html, preview.text = rendered.subject, rendered.html, rendered.text
-    preview.preheader = " ".join(render_text_fragment(content.get("preheader", ""), context).split())
+    preview.preheader = " ".join(preheader.split())
     preview.from_email = f"{tenant.sender_name or tenant.name} <{tenant_sender}>"
     preview.to = customer.email
     preview.rendered = True

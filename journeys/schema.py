@@ -40,8 +40,25 @@ EntryPolicyIn = Literal["once_per_customer", "once_per_order", "cooldown"]
 MessageClassIn = Literal["marketing", "transactional"]
 WaitKindIn = Literal["after_previous", "after_anchor", "until_event"]
 ANCHORS = ("enrolled_at", "placed_at", "paid_at", "fulfilled_at", "delivered_at")
-KindIn = Literal["email", "feedback_request", "referral_invite", "loyalty_invite", "award_points", "webhook",
-                 "condition", "ab_split"]
+# Step kinds the engine runs. The model knows two more, `webhook` and `loyalty_invite`: the engine
+# has nothing to do for them yet, so they are refused rather than accepted and silently skipped.
+KindIn = Literal["email", "feedback_request", "referral_invite", "award_points", "condition", "ab_split"]
+UNAVAILABLE_KINDS = {"webhook": "a webhook step", "loyalty_invite": "a loyalty invite step"}
+
+
+def unavailable_kind_problem(kind: str) -> str | None:
+    """Why a step kind the model knows cannot be used (yet), or None."""
+    if kind in UNAVAILABLE_KINDS:
+        return (f"'{kind}' is not available yet: {UNAVAILABLE_KINDS[kind]} would be accepted and then do nothing. "
+                "Use an email step, or leave it out")
+    return None
+
+
+def _available_kind(value: Any) -> Any:
+    problem = unavailable_kind_problem(value) if isinstance(value, str) else None
+    if problem:
+        raise ValueError(problem)
+    return value
 
 # Event types the platform records itself. Names under these prefixes are a closed set, so a
 # misspelt exit event ("order.refund") is caught here instead of silently never matching.
@@ -51,10 +68,11 @@ PLATFORM_EVENTS = {
 }
 CLOSED_EVENT_PREFIXES = ("order.", "customer.")
 # What a condition step may test (journeys.services.condition_holds), and the type of its value.
-# latest_*: the customer's newest final survey score of that kind (feedback app).
+# latest_*: the customer's newest final survey score of that kind (feedback app); points_balance and
+# tier: the customer's available loyalty points and tier name ("" without one) when the step runs.
 CONDITION_FIELDS = {"order_count": "int", "total_spent": "money", "marketing_consent": "bool", "locale": "str",
                     "ordered_since_enrollment": "bool", "latest_nps": "int", "latest_csat": "int",
-                    "latest_ces": "int", "latest_review": "int"}
+                    "latest_ces": "int", "latest_review": "int", "points_balance": "int", "tier": "str"}
 LOCALE_PATTERN = r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})*$"
 LOCALE_HINT = "is not a locale: use a language code such as de, or with a region such as fr-CA"
 MAX_STEPS = 50
@@ -198,7 +216,7 @@ class ConditionConfigIn(Strict):
     model_config = ConfigDict(populate_by_name=True)
 
     field: Literal["order_count", "total_spent", "marketing_consent", "locale", "ordered_since_enrollment",
-                   "latest_nps", "latest_csat", "latest_ces", "latest_review"]
+                   "latest_nps", "latest_csat", "latest_ces", "latest_review", "points_balance", "tier"]
     op: Literal["==", "!=", ">", ">=", "<", "<="] = "=="
     value: Any = None
     then: int | None = Field(default=None, ge=1)
@@ -234,7 +252,27 @@ class VariantIn(Strict):
 
 
 class AbSplitConfigIn(Strict):
+    """Each customer gets exactly one variant's steps: a variant runs from its step up to the next variant's
+    step; past it the customer goes on at `then`. Without `then`, every variant is its one step and the
+    customer goes on at the step after the last variant's (or the journey ends)."""
+
     variants: list[VariantIn] = Field(min_length=2, max_length=10)
+    then: int | None = Field(default=None, ge=1, description="The position where the variants meet again.")
+
+    @model_validator(mode="after")
+    def _then_after_variants(self) -> "AbSplitConfigIn":
+        steps = [v.step for v in self.variants]
+        errors: list[tuple[tuple[str | int, ...], str]] = []
+        seen: dict[int, int] = {}
+        for i, step in enumerate(steps):
+            if step in seen:
+                errors.append((("variants", i, "step"), f"is also variants.{seen[step]}'s step: each variant "
+                                                          "needs a step of its own"))
+            seen.setdefault(step, i)
+        if self.then is not None and self.then <= max(steps):
+            errors.append((("then",), f"must be after every variant's step (the last is {max(steps)})"))
+        _fail(errors, "AbSplitConfigIn")
+        return self
 
 
 CONFIG_MODELS: dict[str, type[BaseModel]] = {"email": EmailConfigIn, "condition": ConditionConfigIn,
@@ -259,7 +297,7 @@ class StepIn(Strict):
     wait_event: EventName = Field(default="", validate_default=True)
     wait_max: Duration | None = Field(default=None, validate_default=True,
                                       description="Give up waiting for the anchor or event after this long.")
-    kind: KindIn = "email"
+    kind: Annotated[KindIn, BeforeValidator(_available_kind)] = "email"
     config: dict[str, Any] = Field(default_factory=dict, validate_default=True)
     template: TemplateIn | None = Field(default=None, validate_default=True)
 
@@ -333,7 +371,9 @@ class StepIn(Strict):
         if self.kind == "condition":
             return [(("config", key), self.config[key]) for key in ("then", "else") if self.config.get(key) is not None]
         if self.kind == "ab_split":
-            return [(("config", "variants", i, "step"), v["step"]) for i, v in enumerate(self.config.get("variants", []))]
+            then = [(("config", "then"), self.config["then"])] if self.config.get("then") is not None else []
+            return [(("config", "variants", i, "step"), v["step"])
+                    for i, v in enumerate(self.config.get("variants", []))] + then
         return []
 
 

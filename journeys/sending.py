@@ -24,7 +24,7 @@ import nh3
 from anymail.message import AnymailMessage
 from babel.numbers import format_currency
 from django.conf import settings
-from django.template import Context, Engine, Template
+from django.template import Engine, Template
 from django.template.loader import render_to_string
 from django.utils.crypto import salted_hmac
 from django.utils.safestring import mark_safe
@@ -32,6 +32,7 @@ from django.utils.safestring import mark_safe
 from lifecycle.links import absolute, make_token
 
 from .models import Delivery, Journey
+from .render_limits import RenderBudget, bounded_context
 
 ALLOWED_TAGS = {"a", "b", "strong", "i", "em", "u", "p", "br", "ul", "ol", "li", "h1", "h2", "h3", "blockquote",
                 "img", "table", "tr", "td", "th", "tbody", "thead", "span", "div", "hr"}
@@ -57,12 +58,15 @@ def compiled(source: str) -> Template:
     return sandbox().from_string(source)
 
 
-def render_fragment(source: str, context: dict[str, Any]) -> str:
-    return compiled(source).render(Context(context, autoescape=True))
+def render_fragment(source: str, context: dict[str, Any], budget: RenderBudget | None = None) -> str:
+    """A marketer's template, bounded in time and size (journeys.render_limits: RenderLimitExceeded)."""
+    budget = budget or RenderBudget()
+    return budget.check_total(compiled(source).render(bounded_context(context, autoescape=True, budget=budget)))
 
 
-def render_text_fragment(source: str, context: dict[str, Any]) -> str:
-    return compiled(source).render(Context(context, autoescape=False))
+def render_text_fragment(source: str, context: dict[str, Any], budget: RenderBudget | None = None) -> str:
+    budget = budget or RenderBudget()
+    return budget.check_total(compiled(source).render(bounded_context(context, autoescape=False, budget=budget)))
 
 
 def _money(amount, currency: str, locale: str) -> str:
@@ -178,17 +182,20 @@ def message_id_for(delivery: Delivery) -> str:
     return f"<journey.{delivery.tenant_id}.{delivery.pk}.{delivery_token(delivery.tenant_id, delivery.pk)}@{host}>"
 
 
-def render_email(delivery: Delivery, *, context: dict[str, Any] | None = None) -> RenderedEmail:
+def render_email(delivery: Delivery, *, context: dict[str, Any] | None = None,
+                 budget: RenderBudget | None = None) -> RenderedEmail:
     """`context` replaces email_context(delivery): the workspace's preview renders unsaved rows with
-    inert links through this same path."""
+    inert links through this same path. The marketer's templates share one `budget` (default: the
+    send's, journeys.render_limits); breaking it raises RenderLimitExceeded."""
     customer, tenant, template = delivery.customer, delivery.customer.tenant, delivery.step.template
     variant = template.variant(customer.locale)
     context = email_context(delivery) if context is None else context
+    budget = budget or RenderBudget()
     marketing = delivery.message_class == Journey.MessageClass.MARKETING
-    body_html = nh3.clean(render_fragment(variant["body"], context), tags=ALLOWED_TAGS,
+    body_html = nh3.clean(render_fragment(variant["body"], context, budget), tags=ALLOWED_TAGS,
                           attributes=ALLOWED_ATTRIBUTES, url_schemes={"http", "https", "mailto"})
-    subject = " ".join(render_text_fragment(variant["subject"], context).split())
-    preheader = " ".join(render_text_fragment(variant.get("preheader", ""), context).split())
+    subject = " ".join(render_text_fragment(variant["subject"], context, budget).split())
+    preheader = " ".join(render_text_fragment(variant.get("preheader", ""), context, budget).split())
     layout = {"subject": subject, "preheader": preheader, "store_name": tenant.name, "signature": template.signature,
               "postal_address": tenant.postal_address, "marketing": marketing, "brand_color": BRAND_COLOR,
               "unsubscribe_url": context["unsubscribe_url"], "lang": (customer.locale or "en").split("-")[0],

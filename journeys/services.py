@@ -593,19 +593,91 @@ def _finish(delivery: Delivery, now: dt.datetime, **fields: Any) -> bool:
         pk=delivery.pk, state=Delivery.State.SENDING).update(lease_until=None, updated_at=now, **fields))
 
 
+@dataclasses.dataclass(frozen=True)
+class Arm:
+    """One arm of an A/B split: the steps at positions [start, end) (end None: to the journey's end).
+    A customer in it who runs past its last step goes on at `join` (None: the journey ends)."""
+
+    split: int
+    start: int
+    end: int | None
+    join: int | None
+
+    def __contains__(self, position: int) -> bool:
+        return self.start <= position and (self.end is None or position < self.end)
+
+
+def split_join(split: Any, positions: Sequence[int]) -> int | None:
+    """Where an A/B split's arms meet again: its config's "then", else the step after its last arm's
+    first step (each arm is then one step, as the builder lays a split out), else nowhere."""
+    config = split.config or {}
+    if isinstance(config.get("then"), int) and not isinstance(config.get("then"), bool):
+        return config["then"]
+    starts = [v.get("step") for v in config.get("variants") or [] if isinstance(v, dict)]
+    starts = [s for s in starts if isinstance(s, int)]
+    if not starts:
+        return None
+    return next((p for p in sorted(positions) if p > max(starts)), None)
+
+
+def split_arms(steps: Sequence[Any]) -> list[Arm]:
+    """Every A/B split's arms. Arm i runs from its first step up to the next arm's first step; the
+    last arm up to the split's join (or to the journey's end when nothing comes after it)."""
+    positions = [s.position for s in steps]
+    arms = []
+    for split in steps:
+        if split.kind != Step.Kind.AB_SPLIT:
+            continue
+        config = split.config or {}
+        starts = sorted({v.get("step") for v in config.get("variants") or []
+                         if isinstance(v, dict) and isinstance(v.get("step"), int) and v["step"] > split.position})
+        join = split_join(split, positions)
+        for i, start in enumerate(starts):
+            end = starts[i + 1] if i + 1 < len(starts) else (join if join is not None and join > start else None)
+            arms.append(Arm(split=split.position, start=start, end=end, join=join))
+    return arms
+
+
+def fall_through(steps: Sequence[Any], position: int) -> int | None:
+    """The position a step that does not branch leads to: the next step, except that a customer never
+    runs from one A/B arm into another: past the end of their arm they go on where the split's arms
+    meet again, or the journey ends. `steps`: the journey's steps (anything with position, kind and
+    config), for the engine and the builder's timeline alike."""
+    target = next((s.position for s in sorted(steps, key=lambda s: s.position) if s.position > position), None)
+    arms = split_arms(steps)
+    for _ in range(len(arms) + 1):
+        if target is None:
+            return None
+        leaving = [arm for arm in arms if position in arm and target not in arm and target != arm.join]
+        if not leaving:
+            return target
+        target = max(leaving, key=lambda arm: (arm.split, arm.start)).join  # the innermost arm first
+    return target
+
+
+def ab_pick(step: Step, customer_id: int) -> dict[str, Any] | None:
+    """The variant of an A/B split a customer gets: the same one every time (seeded by step and customer)."""
+    variants = (step.config or {}).get("variants") or []
+    if not variants:
+        return None
+    rng = random.Random(f"ab:{step.pk}:{customer_id}")  # noqa: S311 - assignment, not security
+    return rng.choices(variants, weights=[v.get("weight", 1) for v in variants])[0]
+
+
 def _next_step(delivery: Delivery) -> Step | None:
     step = delivery.step
-    steps = delivery.journey.steps.order_by("position")
+    steps = list(Step.objects.for_tenant(delivery.tenant_id).filter(journey_id=delivery.journey_id)
+                 .order_by("position"))
+    by_position = {s.position: s for s in steps}
     if step.kind == Step.Kind.CONDITION:
         target = step.config.get("then" if condition_holds(step.config, delivery) else "else")
-        return steps.filter(position=target).first() if target is not None else None
+        return by_position.get(target) if target is not None else None
     if step.kind == Step.Kind.AB_SPLIT:
-        variants = step.config.get("variants") or []
-        if variants:
-            rng = random.Random(f"ab:{step.pk}:{delivery.customer_id}")  # noqa: S311 - assignment, not security
-            pick = rng.choices(variants, weights=[v.get("weight", 1) for v in variants])[0]
-            return steps.filter(position=pick.get("step")).first()
-    return steps.filter(position__gt=step.position).first()
+        pick = ab_pick(step, delivery.customer_id)
+        if pick is not None:
+            return by_position.get(pick.get("step"))
+    target = fall_through(steps, step.position)
+    return by_position.get(target) if target is not None else None
 
 
 def condition_holds(config: dict[str, Any], delivery: Delivery) -> bool:
@@ -777,7 +849,10 @@ def _referral_invite(delivery: Delivery) -> str:
 
 def _is_transient(exc: Exception) -> bool:
     from anymail.exceptions import AnymailAPIError, AnymailRecipientsRefused
+    from celery.exceptions import SoftTimeLimitExceeded
 
+    if isinstance(exc, SoftTimeLimitExceeded):
+        return True  # the task ran out of time around this email, which is not the email's fault
     if isinstance(exc, AnymailRecipientsRefused):
         return False
     if isinstance(exc, AnymailAPIError):

@@ -49,6 +49,7 @@ from .services import (
     _finish,
     delivery_settle,
     esp_honours_idempotency,
+    fall_through,
     gate_decisions,
     record_failure,
     send_lease,
@@ -163,7 +164,9 @@ class _Cache:
 
     def next_step(self, delivery: Delivery) -> Step | None:
         """The step after an email step (branches and splits go through delivery_settle)."""
-        return next((s for s in self.steps_of[delivery.journey_id] if s.position > delivery.step.position), None)
+        steps = self.steps_of[delivery.journey_id]
+        target = fall_through(steps, delivery.step.position)
+        return next((s for s in steps if s.position == target), None) if target is not None else None
 
 
 def _begin(ids: list[int], now: dt.datetime) -> list[int]:

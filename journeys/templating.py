@@ -1,20 +1,31 @@
 """Checks a marketer's template before it is saved, so mistakes show up on import, not at send time.
 
-Three checks, each with a message a person can act on:
+Four checks, each with a message a person can act on:
 - it compiles in the sandbox engine that sends it (journeys.sending.sandbox());
 - every {{ placeholder }} names something the email context has (a misspelt one would
   render as nothing, silently). A name the context does not have yet may appear inside an
   `{% if name %}` block — that is how a template prepares for a link a later feature adds:
   the block stays out of the email until then;
-- it renders against a sample context (tags that compile but fail at render time).
+- it renders against a sample context (tags that compile but fail at render time);
+- its work is bounded (journeys.render_limits): loops nest at most two deep and never run over
+  the letters of a plain value, and padding filters stay under a small width.
 """
 
 from typing import Any
 
-from django.template import Context, TemplateSyntaxError
+from django.template import TemplateSyntaxError
 from django.template.base import FilterExpression, Variable, VariableNode
 from django.template.defaulttags import FirstOfNode, ForNode, IfNode, WithNode
 
+from .render_limits import (
+    CHECK_SECONDS,
+    MAX_LOOP_DEPTH,
+    MAX_WIDTH,
+    PADDING_FILTERS,
+    RenderBudget,
+    bounded_context,
+    width_problem,
+)
 from .sending import sandbox
 
 # The shape of journeys.sending.email_context(), with sample values. A test keeps the two in step.
@@ -55,9 +66,19 @@ def _names(keys) -> str:
     return keys[0] if len(keys) == 1 else ", ".join(keys[:-1]) + " or " + keys[-1]
 
 
+def _filter_argument(is_variable: bool, arg: Any) -> Any:
+    """A filter argument's value when the template writes it (a quoted string or a number), else _ANY."""
+    if not is_variable:
+        return arg
+    if isinstance(arg, Variable) and arg.lookups is None:
+        return arg.literal
+    return _ANY
+
+
 class _Checker:
     def __init__(self) -> None:
         self.problems: list[str] = []
+        self.depth = 0
 
     def _lookup(self, lookups: tuple[str, ...], scope: dict[str, Any], *, guarded: bool) -> Any:
         """The shape `lookups` lead to, recording a problem when they lead nowhere."""
@@ -93,10 +114,18 @@ class _Checker:
         shape = _ANY
         if isinstance(expression.var, Variable) and expression.var.lookups:
             shape = self._lookup(expression.var.lookups, scope, guarded=guarded)
-        for _, args in expression.filters:
+        for function, args in expression.filters:
+            name = getattr(function, "_filter_name", getattr(function, "__name__", ""))
             for is_variable, arg in args:
                 if is_variable and isinstance(arg, Variable) and arg.lookups:
                     self._lookup(arg.lookups, scope, guarded=guarded)
+                if name in PADDING_FILTERS:
+                    value = _filter_argument(is_variable, arg)
+                    problem = (f"pads with |{name}:{arg.var if isinstance(arg, Variable) else arg}: write a number "
+                               f"up to {MAX_WIDTH} instead of a placeholder" if value is _ANY
+                               else width_problem(name, value))
+                    if problem:
+                        self.problems.append(problem)
         return shape if not expression.filters else _ANY
 
     def _condition(self, condition: Any, scope: dict[str, Any], tested: set[str]) -> None:
@@ -123,11 +152,23 @@ class _Checker:
                     self.walk(branch, {**scope, **extra})
             elif isinstance(node, ForNode):
                 sequence = self._expression(node.sequence, scope)
+                source = node.sequence.token if isinstance(node.sequence, FilterExpression) else "it"
+                if sequence is None:
+                    self.problems.append(f"loops over the letters of {source} one by one: write "
+                                         "{{ " + source + " }} to show it, or loop over a list such as order.items")
+                if self.depth + 1 > MAX_LOOP_DEPTH:
+                    self.problems.append(f"has {{% for %}} loops nested {self.depth + 1} deep; at most "
+                                         f"{MAX_LOOP_DEPTH} (a loop inside a loop) are allowed, because every level "
+                                         "multiplies the work and the size of each email")
                 element = sequence[0] if isinstance(sequence, list) else _ANY
                 loop_scope = {**scope, "forloop": _ANY}
                 for name in node.loopvars:
                     loop_scope[name] = element if len(node.loopvars) == 1 else _ANY
-                self.walk(node.nodelist_loop, loop_scope)
+                self.depth += 1
+                try:
+                    self.walk(node.nodelist_loop, loop_scope)
+                finally:
+                    self.depth -= 1
                 self.walk(node.nodelist_empty, scope)
             elif isinstance(node, WithNode):
                 for expression in node.extra_context.values():
@@ -139,6 +180,16 @@ class _Checker:
                         self._expression(expression, scope, guarded=True)
                 for attribute in getattr(node, "child_nodelists", ()):
                     self.walk(getattr(node, attribute, None) or [], scope)
+
+
+# How the work-limit problems above begin or read: a template with one is refused at every save.
+LIMIT_PHRASES = ("{% for %} loops nested", "loops over the letters of", "pads to more than", "pads with |",
+                 "cannot be rendered: the email")
+
+
+def is_limit_problem(message: str) -> bool:
+    """Whether a problem (of template_problems, or the builder's words around it) is a work or size limit."""
+    return any(phrase in message for phrase in LIMIT_PHRASES)
 
 
 def syntax_problem(source: str) -> str | None:
@@ -160,7 +211,8 @@ def template_problems(source: str, *, kind: str = "email") -> list[str]:
     if checker.problems:
         return list(dict.fromkeys(checker.problems))
     try:
-        compiled.render(Context(SAMPLE_CONTEXT, autoescape=True))
+        budget = RenderBudget(seconds=CHECK_SECONDS)
+        budget.check_total(compiled.render(bounded_context(SAMPLE_CONTEXT, autoescape=True, budget=budget)))
     except Exception as exc:  # noqa: BLE001 - anything that fails here would fail at send time
         return [f"cannot be rendered: {exc}"]
     return []

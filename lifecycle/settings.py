@@ -164,6 +164,15 @@ CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TIMEZONE = "UTC"
 CELERY_TASK_DEFAULT_QUEUE = "default"
+# Every task has a time limit: SoftTimeLimitExceeded is raised in it at the soft limit, the process
+# is killed at the hard one (rows a send task held go back through journeys.reclaim). The hourly and
+# five-minute sweeps that may legitimately run long get more.
+CELERY_TASK_SOFT_TIME_LIMIT = 240
+CELERY_TASK_TIME_LIMIT = 300
+CELERY_TASK_ANNOTATIONS = {
+    name: {"soft_time_limit": 1500, "time_limit": 1560}
+    for name in ("journeys.settle_outcomes", "loyalty.expire_points", "lifecycle.check_deliverability")
+}
 # The database is the scheduler; beat only wakes the sweepers up.
 CELERY_BEAT_SCHEDULE = {
     "process-events": {"task": "lifecycle.process_events", "schedule": 2.0},

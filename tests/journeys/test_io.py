@@ -72,8 +72,13 @@ ANCHORS = "'enrolled_at', 'placed_at', 'paid_at', 'fulfilled_at' or 'delivered_a
 INVALID = {
     "unknown trigger": (journey_json(trigger="order_shipped"), {"trigger": [f"must be one of {TRIGGERS}"]}),
     "unknown kind": (with_step(1, kind="sms"), {"steps.1.kind": [
-        "must be one of 'email', 'feedback_request', 'referral_invite', 'loyalty_invite', 'award_points', "
-        "'webhook', 'condition' or 'ab_split'"]}),
+        "must be one of 'email', 'feedback_request', 'referral_invite', 'award_points', 'condition' or 'ab_split'"]}),
+    "a webhook step": (with_step(2, kind="webhook", template=None), {"steps.2.kind": [
+        "'webhook' is not available yet: a webhook step would be accepted and then do nothing. Use an email step, "
+        "or leave it out"]}),
+    "a loyalty invite step": (with_step(2, kind="loyalty_invite", template=None), {"steps.2.kind": [
+        "'loyalty_invite' is not available yet: a loyalty invite step would be accepted and then do nothing. Use an "
+        "email step, or leave it out"]}),
     "unknown anchor": (with_step(0, anchor="shipped_at"), {"steps.0.anchor": [f"must be one of {ANCHORS}"]}),
     "unknown entry policy": (journey_json(entry_policy="twice"), {"entry_policy": [
         "must be one of 'once_per_customer', 'once_per_order' or 'cooldown'"]}),
@@ -110,7 +115,26 @@ INVALID = {
                                           {"steps.1.config.value": ["must be a whole number to compare with order_count"]}),
     "condition on an unknown fact": (with_step(1, config={"field": "age", "value": 2}), {"steps.1.config.field": [
         "must be one of 'order_count', 'total_spent', 'marketing_consent', 'locale', 'ordered_since_enrollment', "
-        "'latest_nps', 'latest_csat', 'latest_ces' or 'latest_review'"]}),
+        "'latest_nps', 'latest_csat', 'latest_ces', 'latest_review', 'points_balance' or 'tier'"]}),
+    "a tier compared with a number": (with_step(1, config={"field": "tier", "value": 2}), {"steps.1.config.value": [
+        "must be a string to compare with tier"]}),
+    "ab_split joining before its variants": (
+        with_step(1, kind="ab_split", config={"variants": [{"step": 3}, {"step": 4}], "then": 3}),
+        {"steps.1.config.then": ["must be after every variant's step (the last is 4)"]}),
+    "ab_split with two variants on one step": (
+        with_step(1, kind="ab_split", config={"variants": [{"step": 3}, {"step": 3}]}),
+        {"steps.1.config.variants.1.step": ["is also variants.0's step: each variant needs a step of its own"]}),
+    "template with loops three deep": (with_template(2, body=(
+        "{% for a in order.items %}{% for b in order.items %}{% for c in order.items %}x"
+        "{% endfor %}{% endfor %}{% endfor %}")), {"steps.2.template.body": [
+            "has {% for %} loops nested 3 deep; at most 2 (a loop inside a loop) are allowed, because every level "
+            "multiplies the work and the size of each email"]}),
+    "template looping over letters": (with_template(2, body="{% for c in order.item_titles %}{{ c }}{% endfor %}"),
+                                      {"steps.2.template.body": [
+                                          "loops over the letters of order.item_titles one by one: write "
+                                          "{{ order.item_titles }} to show it, or loop over a list such as order.items"]}),
+    "template padding to 20 MB": (with_template(2, body='{{ first_name|ljust:"20000000" }}'), {
+        "steps.2.template.body": ['pads to more than 200 characters with |ljust:"20000000": use a number up to 200']}),
     "ab_split to a missing step": (with_step(1, kind="ab_split", config={"variants": [{"step": 3}, {"step": 9}]}),
                                    {"steps.1.config.variants.1.step": [
                                        "points at position 9, and no step has that position"]}),
