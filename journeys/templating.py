@@ -15,6 +15,8 @@ from django.template import Context, TemplateSyntaxError
 from django.template.base import FilterExpression, Variable, VariableNode
 from django.template.defaulttags import FirstOfNode, ForNode, IfNode, WithNode
 
+from lifecycle.numbers import whole_number
+
 from .sending import sandbox
 
 # The shape of journeys.sending.email_context(), with sample values. A test keeps the two in step.
@@ -72,7 +74,7 @@ class _Checker:
             if shape is _ANY:
                 return _ANY
             where = ".".join(lookups[:depth])
-            if isinstance(shape, list) and part.isdigit():
+            if isinstance(shape, list) and whole_number(part) is not None:
                 shape = shape[0]
             elif isinstance(shape, dict) and part in shape:
                 shape = shape[part]

@@ -102,8 +102,9 @@ def _customer(tenant, external_id: str) -> Customer:
     return customer
 
 
-def _reward(tenant, reward_id) -> Reward:
-    pk = whole_number(reward_id, minimum=1)
+def _reward(tenant, reward_id: int | str) -> Reward:
+    """The reward a body's reward_id (an int) or a path's (text: ASCII digits or nothing) names."""
+    pk = whole_number(str(reward_id), minimum=1)
     reward = (Reward.objects.for_tenant(tenant).select_related("program").filter(pk=pk).first()
               if pk is not None else None)
     if reward is None:
