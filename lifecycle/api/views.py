@@ -42,6 +42,7 @@ ERRORS = {
     413: OpenApiResponse(ErrorOut, description="Body too large."),
     414: OpenApiResponse(description="The URL is too long (the server in front of the app refuses request lines "
                                      "over 4094 bytes); path and query values are far shorter."),
+    415: OpenApiResponse(ErrorOut, description="The body is not JSON (send Content-Type: application/json)."),
     422: OpenApiResponse(ErrorOut, description="This Idempotency-Key was used with a different request."),
     429: OpenApiResponse(ErrorOut, description="Over the per-key rate limit; see Retry-After."),
 }
