@@ -13,6 +13,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from lifecycle.api.views import ERRORS, dump
+from lifecycle.numbers import calendar_date, whole_number
 from lifecycle.services import ServiceError
 
 from .models import Review
@@ -27,6 +28,7 @@ from .selectors import (
 # Reviews per page unless ?page_size= says otherwise (at most MAX_PAGE_SIZE).
 PAGE_SIZE = 20
 MAX_PAGE_SIZE = 100
+MAX_PAGE = 10**6
 
 
 class ReviewOut(BaseModel):
@@ -87,10 +89,11 @@ class FeedbackMetricsOut(BaseModel):
 
 def _positive_int(request: Request, name: str, default: int, maximum: int) -> int:
     raw = request.query_params.get(name, str(default))
-    if not raw.isdigit() or not 1 <= int(raw) <= maximum:
+    value = whole_number(raw, minimum=1, maximum=maximum)
+    if value is None:
         raise ServiceError("reviews.bad_paging", f"{name} must be a whole number from 1 to {maximum}",
                            {name: [f"must be from 1 to {maximum}"]})
-    return int(raw)
+    return value
 
 
 class ProductReviewsView(APIView):
@@ -98,8 +101,10 @@ class ProductReviewsView(APIView):
         parameters=[
             OpenApiParameter("sort", str, enum=list(REVIEW_ORDERINGS), required=False,
                              description="newest (default) or best (highest rating first)."),
-            OpenApiParameter("page", int, required=False, description="1-based page number (from `next`)."),
-            OpenApiParameter("page_size", int, required=False, description=f"At most {MAX_PAGE_SIZE}."),
+            OpenApiParameter("page", {"type": "integer", "minimum": 1, "maximum": MAX_PAGE}, required=False,
+                             description="1-based page number (from `next`)."),
+            OpenApiParameter("page_size", {"type": "integer", "minimum": 1, "maximum": MAX_PAGE_SIZE}, required=False,
+                             description=f"At most {MAX_PAGE_SIZE}."),
         ],
         responses={200: ReviewListOut, **ERRORS}, summary="A product's approved reviews",
         description="For the storefront: approved reviews only, with their count and average rating.",
@@ -109,7 +114,7 @@ class ProductReviewsView(APIView):
         sort = request.query_params.get("sort", "newest")
         if sort not in REVIEW_ORDERINGS:
             raise ServiceError("reviews.bad_sort", "sort must be newest or best", {"sort": ["must be newest or best"]})
-        page = _positive_int(request, "page", 1, 10**6)
+        page = _positive_int(request, "page", 1, MAX_PAGE)
         size = _positive_int(request, "page_size", PAGE_SIZE, MAX_PAGE_SIZE)
         start = (page - 1) * size
         rows: list[Review] = list(product_reviews(tenant=request.tenant, product=product, sort=sort)[start:start + size + 1])
@@ -130,21 +135,20 @@ class ProductReviewsView(APIView):
 
 def _date(request: Request, name: str) -> dt.datetime | None:
     raw = request.query_params.get(name)
-    if not raw:
+    if raw is None:
         return None
-    try:
-        day = dt.date.fromisoformat(raw)
-    except ValueError:
+    day = calendar_date(raw)  # an empty value is no date either: a 400, as the schema says
+    if day is None:
         raise ServiceError("feedback.bad_date", f"{name} must be a date such as 2026-01-31",
-                           {name: ["must be a date such as 2026-01-31"]}) from None
+                           {name: ["must be a date such as 2026-01-31"]})
     return dt.datetime.combine(day, dt.time(0), tzinfo=dt.UTC)
 
 
 class FeedbackMetricsView(APIView):
     @extend_schema(
         parameters=[
-            OpenApiParameter("since", dt.date, required=False, description="From this day (UTC), inclusive."),
-            OpenApiParameter("until", dt.date, required=False, description="Up to this day (UTC), exclusive."),
+            OpenApiParameter("since", dt.date, required=False, description="From this day (UTC), inclusive; omit for no lower bound."),
+            OpenApiParameter("until", dt.date, required=False, description="Up to this day (UTC), exclusive; omit for no upper bound."),
             OpenApiParameter("survey", str, required=False, description="Only this survey (its key)."),
         ],
         responses={200: FeedbackMetricsOut, **ERRORS}, summary="Feedback metrics",

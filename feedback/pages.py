@@ -13,6 +13,7 @@ from django.views.decorators.http import require_http_methods
 
 from lifecycle import clock
 from lifecycle.links import LinkExpired, read_token
+from lifecycle.numbers import whole_number
 from lifecycle.services import ServiceError
 from lifecycle.tenancy import activate
 
@@ -78,7 +79,7 @@ def _parse_post(request: HttpRequest, req: SurveyRequest) -> tuple[str, int | No
         raise Http404("unknown link")
     mode = AnswerAttempt.Mode.AUTO if request.POST.get("mode") == "auto" else AnswerAttempt.Mode.CONFIRM
     raw = request.POST.get("score", "").strip()
-    score = int(raw) if raw.isdigit() and len(raw) <= 3 else None
+    score = whole_number(raw, maximum=999)  # anything else is no score: the page asks for one (400)
     return mode, score, request.POST.get("comment", "")[:COMMENT_MAX].strip(), request.POST.get("title", "")[:200].strip()
 
 

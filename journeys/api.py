@@ -5,7 +5,6 @@ body as a missing one.
 """
 
 import datetime as dt
-import re
 from typing import Any
 
 from django.db.models import Count
@@ -17,7 +16,9 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from lifecycle.api.idempotency import idempotent
+from lifecycle.api.outputs import ErrorOut
 from lifecycle.api.views import ERRORS, IDEMPOTENCY_HEADER, dump, parse
+from lifecycle.numbers import BIGINT_MAX, whole_number
 from lifecycle.services import NotFound, ServiceError
 
 from .io import journey_export, journey_import
@@ -26,11 +27,10 @@ from .schema import MAX_STEPS, JourneyIn, StepIn
 
 # Journeys per page: a store has tens of them, so one page is nearly always all of them.
 PAGE_SIZE = 100
-_ID = re.compile(r"[0-9]{1,18}")  # fits a bigint; anything else names no journey
 
 IMPORT_ERRORS = {
     **ERRORS,
-    409: OpenApiResponse(description="`journeys.has_active_enrollments`: customers are in the journey and the "
+    409: OpenApiResponse(ErrorOut, description="`journeys.has_active_enrollments`: customers are in the journey and the "
                                      "import changes more than content; `journeys.template_name_taken`; "
                                      "`journeys.step_has_history`; or an Idempotency-Key still in flight."),
 }
@@ -74,8 +74,8 @@ class JourneyImportOut(BaseModel):
 
 
 def _journey_or_404(tenant, journey_id: str) -> Journey:
-    journey = (Journey.objects.for_tenant(tenant).filter(pk=int(journey_id)).first()
-               if _ID.fullmatch(journey_id) else None)
+    pk = whole_number(journey_id, minimum=1)
+    journey = Journey.objects.for_tenant(tenant).filter(pk=pk).first() if pk is not None else None
     if journey is None:
         raise NotFound("journeys.not_found", f"no journey with id {journey_id!r}")
     return journey
@@ -96,16 +96,17 @@ def _summaries(tenant, after: int, limit: int) -> list[dict[str, Any]]:
 
 class JourneysView(APIView):
     @extend_schema(
-        parameters=[OpenApiParameter("after", int, required=False,
+        parameters=[OpenApiParameter("after", {"type": "integer", "minimum": 0, "maximum": BIGINT_MAX}, required=False,
                                      description="Return journeys with an id above this (from `next`).")],
         responses={200: JourneyListOut, **ERRORS}, summary="List journeys", operation_id="journeys_list",
     )
     def get(self, request: Request) -> Response:
         raw = request.query_params.get("after", "0")
-        if not _ID.fullmatch(raw):
+        after = whole_number(raw)
+        if after is None:
             raise ServiceError("journeys.bad_cursor", "after must be a journey id from `next`",
                                {"after": ["must be a whole number"]})
-        rows = _summaries(request.tenant, int(raw), PAGE_SIZE + 1)
+        rows = _summaries(request.tenant, after, PAGE_SIZE + 1)
         page, more = rows[:PAGE_SIZE], len(rows) > PAGE_SIZE
         nxt = request.build_absolute_uri(f"{request.path}?after={page[-1]['id']}") if more else None
         return dump(JourneyListOut(results=[JourneySummaryOut(**row) for row in page], next=nxt))

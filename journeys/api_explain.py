@@ -4,7 +4,7 @@ Parse, call the selector, answer with one output model (as lifecycle/api/views.p
 Another store's customer or journey is a 404 with the same body as a missing one.
 """
 
-import re
+
 
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from pydantic import BaseModel, Field
@@ -14,6 +14,7 @@ from rest_framework.views import APIView
 
 from lifecycle.api.views import ERRORS, dump
 from lifecycle.models import Customer
+from lifecycle.numbers import BIGINT_MAX, whole_number
 from lifecycle.services import NotFound, ServiceError
 
 from .models import Journey
@@ -29,8 +30,9 @@ class CustomerJourneysOut(BaseModel):
 
 class CustomerJourneysView(APIView):
     @extend_schema(
-        parameters=[OpenApiParameter("journey", int, required=False, description="Only this journey (its id).")],
-        responses={200: CustomerJourneysOut, **{code: ERRORS[code] for code in (400, 401, 404, 429)}},
+        parameters=[OpenApiParameter("journey", {"type": "integer", "minimum": 1, "maximum": BIGINT_MAX}, required=False,
+                                     description="Only this journey (its id).")],
+        responses={200: CustomerJourneysOut, **{code: ERRORS[code] for code in (400, 401, 404, 414, 429)}},
         summary="Explain a customer's journeys",
         description="For every active or paused journey, and any journey the customer has a decision in: "
         "enrolled or not and why (filter, entry policy, holdout, exit), each step sent, skipped or deferred "
@@ -44,10 +46,11 @@ class CustomerJourneysView(APIView):
         journey = None
         raw = request.query_params.get("journey")
         if raw not in (None, ""):
-            if not re.fullmatch(r"[0-9]{1,18}", raw):
-                raise ServiceError("validation_failed", "journey must be a whole number",
-                                   {"journey": ["must be a whole number"]})
-            journey = Journey.objects.for_tenant(tenant).filter(pk=int(raw)).first()
+            pk = whole_number(raw, minimum=1)
+            if pk is None:
+                raise ServiceError("validation_failed", "journey must be a whole number from 1",
+                                   {"journey": ["must be a whole number from 1"]})
+            journey = Journey.objects.for_tenant(tenant).filter(pk=pk).first()
             if journey is None:
                 raise NotFound("journeys.not_found", f"no journey with id {raw}")
         explained = customer_journeys_explain(tenant=tenant, customer=customer, journey=journey)

@@ -19,6 +19,7 @@ from django.core.cache import cache
 
 from lifecycle.links import absolute
 from lifecycle.models import Customer, Order, Tenant
+from lifecycle.numbers import whole_number
 
 from .builder_checks import EMAIL_KINDS, Problem, content_problems
 from .models import Delivery, EmailTemplate, Enrollment, Journey, Step
@@ -142,9 +143,10 @@ def _delivery(tenant: Tenant, journey: Journey, step: Step, customer: Customer, 
 def _customer(tenant: Tenant, key: str) -> tuple[Customer, Order | None, bool]:
     """(customer, their latest order, is a sample)."""
     if key and key != "sample":
-        if not key.isdigit():
+        customer_id = whole_number(key, minimum=1)
+        if customer_id is None:
             raise PreviewError("Choose a customer from the list.")
-        customer = Customer.objects.for_tenant(tenant).filter(pk=int(key), erased_at__isnull=True).first()
+        customer = Customer.objects.for_tenant(tenant).filter(pk=customer_id, erased_at__isnull=True).first()
         if customer is None:
             raise PreviewError("That customer is not in this store.")
         customer.tenant = tenant

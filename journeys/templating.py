@@ -17,6 +17,8 @@ from django.template import TemplateSyntaxError
 from django.template.base import FilterExpression, Variable, VariableNode
 from django.template.defaulttags import FirstOfNode, ForNode, IfNode, WithNode
 
+from lifecycle.numbers import whole_number
+
 from .render_limits import (
     CHECK_SECONDS,
     MAX_LOOP_DEPTH,
@@ -93,7 +95,7 @@ class _Checker:
             if shape is _ANY:
                 return _ANY
             where = ".".join(lookups[:depth])
-            if isinstance(shape, list) and part.isdigit():
+            if isinstance(shape, list) and whole_number(part) is not None:
                 shape = shape[0]
             elif isinstance(shape, dict) and part in shape:
                 shape = shape[part]

@@ -232,6 +232,8 @@ def _builder(request: HttpRequest, tenant: Tenant, journey: Journey, *, selected
                                     content={f: content.get(f) or "" for f in StepForm.CONTENT})
         except PreviewError as exc:
             preview_error = str(exc)
+            if request.GET.get("customer") and status == 200:
+                status = 400  # ?customer= names no customer of this store: the page says so
     return render(request, "workspace/journeys/builder.html", {
         "journey": journey, "steps": step_rows, "timeline": timeline(journey, steps),
         "problems": [{"problem": p, "step_id": by_position[p.position].pk if p.position in by_position else None}

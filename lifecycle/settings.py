@@ -331,6 +331,7 @@ SPECTACULAR_SETTINGS = {
     "COMPONENT_SPLIT_REQUEST": True,
     "SCHEMA_PATH_PREFIX": r"/api/v1",
     "PREPROCESSING_HOOKS": ["lifecycle.api.schema.canonical_paths"],
+    "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums", "lifecycle.api.schema.server_rules"],
     # 3.1: the request models are pydantic, whose JSON Schema (2020-12) 3.1 speaks natively.
     "OAS_VERSION": "3.1.0",
 }

@@ -18,6 +18,7 @@ from lifecycle.api.idempotency import idempotent
 from lifecycle.api.views import ERRORS, IDEMPOTENCY_HEADER, dump, parse
 from lifecycle.models import Customer
 from lifecycle.money import money_str
+from lifecycle.numbers import whole_number
 from lifecycle.services import NotFound
 
 from .models import Redemption, Reward, RewardCode
@@ -101,9 +102,11 @@ def _customer(tenant, external_id: str) -> Customer:
     return customer
 
 
-def _reward(tenant, reward_id) -> Reward:
-    reward = (Reward.objects.for_tenant(tenant).select_related("program").filter(pk=reward_id).first()
-              if str(reward_id).isdigit() else None)
+def _reward(tenant, reward_id: int | str) -> Reward:
+    """The reward a body's reward_id (an int) or a path's (text: ASCII digits or nothing) names."""
+    pk = whole_number(str(reward_id), minimum=1)
+    reward = (Reward.objects.for_tenant(tenant).select_related("program").filter(pk=pk).first()
+              if pk is not None else None)
     if reward is None:
         raise NotFound("loyalty.reward_not_found", f"no reward with id {reward_id!r}")
     return reward

@@ -17,6 +17,7 @@ from django.views.decorators.http import require_http_methods
 from lifecycle.links import LinkExpired, read_token
 from lifecycle.models import Customer
 from lifecycle.money import money_str
+from lifecycle.numbers import whole_number
 from lifecycle.services import ServiceError
 from lifecycle.tenancy import activate
 
@@ -84,8 +85,9 @@ def loyalty_page(request: HttpRequest, token: str) -> HttpResponse:
             return _page(request, customer, token, error="Please enter your birthday as a date.", status=400)
         return _page(request, customer, token)
     raw_reward, nonce = request.POST.get("reward", ""), request.POST.get("nonce", "")[:NONCE_MAX]
+    reward_id = whole_number(raw_reward, minimum=1)
     reward = (Reward.objects.for_tenant(customer.tenant_id).select_related("program")
-              .filter(pk=raw_reward, active=True).first() if raw_reward.isdigit() else None)
+              .filter(pk=reward_id, active=True).first() if reward_id is not None else None)
     if reward is None or not nonce:
         return _page(request, customer, token, error="That reward is not available.", status=400)
     try:

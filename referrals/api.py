@@ -17,6 +17,7 @@ from rest_framework.views import APIView
 from lifecycle.api.outputs import MoneyOut as MoneyStr  # noqa: E402
 from lifecycle.api.views import ERRORS, dump
 from lifecycle.money import money_str
+from lifecycle.numbers import calendar_date
 from lifecycle.services import NotFound, ServiceError
 
 from .models import Program
@@ -154,21 +155,20 @@ class CustomerReferralView(APIView):
 
 def _date(request: Request, name: str) -> dt.datetime | None:
     raw = request.query_params.get(name)
-    if not raw:
+    if raw is None:
         return None
-    try:
-        day = dt.date.fromisoformat(raw)
-    except ValueError:
+    day = calendar_date(raw)  # an empty value is no date either: a 400, as the schema says
+    if day is None:
         raise ServiceError("referrals.bad_date", f"{name} must be a date such as 2026-01-31",
-                           {name: ["must be a date such as 2026-01-31"]}) from None
+                           {name: ["must be a date such as 2026-01-31"]})
     return dt.datetime.combine(day, dt.time(0), tzinfo=dt.UTC)
 
 
 class ReferralMetricsView(APIView):
     @extend_schema(
         parameters=[
-            OpenApiParameter("since", dt.date, required=False, description="From this day (UTC), inclusive."),
-            OpenApiParameter("until", dt.date, required=False, description="Up to this day (UTC), exclusive."),
+            OpenApiParameter("since", dt.date, required=False, description="From this day (UTC), inclusive; omit for no lower bound."),
+            OpenApiParameter("until", dt.date, required=False, description="Up to this day (UTC), exclusive; omit for no upper bound."),
         ],
         responses={200: ReferralMetricsOut, **ERRORS}, summary="Referral metrics",
         description="Invites sent, clicks, conversions, revenue from referred customers, reward cost, the "

@@ -130,6 +130,14 @@ class BulkOut(BaseModel):
     results: list[BulkItemOut]
 
 
+class ErrorOut(BaseModel):
+    """Every error the API answers: `code` is stable, `message` is for people, `fields` names each problem."""
+
+    code: str = Field(examples=["validation_failed"])
+    message: str
+    fields: dict[str, list[str]] = Field(description="Problems by field (dotted path); may be empty.")
+
+
 class PingOut(BaseModel):
     ok: bool
     tenant: str

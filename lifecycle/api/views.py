@@ -5,6 +5,8 @@ is a 404 with the same body as a missing one.
 """
 
 import datetime as dt
+import math
+from decimal import Decimal
 from typing import Any
 
 import pydantic
@@ -19,24 +21,37 @@ from rest_framework.views import APIView
 from ..bulk import orders_bulk_ingest
 from ..models import Customer, Order, Refund
 from ..schemas import BulkOrdersIn, CancellationIn, DeliveryIn, EventIn, FulfillmentIn, OrderIn, RefundIn
-from ..services import NotFound, customer_erase, event_record, order_ingest, order_mark, refund_record
+from ..services import (
+    NotFound,
+    ServiceError,
+    customer_erase,
+    event_record,
+    order_ingest,
+    order_mark,
+    refund_record,
+)
 from . import replays
-from .idempotency import idempotent
-from .outputs import BulkOut, CustomerListOut, CustomerOut, EventOut, OrderOut, PingOut
+from .idempotency import MAX_KEY_LENGTH, idempotent
+from .outputs import BulkOut, CustomerListOut, CustomerOut, ErrorOut, EventOut, OrderOut, PingOut
 
 ERRORS = {
-    400: OpenApiResponse(description="Invalid input: `fields` names each problem."),
-    401: OpenApiResponse(description="Missing, invalid or revoked API key."),
-    404: OpenApiResponse(description="No such object for this API key's store."),
-    409: OpenApiResponse(description="A request with this Idempotency-Key is still in flight."),
-    413: OpenApiResponse(description="Body too large."),
-    422: OpenApiResponse(description="This Idempotency-Key was used with a different request (`idempotency.key_reused`), "
-                         "or a date-time is outside 1970-01-01 .. now + 2 days (`timestamp_out_of_range`)."),
-    429: OpenApiResponse(description="Over the per-key rate limit; see Retry-After."),
+    400: OpenApiResponse(ErrorOut, description="Invalid input: `fields` names each problem."),
+    401: OpenApiResponse(ErrorOut, description="Missing, invalid or revoked API key."),
+    404: OpenApiResponse(ErrorOut, description="No such object for this API key's store."),
+    409: OpenApiResponse(ErrorOut, description="A request with this Idempotency-Key is still in flight."),
+    413: OpenApiResponse(ErrorOut, description="Body too large."),
+    414: OpenApiResponse(description="The URL is too long (the server in front of the app refuses request lines "
+                                     "over 4094 bytes); path and query values are far shorter."),
+    415: OpenApiResponse(ErrorOut, description="The body is not JSON (send Content-Type: application/json)."),
+    422: OpenApiResponse(ErrorOut, description="This Idempotency-Key was used with a different request "
+                         "(`idempotency.key_reused`), or a date-time is outside 1970-01-01 .. now + 2 days "
+                         "(`timestamp_out_of_range`)."),
+    429: OpenApiResponse(ErrorOut, description="Over the per-key rate limit; see Retry-After."),
 }
 IDEMPOTENCY_HEADER = OpenApiParameter(
-    "Idempotency-Key", str, OpenApiParameter.HEADER, required=False,
-    description="Any unique string up to 255 characters. A retry with the same key returns the first response.",
+    "Idempotency-Key", {"type": "string", "minLength": 1, "maxLength": MAX_KEY_LENGTH}, OpenApiParameter.HEADER,
+    required=False, description=f"Any unique string of 1 to {MAX_KEY_LENGTH} characters (anything else is a 400). "
+    "A retry with the same key returns the first response.",
 )
 
 
@@ -201,7 +216,8 @@ class CustomerDetailView(APIView):
 
 class CustomerListView(APIView):
     @extend_schema(
-        parameters=[OpenApiParameter("email", str, required=True, description="The customer's email address.")],
+        parameters=[OpenApiParameter("email", {"type": "string", "pattern": "@"}, required=True,
+                                     description="The customer's email address (a value without @ is a 400).")],
         responses={200: CustomerListOut, **ERRORS}, summary="Find customers by email",
         operation_id="customers_find",
     )
@@ -217,6 +233,23 @@ class CustomerListView(APIView):
         return dump(CustomerListOut(results=[CustomerOut.of(c, request.tenant.currency) for c in customers]))
 
 
+def _json_numbers(value: Any, where: str) -> Any:
+    """`events.data` as JSON can store it: the body's numbers are read as Decimal (for money), which
+    json.dumps cannot write; a whole number stays an int, any other becomes a float (a number too
+    large for one is a 400, not a 500)."""
+    if isinstance(value, dict):
+        return {key: _json_numbers(item, f"{where}.{key}") for key, item in value.items()}
+    if isinstance(value, list):
+        return [_json_numbers(item, f"{where}.{index}") for index, item in enumerate(value)]
+    if isinstance(value, Decimal):
+        number = float(value)
+        if not math.isfinite(number):
+            raise ServiceError("validation_failed", f"{where} is too large a number",
+                               {where: ["is too large a number"]})
+        return int(value) if value == value.to_integral_value() and abs(value) < 2**63 else number
+    return value
+
+
 class EventsView(APIView):
     @extend_schema(
         request=EventIn, parameters=[IDEMPOTENCY_HEADER], responses={201: EventOut, 200: EventOut, **ERRORS},
@@ -227,6 +260,7 @@ class EventsView(APIView):
     @idempotent
     def post(self, request: Request) -> Response:
         data = parse(EventIn, request)
+        data.data = _json_numbers(data.data, "data")
         event, created = event_record(tenant=request.tenant, data=data)
         out = EventOut(id=event.pk, type=event.type, occurred_at=event.occurred_at.astimezone(dt.UTC),
                        customer_external_id=event.customer.external_id if event.customer else None, created=created)

@@ -17,6 +17,7 @@ from django.urls import path
 
 from lifecycle import clock
 from lifecycle.models import Tenant
+from lifecycle.numbers import calendar_date
 
 from . import metrics, metrics_journeys
 from .access import workspace_view
@@ -25,16 +26,21 @@ PRESETS = {"30d": 30, "90d": 90, "180d": 180, "365d": 365}
 DEFAULT_RANGE = "90d"
 # A custom period longer than this would read years of history on every page view.
 MAX_DAYS = 3 * 366
+# The days a custom period may name: any store's history fits, and the sums over a period (its end
+# plus a journey's attribution window) stay far from the calendar's end, where Python's datetimes stop.
+FIRST_DAY, LAST_DAY = dt.date(1900, 1, 1), dt.date(2999, 12, 31)
 TABS = [("home", "Overview"), ("dashboard_funnels", "Journeys and lift"), ("dashboard_feedback", "Feedback and support"),
         ("dashboard_programs", "Loyalty and referrals")]
 
 
 def _parse_day(value: str, label: str, errors: list[str]) -> dt.date | None:
-    try:
-        return dt.date.fromisoformat(value)
-    except ValueError:
+    day = calendar_date(value)
+    if day is None:
         errors.append(f"'{value}' is not a date for “{label}”: use YYYY-MM-DD, such as 2026-01-31.")
-        return None
+    elif not FIRST_DAY <= day <= LAST_DAY:
+        errors.append(f"{day} is outside the dates a period can cover: choose days from {FIRST_DAY} to {LAST_DAY}.")
+        day = None
+    return day
 
 
 def period_from(request: HttpRequest, tenant: Tenant, now: dt.datetime) -> tuple[metrics.Period | None, dict, list]:

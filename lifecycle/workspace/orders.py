@@ -16,8 +16,10 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, render
 from django.urls import path
 
+from lifecycle.extreme_times import day_end, day_start
 from lifecycle.models import Customer, Event, Order, OrderLine, Refund, Tenant
 from lifecycle.money import money_str
+from lifecycle.numbers import calendar_date
 
 from .access import workspace_view
 from .customers import (
@@ -43,15 +45,10 @@ ORDER_EVENTS = 50
 def parse_day(raw: str, label: str) -> dt.date | None:
     if not raw:
         return None
-    try:
-        return dt.date.fromisoformat(raw)
-    except ValueError as exc:
-        raise BadListRequest(f"{label} {raw!r} is not a date such as 2026-11-23.") from exc
-
-
-def day_start(day: dt.date, zone: zoneinfo.ZoneInfo) -> dt.datetime:
-    """Midnight of `day` in the store's time zone, as an aware datetime."""
-    return dt.datetime.combine(day, dt.time(0), tzinfo=zone)
+    day = calendar_date(raw)
+    if day is None:
+        raise BadListRequest(f"{label} {raw!r} is not a date such as 2026-11-23.")
+    return day
 
 
 def order_page(*, tenant: Tenant, q: str = "", status: str = "", date_from: dt.date | None = None,
@@ -90,8 +87,8 @@ def order_page(*, tenant: Tenant, q: str = "", status: str = "", date_from: dt.d
     zone = zoneinfo.ZoneInfo(tenant.time_zone)
     if date_from:
         orders = orders.filter(placed_at__gte=day_start(date_from, zone))
-    if date_to:
-        orders = orders.filter(placed_at__lt=day_start(date_to + dt.timedelta(days=1), zone))
+    if date_to and (end := day_end(date_to, zone)) is not None:
+        orders = orders.filter(placed_at__lt=end)
     total = count_words(orders, "order")
     if after:
         placed, last = decode_cursor(after, 2)

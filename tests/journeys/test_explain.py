@@ -223,8 +223,8 @@ def test_bad_journey_parameter_and_unknown_ids(api, tenant, other_tenant):
 
     bad = api.get("/api/v1/customers/c-42/journeys", {"journey": "one"})
     assert bad.status_code == 400
-    assert bad.json() == {"code": "validation_failed", "message": "journey must be a whole number",
-                          "fields": {"journey": ["must be a whole number"]}}
+    assert bad.json() == {"code": "validation_failed", "message": "journey must be a whole number from 1",
+                          "fields": {"journey": ["must be a whole number from 1"]}}
     theirs = api.get("/api/v1/customers/c-42/journeys", {"journey": foreign.pk})
     missing = api.get("/api/v1/customers/c-42/journeys", {"journey": foreign.pk + 1000})
     assert theirs.status_code == missing.status_code == 404

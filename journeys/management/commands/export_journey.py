@@ -4,6 +4,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from journeys.io import journey_export
 from journeys.models import Journey
+from lifecycle.numbers import whole_number
 
 from ._common import tenant_or_error
 
@@ -20,8 +21,8 @@ class Command(BaseCommand):
         journeys = Journey.objects.for_tenant(tenant)
         # A name wins over an id, so a journey called "2024" is still reachable by its name.
         found = journeys.filter(name=journey).first()
-        if found is None and journey.isascii() and journey.isdigit() and len(journey) < 19:
-            found = journeys.filter(pk=int(journey)).first()
+        if found is None and (pk := whole_number(journey, minimum=1)) is not None:
+            found = journeys.filter(pk=pk).first()
         if found is None:
             raise CommandError(f"no journey named or numbered {journey!r} in {slug}")
         self.stdout.write(json.dumps(journey_export(found), indent=2, ensure_ascii=False))
