@@ -88,6 +88,14 @@ class PageMeta:
 class PageForm(forms.ModelForm):
     """Labels on every field; an error anywhere says nothing was saved (the template's banner)."""
 
+    # The message for a blank name (the field strips it, so the required check sees it first).
+    name_required = ""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if self.name_required and "name" in self.fields:
+            self.fields["name"].error_messages["required"] = self.name_required
+
     def values(self) -> dict[str, Any]:
         return dict(self.cleaned_data)
 
@@ -186,6 +194,8 @@ class LoyaltyProgramForm(PageForm):
 
 
 class TierForm(PageForm):
+    name_required = "Give the tier a name, such as Gold."
+
     class Meta(PageMeta):
         model = Tier
         fields = ["name", "threshold", "multiplier", "perks"]
@@ -212,6 +222,8 @@ class TierForm(PageForm):
 
 
 class RewardForm(PageForm):
+    name_required = "Give the reward a name customers understand, such as “€5 off”."
+
     class Meta(PageMeta):
         model = LoyaltyReward
         fields = ["name", "kind", "cost", "value", "product_external_id", "code_source", "code_prefix"]
@@ -519,7 +531,7 @@ class ReferralProgramForm(PageForm):
                 self.add_error(f"tier{n}_amount", "Points are whole points.")
                 continue
             previous = start
-            tiers.append({"from_friend": start, "amount": str(amount.normalize() if amount else amount)})
+            tiers.append({"from_friend": start, "amount": f"{amount.normalize():f}"})
         data["advocate_tiers"] = tiers
         return data
 
@@ -550,6 +562,8 @@ def referral_program(request: HttpRequest, tenant: Tenant) -> HttpResponse:
 
 
 class SurveyForm(PageForm):
+    name_required = "Give the survey a name you will recognise in the journey builder."
+
     class Meta(PageMeta):
         model = Survey
         fields = ["name", "question", "follow_up_question", "thank_you_text", "throttle_days", "alert_email",
