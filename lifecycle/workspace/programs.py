@@ -21,6 +21,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import path
 
 from feedback.configure import survey_settings_save, survey_standard_ensure
+from feedback.i18n import STRINGS
 from feedback.models import Survey
 from lifecycle.models import Membership, Tenant
 from lifecycle.services import ServiceError
@@ -95,6 +96,9 @@ class PageForm(forms.ModelForm):
         super().__init__(*args, **kwargs)
         if self.name_required and "name" in self.fields:
             self.fields["name"].error_messages["required"] = self.name_required
+        for name, value in self.initial.items():  # 10, not the column's 10.0000
+            if isinstance(value, Decimal) and isinstance(self.fields.get(name), forms.DecimalField):
+                self.initial[name] = f"{value.normalize():f}"
 
     def values(self) -> dict[str, Any]:
         return dict(self.cleaned_data)
@@ -229,7 +233,7 @@ class RewardForm(PageForm):
         fields = ["name", "kind", "cost", "value", "product_external_id", "code_source", "code_prefix"]
         labels = {"cost": "Points it takes", "value": "Value", "product_external_id": "Free product's id",
                   "code_source": "Codes", "code_prefix": "Code prefix"}
-        help_texts = {"value": "A fixed discount: the amount in the store's currency. A percentage discount: "
+        help_texts = {"cost": "", "value": "A fixed discount: the amount in the store's currency. A percentage discount: "
                                "1 to 100. Otherwise unused.",
                       "product_external_id": "A free product: its id in your store.",
                       "code_source": "A pool: upload codes with POST /api/v1/loyalty/rewards/<id>/codes.",
@@ -469,7 +473,7 @@ class ReferralProgramForm(PageForm):
         for n in range(1, REFERRAL_TIER_ROWS + 1):
             tier = tiers[n - 1] if n <= len(tiers) else {}
             self.fields[f"tier{n}_from"] = forms.IntegerField(
-                label=f"From friend no. {n}" if n == 1 else "From friend no.", required=False, min_value=2,
+                label="From friend no.", required=False, min_value=2,
                 max_value=1000, initial=tier.get("from_friend"),
                 error_messages={"min_value": "From the 2nd friend or later (the 1st gets the base amount).",
                                 "max_value": "At most the 1000th friend.", "invalid": "A whole number."})
@@ -580,11 +584,42 @@ class SurveyForm(PageForm):
                       "alert_webhook_url": "Each negative answer as JSON, for a helpdesk or a chat (optional)."}
         widgets = {"thank_you_text": forms.Textarea(attrs={"rows": 2})}
 
+    TRANSLATED = (("question", "Question", 300), ("follow_up_question", "Follow-up question", 300),
+                  ("thank_you_text", "Thank-you text", 500))
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        own = self.instance.translations or {}
+        for lang in translated_languages():
+            for key, label, limit in self.TRANSLATED:
+                self.fields[f"{lang}_{key}"] = forms.CharField(
+                    label=f"{label} ({LANGUAGE_NAMES.get(lang, lang)})", required=False, max_length=limit,
+                    initial=(own.get(lang) or {}).get(key, ""),
+                    widget=forms.Textarea(attrs={"rows": 2}) if key == "thank_you_text" else None)
+
+    def translations_open(self) -> bool:
+        return any(f.errors or f.value() for f in self.translation_fields())
+
+    def translation_fields(self) -> list:
+        return [self[f"{lang}_{key}"] for lang in translated_languages() for key, _, _ in self.TRANSLATED]
+
     def clean_name(self):
         name = (self.cleaned_data.get("name") or "").strip()
         if not name:
             raise forms.ValidationError("Give the survey a name you will recognise in the journey builder.")
         return name
+
+    def values(self) -> dict[str, Any]:
+        data = {name: self.cleaned_data[name] for name in self.Meta.fields}
+        # Languages the page does not show (set by an operator) are kept as they are.
+        translations = {lang: words for lang, words in (self.instance.translations or {}).items()
+                        if lang not in translated_languages()}
+        for lang in translated_languages():
+            words = {key: self.cleaned_data[f"{lang}_{key}"].strip() for key, _, _ in self.TRANSLATED}
+            if any(words.values()):
+                translations[lang] = {key: text for key, text in words.items() if text}
+        data["translations"] = translations
+        return data
 
     def clean_throttle_days(self):
         return _within(self.cleaned_data.get("throttle_days"), 0, MAX_THROTTLE_DAYS,
@@ -612,6 +647,14 @@ def surveys(request: HttpRequest, tenant: Tenant) -> HttpResponse:
         return redirect("workspace:settings-survey", tenant=tenant.slug, survey_id=survey.pk)
     return render(request, "workspace/settings/surveys.html", {
         "section": "surveys", "read_only_note": READ_ONLY_NOTE, "surveys": saved, "standard": _unsaved_kinds(saved)})
+
+
+LANGUAGE_NAMES = {"de": "German", "fr": "French", "es": "Spanish", "it": "Italian", "nl": "Dutch"}
+
+
+def translated_languages() -> list[str]:
+    """The customer languages the survey pages speak besides English: the marketer's wording in each."""
+    return [lang for lang in STRINGS if lang != "en"]
 
 
 def _unsaved_kinds(saved: list[Survey]) -> list[tuple[str, str]]:

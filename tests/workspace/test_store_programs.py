@@ -447,6 +447,26 @@ def test_a_bad_survey_setting_is_400_with_its_message_and_nothing_written(as_mar
     assert events(tenant, "store.") == []
 
 
+def test_the_wording_in_german_is_saved_and_other_languages_are_kept(as_marketer, tenant, a_rows):
+    survey = a_rows["survey"]
+    Survey.objects.for_tenant(tenant).filter(pk=survey.pk).update(translations={"fr": {"question": "Recommanderiez-vous ?"}})
+    response = as_marketer.post(url(tenant, "settings-survey", survey_id=survey.pk),
+                                {**SURVEY, "de_question": "Würden Sie Acme empfehlen?", "de_follow_up_question": "",
+                                 "de_thank_you_text": " Danke! "})
+    assert response.status_code == 302
+    survey.refresh_from_db()
+    assert survey.translations == {"fr": {"question": "Recommanderiez-vous ?"},
+                                   "de": {"question": "Würden Sie Acme empfehlen?", "thank_you_text": "Danke!"}}
+    page = as_marketer.get(url(tenant, "settings-survey", survey_id=survey.pk))
+    assert 'value="Würden Sie Acme empfehlen?"' in page.content.decode()
+    assert '<details class="translations" open>' in page.content.decode()
+    response = as_marketer.post(url(tenant, "settings-survey", survey_id=survey.pk), {**SURVEY, "de_question": "x" * 301})
+    assert response.status_code == 400
+    assert "Ensure this value has at most 300 characters (it has 301)." in words(response)
+    survey.refresh_from_db()
+    assert survey.translations["de"]["question"] == "Würden Sie Acme empfehlen?"
+
+
 def test_a_viewer_reads_a_survey_and_cannot_change_it(as_viewer, tenant, a_rows):
     survey = a_rows["survey"]
     page = as_viewer.get(url(tenant, "settings-survey", survey_id=survey.pk))
