@@ -18,7 +18,7 @@ from .models import Review, Survey
 from .selectors import survey_for_config
 
 SURVEY_FIELDS = ("name", "question", "follow_up_question", "thank_you_text", "throttle_days", "alert_email",
-                 "alert_webhook_url", "active", "translations")
+                 "alert_webhook_url", "translations")
 
 
 def survey_standard_ensure(*, tenant: Tenant, kind: str, by: str) -> Survey:

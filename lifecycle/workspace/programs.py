@@ -570,8 +570,9 @@ class SurveyForm(PageForm):
 
     class Meta(PageMeta):
         model = Survey
+        # Not `active`: no step consults it, so a box for it would promise what does not happen.
         fields = ["name", "question", "follow_up_question", "thank_you_text", "throttle_days", "alert_email",
-                  "alert_webhook_url", "active"]
+                  "alert_webhook_url"]
         labels = {"question": "Question", "follow_up_question": "Follow-up question", "thank_you_text": "Thank-you text",
                   "throttle_days": "Ask one customer at most once per (days)", "alert_email": "Send negative answers to",
                   "alert_webhook_url": "And POST them to", "active": "Active"}

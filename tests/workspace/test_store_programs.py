@@ -495,3 +495,41 @@ def test_a_marketer_finds_the_queues_and_programmes_from_the_nav(as_marketer, te
     page = as_marketer.get(url(tenant, "settings-loyalty"))
     assert f'<a href="{url(tenant, "settings-loyalty")}" aria-current="page">Loyalty</a>' in page.content.decode()
     assert "Set up" not in words(page) and "Start the programme" in words(page)
+
+
+# --- hostile numbers ---------------------------------------------------------------------------
+
+
+HOSTILE = ["9" * 5000, "²", "-1", "1e999", "NaN", "Infinity", "99999999999999999999.99999"]
+NUMERIC = {
+    "settings-loyalty": (LOYALTY, ["points_per_unit", "pending_days", "first_order_bonus", "expiry_months",
+                                   "expiry_warning_days"]),
+    "settings-referrals": (REFERRALS, ["friend_offer_value", "advocate_reward_amount", "tier1_from", "tier1_amount",
+                                       "min_order_total", "release_delay_days", "advocate_monthly_cap",
+                                       "max_clicks_per_ip_per_day", "review_deadline_hours"]),
+    "settings-loyalty-tier-add": ({"tier-name": "Silver", "tier-threshold": "200", "tier-multiplier": "1"},
+                                  ["tier-threshold", "tier-multiplier"]),
+    "settings-loyalty-reward-add": ({"reward-name": "Big", "reward-kind": "fixed_discount", "reward-cost": "100",
+                                     "reward-value": "5", "reward-code_source": "generated"},
+                                    ["reward-cost", "reward-value"]),
+}
+
+
+def settings_rows(tenant) -> str:
+    return repr([list(m.objects.for_tenant(tenant).order_by("pk").values())
+                 for m in (LoyaltyProgram, Tier, LoyaltyReward, ReferralProgram, Survey)])
+
+
+@pytest.mark.parametrize("route", sorted(NUMERIC))
+def test_numbers_no_person_means_are_400_never_500_and_write_nothing(as_marketer, tenant, route):
+    if route != "settings-loyalty":
+        LoyaltyProgram.objects.for_tenant(tenant).create(tenant=tenant)
+    before = settings_rows(tenant)
+    form, fields = NUMERIC[route]
+    for field in fields:
+        for value in HOSTILE:
+            response = as_marketer.post(url(tenant, route), {**form, field: value})
+            assert response.status_code == 400, (field, value[:20], response.status_code)
+            assert 'class="error field-error"' in response.content.decode(), (field, value[:20])
+    assert settings_rows(tenant) == before
+    assert events(tenant, "store.") == []
