@@ -411,6 +411,9 @@ def reward_active(request: HttpRequest, tenant: Tenant, reward_id: int) -> HttpR
     if (refused := refuse_write(request)) is not None:
         return refused
     if request.method == "POST":
+        if request.POST.get("active") not in ("0", "1"):
+            messages.error(request, "Say whether the reward goes off the catalog (active=0) or back on (active=1).")
+            return _loyalty_page(request, tenant, status=400)
         active = request.POST.get("active") == "1"
         if loyalty_reward_set_active(tenant=tenant, reward=reward, active=active, by=_by(request)):
             messages.success(request, f"Reward “{reward.name}” is back in the catalog." if active else

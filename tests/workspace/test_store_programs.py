@@ -341,6 +341,15 @@ def test_rewards_are_added_edited_and_deactivated(as_marketer, tenant, a_rows):
         "store.loyalty_reward_added", "store.loyalty_reward_changed", "store.loyalty_reward_deactivated"]
 
 
+def test_a_reward_switch_without_on_or_off_is_400_and_changes_nothing(as_marketer, tenant, a_rows):
+    response = as_marketer.post(url(tenant, "settings-loyalty-reward-active", reward_id=a_rows["reward"].pk),
+                                {"active": "maybe"})
+    assert response.status_code == 400
+    assert "Say whether the reward goes off the catalog (active=0) or back on (active=1)." in words(response)
+    assert LoyaltyReward.objects.for_tenant(tenant).get().active is True
+    assert events(tenant, "store.") == []
+
+
 @pytest.mark.parametrize(("fields", "message"), [
     ({"reward-kind": "percent_discount", "reward-value": "150"}, "A percentage between 1 and 100."),
     ({"reward-kind": "fixed_discount", "reward-value": ""}, "Say how much it takes off, in EUR."),
