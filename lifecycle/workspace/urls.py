@@ -4,7 +4,7 @@ from django.urls import include, path
 
 from journeys import workspace as journeys_pages
 
-from . import customers, dashboard, orders, store_settings, views
+from . import customers, dashboard, orders, programs, queues, store_settings, views
 
 app_name = "workspace"
 
@@ -13,6 +13,8 @@ tenant_pages = [
     *customers.urlpatterns,
     *orders.urlpatterns,
     *store_settings.urlpatterns,
+    *programs.urlpatterns,
+    *queues.urlpatterns,
     *journeys_pages.urlpatterns,
 ]
 

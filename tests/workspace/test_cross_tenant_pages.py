@@ -10,9 +10,16 @@ import json
 import pytest
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 
+from feedback.models import Review, Survey
 from journeys.models import Delivery, EmailTemplate, Enrollment, Journey, Step
 from lifecycle.models import ApiKey, Customer, Event, Membership, Order, StoreConnection, Tenant
 from lifecycle.services import store_connect
+from loyalty.models import Program as LoyaltyProgram
+from loyalty.models import Reward as LoyaltyReward
+from loyalty.models import Tier
+from referrals.models import Program as ReferralProgram
+from referrals.models import Referral
+from tests.workspace.program_objects import programmes
 
 pytestmark = pytest.mark.django_db
 
@@ -30,6 +37,11 @@ OBJECT_KWARGS = {
     "membership_id": lambda a: a["membership"].pk,
     "api_key_id": lambda a: a["api_key"].pk,
     "connection_id": lambda a: a["connection"].pk,
+    "referral_id": lambda a: a["referral"].pk,
+    "review_id": lambda a: a["review"].pk,
+    "tier_id": lambda a: a["tier"].pk,
+    "reward_id": lambda a: a["reward"].pk,
+    "survey_id": lambda a: a["survey"].pk,
 }
 
 
@@ -50,8 +62,9 @@ def workspace_routes() -> dict[str, list[str]]:
 
 
 def snapshot(tenant) -> str:
-    rows = {model.__name__: list(model.objects.for_tenant(tenant).order_by("pk").values())
-            for model in (Customer, Order, Journey, Step, EmailTemplate, Enrollment, Delivery, ApiKey, StoreConnection)}
+    rows = {model._meta.label: list(model.objects.for_tenant(tenant).order_by("pk").values())
+            for model in (Customer, Order, Journey, Step, EmailTemplate, Enrollment, Delivery, ApiKey, StoreConnection,
+                          LoyaltyProgram, Tier, LoyaltyReward, ReferralProgram, Referral, Survey, Review)}
     rows["memberships"] = list(Membership.objects.filter(tenant=tenant).order_by("pk").values())
     rows["tenant"] = list(Tenant.objects.filter(pk=tenant.pk).values())
     rows["events"] = Event.objects.for_tenant(tenant).count()
@@ -63,7 +76,8 @@ def a_objects(api, tenant, a_customer):
     journey_id = api.post("/api/v1/journeys", A_JOURNEY).json()["id"]
     journey = Journey.objects.for_tenant(tenant).get(pk=journey_id)
     step = Step.objects.for_tenant(tenant).filter(journey=journey).first()
-    return {"customer": a_customer, "order": Order.objects.for_tenant(tenant).get(external_id="A-1"),
+    order = Order.objects.for_tenant(tenant).get(external_id="A-1")
+    return {**programmes(tenant, a_customer, order), "customer": a_customer, "order": order,
             "journey": journey, "step": step, "template": step.template,
             "membership": Membership.objects.filter(tenant=tenant).first(),
             "api_key": ApiKey.objects.for_tenant(tenant).first(),
@@ -119,3 +133,5 @@ def test_collection_pages_of_b_show_nothing_of_a(a_objects, other_tenant, as_out
         body = response.content.decode()
         assert "ada@a-store.example.com" not in body, name
         assert "A welcome" not in body, name
+        assert "ADA-7K3P" not in body and "Lovely beans" not in body and "Five off" not in body, name
+        assert "Platinum-A" not in body and "support@a-store.example.com" not in body, name
