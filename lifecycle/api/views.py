@@ -31,7 +31,8 @@ ERRORS = {
     409: OpenApiResponse(description="A request with this Idempotency-Key is still in flight."),
     413: OpenApiResponse(description="Body too large."),
     422: OpenApiResponse(description="This Idempotency-Key was used with a different request."),
-    429: OpenApiResponse(description="Over the per-key rate limit; see Retry-After."),
+    429: OpenApiResponse(description="Over the per-key rate limit, or too many wrong API keys from this address "
+                              "(`auth.too_many_failures`); see Retry-After."),
 }
 IDEMPOTENCY_HEADER = OpenApiParameter(
     "Idempotency-Key", str, OpenApiParameter.HEADER, required=False,
