@@ -15,7 +15,7 @@ import time
 
 from rest_framework import authentication, exceptions, permissions
 
-from . import clock
+from . import clock, throttling
 from .models import ApiKey
 from .tenancy import activate, system_scope
 
@@ -53,7 +53,12 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
         scheme, _, token = header.partition(" ")
         if scheme != self.keyword or not token:
             raise exceptions.AuthenticationFailed("The Authorization header must be 'Bearer <key>'.")
-        api_key = self._lookup(token.strip())
+        try:
+            api_key = self._lookup(token.strip())
+        except exceptions.AuthenticationFailed as exc:
+            if getattr(exc, "guess", False):
+                throttling.key_failure_record(request)
+            raise
         activate(api_key.tenant_id)  # the rest of the request is this key's store's
         now = clock.now()
         if api_key.last_used_at is None or now - api_key.last_used_at > LAST_USED_RESOLUTION:
@@ -66,6 +71,7 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
     @staticmethod
     def _lookup(token: str) -> ApiKey:
         invalid = exceptions.AuthenticationFailed("This API key is not valid. Check it, or create a new one.")
+        invalid.guess = True  # counted against the client's address
         parts = token.split("_", 2)
         if len(parts) != 3 or parts[0] != "lc" or not parts[1] or not parts[2]:
             raise invalid

@@ -8,6 +8,7 @@ environment; a missing one stops the process at start-up rather than at the firs
 request. `.env.example` lists every variable.
 """
 
+import datetime as dt
 import os
 import secrets
 from pathlib import Path
@@ -63,6 +64,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "drf_spectacular",
     "anymail",
+    "axes",
     "lifecycle",
     "loyalty",
     "referrals",
@@ -83,6 +85,8 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "lifecycle.middleware.DatabaseUnavailableMiddleware",
+    # Last, as django-axes asks: turns a locked-out sign-in into the 429 page (AXES_LOCKOUT_CALLABLE).
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "lifecycle.urls"
@@ -279,6 +283,30 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
 ]
+# Sign-in throttling (django-axes) on /app/login/ and /admin/login/: after AXES_FAILURE_LIMIT wrong
+# passwords for one username (from any address), or from one address (for any usernames), that
+# username or address is refused, even with the right password, until AXES_COOLOFF_TIME has passed
+# since its last failure. Per username stops a botnet guessing one owner's password; per address
+# stops one machine spraying guesses over many accounts. The price: anyone can keep one username
+# locked for the cool-off, so it is short, and a locked person sees when to retry.
+# Axes' backend refuses a locked-out sign-in before Django's checks the password.
+AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", "django.contrib.auth.backends.ModelBackend"]
+AXES_FAILURE_LIMIT = int(env("LOGIN_FAILURE_LIMIT", "10"))
+AXES_COOLOFF_TIME = dt.timedelta(minutes=int(env("LOGIN_COOLOFF_MINUTES", "15")))
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+# A success does not clear the count (AXES_RESET_ON_SUCCESS off): else a sprayer signing in to an account
+# of their own now and then would reset their address's count.
+AXES_LOCKOUT_CALLABLE = "lifecycle.workspace.views.locked_out"
+AXES_DISABLE_ACCESS_LOG = True  # failures are what count; no log of every successful sign-in
+# Redis (production) counts in the shared cache; the embedded profile counts in its database, which
+# every process of `make run` shares (a per-process local cache would let each process count alone).
+AXES_HANDLER = "axes.handlers.cache.AxesCacheHandler" if REDIS_URL else "axes.handlers.database.AxesDatabaseHandler"
+# The address is REMOTE_ADDR (as for referral clicks): behind a proxy, have it set REMOTE_ADDR, since
+# X-Forwarded-For is the client's to forge.
+# The API: this many requests with a wrong API key from one address within API_KEY_FAILURE_WINDOW_SECONDS,
+# and every request from it is refused with 429 until the window ends (lifecycle/auth.py).
+API_KEY_FAILURE_LIMIT = int(env("API_KEY_FAILURE_LIMIT", "20"))
+API_KEY_FAILURE_WINDOW_SECONDS = int(env("API_KEY_FAILURE_WINDOW_SECONDS", "600"))
 LANGUAGE_CODE = "en"
 TIME_ZONE = "UTC"
 USE_I18N = True

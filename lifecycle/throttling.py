@@ -7,6 +7,11 @@ With Redis the count is one pipelined INCR + EXPIRE: one round trip per request.
 cache API took three: ADD, then EXISTS and INCR inside `incr`, ~0.6 ms of CPU per request.)
 The window's key names its minute, so EXPIRE only has to outlive it; renewing it on every
 request is harmless. Without Redis (the embedded profile) the cache API counts.
+
+Wrong API keys are counted per client address too (lifecycle/auth.py says why a blocked
+address is refused even with a right key). The wrong-key path counts with SET NX EX + INCR +
+TTL: the window starts at the first wrong key. The right-key path reads that count in the
+rate limit's own pipeline, so it costs no extra round trip.
 """
 
 import os
@@ -14,6 +19,7 @@ import os
 import redis
 from django.conf import settings
 from django.core.cache import cache
+from rest_framework.exceptions import Throttled
 from rest_framework.throttling import BaseThrottle
 
 from . import clock
@@ -33,20 +39,71 @@ def redis_client() -> redis.Redis | None:
     return _client[1]
 
 
-def _count(key: str) -> int:
+def client_address(request) -> str:
+    """The client's address: REMOTE_ADDR (behind a proxy, have it set REMOTE_ADDR; X-Forwarded-For is forgeable)."""
+    return request.META.get("REMOTE_ADDR") or "unknown"
+
+
+def _failures_key(request) -> str:
+    return f"authfail:apikey:{client_address(request)}"
+
+
+def _cache_incr(key: str, timeout: int) -> int:
+    cache.add(key, 0, timeout=timeout)
+    try:
+        return cache.incr(key)
+    except ValueError:  # evicted between add and incr
+        cache.set(key, 1, timeout=timeout)
+        return 1
+
+
+def _cache_ttl(key: str) -> int:
+    until = cache.get(f"{key}:until")
+    return max(1, int(until - clock.now().timestamp())) if until else 1
+
+
+def _count(key: str, failures_key: str) -> tuple[int, int, int]:
+    """The request count of this window, with the client address's wrong-key count and its seconds left."""
     client = redis_client()
     if client is not None:
         pipe = client.pipeline(transaction=False)
         pipe.incr(key)
         pipe.expire(key, WINDOW_SECONDS * 2)
-        count, _ = pipe.execute()
-        return count
-    cache.add(key, 0, timeout=WINDOW_SECONDS * 2)
-    try:
-        return cache.incr(key)
-    except ValueError:  # evicted between add and incr
-        cache.set(key, 1, timeout=WINDOW_SECONDS * 2)
-        return 1
+        pipe.get(failures_key)
+        pipe.ttl(failures_key)
+        count, _, failures, ttl = pipe.execute()
+        return count, int(failures or 0), max(int(ttl), 1)
+    count = _cache_incr(key, WINDOW_SECONDS * 2)
+    failures = cache.get(failures_key) or 0
+    return count, failures, _cache_ttl(failures_key) if failures else 1
+
+
+def key_failures_refusal(wait: int) -> Throttled:
+    exc = Throttled(detail=f"Too many requests with a wrong API key from your address: every request from it is "
+                           f"refused for {wait} s. Check the key your client sends.", code="auth.too_many_failures")
+    exc.wait = wait
+    return exc
+
+
+def key_failure_record(request) -> None:
+    """Count a wrong API key from the request's address; past the limit, refuse with 429 instead of 401."""
+    key = _failures_key(request)
+    window = settings.API_KEY_FAILURE_WINDOW_SECONDS
+    client = redis_client()
+    if client is not None:
+        pipe = client.pipeline(transaction=False)
+        pipe.set(key, 0, ex=window, nx=True)
+        pipe.incr(key)
+        pipe.ttl(key)
+        _, failures, ttl = pipe.execute()
+        ttl = max(int(ttl), 1)
+    else:
+        if cache.add(f"{key}:until", clock.now().timestamp() + window, timeout=window):
+            cache.set(key, 0, timeout=window)
+        failures = _cache_incr(key, window)
+        ttl = _cache_ttl(key)
+    if failures > settings.API_KEY_FAILURE_LIMIT:
+        raise key_failures_refusal(ttl)
 
 
 class ApiKeyRateThrottle(BaseThrottle):
@@ -58,7 +115,11 @@ class ApiKeyRateThrottle(BaseThrottle):
         now = clock.now().timestamp()
         window = int(now // WINDOW_SECONDS)
         self._retry_after = WINDOW_SECONDS - int(now % WINDOW_SECONDS)
-        return _count(f"t:{api_key.tenant_id}:ratelimit:{api_key.pk}:{window}") <= limit
+        count, failures, failures_ttl = _count(f"t:{api_key.tenant_id}:ratelimit:{api_key.pk}:{window}",
+                                               _failures_key(request))
+        if failures >= settings.API_KEY_FAILURE_LIMIT:
+            raise key_failures_refusal(failures_ttl)
+        return count <= limit
 
     def wait(self) -> float:
         return self._retry_after

@@ -96,6 +96,8 @@ def exception_handler(exc: Exception, context: dict) -> Response | None:
     if isinstance(exc, exceptions.Throttled):
         headers["Retry-After"] = str(int(exc.wait or 1))
         body = error_body("rate_limited", f"Too many requests for this API key; retry in {int(exc.wait or 1)} s.")
+        if getattr(exc.detail, "code", "throttled") != "throttled":  # a throttle with its own code and words
+            body = error_body(exc.detail.code, str(exc.detail))
     elif isinstance(exc, exceptions.ParseError):
         # The parser names what was wrong (request.too_deep, request.number_too_long, request.bad_unicode).
         code = exc.get_codes()

@@ -46,7 +46,8 @@ ERRORS = {
     422: OpenApiResponse(ErrorOut, description="This Idempotency-Key was used with a different request "
                          "(`idempotency.key_reused`), or a date-time is outside 1970-01-01 .. now + 2 days "
                          "(`timestamp_out_of_range`)."),
-    429: OpenApiResponse(ErrorOut, description="Over the per-key rate limit; see Retry-After."),
+    429: OpenApiResponse(ErrorOut, description="Over the per-key rate limit, or too many wrong API keys from this "
+                         "address (`auth.too_many_failures`); see Retry-After."),
 }
 IDEMPOTENCY_HEADER = OpenApiParameter(
     "Idempotency-Key", {"type": "string", "minLength": 1, "maxLength": MAX_KEY_LENGTH}, OpenApiParameter.HEADER,

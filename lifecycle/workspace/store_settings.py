@@ -1,9 +1,9 @@
 """Store settings: the team, API keys, store connections, sender and brand, deliverability.
 
-Everyone in the store may read them; only owners change them. Secrets (an API key, a webhook
-secret, a new member's first password) are shown once, in the answer to the POST that made
+Everyone in the store may read them; only owners change them. People join the team by accepting an
+emailed invitation (lifecycle/workspace/invitations.py). Secrets (an API key, a webhook secret) are shown once, in the answer to the POST that made
 them, and stored nowhere in the clear: the API key as its SHA-256, the webhook secret
-encrypted (lifecycle/crypto.py), the password as Django's hash. A reload asks the browser to
+encrypted (lifecycle/crypto.py). A reload asks the browser to
 post again, which makes a new secret rather than showing the old one.
 
 Each write is a service here (one transaction, a `store.*` event on the store's timeline
@@ -17,16 +17,14 @@ from typing import Any
 from django import forms
 from django.conf import settings
 from django.contrib import messages
-from django.contrib.auth import get_user_model
 from django.db import transaction
-from django.db.models import Q
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import path
 
 from lifecycle import clock
 from lifecycle.deliverability import deliverability_rates, deliverability_status, marketing_resume
-from lifecycle.models import ApiKey, Membership, StoreConnection, Tenant, _time_zones
+from lifecycle.models import ApiKey, Invitation, Membership, StoreConnection, Tenant, _time_zones
 from lifecycle.services import (
     ServiceError,
     api_key_create,
@@ -38,6 +36,7 @@ from lifecycle.services import (
 
 from .access import workspace_view
 from .customers import object_action, refuse_write
+from .invitations import invitation_create, invitation_revoke
 
 OWNER = Membership.Role.OWNER
 # How long a rotated-out webhook secret keeps verifying: Shopify takes up to an hour to switch.
@@ -77,31 +76,6 @@ def tenant_settings_update(*, tenant: Tenant, values: dict[str, Any], by: str) -
                      data={"fields": changed, "by": by})
     tenant.refresh_from_db(fields=changed)
     return changed
-
-
-def member_invite(*, tenant: Tenant, email: str, role: str, by: str) -> tuple[Membership, str | None]:
-    """Add a user to the store by email: an existing account, or a new one.
-
-    Returns the membership and, for a new account, its first password (to be shown once).
-    A user who is already a member is refused.
-    """
-    email = email.strip().lower()
-    user_model = get_user_model()
-    with transaction.atomic():
-        locked = _locked_tenant(tenant)
-        user = (user_model.objects.filter(Q(email__iexact=email) | Q(username__iexact=email))
-                .order_by("pk").first())
-        password = None
-        if user is None:
-            password = secrets.token_urlsafe(12)
-            user = user_model.objects.create_user(username=email, email=email, password=password)
-        elif Membership.objects.filter(tenant=locked, user=user).exists():
-            raise ServiceError("team.already_member", f"{email} is already in this store's team.",
-                               {"email": ["is already a member"]})
-        membership = Membership.objects.create(tenant=locked, user=user, role=role)
-        event_append(tenant=locked, type="store.member_added", occurred_at=clock.now(),
-                     data={"user": user.get_username(), "role": role, "new_account": password is not None, "by": by})
-    return membership, password
 
 
 def _owners_left(tenant: Tenant, without: Membership) -> int:
@@ -291,30 +265,48 @@ def resume_marketing(request: HttpRequest, tenant: Tenant) -> HttpResponse:
 
 
 def _team_page(request: HttpRequest, tenant: Tenant, *, form: InviteForm | None = None, status: int = 200,
-               created: dict[str, str] | None = None, error: str = "") -> HttpResponse:
+               invited: Invitation | None = None, error: str = "") -> HttpResponse:
     members = list(Membership.objects.filter(tenant=tenant).select_related("user").order_by("user__username"))
+    pending = list(Invitation.objects.for_tenant(tenant)
+                   .filter(accepted_at=None, revoked_at=None, expires_at__gt=clock.now())
+                   .select_related("invited_by").order_by("-created_at", "-pk"))
     return render(request, "workspace/settings/team.html", {
         "section": "team", "members": members, "form": form or InviteForm(), "roles": Membership.Role.choices,
-        "created": created, "error": error,
+        "invited": invited, "pending": pending, "error": error,
     }, status=status)
 
 
 @workspace_view(write_role=OWNER)
 def team(request: HttpRequest, tenant: Tenant) -> HttpResponse:
-    """Members and their roles; an owner adds people here."""
+    """Members, their roles and pending invitations; an owner invites people here.
+
+    The answer to an invitation is the same whether the address has an account or not.
+    """
     if request.method != "POST":
         return _team_page(request, tenant)
     form = InviteForm(request.POST)
     if not form.is_valid():
         return _team_page(request, tenant, form=form, status=400)
     try:
-        membership, password = member_invite(tenant=tenant, email=form.cleaned_data["email"],
-                                             role=form.cleaned_data["role"], by=_by(request))
+        invitation, _token = invitation_create(tenant=tenant, email=form.cleaned_data["email"],
+                                               role=form.cleaned_data["role"], by=request.user)
     except ServiceError as exc:
         _apply_service_error(form, exc, "email")
         return _team_page(request, tenant, form=form, status=400)
-    created = {"username": membership.user.get_username(), "role": membership.role, "password": password or ""}
-    return _team_page(request, tenant, created=created)
+    return _team_page(request, tenant, invited=invitation)
+
+
+@object_action(write_role=OWNER)
+def team_invitation_revoke(request: HttpRequest, tenant: Tenant, invitation_id: int) -> HttpResponse:
+    invitation = get_object_or_404(Invitation.objects.for_tenant(tenant), pk=invitation_id)
+    if (refused := refuse_write(request)) is not None:
+        return refused
+    if request.method == "POST":
+        if invitation_revoke(tenant=tenant, invitation=invitation, by=_by(request)):
+            messages.success(request, f"The invitation of {invitation.email} is withdrawn: its link no longer works.")
+        else:
+            messages.info(request, f"The invitation of {invitation.email} was no longer pending.")
+    return redirect("workspace:settings-team", tenant=tenant.slug)
 
 
 @object_action(write_role=OWNER)
@@ -450,6 +442,8 @@ urlpatterns = [
     path("settings/team/", team, name="settings-team"),
     path("settings/team/<int:membership_id>/role/", team_role, name="settings-team-role"),
     path("settings/team/<int:membership_id>/remove/", team_remove, name="settings-team-remove"),
+    path("settings/team/invitations/<int:invitation_id>/revoke/", team_invitation_revoke,
+         name="settings-team-invitation-revoke"),
     path("settings/api-keys/", api_keys, name="settings-keys"),
     path("settings/api-keys/<int:api_key_id>/revoke/", api_key_revoke_view, name="settings-key-revoke"),
     path("settings/stores/", stores, name="settings-stores"),

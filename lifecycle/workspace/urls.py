@@ -1,10 +1,10 @@
 """/app/: the workspace. Each area keeps its own url list; every route takes the tenant slug."""
 
-from django.urls import include, path
+from django.urls import include, path, re_path
 
 from journeys import workspace as journeys_pages
 
-from . import customers, dashboard, orders, programs, queues, store_settings, views
+from . import customers, dashboard, invitations, orders, programs, queues, store_settings, views
 
 app_name = "workspace"
 
@@ -22,5 +22,7 @@ urlpatterns = [
     path("", views.picker, name="picker"),
     path("login/", views.LoginView.as_view(), name="login"),
     path("logout/", views.LogoutView.as_view(), name="logout"),
+    # A team invitation's link: the token's exact length keeps it apart from every store's pages.
+    re_path(rf"^invite/(?P<token>{invitations.TOKEN_PATTERN})/$", invitations.invite, name="invite"),
     path("<slug:tenant>/", include(tenant_pages)),
 ]

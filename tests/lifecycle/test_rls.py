@@ -383,6 +383,8 @@ SYSTEM_SCOPE_USES = {
     "lifecycle/webhooks.py": 2,
     "referrals/pages.py": 1,
     "lifecycle/workspace/access.py": 2,
+    # A team invitation's link: its token finds the store.
+    "lifecycle/workspace/invitations.py": 1,
     # Is a shop domain connected to any store already? (It names one store.)
     "lifecycle/services.py": 1,
     # An ESP's tracking webhook: the delivery is found by the ESP's message id.

@@ -12,7 +12,7 @@ from django.urls import URLPattern, URLResolver, get_resolver, reverse
 
 from feedback.models import Review, Survey
 from journeys.models import Delivery, EmailTemplate, Enrollment, Journey, Step
-from lifecycle.models import ApiKey, Customer, Event, Membership, Order, StoreConnection, Tenant
+from lifecycle.models import ApiKey, Customer, Event, Invitation, Membership, Order, StoreConnection, Tenant
 from lifecycle.services import store_connect
 from loyalty.models import Program as LoyaltyProgram
 from loyalty.models import Reward as LoyaltyReward
@@ -23,8 +23,9 @@ from tests.workspace.program_objects import programmes
 
 pytestmark = pytest.mark.django_db
 
-# Routes without a tenant: signing in and the store picker.
-UNSCOPED = {"workspace:login", "workspace:logout", "workspace:picker"}
+# Routes without a tenant: signing in, the store picker, and a team invitation's link (its token names the
+# store: test_another_stores_member_cannot_accept_an_invitation_by_its_link).
+UNSCOPED = {"workspace:login", "workspace:logout", "workspace:picker", "workspace:invite"}
 A_JOURNEY = {"name": "A welcome", "trigger": "order_paid",
              "steps": [{"position": 1, "wait": "P1D", "template": {"subject": "Hi {{ first_name }}", "body": "<p>Hi</p>"}}]}
 # URL argument -> how to find tenant A's object for it.
@@ -42,6 +43,7 @@ OBJECT_KWARGS = {
     "tier_id": lambda a: a["tier"].pk,
     "reward_id": lambda a: a["reward"].pk,
     "survey_id": lambda a: a["survey"].pk,
+    "invitation_id": lambda a: a["invitation"].pk,
 }
 
 
@@ -64,7 +66,7 @@ def workspace_routes() -> dict[str, list[str]]:
 def snapshot(tenant) -> str:
     rows = {model._meta.label: list(model.objects.for_tenant(tenant).order_by("pk").values())
             for model in (Customer, Order, Journey, Step, EmailTemplate, Enrollment, Delivery, ApiKey, StoreConnection,
-                          LoyaltyProgram, Tier, LoyaltyReward, ReferralProgram, Referral, Survey, Review)}
+                          LoyaltyProgram, Tier, LoyaltyReward, ReferralProgram, Referral, Survey, Review, Invitation)}
     rows["memberships"] = list(Membership.objects.filter(tenant=tenant).order_by("pk").values())
     rows["tenant"] = list(Tenant.objects.filter(pk=tenant.pk).values())
     rows["events"] = Event.objects.for_tenant(tenant).count()
@@ -73,6 +75,10 @@ def snapshot(tenant) -> str:
 
 @pytest.fixture
 def a_objects(api, tenant, a_customer):
+    from lifecycle.workspace.invitations import invitation_create
+
+    owner = Membership.objects.filter(tenant=tenant, role="owner").first().user
+    invitation, token = invitation_create(tenant=tenant, email="ivy@a-store.example.com", role="owner", by=owner)
     journey_id = api.post("/api/v1/journeys", A_JOURNEY).json()["id"]
     journey = Journey.objects.for_tenant(tenant).get(pk=journey_id)
     step = Step.objects.for_tenant(tenant).filter(journey=journey).first()
@@ -82,7 +88,8 @@ def a_objects(api, tenant, a_customer):
             "membership": Membership.objects.filter(tenant=tenant).first(),
             "api_key": ApiKey.objects.for_tenant(tenant).first(),
             "connection": store_connect(tenant=tenant, platform="woocommerce", address="https://a-store.example.com",
-                                        secret="a-store-secret")}
+                                        secret="a-store-secret"),
+            "invitation": invitation, "invitation_token": token}
 
 
 def url_for(name: str, params: list[str], tenant_slug: str, a: dict) -> str:
@@ -135,3 +142,15 @@ def test_collection_pages_of_b_show_nothing_of_a(a_objects, other_tenant, as_out
         assert "A welcome" not in body, name
         assert "ADA-7K3P" not in body and "Lovely beans" not in body and "Five off" not in body, name
         assert "Platinum-A" not in body and "support@a-store.example.com" not in body, name
+
+
+def test_another_stores_member_cannot_accept_an_invitation_by_its_link(a_objects, tenant, other_tenant, as_outsider):
+    """The link is the token: B's member who holds it sees the invitation, but it is not theirs to accept."""
+    path = reverse("workspace:invite", kwargs={"token": a_objects["invitation_token"]})
+    before, b_before = snapshot(tenant), snapshot(other_tenant)
+    assert as_outsider.get(path).status_code == 200
+    for data in ({}, {"password1": "plum orchard lantern 42", "password2": "plum orchard lantern 42"}):
+        assert as_outsider.post(path, data).status_code == 403
+    assert as_outsider.get(reverse("workspace:home", kwargs={"tenant": tenant.slug})).status_code == 404
+    assert snapshot(tenant) == before
+    assert snapshot(other_tenant) == b_before
