@@ -127,7 +127,7 @@ def width_problem(name: str, arg) -> str | None:
 def _digits(text: str) -> list[str]:
     out, current = [], ""
     for char in text:
-        if char.isascii() and char.isdigit():
+        if "0" <= char <= "9":
             current += char
         elif current:
             out.append(current)

@@ -24,6 +24,7 @@ from feedback.configure import survey_settings_save, survey_standard_ensure
 from feedback.i18n import STRINGS
 from feedback.models import Survey
 from lifecycle.models import Membership, Tenant
+from lifecycle.numbers import whole_number
 from lifecycle.services import ServiceError
 from loyalty.configure import (
     loyalty_program_save,
@@ -173,7 +174,7 @@ class LoyaltyProgramForm(PageForm):
             if not sep or not EVENT_TYPE.match(event):
                 raise forms.ValidationError(f"Line {n}: write “event type = points”, the event type in letters, "
                                             "digits, dots, dashes or underscores.")
-            if not (points.isascii() and points.isdigit()) or not 1 <= int(points) <= MAX_BONUS_POINTS:
+            if whole_number(points, minimum=1, maximum=MAX_BONUS_POINTS) is None:
                 raise forms.ValidationError(f"Line {n}: the points are a whole number from 1 to "
                                             f"{MAX_BONUS_POINTS:,}.")
             if event in found:
