@@ -298,6 +298,7 @@ AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
 # of their own now and then would reset their address's count.
 AXES_LOCKOUT_CALLABLE = "lifecycle.workspace.views.locked_out"
 AXES_DISABLE_ACCESS_LOG = True  # failures are what count; no log of every successful sign-in
+AXES_VERBOSE = False  # no "AXES: BEGIN …" banner on every manage.py command (make run's console stays readable)
 # Redis (production) counts in the shared cache; the embedded profile counts in its database, which
 # every process of `make run` shares (a per-process local cache would let each process count alone).
 AXES_HANDLER = "axes.handlers.cache.AxesCacheHandler" if REDIS_URL else "axes.handlers.database.AxesDatabaseHandler"
