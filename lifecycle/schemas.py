@@ -43,6 +43,20 @@ def _money(value: Any) -> Decimal:
     return amount
 
 
+def _json_integer(value: Any) -> Any:
+    """JSON Schema's `integer` is a number with no fraction: 2 and 2.0 alike (the body parser reads
+    numbers as Decimal). `true` and "2" stay refused: strict int takes neither."""
+    if isinstance(value, Decimal) and value.is_finite() and value == value.to_integral_value():
+        return int(value)
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+# A whole number as JSON Schema means it: 3 or 3.0, never true or "3".
+JsonInt = Annotated[StrictInt, BeforeValidator(_json_integer)]
+
+
 def _currency(value: Any) -> str:
     if not isinstance(value, str):
         raise ValueError("must be an ISO 4217 currency code such as \"EUR\"")
@@ -185,7 +199,7 @@ class OrderLineIn(Strict):
     product_external_id: str = Field(default="", max_length=255)
     sku: str = Field(default="", max_length=255)
     title: str = Field(default="", max_length=500)
-    quantity: StrictInt = Field(ge=1, le=1_000_000)
+    quantity: JsonInt = Field(ge=1, le=1_000_000)
     unit_price: Money
 
 

@@ -8,7 +8,7 @@ import datetime as dt
 import uuid
 
 from drf_spectacular.utils import extend_schema
-from pydantic import BaseModel, ConfigDict, Field, StrictInt
+from pydantic import BaseModel, ConfigDict, Field
 from rest_framework import status
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -19,6 +19,7 @@ from lifecycle.api.views import ERRORS, IDEMPOTENCY_HEADER, dump, parse
 from lifecycle.models import Customer
 from lifecycle.money import money_str
 from lifecycle.numbers import whole_number
+from lifecycle.schemas import JsonInt
 from lifecycle.services import NotFound
 
 from .models import Redemption, Reward, RewardCode
@@ -70,7 +71,7 @@ class LoyaltyOut(BaseModel):
 class RedemptionIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    reward_id: StrictInt = Field(ge=1)  # `true` or "1" is not a reward's id
+    reward_id: JsonInt = Field(ge=1)  # `true` or "1" is not a reward's id
 
 
 class RedemptionOut(BaseModel):

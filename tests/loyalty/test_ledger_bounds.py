@@ -79,7 +79,7 @@ def test_an_account_never_passes_what_its_columns_hold(api, tenant, capsys):
     ledger_ok(capsys)
 
 
-@pytest.mark.parametrize("reward_id", [True, "1", 1.0])
+@pytest.mark.parametrize("reward_id", [True, "1", 1.5])
 def test_a_redemption_names_its_reward_by_a_json_integer(api, tenant, reward_id):
     prog = program(tenant, pending_days=0)
     with clock.frozen(NOW):
