@@ -61,6 +61,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "rest_framework",
     "drf_spectacular",
+    "drf_spectacular_sidecar",
     "anymail",
     "lifecycle",
     "loyalty",
@@ -278,6 +279,8 @@ SPECTACULAR_SETTINGS = {
     "PREPROCESSING_HOOKS": ["lifecycle.api.schema.canonical_paths"],
     # 3.1: the request models are pydantic, whose JSON Schema (2020-12) 3.1 speaks natively.
     "OAS_VERSION": "3.1.0",
+    # ReDoc from drf-spectacular-sidecar's static files, not a CDN: the docs load offline.
+    "REDOC_DIST": "SIDECAR",
 }
 
 LOGGING = {
