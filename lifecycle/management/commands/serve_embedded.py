@@ -69,12 +69,12 @@ class Worker:
         threading.Thread(target=wait, name="worker-watch", daemon=True).start()
 
     def stop(self, timeout: float = WORKER_STOP_SECONDS) -> None:
-        """SIGTERM (Celery's warm shutdown), at most `timeout` seconds, then SIGKILL to the whole group
-        (the pool's children and beat with it)."""
+        """SIGTERM to the worker (Celery's warm shutdown: its pool finishes the tasks in hand), at most
+        `timeout` seconds, then SIGKILL to the whole group (the pool's children and beat with it)."""
         self._stopping.set()
         try:
             if self.process.poll() is None:
-                _signal_group(self.process.pid, signal.SIGTERM)
+                self.process.terminate()
                 with contextlib.suppress(subprocess.TimeoutExpired):
                     self.process.wait(timeout=timeout)
             # The group may outlive its leader (a pool child finishing a task): end it either way.
