@@ -145,7 +145,8 @@ def enrollment_exit(*, enrollment: Enrollment, reason: str) -> bool:
             enrollment=enrollment, state__in=[Delivery.State.WAITING, *Delivery.CLAIMABLE])
         for delivery in open_rows:
             Delivery.objects.for_tenant(enrollment.tenant_id).filter(pk=delivery.pk, state=delivery.state).update(
-                state=Delivery.State.SKIPPED, reason=reason, history=_history(delivery, "skipped", reason, now))
+                state=Delivery.State.SKIPPED, reason=reason, updated_at=now,
+                history=_history(delivery, "skipped", reason, now))
     return True
 
 

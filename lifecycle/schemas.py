@@ -7,6 +7,7 @@ same models publish the OpenAPI schema through drf-spectacular's pydantic extens
 import datetime as dt
 from decimal import Decimal
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import (
     AfterValidator,
@@ -18,6 +19,7 @@ from pydantic import (
     Field,
     StrictBool,
     StrictInt,
+    WithJsonSchema,
     field_validator,
     model_validator,
 )
@@ -194,6 +196,31 @@ class CustomerIn(Strict):
         return self
 
 
+WEB_URL_MAX_LENGTH = 1000  # Product.url / image_url
+WEB_URL_HINT = "must be an absolute http(s) URL, such as https://shop.example.com/products/house-beans"
+
+
+def web_url(value: Any) -> str:
+    """"" or an absolute http(s) URL (a product's page or image: emails link to it and show it)."""
+    if not isinstance(value, str):
+        raise ValueError(WEB_URL_HINT)
+    value = value.strip()
+    if not value:
+        return ""
+    parts = urlsplit(value)
+    if parts.scheme.lower() not in ("http", "https") or not parts.hostname or any(
+            c.isspace() or ord(c) < 32 or c in '<>"' for c in value):
+        raise ValueError(WEB_URL_HINT)
+    return value
+
+
+# The published pattern is a little stricter than web_url (no user info, no IPv6 literal, no
+# backslash): whatever matches it is accepted.
+WEB_URL_PATTERN = r'^$|^[Hh][Tt][Tt][Pp][Ss]?://[^\u0000-\u0020<>"/?#@\[\]\\:][^\u0000-\u0020<>"@\[\]\\]*$'
+WebUrl = Annotated[str, BeforeValidator(web_url), Field(max_length=WEB_URL_MAX_LENGTH),
+                   WithJsonSchema({"type": "string", "maxLength": WEB_URL_MAX_LENGTH, "pattern": WEB_URL_PATTERN})]
+
+
 class OrderLineIn(Strict):
     external_id: str = Field(default="", max_length=255)
     product_external_id: str = Field(default="", max_length=255)
@@ -201,6 +228,20 @@ class OrderLineIn(Strict):
     title: str = Field(default="", max_length=500)
     quantity: JsonInt = Field(ge=1, le=1_000_000)
     unit_price: Money
+    product_url: WebUrl = Field(default="", description="The product's page on your store. With "
+                                "product_external_id, kept on the product: the review request links to it.")
+    product_image_url: WebUrl = Field(default="", description="The product's image. With product_external_id, "
+                                      "kept on the product: the review request shows it.")
+
+
+class ProductIn(Strict):
+    """A product as a platform describes it (Shopify products/*, WooCommerce product.*)."""
+
+    external_id: ExternalId
+    title: str = Field(default="", max_length=500)
+    sku: str = Field(default="", max_length=255)
+    url: WebUrl = ""
+    image_url: WebUrl = ""
 
 
 OrderStatusIn = Literal["pending", "paid", "fulfilled", "delivered", "cancelled"]

@@ -34,7 +34,7 @@ from .models import (
 )
 from .money import MONEY_DECIMAL_PLACES, MONEY_MAX_DIGITS, money_str
 from .rows import Table, execute
-from .schemas import CustomerIn, EventIn, OrderIn, RefundIn
+from .schemas import CustomerIn, EventIn, OrderIn, ProductIn, RefundIn
 from .tenancy import system_scope
 
 T = TypeVar("T")
@@ -538,11 +538,47 @@ def _product_ids(tenant: Tenant, lines: list) -> dict[str, int]:
     missing = sorted(ext for ext in wanted if ext not in existing)
     if missing:
         Product.objects.for_tenant(tenant).bulk_create(
-            [Product(tenant=tenant, external_id=ext, sku=wanted[ext].sku, title=wanted[ext].title) for ext in missing],
+            [Product(tenant=tenant, external_id=ext, sku=wanted[ext].sku, title=wanted[ext].title,
+                     url=getattr(wanted[ext], "product_url", ""), image_url=getattr(wanted[ext], "product_image_url", ""))
+             for ext in missing],
             ignore_conflicts=True,
         )
         existing.update(_select_product_ids(tenant, missing))
+    _fill_product_media(tenant, {ext: line for ext, line in wanted.items() if ext in existing and ext not in missing})
     return existing
+
+
+def _fill_product_media(tenant: Tenant, lines: dict[str, Any]) -> None:
+    """A known product's page and image, from the order lines that carry them (a newer value wins;
+    a line without one leaves the product's alone). Rows in external id order, like the inserts."""
+    media = {ext: (getattr(line, "product_url", ""), getattr(line, "product_image_url", ""))
+             for ext, line in lines.items()}
+    media = {ext: pair for ext, pair in media.items() if any(pair)}
+    if not media:
+        return
+    for product in Product.objects.for_tenant(tenant).filter(external_id__in=sorted(media)).order_by("external_id"):
+        url, image_url = media[product.external_id]
+        changes = {name: value for name, value in (("url", url), ("image_url", image_url))
+                   if value and getattr(product, name) != value}
+        if changes:
+            Product.objects.for_tenant(tenant).filter(pk=product.pk).update(**changes, updated_at=clock.now())
+
+
+def product_upsert(*, tenant: Tenant, data: ProductIn) -> tuple[Product, bool]:
+    """A product as its platform describes it (products/create, product.updated …): title, SKU,
+    page and image. An empty url clears it (the product was unpublished); an empty title, SKU or
+    image leaves the stored one. Returns (product, created)."""
+    values = {"url": data.url, **{name: getattr(data, name) for name in ("title", "sku", "image_url")
+                                   if getattr(data, name)}}
+    with transaction.atomic():
+        product, created = Product.objects.for_tenant(tenant).get_or_create(
+            tenant=tenant, external_id=data.external_id, defaults=values)
+        changed = {name: value for name, value in values.items() if getattr(product, name) != value}
+        if not created and changed:
+            for name, value in changed.items():
+                setattr(product, name, value)
+            product.save(update_fields=[*changed, "updated_at"])
+    return product, created
 
 
 def _lines_signature(lines) -> list[tuple]:

@@ -63,6 +63,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "rest_framework",
     "drf_spectacular",
+    "drf_spectacular_sidecar",
     "anymail",
     "axes",
     "lifecycle",
@@ -363,6 +364,8 @@ SPECTACULAR_SETTINGS = {
     "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums", "lifecycle.api.schema.server_rules"],
     # 3.1: the request models are pydantic, whose JSON Schema (2020-12) 3.1 speaks natively.
     "OAS_VERSION": "3.1.0",
+    # ReDoc from drf-spectacular-sidecar's static files, not a CDN: the docs load offline.
+    "REDOC_DIST": "SIDECAR",
 }
 
 LOGGING = {

@@ -61,7 +61,8 @@ urlpatterns = [
     # ESP tracking webhooks (e.g. /anymail/postmark/tracking/): anymail's, behind journeys.tracking's gate.
     path("anymail/", include("journeys.tracking")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
-    path("api/docs/", SpectacularRedocView.as_view(url_name="schema"), name="api-docs"),
+    # ReDoc served from our own static files (templates/api/redoc.html): the docs load offline.
+    path("api/docs/", SpectacularRedocView.as_view(url_name="schema", template_name="api/redoc.html"), name="api-docs"),
     re_path(rf"^webhooks/shopify{S}$", webhooks.shopify, name="webhook-shopify"),
     re_path(rf"^webhooks/woocommerce/(?P<public_id>[A-Za-z0-9_-]+){S}$", webhooks.woocommerce, name="webhook-woocommerce"),
 ]

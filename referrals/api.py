@@ -20,9 +20,16 @@ from lifecycle.money import money_str
 from lifecycle.numbers import calendar_date
 from lifecycle.services import NotFound, ServiceError
 
-from .models import Program
+from .models import Program, Referral
 from .rendering import advocate_page_url, offer_text, share_url
-from .selectors import advocate_referrals, advocate_rewards, advocate_stats, code_lookup, referral_metrics
+from .selectors import (
+    COUNTED,
+    advocate_referrals,
+    advocate_rewards,
+    advocate_stats,
+    code_lookup,
+    referral_metrics,
+)
 from .services import customer_by_external_id, referral_code_ensure
 
 
@@ -69,7 +76,11 @@ class ReferralOut(BaseModel):
     reason: str
     carrier: str = Field(description="How the order carried the code.")
     order_external_id: str
-    converted_at: dt.datetime
+    attributed_at: dt.datetime = Field(description="When the friend's order carrying the code was attributed.")
+    converted_at: dt.datetime | None = Field(
+        description="When it counted as a conversion: null while in review and once rejected (a rejected "
+                    "referral, a self-referral say, is no conversion whatever it was before).")
+    rejected_at: dt.datetime | None = Field(description="When it was rejected; null unless state is rejected.")
     release_at: dt.datetime = Field(description="When the rewards unlock, if nothing is refunded.")
 
 
@@ -88,7 +99,8 @@ class ReferralMetricsOut(BaseModel):
     conversions: int
     in_review: int
     rejected: int
-    revenue: MoneyStr = Field(description="Totals of referred orders (live referrals).")
+    revenue: MoneyStr = Field(description="Totals of referred orders of approved referrals (converted or rewarded); "
+                                          "those in review count once approved.")
     referred_customers_revenue: MoneyStr = Field(description="All that referred customers have spent so far.")
     reward_cost: MoneyStr = Field(description="Discount codes and store credit, issued or on the way.")
     reward_points: int
@@ -143,7 +155,7 @@ class CustomerReferralView(APIView):
             page_url=advocate_page_url(tenant_id=request.tenant.pk, customer_id=customer.pk),
             stats=StatsOut(**{**stats, "revenue": _m(stats["revenue"], program.currency)}),
             referrals=[ReferralOut(id=r.pk, state=r.state, reason=r.reason, carrier=r.carrier,
-                                   order_external_id=r.order.external_id, converted_at=r.converted_at.astimezone(dt.UTC),
+                                   order_external_id=r.order.external_id, **_referral_times(r),
                                    release_at=r.release_at.astimezone(dt.UTC))
                        for r in advocate_referrals(tenant=request.tenant, customer=customer)],
             rewards=[RewardOut(id=w.pk, side=w.side, kind=w.kind, amount=_m(w.amount, w.currency), currency=w.currency,
@@ -151,6 +163,18 @@ class CustomerReferralView(APIView):
                                issued_at=w.issued_at.astimezone(dt.UTC) if w.issued_at else None)
                      for w in advocate_rewards(tenant=request.tenant, customer=customer)],
         ))
+
+
+def _referral_times(referral) -> dict[str, dt.datetime | None]:
+    """The row's `converted_at` is when the order was attributed, whatever the verdict; the API says
+    converted only of a referral that counts as one (selectors.COUNTED): at attribution, or when a
+    person approved it out of review."""
+    attributed = referral.converted_at.astimezone(dt.UTC)
+    rejected = referral.state == Referral.State.REJECTED
+    converted = (referral.decided_at or referral.converted_at).astimezone(dt.UTC)
+    return {"attributed_at": attributed,
+            "converted_at": converted if referral.state in COUNTED else None,
+            "rejected_at": referral.rejected_at.astimezone(dt.UTC) if rejected and referral.rejected_at else None}
 
 
 def _date(request: Request, name: str) -> dt.datetime | None:

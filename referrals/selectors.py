@@ -9,7 +9,11 @@ from lifecycle.models import Customer, Tenant
 
 from .models import Click, Invite, Referral, ReferralCode, Reward
 
+# Not rejected: the friend's one referral (in review, it may still be rejected).
 LIVE = (Referral.State.REVIEW, Referral.State.CONVERTED, Referral.State.REWARDED)
+# Approved: what counts as a conversion in every statistic (conversions, revenue, the referred share,
+# the viral coefficient). A referral in review is counted as in review until someone approves it.
+COUNTED = (Referral.State.CONVERTED, Referral.State.REWARDED)
 
 
 def code_lookup(*, tenant: Tenant, code: str) -> ReferralCode | None:
@@ -22,7 +26,7 @@ def code_lookup(*, tenant: Tenant, code: str) -> ReferralCode | None:
 def advocate_stats(*, tenant: Tenant, customer: Customer) -> dict:
     referrals = Referral.objects.for_tenant(tenant).filter(advocate=customer)
     by_state = dict(referrals.values_list("state").annotate(n=Count("pk")).order_by())
-    revenue = referrals.filter(state__in=LIVE).aggregate(total=Sum("order_total"))["total"] or Decimal("0")
+    revenue = referrals.filter(state__in=COUNTED).aggregate(total=Sum("order_total"))["total"] or Decimal("0")
     return {
         "clicks": Click.objects.for_tenant(tenant).filter(code__customer=customer, by_advocate=False).count(),
         "referrals": sum(by_state.values()),
@@ -46,9 +50,12 @@ def advocate_referrals(*, tenant: Tenant, customer: Customer) -> list[Referral]:
 def referral_metrics(*, tenant: Tenant, since: dt.datetime | None = None, until: dt.datetime | None = None) -> dict:
     """Invites, clicks, conversions, revenue and reward cost for a period (by when each happened).
 
+    conversions and revenue count approved referrals only (converted or rewarded): one in review
+    is counted in in_review until someone approves it, one rejected in rejected. Referrals fall
+    in a period by when the friend's order was attributed (`converted_at`).
     new_customers: customers whose first paid order falls in the period; referred_share is
-    the percent of them whose first order came through a live referral. viral_coefficient is
-    converted referrals per invited advocate (K = invites per advocate × conversion per invite).
+    the percent of them whose first order came through an approved referral. viral_coefficient
+    is approved referrals per invited advocate (K = invites per advocate × conversion per invite).
     """
     def period(field: str) -> Q:
         q = Q()
@@ -59,7 +66,7 @@ def referral_metrics(*, tenant: Tenant, since: dt.datetime | None = None, until:
         return q
 
     referrals = Referral.objects.for_tenant(tenant).filter(period("converted_at"))
-    live = referrals.filter(state__in=LIVE)
+    counted = referrals.filter(state__in=COUNTED)
     invites = Invite.objects.for_tenant(tenant).filter(period("created_at"))
     invited_advocates = invites.values("customer").distinct().count()
     rewards = Reward.objects.for_tenant(tenant).filter(period("created_at"), state__in=[
@@ -67,16 +74,16 @@ def referral_metrics(*, tenant: Tenant, since: dt.datetime | None = None, until:
     cost = {row["kind"]: row["total"] for row in rewards.values("kind").annotate(total=Sum("amount")).order_by()}
     new_customers = Customer.objects.for_tenant(tenant).filter(
         period("first_order_at"), first_order_at__isnull=False).count()
-    referred_new = live.filter(friend__first_order_at__isnull=False).values("friend").distinct().count()
-    conversions = live.count()
-    friends = Customer.objects.for_tenant(tenant).filter(pk__in=live.values("friend"))
+    referred_new = counted.filter(friend__first_order_at__isnull=False).values("friend").distinct().count()
+    conversions = counted.count()
+    friends = Customer.objects.for_tenant(tenant).filter(pk__in=counted.values("friend"))
     return {
         "invites_sent": invites.count(),
         "clicks": Click.objects.for_tenant(tenant).filter(period("at"), by_advocate=False).count(),
         "conversions": conversions,
         "in_review": referrals.filter(state=Referral.State.REVIEW).count(),
         "rejected": referrals.filter(state=Referral.State.REJECTED).count(),
-        "revenue": live.aggregate(total=Sum("order_total"))["total"] or Decimal("0"),
+        "revenue": counted.aggregate(total=Sum("order_total"))["total"] or Decimal("0"),
         # Everything the referred friends have spent so far (net of refunds, the store's currency).
         "referred_customers_revenue": friends.aggregate(total=Sum("total_spent"))["total"] or Decimal("0"),
         "reward_cost": cost.get("discount_code", Decimal("0")) + cost.get("store_credit", Decimal("0")),

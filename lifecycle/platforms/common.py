@@ -15,7 +15,7 @@ import pydantic
 
 from .. import jsonbody
 from ..money import to_decimal
-from ..schemas import NormalizedEmail, timestamp_window
+from ..schemas import WEB_URL_MAX_LENGTH, NormalizedEmail, timestamp_window, web_url
 
 logger = logging.getLogger(__name__)
 
@@ -187,3 +187,13 @@ def quantity(value: Any, field: str) -> int:
     if number != number.to_integral_value():
         raise PayloadError(f"{field} {value!r} is not a whole number")
     return int(number)
+
+
+def url_or_empty(value: Any) -> str:
+    """A product page or image URL the platform sent, or "" when it is not one we would put in an
+    email (not http(s), too long): a bad image never costs the store its order."""
+    try:
+        url = web_url(value) if value is not None else ""
+    except ValueError:
+        return ""
+    return url if len(url) <= WEB_URL_MAX_LENGTH else ""

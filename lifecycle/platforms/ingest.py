@@ -16,7 +16,7 @@ from django.db import DataError, IntegrityError, transaction
 
 from .. import clock
 from ..api.errors import pydantic_fields
-from ..models import Customer, Order, StoreConnection, WebhookDelivery
+from ..models import Customer, Order, Product, StoreConnection, WebhookDelivery
 from ..schemas import RefundIn
 from ..services import (
     ServiceError,
@@ -25,6 +25,7 @@ from ..services import (
     order_ingest,
     order_mark,
     order_placeholder,
+    product_upsert,
     refund_record,
 )
 from . import shopify, woocommerce
@@ -177,6 +178,9 @@ def shopify_handle(conn: StoreConnection, topic: str, payload: dict[str, Any]) -
         customer, created = customer_upsert(tenant=tenant, data=shopify.customer_in(payload),
                                             source=Customer.ConsentSource.SHOPIFY)
         return Status.PROCESSED, f"customer {customer.pk} {'created' if created else 'updated'}"
+    if topic in shopify.PRODUCT_TOPICS:
+        product, created = product_upsert(tenant=tenant, data=shopify.product_in(payload, shop_domain=conn.shop_domain))
+        return Status.PROCESSED, f"product {product.external_id} {'created' if created else 'updated'}"
     if topic == shopify.FULFILLMENT_EVENT_TOPIC:
         event = shopify.fulfillment_event(payload)
         if event.status != "delivered":
@@ -195,9 +199,16 @@ def shopify_handle(conn: StoreConnection, topic: str, payload: dict[str, Any]) -
 
 def woocommerce_handle(conn: StoreConnection, topic: str, payload: dict[str, Any]) -> tuple[str, str]:
     """Apply order.created / order.updated: the order's state when sent, refunds included."""
+    if topic in woocommerce.PRODUCT_TOPICS:
+        product, created = product_upsert(tenant=conn.tenant, data=woocommerce.product_in(payload))
+        return Status.PROCESSED, f"product {product.external_id} {'created' if created else 'updated'}"
     if topic not in woocommerce.ORDER_TOPICS:
         return Status.IGNORED, f"topic {topic!r} is not one we act on"
     data = woocommerce.order_in(payload)
+    with_pages = set(Product.objects.for_tenant(conn.tenant_id).filter(
+        external_id__in=[line.product_external_id for line in data.lines if line.product_external_id])
+        .exclude(url="").values_list("external_id", flat=True))
+    data = woocommerce.product_links(data, conn.site_url, with_pages=with_pages)
     refunds = woocommerce.refunds_in(payload)
     result = order_ingest(tenant=conn.tenant, data=data, source=Order.Source.WOOCOMMERCE)
     notes = _record_refunds(conn, data.external_id, refunds, Order.Source.WOOCOMMERCE)

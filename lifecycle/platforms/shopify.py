@@ -10,9 +10,10 @@ import dataclasses
 import datetime as dt
 from decimal import Decimal
 from typing import Any
+from urllib.parse import quote
 
 from ..money import is_currency
-from ..schemas import CustomerIn, OrderIn, RefundIn
+from ..schemas import CustomerIn, OrderIn, ProductIn, RefundIn
 from .common import (
     PayloadError,
     email_or_none,
@@ -24,6 +25,7 @@ from .common import (
     quantity,
     text,
     unwrap,
+    url_or_empty,
     when,
 )
 
@@ -31,6 +33,8 @@ ORDER_TOPICS = frozenset({"orders/create", "orders/paid", "orders/updated", "ord
 CUSTOMER_TOPICS = frozenset({"customers/create", "customers/update"})
 REFUND_TOPIC = "refunds/create"
 FULFILLMENT_EVENT_TOPIC = "fulfillment_events/create"
+# The product's page (https://<shop>/products/<handle>) and image for the review request.
+PRODUCT_TOPICS = frozenset({"products/create", "products/update"})
 
 # Money has changed hands. `partially_paid` has not finished paying and `authorized` has
 # not been captured: post-purchase journeys wait for these three.
@@ -268,3 +272,29 @@ def fulfillment_event(payload: dict[str, Any]) -> FulfillmentEvent:
         status=text(event.get("status"), 64),
         happened_at=when(event.get("happened_at"), "happened_at") or when(event.get("created_at"), "created_at"),
     )
+
+
+def product_in(payload: dict[str, Any], *, shop_domain: str) -> ProductIn:
+    """A Product resource (products/create, products/update) as ProductIn.
+
+    Its page is https://<shop domain>/products/<handle> (the myshopify.com domain forwards to the
+    store's own), only while the product is active and published to the online store; else the
+    url is empty, which clears a page that would now be a 404. The image is the featured one.
+    """
+    product_id = external_id(payload.get("id"))
+    if not product_id:
+        raise PayloadError("the product has no id")
+    handle = payload.get("handle") if isinstance(payload.get("handle"), str) else ""
+    live = payload.get("status", "active") == "active" and payload.get("published_at") is not None
+    url = url_or_empty(f"https://{shop_domain}/products/{quote(handle.strip())}") if handle.strip() and live else ""
+    images = [obj(payload.get("image")), *sorted(items(payload.get("images")), key=lambda i: _position(i))]
+    image = next((src for src in (url_or_empty(i.get("src")) for i in images) if src), "")
+    # A SKU names the product only when it has one variant; else each variant has its own.
+    skus = [text(v.get("sku"), 255) for v in items(payload.get("variants"))]
+    return ProductIn(external_id=product_id, title=text(payload.get("title"), 500),
+                     sku=skus[0] if len(skus) == 1 else "", url=url, image_url=image)
+
+
+def _position(image: dict[str, Any]) -> int:
+    position = image.get("position")
+    return position if isinstance(position, int) and not isinstance(position, bool) else 1 << 30

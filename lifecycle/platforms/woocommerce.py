@@ -11,10 +11,24 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from ..money import MONEY_DECIMAL_PLACES
-from ..schemas import CustomerIn, OrderIn, RefundIn
-from .common import PayloadError, email_or_none, external_id, items, money, note, obj, quantity, text, when
+from ..schemas import CustomerIn, OrderIn, ProductIn, RefundIn
+from .common import (
+    PayloadError,
+    email_or_none,
+    external_id,
+    items,
+    money,
+    note,
+    obj,
+    quantity,
+    text,
+    url_or_empty,
+    when,
+)
 
 ORDER_TOPICS = frozenset({"order.created", "order.updated"})
+# The product's page (permalink) and image for the review request.
+PRODUCT_TOPICS = frozenset({"product.created", "product.updated"})
 
 # WooCommerce status → (our status, paid?). A refunded order was paid: its refunds[]
 # carry the money back and the order becomes refunded once they cover the total.
@@ -74,6 +88,9 @@ def _line(item: dict[str, Any], index: int) -> dict[str, Any] | None:
         "title": text(item.get("name"), 500),
         "quantity": count,
         "unit_price": (subtotal / count).quantize(_UNIT_PRICE_PLACES, rounding=ROUND_HALF_EVEN),
+        # The line's image is the product's (the variation's when it has one); its page comes with
+        # product.* webhooks, or product_links() below.
+        "product_image_url": url_or_empty(obj(item.get("image")).get("src")),
     }
 
 
@@ -163,3 +180,34 @@ def source_matches(site_url: str, source: str) -> bool:
     A staging copy of the WordPress database (same webhooks, same secret) is not.
     """
     return _site(site_url) == _site(source)
+
+
+def product_in(payload: dict[str, Any]) -> ProductIn:
+    """A product resource (product.created, product.updated) as ProductIn: its permalink while it is
+    published (else the url is empty, which clears a page that would now be a 404), its first image."""
+    product_id = external_id(payload.get("id"))
+    if not product_id:
+        raise PayloadError("the product has no id")
+    url = url_or_empty(payload.get("permalink")) if payload.get("status", "publish") == "publish" else ""
+    image = next((src for src in (url_or_empty(i.get("src")) for i in items(payload.get("images"))) if src), "")
+    return ProductIn(external_id=product_id, title=text(payload.get("name"), 500), sku=text(payload.get("sku"), 255),
+                     url=url, image_url=image)
+
+
+def product_links(data: OrderIn, site_url: str, *, with_pages: set[str] = frozenset()) -> OrderIn:
+    """Give each line that names a product but no page WordPress's own link to it
+    (`/?post_type=product&p=<id>`, which redirects to the permalink): order payloads carry no
+    permalink, and a store may not send product webhooks. Products in `with_pages` already have
+    a page (a product webhook's permalink): their lines are left alone."""
+    site = site_url.rstrip("/")
+    if not site:
+        return data
+    lines = [line if line.product_url or line.product_external_id in with_pages
+             or not _ascii_digits(line.product_external_id) else line.model_copy(
+        update={"product_url": url_or_empty(f"{site}/?post_type=product&p={line.product_external_id}")})
+        for line in data.lines]
+    return data.model_copy(update={"lines": lines})
+
+
+def _ascii_digits(value: str) -> bool:
+    return value.isascii() and value.isdigit()

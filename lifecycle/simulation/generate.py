@@ -238,7 +238,7 @@ class Generator:
                "created_at": due_at - step.wait, "updated_at": min(due_at, self.now), "history": []}
         if exit_at is not None and exit_at <= due_at:
             reason = "exit: order.placed"
-            row.update(state=Delivery.State.SKIPPED, reason=reason,
+            row.update(state=Delivery.State.SKIPPED, reason=reason, updated_at=exit_at,
                        history=[{"at": exit_at.isoformat(), "state": "skipped", "reason": reason}])
             self._add(Delivery, **row)
             return Delivery.State.SKIPPED, None

@@ -318,14 +318,14 @@ def loyalty_metrics(tenant: Tenant, period: Period) -> dict[str, Any]:
 def referral_summary(tenant: Tenant, period: Period) -> dict[str, Any]:
     """Clicks, conversions, revenue and reward cost (referrals' own definitions), and by week or month."""
     from referrals.models import Click, Program, Referral
-    from referrals.selectors import LIVE, referral_metrics
+    from referrals.selectors import COUNTED, referral_metrics
 
     figures = referral_metrics(tenant=tenant, since=period.since, until=period.until)
     clicks = {(_local_date(r["bucket"], period.zone)): r["n"] for r in Click.objects.for_tenant(tenant)
               .filter(period.q("at"), by_advocate=False).annotate(bucket=period.bucket("at")).values("bucket")
               .annotate(n=Count("pk")).order_by()}
     conversions = {(_local_date(r["bucket"], period.zone)): (r["n"], r["revenue"]) for r in Referral.objects
-                   .for_tenant(tenant).filter(period.q("converted_at"), state__in=LIVE)
+                   .for_tenant(tenant).filter(period.q("converted_at"), state__in=COUNTED)
                    .annotate(bucket=period.bucket("converted_at")).values("bucket")
                    .annotate(n=Count("pk"), revenue=Sum("order_total")).order_by()}
     series = [{"bucket": b, "clicks": clicks.get(b, 0), "conversions": conversions.get(b, (0, 0))[0],

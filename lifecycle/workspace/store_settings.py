@@ -379,8 +379,10 @@ def api_key_revoke_view(request: HttpRequest, tenant: Tenant, api_key_id: int) -
     return redirect("workspace:settings-keys", tenant=tenant.slug)
 
 
-def webhook_url(conn: StoreConnection) -> str:
-    return f"{settings.PUBLIC_BASE_URL}{conn.webhook_path}" if conn.webhook_path else ""
+def webhook_url(conn: StoreConnection, *, base: str = "") -> str:
+    """The URL to register with the platform: on PUBLIC_BASE_URL, or on `base` (connect_store, beside a
+    running embedded server, passes the address that server records)."""
+    return f"{(base or settings.PUBLIC_BASE_URL).rstrip('/')}{conn.webhook_path}" if conn.webhook_path else ""
 
 
 def _stores_page(request: HttpRequest, tenant: Tenant, *, form: ConnectForm | None = None, status: int = 200,

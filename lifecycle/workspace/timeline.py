@@ -21,7 +21,7 @@ import json
 from decimal import Decimal
 from typing import Any
 
-from django.db.models import Count, Prefetch, Q, QuerySet, Sum
+from django.db.models import Case, Count, Prefetch, Q, QuerySet, Sum, When
 from django.db.models.functions import Coalesce
 
 from feedback.models import Survey, SurveyResponse
@@ -207,6 +207,11 @@ def _support(tenant: Tenant, customer: Customer, now: dt.datetime) -> Signal:
     return Signal("Support", level, words)
 
 
+def _every(days: int) -> str:
+    """The usual gap in words: "every day", "every 3 days"."""
+    return "every day" if days == 1 else f"every {days} days"
+
+
 def _recency(customer: Customer, now: dt.datetime) -> Signal:
     name = "Last order"
     if customer.last_order_at is None:
@@ -215,13 +220,19 @@ def _recency(customer: Customer, now: dt.datetime) -> Signal:
     if customer.order_count < 2 or customer.first_order_at is None:
         level = AMBER if since > SINGLE_ORDER_AMBER_DAYS else UNKNOWN
         return Signal(name, level, f"One order, {_plural(since, 'day')} ago; no usual gap between orders yet.")
+    # The mean gap between orders, exact (not rounded up to a day): it is what "overdue" compares with.
     gap_days = Decimal((customer.last_order_at - customer.first_order_at).total_seconds()) / 86400 / (
         customer.order_count - 1)
-    usual = max(1, int(gap_days.to_integral_value()))
-    ratio = Decimal(since) / usual
+    if gap_days < 1:
+        # Orders a few hours apart (a forgotten item, a split basket) say nothing of a usual rhythm.
+        level = AMBER if since > SINGLE_ORDER_AMBER_DAYS else UNKNOWN
+        return Signal(name, level, f"{_plural(since, 'day')} since the last order; its {customer.order_count} "
+                                   "orders came within a day of each other, so no usual gap between orders yet.")
+    ratio = Decimal((now - customer.last_order_at).total_seconds()) / 86400 / gap_days
     level = RED if ratio > OVERDUE_RED else AMBER if ratio > OVERDUE_AMBER else GREEN
+    usual = int(gap_days.to_integral_value())
     return Signal(name, level, f"{_plural(since, 'day')} since the last order; "
-                               f"usually every {_plural(usual, 'day')} ({customer.order_count} orders).")
+                               f"usually {_every(usual)} ({customer.order_count} orders).")
 
 
 def _scores(tenant: Tenant, customer: Customer) -> list[Signal]:
@@ -406,9 +417,16 @@ def email_state(delivery: Delivery) -> str:
     return delivery.state
 
 
+# When an email row happened: sent, or settled without sending (skipped, failed, ambiguous: every
+# path that settles a delivery stamps updated_at), else when it is due. A step skipped on an exit
+# sits where the exit happened, not at the future time it would have been sent.
+SETTLED_AT = Case(When(state__in=[Delivery.State.SKIPPED, Delivery.State.FAILED, Delivery.State.AMBIGUOUS],
+                       then="updated_at"))
+
+
 def _emails(tenant: Tenant, customer: Customer, cursor, zone) -> list[Item]:
     deliveries = (Delivery.objects.for_tenant(tenant).filter(customer=customer).exclude(step__kind__in=SILENT_STEPS)
-                  .annotate(ts=Coalesce("sent_at", "due_at", "created_at"))
+                  .annotate(ts=Coalesce("sent_at", SETTLED_AT, "due_at", "created_at"))
                   .select_related("step", "step__template", "journey", "enrollment"))
     items = []
     for delivery in _older(deliveries, "ts", "email", cursor):

@@ -8,7 +8,9 @@ import re
 import pytest
 from django.core import mail
 from django.core.management import ManagementUtility
+from django.test import Client
 
+from feedback.models import SurveyRequest, SurveyResponse
 from journeys.io import journey_export, journey_import, library_install, library_keys, library_load
 from journeys.models import Delivery, EmailTemplate, Enrollment, Journey, Step
 from journeys.schema import JourneyIn
@@ -74,13 +76,36 @@ def test_library_content_follows_the_house_rules(key):
     data = library_load(key)
     for step in data.steps:
         template = step.template
-        assert template is not None and step.kind == "email"
+        # An email, or an email that uses a feature: a survey with one-click answers, the referral link.
+        assert template is not None and step.kind in ("email", "feedback_request", "referral_invite")
         assert re.fullmatch(r"[A-Z][a-z]+, [a-z ]+", template.signature), template.signature  # "Mia, customer care"
         assert template.body.startswith("<p>Hi {{ first_name }},</p>")
         assert len(re.sub(r"<[^>]+>|\{[{%][^}]*[}%]\}", "", template.body)) < 700, "short"
         assert len(template.subject) <= 60 and template.preheader
     if data.message_class == "marketing" and data.trigger in ("order_delivered", "order_paid"):
         assert {"order.refunded"} & set(data.exit_events) or "order.placed" in data.exit_events
+
+
+@pytest.mark.parametrize("key", KEYS)
+def test_no_library_description_sends_a_workspace_user_to_the_import_format(key):
+    """The descriptions are read in the workspace's library: they speak of what the builder shows,
+    never of JSON, its field names (snake_case, dotted) or its durations."""
+    description = library_load(key).description
+    assert "JSON" not in description.upper()
+    assert "{" not in description and "config" not in description
+    assert re.findall(r"\b[a-z]+_[a-z_]+\b", description) == []  # max_order_count, paid_at, replace_running
+    assert re.findall(r"\b[a-z]+\.[a-z_]+\b", description) == []  # filters.skus, order.placed
+    assert re.findall(r"\bP\d+[DWM]\b", description) == []  # P30D
+
+
+def test_the_library_uses_surveys_and_the_referral_link():
+    steps = {key: library_load(key).steps[0] for key in ("review-request", "day-7-check-in", "referral-invite")}
+    assert (steps["review-request"].kind, steps["review-request"].config) == ("feedback_request", {"survey": "review"})
+    assert (steps["day-7-check-in"].kind, steps["day-7-check-in"].config) == ("feedback_request", {"survey": "ces"})
+    assert steps["referral-invite"].kind == "referral_invite"
+    assert "reply" not in steps["day-7-check-in"].template.body.lower()
+    assert "{{ referral_url }}" in steps["referral-invite"].template.body
+    assert "forward" not in steps["referral-invite"].template.body
 
 
 def test_review_and_check_in_end_on_a_refund_or_a_new_order():
@@ -154,14 +179,25 @@ def test_library_install_is_all_or_nothing_for_unknown_keys(tenant):
 # --- rendering ------------------------------------------------------------------------------
 
 
+BEANS_PAGE, BEANS_IMAGE = "https://acme.example/beans", "https://cdn.acme.example/beans.jpg?w=160&h=160"
+FILTERS_IMAGE = "https://cdn.acme.example/filters.jpg"
+
+
 @pytest.fixture
 def delivered_order(api, tenant):
-    """Ada's delivered order of two products with pages, as the storefront sent it."""
+    """Ada's order of two products, as the storefront sent it through the API: the beans with their
+    page and image, the filters with an image only."""
     with clock.frozen(NOON):
         paid_order(api, external_id="O1", number="#1001",
                    customer={"external_id": "c1", "first_name": "Ada", "email": "ada@example.com", "locale": "en",
-                             "marketing_consent": True})
-    Product.objects.for_tenant(tenant).filter(external_id="p-beans").update(url="https://acme.example/beans")
+                             "marketing_consent": True},
+                   lines=[{"product_external_id": "p-beans", "sku": "BEANS-1KG", "title": "House beans 1 kg",
+                           "quantity": 2, "unit_price": "24.95", "product_url": BEANS_PAGE,
+                           "product_image_url": BEANS_IMAGE},
+                          {"product_external_id": "p-filter", "sku": "FILTER-100", "title": "Paper filters",
+                           "quantity": 1, "unit_price": "15.00", "product_image_url": FILTERS_IMAGE}])
+    products = {p.external_id: (p.url, p.image_url) for p in Product.objects.for_tenant(tenant)}
+    assert products == {"p-beans": (BEANS_PAGE, BEANS_IMAGE), "p-filter": ("", FILTERS_IMAGE)}
     return Order.objects.for_tenant(tenant).get(external_id="O1")
 
 
@@ -195,11 +231,19 @@ def activate(tenant, key) -> Journey:
     return Journey.objects.for_tenant(tenant).get(library_key=key)
 
 
+def deliver(api, when: dt.datetime = NOON + dt.timedelta(days=2), at_: str = "2026-11-25T14:00:00Z"):
+    with clock.frozen(when):
+        assert api.post("/api/v1/orders/O1/delivery", {"delivered_at": at_}).status_code == 200
+        process_events()
+
+
+def links(html: str, pattern: str) -> list[str]:
+    return re.findall(rf'href="({pattern})"', html)
+
+
 def test_review_request_goes_out_fourteen_days_after_delivery(api, tenant, delivered_order):
     activate(tenant, "review-request")
-    with clock.frozen(NOON + dt.timedelta(days=2)):
-        api.post("/api/v1/orders/O1/delivery", {"delivered_at": "2026-11-25T14:00:00Z"})
-        process_events()
+    deliver(api)
     [delivery] = Delivery.objects.for_tenant(tenant)
     assert (delivery.state, delivery.due_at) == ("pending", at("2026-12-09T14:00:00+00:00"))
 
@@ -209,28 +253,88 @@ def test_review_request_goes_out_fourteen_days_after_delivery(api, tenant, deliv
     [message] = mail.outbox
     assert message.subject == "How are you finding House beans 1 kg, Paper filters?"
     assert message.to == ["ada@example.com"]
-    body = message.body.split("\n\n--\n")[0]
-    assert body == (
-        "Hi Ada,\n\n"
-        "You've had your order for two weeks now, long enough to know what you think. A few honest lines help "
-        "the next person decide, good or bad:\n\n"
-        "- Review House beans 1 kg (https://acme.example/beans)\n\n"
-        "- Paper filters\n\n"
-        "If something isn't right, reply to this email instead. We'd rather fix it.\n\n"
-        "Lena, founder\n"
-        "Acme Coffee"
-    )
     html = message.alternatives[0][0]
-    assert '<a href="https://acme.example/beans"' in html and "Review House beans 1 kg</a>" in html
+    # Each product with its image; the one with a page links to it (the filters have none).
+    assert re.search(r'<img src="https://cdn\.acme\.example/beans\.jpg\?w=160&amp;h=160" alt="House beans 1 kg"',
+                     html)
+    assert re.search(r'<img src="https://cdn\.acme\.example/filters\.jpg" alt="Paper filters"', html)
+    assert re.search(r'<a href="https://acme\.example/beans"[^>]*>House beans 1 kg</a>', html)
+    assert "https://acme.example/filters" not in html and ">Paper filters</a>" not in html
+    # And one-click stars for each: 5 signed links per product, answered on our pages.
+    stars = links(html, r"http://127\.0\.0\.1:8000/f/[^/\"]+/[1-5]")
+    assert len(stars) == 10 and len({link.rsplit("/", 2)[1] for link in stars}) == 2
+    assert "How would you rate House beans 1 kg?" in html and "How would you rate Paper filters?" in html
+    body = message.body.split("\n\n--\n")[0]
+    assert "- House beans 1 kg (https://acme.example/beans)" in body and "- Paper filters" in body, body[:800]
+    assert body.startswith("Hi Ada,\n\nYou've had your order for two weeks now")
     assert message.extra_headers["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
     assert Enrollment.objects.for_tenant(tenant).get().state == "completed"
+
+    # A mail scanner's GET of a star records nothing.
+    assert Client().get(stars[4].removeprefix("http://127.0.0.1:8000")).status_code == 200
+    assert not SurveyResponse.objects.for_tenant(tenant).exists()
+
+
+def test_the_day_7_check_in_asks_its_ces_question_with_one_click_links(api, tenant, delivered_order):
+    activate(tenant, "day-7-check-in")
+    deliver(api)
+    assert send_due(at("2026-12-02T14:00:00+00:00")) == ["sent"]
+
+    [message] = mail.outbox
+    html = message.alternatives[0][0]
+    assert "How much effort did it take to get started?" in html
+    scores = links(html, r"http://127\.0\.0\.1:8000/f/[^/\"]+/\d+")
+    assert [link.rsplit("/", 1)[1] for link in scores] == ["1", "2", "3", "4", "5", "6", "7"]
+    assert "reply with a number" not in message.body.lower()
+    [request] = SurveyRequest.objects.for_tenant(tenant)
+    assert (request.survey.kind, request.customer.email) == ("ces", "ada@example.com")
+
+    token_path = scores[1].removeprefix("http://127.0.0.1:8000")
+    # Signed: a token changed by one character is no link at all.
+    token = token_path.split("/")[2]
+    forged = token_path.replace(token, token[:-1] + ("A" if token[-1] != "A" else "B"))
+    assert Client().get(forged).status_code == 404
+    # A GET (a scanner, or the click itself before the page posts) records nothing...
+    assert Client().get(token_path).status_code == 200
+    assert not SurveyResponse.objects.for_tenant(tenant).exists()
+    # ...the page's POST does.
+    posted = Client().post(token_path.rsplit("/", 1)[0], {"request": str(request.pk), "score": "2"})
+    assert posted.status_code == 200
+    assert list(SurveyResponse.objects.for_tenant(tenant).values_list("score", flat=True)) == [2]
+
+
+def test_the_referral_invitation_carries_the_customers_referral_link(api, tenant, delivered_order):
+    from referrals.models import Program, ReferralCode
+    from referrals.rendering import share_url
+
+    Program.objects.for_tenant(tenant).create(tenant=tenant, active=True)
+    activate(tenant, "referral-invite")
+    deliver(api)
+    assert send_due(at("2026-12-20T14:00:00+00:00")) == ["sent"]
+
+    [message] = mail.outbox
+    code = ReferralCode.objects.for_tenant(tenant).get(customer=delivered_order.customer)
+    url = share_url(code, tenant)
+    assert url.startswith("http://127.0.0.1:8000/r/")
+    html = message.alternatives[0][0]
+    assert re.search(rf'<a href="{re.escape(url)}"[^>]*>{re.escape(url)}</a>', html)
+    assert f"<b>{code.code}</b>" in html and "10% off your first order" in html
+    assert url in message.body
+    assert "forward this email" not in message.body
+
+
+def test_without_a_referral_programme_the_invitation_is_skipped_not_sent_without_a_link(api, tenant,
+                                                                                       delivered_order):
+    activate(tenant, "referral-invite")
+    deliver(api)
+    assert send_due(at("2026-12-20T14:00:00+00:00")) == ["skipped"]
+    assert mail.outbox == []
+    assert Delivery.objects.for_tenant(tenant).get().reason == "the store has no active referral program"
 
 
 def test_a_new_order_ends_the_review_request(api, tenant, delivered_order):
     activate(tenant, "review-request")
-    with clock.frozen(NOON + dt.timedelta(days=2)):
-        api.post("/api/v1/orders/O1/delivery", {"delivered_at": "2026-11-25T14:00:00Z"})
-        process_events()
+    deliver(api)
     with clock.frozen(NOON + dt.timedelta(days=5)):
         paid_order(api, external_id="O2", customer={"external_id": "c1"}, placed_at="2026-11-28T09:00:00Z")
         process_events()

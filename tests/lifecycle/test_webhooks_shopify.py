@@ -539,11 +539,11 @@ def test_test_orders_are_stored_but_not_ingested(conn, tenant):
 
 
 def test_other_topics_are_stored_as_ignored(conn, tenant):
-    response = shopify_post(b'{"id": 632910392, "title": "House beans"}', topic="products/update")
+    response = shopify_post(b'{"id": 632910392, "title": "Spring sale"}', topic="collections/update")
 
     assert (response.status_code, response.json()["status"]) == (200, "ignored")
     delivery = WebhookDelivery.objects.for_tenant(tenant).get()
-    assert (delivery.topic, delivery.status) == ("products/update", WebhookDelivery.Status.IGNORED)
+    assert (delivery.topic, delivery.status) == ("collections/update", WebhookDelivery.Status.IGNORED)
     assert counts(tenant) == NOTHING | {"deliveries": 1}
 
 

@@ -214,9 +214,15 @@ def test_referrals_clicks_conversions_revenue_and_cost(tenant, shop, period):
     ReferralReward.objects.for_tenant(tenant).create(tenant=tenant, referral=referral, customer=a, side="advocate",
                                                      kind="discount_code", amount=Decimal("10"), currency="EUR",
                                                      state="issued", created_at=at(5, 31))
+    # B's referral is still in review: counted as in review, not as a conversion, nor in the revenue.
+    held = Order.objects.for_tenant(tenant).get(customer=shop["B"], total=Decimal("40"))
+    Referral.objects.for_tenant(tenant).create(
+        tenant=tenant, code=code, advocate=a, friend=shop["B"], order=held, carrier="api_field", state="review",
+        order_total=Decimal("40"), currency="EUR", converted_at=at(5, 20), release_at=at(6, 19))
     got = metrics.referral_summary(tenant, period)
     assert (got["clicks"], got["conversions"], got["revenue"], got["reward_cost"]) == (2, 1, Decimal("60.00"),
                                                                                         Decimal("10.00"))
+    assert got["in_review"] == 1
     assert got["series"] == [
         {"bucket": dt.date(2026, 4, 20), "clicks": 1, "conversions": 0, "revenue": Decimal("0.00")},
         {"bucket": dt.date(2026, 4, 27), "clicks": 1, "conversions": 1, "revenue": Decimal("60.00")},

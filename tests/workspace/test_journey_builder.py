@@ -121,7 +121,7 @@ def test_the_gallery_describes_every_library_journey_in_words(as_marketer):
     review = body[body.index('id="lib-review-request"'):]
     review = review[:review.index("</li>\n  \n  <li") if "</li>\n  \n  <li" in review else None]
     assert "Fourteen days after delivery" in review
-    assert "14 days after delivery</strong>: sends an email: “How are you finding" in review
+    assert "14 days after delivery</strong>: asks for feedback: “How are you finding" in review
     assert 'name="key" value="review-request"' in review
 
 

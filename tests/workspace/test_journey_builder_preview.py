@@ -252,6 +252,10 @@ def test_the_sample_context_has_the_shape_of_a_real_one(tenant, review, a_custom
         return {k: shape(v) for k, v in value.items()} if isinstance(value, dict) else type(value).__name__
 
     sample = _sample_context(tenant)
-    assert set(shape(sample)) == set(shape(real))
+    # The review request is a survey step: its own names (survey, review_links …) come from the
+    # survey sample, which the preview adds for that kind; the shared ones must match.
+    from journeys.templating import KIND_CONTEXT
+
+    assert set(shape(sample)) == set(shape(real)) - set(KIND_CONTEXT[step.kind])
     assert set(sample["order"]) == set(real["order"]) and set(sample["customer"]) == set(real["customer"])
     assert re.match(r"^#\d+$", sample["order"]["number"])

@@ -1,10 +1,28 @@
 import json
+import os
+from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from lifecycle.models import Tenant
 from lifecycle.services import ServiceError, store_connect
+from lifecycle.workspace.store_settings import webhook_url
+
+from .serve_embedded import served_base_url
+
+LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1", "0.0.0.0")  # noqa: S104 - names compared, nothing bound
+EMBEDDED_DEFAULT_BASE_URL = "http://127.0.0.1:8000"
+
+
+def public_base_url() -> str:
+    """Where storefronts reach us: PUBLIC_BASE_URL when it is set; in the embedded profile without
+    it, the address `make run` serves on (serve_embedded records it, `PORT=8001 make run` included)
+    rather than the built-in default."""
+    unset = "PUBLIC_BASE_URL" not in os.environ and settings.PUBLIC_BASE_URL == EMBEDDED_DEFAULT_BASE_URL
+    if settings.EMBEDDED and unset:
+        return served_base_url() or settings.PUBLIC_BASE_URL
+    return settings.PUBLIC_BASE_URL
 
 
 class Command(BaseCommand):
@@ -24,8 +42,9 @@ class Command(BaseCommand):
             conn = store_connect(tenant=tenant, platform=platform, address=address, secret=secret)
         except ServiceError as exc:
             raise CommandError(exc.message) from exc
-        self.stdout.write(json.dumps({
-            "connection": conn.public_id,
-            "platform": conn.platform,
-            "webhook_url": settings.PUBLIC_BASE_URL + conn.webhook_path,
-        }))
+        url = webhook_url(conn, base=public_base_url())
+        self.stdout.write(json.dumps({"connection": conn.public_id, "platform": conn.platform, "webhook_url": url}))
+        if urlsplit(url).hostname in LOCAL_HOSTS:
+            self.stderr.write(f"Note: {urlsplit(url).hostname} is this machine; the storefront cannot reach it. "
+                              "Set PUBLIC_BASE_URL to the address it can reach (your domain, or a tunnel to "
+                              "this server) and start the server again.")
