@@ -6,7 +6,7 @@ PORT   ?= 8000
 TEST_DATABASE_URL ?= $(or $(DATABASE_URL),postgres://postgres@127.0.0.1:5432/lifecycle)
 TEST_REDIS_URL    ?= $(or $(REDIS_URL),redis://127.0.0.1:6379/15)
 
-.PHONY: run test install install-test lint schema check-schema migrations-check clean
+.PHONY: run test install install-test lint lint-imports schema check-schema migrations-check clean
 
 $(BIN)/python:
 	@command -v $(PYTHON) >/dev/null || { echo "Python 3.11 is needed: install it, or run make PYTHON=/path/to/python3.11"; exit 1; }
@@ -36,6 +36,10 @@ test: install-test
 
 lint: install-test
 	$(BIN)/ruff check .
+
+# The layers of ARCHITECTURE.md: config > workspace | demo > journeys > feedback | referrals > loyalty > lifecycle.
+lint-imports: install-test
+	$(BIN)/lint-imports --no-cache
 
 migrations-check: install
 	$(BIN)/python manage.py makemigrations --check --dry-run

@@ -83,7 +83,7 @@ def app_env(db: str, redis_url: str, *, pg: dict[str, str] | None = None, **extr
 
     env = {key: value for key, value in os.environ.items() if not key.startswith(("DJANGO_", "LIFECYCLE_"))}
     env.update({
-        "DJANGO_SETTINGS_MODULE": "lifecycle.settings",
+        "DJANGO_SETTINGS_MODULE": "config.settings",
         "LIFECYCLE_PROFILE": "production",
         "DATABASE_URL": database_url(db, pg),
         "REDIS_URL": redis_url,
@@ -155,9 +155,9 @@ class CeleryWorker:
     @property
     def command(self) -> list[str]:
         if self.pool == "beat":
-            return [str(VENV / "bin" / "python"), "-m", "celery", "-A", "lifecycle", "beat",
+            return [str(VENV / "bin" / "python"), "-m", "celery", "-A", "config", "beat",
                     f"--loglevel={self.loglevel}", "--schedule", str(self.workdir / f"{self.name}-schedule")]
-        cmd = [str(VENV / "bin" / "python"), "-m", "celery", "-A", "lifecycle", "worker",
+        cmd = [str(VENV / "bin" / "python"), "-m", "celery", "-A", "config", "worker",
                f"--pool={self.pool}", f"--concurrency={self.concurrency}", f"--loglevel={self.loglevel}",
                "--without-mingle", "--without-gossip", "--without-heartbeat", "-n", f"{self.name}@%h"]
         if self.beat:

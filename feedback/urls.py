@@ -2,7 +2,7 @@ from django.urls import path
 
 from . import pages
 
-# Included at /f/ by lifecycle.urls. Tokens are signing.dumps() output: no "/" in them.
+# Included at /f/ by config.urls. Tokens are signing.dumps() output: no "/" in them.
 urlpatterns = [
     path("<str:token>", pages.answer, name="feedback-answer"),
     path("<str:token>/<int:score>", pages.answer, name="feedback-score"),

@@ -270,7 +270,7 @@ class OutcomeBucket(TenantModel):
     """What a journey's enrollments or sends of one quarter hour came to, once their window closed.
 
     The dashboards add these up instead of joining every enrollment and email of a period to the
-    store's orders (journeys/rollups.py settles them; lifecycle/workspace/metrics_journeys.py reads
+    store's orders (journeys/rollups.py settles them; workspace/metrics_journeys.py reads
     them). A quarter hour because every time zone's day starts on one, so a period of whole days in
     the store's zone is a whole number of buckets.
 

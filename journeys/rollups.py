@@ -6,7 +6,7 @@ enrollment, email and order of the year: tens of seconds at a million orders. On
 enrollment's or a send's window has closed (plus GRACE for late tracking events), its outcome no
 longer changes, so `outcomes_settle` adds it into an `OutcomeBucket` of its quarter hour, once;
 the dashboards sum the buckets and join live only what is still open, or newer than the last
-settle (lifecycle/workspace/metrics_journeys.py).
+settle (workspace/metrics_journeys.py).
 
 What a bucket keeps: for "lift", enrollments (treated and held out) with how many reached the
 goal, the net revenue of their orders in the window and its sum of squares (for Welch's

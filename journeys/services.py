@@ -547,7 +547,7 @@ def _gate(delivery: Delivery, now: dt.datetime, facts: _GateFacts) -> GateDecisi
     if marketing and customer.marketing_consent is not True:
         return GateDecision("skip", "no marketing consent")
     if marketing and tenant.marketing_paused_at:
-        # lifecycle/deliverability.py paused the store's marketing: held, not dropped, until someone resumes it.
+        # journeys/deliverability.py paused the store's marketing: held, not dropped, until someone resumes it.
         return GateDecision("defer", f"tenant_paused: {tenant.marketing_paused_reason}"[:300],
                             now + dt.timedelta(hours=1))
     if delivery.step.kind == Step.Kind.FEEDBACK_REQUEST:

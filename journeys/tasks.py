@@ -12,6 +12,7 @@ from celery import shared_task
 from lifecycle.models import Tenant
 from lifecycle.tenancy import system_scope, tenant_scope
 
+from .deliverability import deliverability_check_all
 from .models import Delivery
 from .rollups import journeys_to_settle, journeys_with_open_sends, outcomes_refresh_open, outcomes_settle
 from .services import deliveries_claim_by_tenant, deliveries_claimed_count, deliveries_reclaim
@@ -94,3 +95,10 @@ def settle_outcomes() -> int:
         with tenant_scope(tenant_id):
             written += outcomes_refresh_open(tenant=tenants[tenant_id], journey_id=journey_id)
     return written
+
+
+@shared_task(name="journeys.check_deliverability", ignore_result=True)
+def check_deliverability() -> dict[str, int]:
+    """Beat, every 15 minutes: warn or pause stores whose complaint or bounce rate is too high."""
+    with system_scope():
+        return deliverability_check_all()

@@ -1,6 +1,6 @@
 """ESP tracking webhooks: anymail's views behind a gate that fails closed, and the `tracking` signal receiver.
 
-`urlpatterns` (mounted at /anymail/ by lifecycle/urls.py) serves every tracking endpoint anymail has,
+`urlpatterns` (mounted at /anymail/ by config/urls.py) serves every tracking endpoint anymail has,
 each wrapped so that a post is refused before anything is read unless it proves where it came from:
 
 - no or wrong HTTP basic auth (ANYMAIL_WEBHOOK_SECRET, which settings always provide): 401;

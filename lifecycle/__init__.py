@@ -1,3 +1,1 @@
-from .celery import app as celery_app
-
-__all__ = ("celery_app",)
+"""The core: tenancy, row-level security, customers and orders, ingestion, events, the API, storefronts."""

@@ -69,7 +69,7 @@ class Tenant(models.Model):
     quiet_hours_end = models.TimeField(default=dt.time(8, 0))
     # At most one marketing email per customer per this many hours, across all journeys.
     frequency_cap_hours = models.PositiveSmallIntegerField(default=16)
-    # Deliverability guardrails (lifecycle/deliverability.py), set by a beat check of the last 24 h:
+    # Deliverability guardrails (journeys/deliverability.py), set by a beat check of the last 24 h:
     # an alert the owner sees, and a pause of all marketing email until someone resumes it.
     deliverability_alert = models.CharField(max_length=300, blank=True, help_text="Why the last check warned.")
     deliverability_alert_at = models.DateTimeField(null=True, blank=True)
@@ -106,7 +106,7 @@ class Membership(models.Model):
 
 class Invitation(TenantModel):
     """An owner's invitation to a store's team: a link emailed to the address, which its holder accepts
-    (lifecycle/workspace/invitations.py). Nobody joins a store without accepting; the token is in the link
+    (workspace/invitations.py). Nobody joins a store without accepting; the token is in the link
     only, and the row keeps its SHA-256, as for API keys."""
 
     email = models.EmailField(max_length=150)
@@ -276,7 +276,7 @@ class Customer(TenantModel):
         ]
         indexes = [
             models.Index(fields=["tenant", "email"], name="customer_tenant_email_idx"),
-            # The workspace's customer list (lifecycle/workspace/customers.py): newest first, a page at a
+            # The workspace's customer list (workspace/customers.py): newest first, a page at a
             # time by id, and each filter an index of its own. The partial ones stay small, and their
             # predicates name columns that change once, so aggregate updates stay HOT.
             models.Index(fields=["tenant", "id"], name="customer_tenant_id_idx"),
@@ -290,7 +290,7 @@ class Customer(TenantModel):
             # Email prefix search (LIKE 'ada@%') whatever the database's collation (PostgreSQL only).
             models.Index(fields=["tenant", "email"], opclasses=["int8_ops", "varchar_pattern_ops"],
                          name="customer_email_prefix_idx"),
-            # The home dashboard's cohorts: new customers of a period (lifecycle/workspace/metrics.py).
+            # The home dashboard's cohorts: new customers of a period (workspace/metrics.py).
             # Dashboards: a period's new customers and how many ordered again, from the index alone.
             models.Index(fields=["tenant", "first_order_at"], include=["order_count", "last_order_at", "id"],
                          name="customer_cohort_idx"),
@@ -373,7 +373,7 @@ class Order(TenantModel):
         ]
         indexes = [
             models.Index(fields=["tenant", "customer", "paid_at"], name="order_tenant_customer_idx"),
-            # The workspace's order list (lifecycle/workspace/orders.py): newest placed first, a page at a
+            # The workspace's order list (workspace/orders.py): newest placed first, a page at a
             # time, by date range and by status; an order number typed into the search box.
             models.Index(fields=["tenant", "placed_at", "id"], name="order_tenant_placed_idx"),
             models.Index(fields=["tenant", "status", "placed_at", "id"], name="order_tenant_status_idx"),
@@ -471,7 +471,7 @@ class Event(TenantModel):
             models.Index(fields=["tenant", "customer", "occurred_at"], name="event_tenant_customer_idx"),
             models.Index(fields=["created_at"], condition=Q(processed_at__isnull=True), name="event_unprocessed_idx"),
             # Dashboards: customers with a support.contacted / product.registered … event, and those
-            # events per week, read from the index alone (lifecycle/workspace/metrics.py).
+            # events per week, read from the index alone (workspace/metrics.py).
             models.Index(fields=["tenant", "type", "occurred_at", "customer"], name="event_tenant_type_idx"),
         ]
 

@@ -23,7 +23,7 @@ The design
   policy, FORCE or not, and the usual connecting user (`postgres`, or the compose image's
   `POSTGRES_USER`) is a superuser: so the processes that serve the outside world, the WSGI app
   and the Celery worker and beat, `SET ROLE` to `DATABASE_RLS_ROLE` on every new connection
-  (`serve_as_role`, called from lifecycle/wsgi.py and lifecycle/celery.py). `manage.py`
+  (`serve_as_role`, called from config/wsgi.py and config/celery.py). `manage.py`
   commands do not: migrations and operator commands act for every tenant, as the owner. The
   migrating role must be a superuser or have BYPASSRLS (FORCE applies policies to the owner).
 - **The tenant is set per transaction, never per session.** `tenancy.tenant_scope(tenant)`

@@ -4,7 +4,6 @@ import time
 from celery import shared_task
 
 from .events import BATCH_SIZE, events_process_pending, sweep_slots
-from .tenancy import system_scope
 
 # A sweep hands its worker process back after about this long, however many events wait; beat
 # starts the next one within seconds, so a burst of events never holds the pool from the sends.
@@ -32,11 +31,3 @@ def process_events() -> int:
                 break
     return total
 
-
-@shared_task(name="lifecycle.check_deliverability", ignore_result=True)
-def check_deliverability() -> dict[str, int]:
-    """Beat, every 15 minutes: warn or pause stores whose complaint or bounce rate is too high."""
-    from .deliverability import deliverability_check_all
-
-    with system_scope():
-        return deliverability_check_all()

@@ -7,7 +7,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def settings_variables() -> set[str]:
-    source = (ROOT / "lifecycle" / "settings.py").read_text()
+    source = (ROOT / "config" / "settings.py").read_text()
     names = set(re.findall(r'env(?:_bool|_list)?\("([A-Z][A-Z0-9_]+)"', source))
     names |= set(re.findall(r'os\.environ(?:\.get)?\(?\[?"([A-Z][A-Z0-9_]+)"', source))
     return names - {"DJANGO_SETTINGS_MODULE"}
@@ -30,7 +30,7 @@ def test_readme_names_the_two_set_up_commands():
 
 
 def test_every_api_route_has_a_curl_example():
-    from lifecycle.urls import api_v1
+    from config.urls import api_v1
 
     readme = (ROOT / "README.md").read_text()
     for pattern in api_v1:

@@ -1,6 +1,6 @@
 import pytest
 
-from lifecycle.celery import app
+from config.celery import app
 
 
 @pytest.fixture(autouse=True)

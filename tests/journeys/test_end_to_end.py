@@ -101,7 +101,7 @@ def worker(smtp, broker, tmp_path):
     }
     log = (tmp_path / "worker.log").open("w")
     process = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "lifecycle", "worker", "--beat", "--concurrency=2",
+        [sys.executable, "-m", "celery", "-A", "config", "worker", "--beat", "--concurrency=2",
          "--loglevel=INFO", "--schedule", str(tmp_path / "beat-schedule"), "--without-mingle", "--without-gossip"],
         cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
     )

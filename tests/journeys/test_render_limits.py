@@ -8,11 +8,11 @@ import time
 import pytest
 from django.core import mail
 
+from config.celery import app
 from journeys import builder
 from journeys.models import Delivery, EmailTemplate, Enrollment, Journey, Step
 from journeys.templating import template_problems
 from lifecycle import clock
-from lifecycle.celery import app
 
 from .helpers import make_journey, process_events
 from .test_engine import NOON, paid_order, send_due

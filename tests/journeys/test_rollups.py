@@ -9,12 +9,12 @@ import zoneinfo
 import pytest
 from django.core.management import call_command
 
+from demo.simulation import Params, store_simulate
 from journeys.models import Enrollment, Journey, OutcomeBucket
 from journeys.rollups import GRACE, floor_bucket, outcomes_settle
 from journeys.tasks import settle_outcomes
 from lifecycle import clock
-from lifecycle.simulation import Params, store_simulate
-from lifecycle.workspace import metrics, metrics_journeys
+from workspace import metrics, metrics_journeys
 
 pytestmark = pytest.mark.django_db
 

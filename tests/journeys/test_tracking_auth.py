@@ -286,7 +286,7 @@ SETUP = "import django; django.setup(); from django.conf import settings; print(
 def start(extra: dict[str, str], tmp_path: Path) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("ANYMAIL_", "LIFECYCLE_", "DJANGO_")) and k not in PRODUCTION and k != "EMAIL_BACKEND"}
-    env.update(DJANGO_SETTINGS_MODULE="lifecycle.settings", LIFECYCLE_VAR_DIR=str(tmp_path / "var"), **extra)
+    env.update(DJANGO_SETTINGS_MODULE="config.settings", LIFECYCLE_VAR_DIR=str(tmp_path / "var"), **extra)
     return subprocess.run([sys.executable, "-c", SETUP], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
 
 

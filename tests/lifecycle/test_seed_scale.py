@@ -9,10 +9,10 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.db import connection
 
+from demo.scale_seed import BACKLOG, STEP_OFFSETS_DAYS
 from feedback.models import SurveyRequest, SurveyResponse
 from journeys.models import Delivery, Enrollment
 from lifecycle.models import Customer, Event, Order, OrderLine, Refund, Tenant
-from lifecycle.scale_seed import BACKLOG, STEP_OFFSETS_DAYS
 from lifecycle.services import refresh_aggregates
 from loyalty.models import LedgerEntry, LoyaltyAccount
 

@@ -90,9 +90,9 @@ def served(tmp_path):
            if k not in ("DATABASE_URL", "REDIS_URL", "CELERY_BROKER_URL", "DEBUG", "PUBLIC_BASE_URL",
                         "LIFECYCLE_TEST_RLS", "DATABASE_RLS_ROLE")}
     env.update(LIFECYCLE_PROFILE="embedded", LIFECYCLE_VAR_DIR=str(tmp_path / "var"),
-               DJANGO_SETTINGS_MODULE="lifecycle.settings", PYTHONUNBUFFERED="1")
+               DJANGO_SETTINGS_MODULE="config.settings", PYTHONUNBUFFERED="1")
     script = ("import django; django.setup()\n"
-              "from lifecycle.management.commands.serve_embedded import Command\n"
+              "from demo.management.commands.serve_embedded import Command\n"
               f"Command().serve(port={port})\n")
     out = open(tmp_path / "console.log", "wb")  # noqa: SIM115 - closed below
     process = subprocess.Popen([sys.executable, "-c", script], cwd=ROOT, env=env, stdout=out,  # noqa: S603

@@ -7,13 +7,13 @@ import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
+from demo.simulation import Params, SimulationError, store_simulate
 from journeys.models import Delivery, Enrollment
 from lifecycle import clock
 from lifecycle.models import Customer, Event, Order
 from lifecycle.services import refresh_aggregates
-from lifecycle.simulation import Params, SimulationError, store_simulate
-from lifecycle.workspace import metrics, metrics_journeys
 from loyalty.models import LedgerEntry, LoyaltyAccount
+from workspace import metrics, metrics_journeys
 
 pytestmark = pytest.mark.django_db
 
@@ -99,7 +99,7 @@ def test_a_different_seed_gives_a_different_store(tenant):
 
 @pytest.mark.django_db(transaction=True)
 def test_several_jobs_write_the_same_customers_and_orders(tenant, other_tenant, monkeypatch):
-    import lifecycle.simulation as simulation
+    import demo.simulation as simulation
 
     monkeypatch.setattr(simulation, "JOB_BATCH", 60)  # 200 customers: four batches over two processes
     params = Params(customers=200, days=120, true_lift=0.1, seed=8)
@@ -153,7 +153,7 @@ from django.contrib.auth import get_user_model
 from django.test import Client
 from lifecycle import clock
 from lifecycle.models import Tenant
-from lifecycle.workspace import metrics, metrics_journeys
+from workspace import metrics, metrics_journeys
 from journeys.models import Journey
 tenant = Tenant.objects.get(slug="demo")
 now = clock.now()

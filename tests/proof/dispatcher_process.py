@@ -21,7 +21,7 @@ from pathlib import Path
 
 
 def main(index: int, workdir: Path, limit: int) -> None:
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "lifecycle.settings")
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
     import django
 
     django.setup()

@@ -21,8 +21,8 @@ import schemathesis
 import yaml
 from hypothesis import HealthCheck, settings
 
+from config.wsgi import application
 from lifecycle.models import Event, IdempotencyRecord, Order, Tenant
-from lifecycle.wsgi import application
 from referrals.models import Program as ReferralProgram
 from tests.factories import order_payload
 from tests.proof.test_api_fuzz import PUBLISHED, SEEDED, in_process_wsgi, keys  # noqa: F401 - fixtures

@@ -31,9 +31,9 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
+from config.wsgi import application
 from lifecycle.models import Tenant
 from lifecycle.services import api_key_create, api_key_revoke, tenant_create
-from lifecycle.wsgi import application
 from tests.factories import order_payload
 
 ROOT = Path(__file__).resolve().parents[2]

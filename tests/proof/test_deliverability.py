@@ -9,10 +9,7 @@ from django.conf import settings
 from django.core import mail
 from django.core.management import CommandError, call_command
 
-from journeys.models import Delivery
-from journeys.services_tracking import esp_event_record
-from lifecycle import clock
-from lifecycle.deliverability import (
+from journeys.deliverability import (
     MIN_SENT_FOR_BOUNCE_RATE,
     MIN_SENT_FOR_COMPLAINT_RATE,
     deliverability_check,
@@ -20,8 +17,11 @@ from lifecycle.deliverability import (
     deliverability_status,
     marketing_resume,
 )
+from journeys.models import Delivery
+from journeys.services_tracking import esp_event_record
+from journeys.tasks import check_deliverability
+from lifecycle import clock
 from lifecycle.models import Event, Tenant
-from lifecycle.tasks import check_deliverability
 from tests.journeys.helpers import at, make_journey, process_events
 from tests.journeys.test_engine import paid_order, send_due
 
@@ -63,7 +63,7 @@ def test_complaints_over_a_tenth_of_a_percent_warn_the_owner_without_pausing(ten
     assert guardrail_events(tenant) == [] and tenant.deliverability_alert_at is None
 
     complain(ledger[1:], 1)
-    with caplog.at_level(logging.WARNING, logger="lifecycle.deliverability"):
+    with caplog.at_level(logging.WARNING, logger="journeys.deliverability"):
         assert check(tenant) == "alert"
 
     assert tenant.deliverability_alert == "spam complaints at 0.20% of 1000 emails (warning above 0.10%)"
@@ -192,7 +192,7 @@ def test_resume_marketing_command_lifts_the_pause_and_rates_count_afresh(api, te
 
 def test_beat_checks_every_store(tenant, other_tenant):
     assert settings.CELERY_BEAT_SCHEDULE["check-deliverability"] == {
-        "task": "lifecycle.check_deliverability", "schedule": 900.0}
+        "task": "journeys.check_deliverability", "schedule": 900.0}
     bounce(sent_ledger(tenant, MIN_SENT_FOR_BOUNCE_RATE, sent_at=EARLIER), 11)
     with clock.frozen(NOON):
         outcome = check_deliverability.apply().get()
@@ -205,7 +205,7 @@ def test_the_sent_count_asks_per_journey_in_the_shape_of_the_journey_sent_index(
     """The check runs every 15 minutes for every store: its count of a day's sends must be one range of
     delivery_journey_sent_idx (tenant, journey, sent_at) per journey, not a read of every delivery the
     store ever had. (The plan itself is the planner's choice on a test's few rows; the shape is ours.)"""
-    from lifecycle.deliverability import _sent_by_journey
+    from journeys.deliverability import _sent_by_journey
 
     journeys = {make_journey(tenant, name="One").pk, make_journey(tenant, name="Two").pk}
     now = clock.now()

@@ -4,7 +4,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from lifecycle.celery import app
+from config.celery import app
 
 
 @pytest.fixture(autouse=True)

@@ -75,7 +75,7 @@ def snapshot(tenant) -> str:
 
 @pytest.fixture
 def a_objects(api, tenant, a_customer):
-    from lifecycle.workspace.invitations import invitation_create
+    from workspace.invitations import invitation_create
 
     owner = Membership.objects.filter(tenant=tenant, role="owner").first().user
     invitation, token = invitation_create(tenant=tenant, email="ivy@a-store.example.com", role="owner", by=owner)

@@ -8,7 +8,7 @@ from django.db import connection
 from django.urls import reverse
 
 from lifecycle.models import Customer
-from lifecycle.workspace import customers as pages
+from workspace import customers as pages
 
 pytestmark = pytest.mark.django_db
 

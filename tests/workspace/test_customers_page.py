@@ -17,13 +17,13 @@ from journeys.models import Delivery, Enrollment
 from journeys.services_tracking import esp_event_record
 from lifecycle import clock
 from lifecycle.models import Customer, Event, Order
-from lifecycle.workspace import timeline
 from loyalty.models import Program as LoyaltyProgram
 from loyalty.services import points_award
 from referrals.models import Referral, ReferralCode
 from tests.factories import order_payload
 from tests.journeys.helpers import at, make_journey, process_events
 from tests.journeys.test_engine import send_due
+from workspace import timeline
 
 from .conftest import client_for, make_user
 

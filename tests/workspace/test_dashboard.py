@@ -11,12 +11,12 @@ from lifecycle import clock
 from lifecycle.models import Customer, Event, Order
 from lifecycle.services import refresh_aggregates
 from lifecycle.stats import newcombe_difference, welch_difference
-from lifecycle.workspace import metrics, metrics_journeys
 from loyalty.models import LedgerEntry, LoyaltyAccount, Redemption, Reward
 from loyalty.models import Program as LoyaltyProgram
 from referrals.models import Click, Referral, ReferralCode
 from referrals.models import Program as ReferralProgram
 from referrals.models import Reward as ReferralReward
+from workspace import metrics, metrics_journeys
 
 from .conftest import client_for, make_user
 

@@ -2,8 +2,8 @@
 
 import pytest
 
+from demo.simulation import Params, store_simulate
 from lifecycle.models import Membership
-from lifecycle.simulation import Params, store_simulate
 from tests.browser import screenshot, sign_in
 
 from .conftest import PASSWORD, make_user

@@ -14,7 +14,7 @@ from django.urls import reverse
 
 from lifecycle import clock
 from lifecycle.models import Event, Invitation, Membership
-from lifecycle.workspace.invitations import invitation_revoke
+from workspace.invitations import invitation_revoke
 
 from .conftest import PASSWORD, client_for, make_user
 

@@ -45,7 +45,7 @@ def steps_of(journey) -> list[tuple]:
 
 def step_post(step: Step, **overrides) -> dict:
     """The step form as the page would post it, unchanged unless told."""
-    from journeys.builder_forms import StepForm
+    from workspace.builder_forms import StepForm
 
     data = {key: ("" if value is None else value) for key, value in StepForm.initial_for(step).items()}
     data.update(overrides)
@@ -90,7 +90,7 @@ def test_the_list_shows_status_trigger_in_words_steps_and_capped_counts(as_marke
     cells = [c.split(">", 1)[1].split("<", 1)[0] for c in row.split('<td class="num"')[1:]]
     assert cells == ["3", "3", "2"]  # steps, enrolled (the rejected one is not), sent
 
-    monkeypatch.setattr("journeys.workspace.COUNT_CAP", 2)
+    monkeypatch.setattr("workspace.journeys.COUNT_CAP", 2)
     body = as_marketer.get(url("journeys")).content.decode()
     row = body[body.index(f'data-journey="{draft.pk}"'):]
     assert [c.split(">", 1)[1].split("<", 1)[0] for c in row.split('<td class="num"')[1:4]] == ["3", "2+", "2"]
@@ -149,7 +149,7 @@ def test_install_once_then_installing_again_points_at_the_installed_one(as_marke
 
 
 def settings_post(journey, **overrides) -> dict:
-    from journeys.builder_forms import SettingsForm
+    from workspace.builder_forms import SettingsForm
 
     data = {}
     for key, value in SettingsForm.initial_for(journey).items():

@@ -19,7 +19,7 @@ pytestmark = pytest.mark.django_db
 def test_the_workspace_shows_why_the_step_was_not_saved(tenant, as_marketer):
     journey = make_journey(tenant, status=Journey.Status.DRAFT)
     step = Step.objects.for_tenant(tenant).select_related("template").get(journey=journey)
-    from journeys.builder_forms import StepForm
+    from workspace.builder_forms import StepForm
 
     data = {key: ("" if value is None else value) for key, value in StepForm.initial_for(step).items()}
     data["body"] = '<p>{{ first_name|ljust:"20000000" }}</p>'
@@ -73,7 +73,7 @@ def test_the_preview_for_a_customer_whose_order_makes_it_too_big_says_so(api, te
 
 
 def test_an_ab_split_saved_in_the_builder_keeps_where_its_branches_meet(tenant, as_marketer):
-    from journeys.builder_forms import StepForm
+    from workspace.builder_forms import StepForm
 
     journey = make_journey(tenant, status=Journey.Status.DRAFT, steps=[
         ("PT0S", "unused"), ("PT0S", "A1"), ("PT0S", "A2"), ("PT0S", "B1"), ("PT0S", "Together")])

@@ -10,8 +10,8 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from lifecycle.models import Customer
-from lifecycle.workspace import customers as customer_pages
-from lifecycle.workspace import orders as order_pages
+from workspace import customers as customer_pages
+from workspace import orders as order_pages
 
 pytestmark = [
     pytest.mark.django_db,

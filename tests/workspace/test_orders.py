@@ -9,8 +9,8 @@ from django.urls import reverse
 from lifecycle import clock
 from lifecycle.models import Order
 from lifecycle.services import order_placeholder
-from lifecycle.workspace import orders as pages
 from tests.factories import order_payload
+from workspace import orders as pages
 
 pytestmark = pytest.mark.django_db
 

@@ -9,9 +9,9 @@ import pytest
 from journeys.models import Delivery
 from lifecycle import clock
 from lifecycle.models import Customer
-from lifecycle.workspace import timeline
 from tests.factories import CustomerFactory, order_payload
 from tests.journeys.helpers import at, make_journey, process_events
+from workspace import timeline
 
 pytestmark = pytest.mark.django_db
 

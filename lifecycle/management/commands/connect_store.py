@@ -5,11 +5,10 @@ from urllib.parse import urlsplit
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
+from demo.management.commands.serve_embedded import served_base_url
 from lifecycle.models import Tenant
 from lifecycle.services import ServiceError, store_connect
-from lifecycle.workspace.store_settings import webhook_url
-
-from .serve_embedded import served_base_url
+from workspace.store_settings import webhook_url
 
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1", "0.0.0.0")  # noqa: S104 - names compared, nothing bound
 EMBEDDED_DEFAULT_BASE_URL = "http://127.0.0.1:8000"

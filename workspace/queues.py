@@ -20,9 +20,8 @@ from lifecycle.services import ServiceError
 from referrals.models import Program as ReferralProgram
 from referrals.models import Referral
 from referrals.services import referral_decide
-
-from .access import workspace_view
-from .customers import object_action, refuse_write
+from workspace.access import workspace_view
+from workspace.customers import object_action, refuse_write
 
 MARKETER = Membership.Role.MARKETER
 # Rows a queue page shows: a store with more waiting works through them oldest first.

@@ -1,13 +1,13 @@
 """Store settings: the team, API keys, store connections, sender and brand, deliverability.
 
 Everyone in the store may read them; only owners change them. People join the team by accepting an
-emailed invitation (lifecycle/workspace/invitations.py). Secrets (an API key, a webhook secret) are shown once, in the answer to the POST that made
+emailed invitation (workspace/invitations.py). Secrets (an API key, a webhook secret) are shown once, in the answer to the POST that made
 them, and stored nowhere in the clear: the API key as its SHA-256, the webhook secret
 encrypted (lifecycle/crypto.py). A reload asks the browser to
 post again, which makes a new secret rather than showing the old one.
 
 Each write is a service here (one transaction, a `store.*` event on the store's timeline
-naming who did it), or the existing one in lifecycle/services.py and lifecycle/deliverability.py.
+naming who did it), or the existing one in lifecycle/services.py and journeys/deliverability.py.
 """
 
 import datetime as dt
@@ -22,8 +22,8 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import path
 
+from journeys.deliverability import deliverability_rates, deliverability_status, marketing_resume
 from lifecycle import clock
-from lifecycle.deliverability import deliverability_rates, deliverability_status, marketing_resume
 from lifecycle.models import ApiKey, Invitation, Membership, StoreConnection, Tenant, _time_zones
 from lifecycle.services import (
     ServiceError,
@@ -33,10 +33,9 @@ from lifecycle.services import (
     store_connect,
     store_rotate_secret,
 )
-
-from .access import workspace_view
-from .customers import object_action, refuse_write
-from .invitations import invitation_create, invitation_revoke
+from workspace.access import workspace_view
+from workspace.customers import object_action, refuse_write
+from workspace.invitations import invitation_create, invitation_revoke
 
 OWNER = Membership.Role.OWNER
 # How long a rotated-out webhook secret keeps verifying: Shopify takes up to an hour to switch.

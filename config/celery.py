@@ -2,7 +2,7 @@ import os
 
 from celery import Celery, signals
 
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "lifecycle.settings")
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
 app = Celery("lifecycle")
 app.config_from_object("django.conf:settings", namespace="CELERY")

@@ -6,14 +6,14 @@ import time
 from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
-from lifecycle.scale_seed import REBUILD_INDEXES_FROM, STEPS_ORDER, SeedError, Sizes, store_seed_scale
+from demo.scale_seed import REBUILD_INDEXES_FROM, STEPS_ORDER, SeedError, Sizes, store_seed_scale
 
 
 class Command(BaseCommand):
     help = ("Fill one store with a big, consistent history at COPY speed (PostgreSQL only): customers, orders "
             "over two years with their lines and refunds, events, journeys with enrollments (10% held out) and "
             "deliveries in every state (some due now), survey answers, loyalty accounts and their ledger; then "
-            "ANALYZE. Set-based SQL inside the database (lifecycle/scale_seed.py): a million customers, five "
+            "ANALYZE. Set-based SQL inside the database (demo/scale_seed.py): a million customers, five "
             "million orders and ten million deliveries take minutes. Deterministic: the same --seed and --now "
             "give the same rows. A store is seeded once: a second run on a store that has customers refuses "
             "(exit 1) and writes nothing. Progress on stderr, a JSON summary (rows per table, seconds per "

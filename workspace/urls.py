@@ -2,9 +2,8 @@
 
 from django.urls import include, path, re_path
 
-from journeys import workspace as journeys_pages
-
-from . import customers, dashboard, invitations, orders, programs, queues, store_settings, views
+from workspace import customers, dashboard, invitations, orders, programs, queues, store_settings, views
+from workspace import journeys as journeys_pages
 
 app_name = "workspace"
 

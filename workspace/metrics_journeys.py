@@ -45,8 +45,7 @@ from lifecycle.stats import (
     newcombe_difference,
     welch_difference,
 )
-
-from .metrics import Period, ratio
+from workspace.metrics import Period, ratio
 
 CENT = Decimal("0.01")
 SUMS = {"n": Sum("count"), "converted": Sum("converted"), "total": Sum("revenue"), "squares": Sum("revenue_squares"),

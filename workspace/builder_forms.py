@@ -9,9 +9,9 @@ from typing import Any
 from django import forms
 from pydantic import ValidationError
 
-from .builder_checks import EMAIL_KINDS, KIND_WORDS, TRIGGERS, condition_field_choices
-from .models import Journey, Step
-from .schema import CONDITION_FIELDS, ConditionConfigIn, FiltersIn, _plain, event_name_problem
+from journeys.builder_checks import EMAIL_KINDS, KIND_WORDS, TRIGGERS, condition_field_choices
+from journeys.models import Journey, Step
+from journeys.schema import CONDITION_FIELDS, ConditionConfigIn, FiltersIn, _plain, event_name_problem
 
 CENT = Decimal("0.01")
 UNITS = {"minutes": 60, "hours": 3600, "days": 86400, "weeks": 7 * 86400, "seconds": 1}

@@ -4,8 +4,8 @@ import time
 from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
+from demo.simulation import BASE_REPEAT, Params, SimulationError, store_simulate
 from lifecycle.models import Tenant
-from lifecycle.simulation import BASE_REPEAT, Params, SimulationError, store_simulate
 
 
 class Command(BaseCommand):

@@ -18,9 +18,8 @@ from django.urls import path
 from lifecycle import clock
 from lifecycle.models import Tenant
 from lifecycle.numbers import calendar_date
-
-from . import metrics, metrics_journeys
-from .access import workspace_view
+from workspace import metrics, metrics_journeys
+from workspace.access import workspace_view
 
 PRESETS = {"30d": 30, "90d": 90, "180d": 180, "365d": 365}
 DEFAULT_RANGE = "90d"

@@ -50,7 +50,7 @@ class Worker:
         self._log = open(log_path, "ab")  # noqa: SIM115 - the child writes to it until it stops
         self._stopping = threading.Event()
         self.process = subprocess.Popen(  # noqa: S603 - our own interpreter and module
-            [sys.executable, "-m", "celery", "-A", "lifecycle", "worker", "--beat", "--loglevel=INFO",
+            [sys.executable, "-m", "celery", "-A", "config", "worker", "--beat", "--loglevel=INFO",
              f"--concurrency={concurrency}", "--schedule", str(settings.VAR_DIR / "celerybeat-schedule")],
             env=os.environ.copy(), stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT,
             start_new_session=True,

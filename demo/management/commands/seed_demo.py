@@ -5,10 +5,10 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand
 from django.db import transaction
 
+from demo.simulation import Params, store_simulate
 from lifecycle import clock
 from lifecycle.models import ApiKey, Membership, StoreConnection, Tenant
 from lifecycle.services import api_key_create, store_connect, tenant_create
-from lifecycle.simulation import Params, store_simulate
 
 DEMO_SLUG = "demo"
 # A year of a small store: enough for the dashboards' lift to leave "not enough data" behind at the
@@ -25,7 +25,7 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("--customers", type=int, default=DEMO_CUSTOMERS,
-                            help="Simulated customers (lifecycle/simulation): a year of orders, emails and answers.")
+                            help="Simulated customers (demo/simulation): a year of orders, emails and answers.")
         parser.add_argument("--json", action="store_true", help="Print one JSON object instead of prose.")
 
     def handle(self, *args, customers, **options):

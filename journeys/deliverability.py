@@ -2,7 +2,7 @@
 
 Mailbox providers judge a sending domain by its complaint and bounce rates; one careless store
 (a bought list, a stale import) can get the shared sending infrastructure blocked for every
-store. So a beat task (`lifecycle.check_deliverability`, every 15 minutes) computes each
+store. So a beat task (`journeys.check_deliverability`, every 15 minutes) computes each
 store's rates over the last 24 h:
 
 - sent: journey emails handed to the ESP (the Delivery ledger: `sent_at` in the window and a
@@ -26,9 +26,9 @@ from typing import Any
 
 from django.db import transaction
 
-from . import clock
-from .models import Event, Tenant
-from .services import event_append
+from lifecycle import clock
+from lifecycle.models import Event, Tenant
+from lifecycle.services import event_append
 
 logger = logging.getLogger(__name__)
 

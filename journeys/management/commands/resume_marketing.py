@@ -2,7 +2,7 @@ import json
 
 from django.core.management.base import BaseCommand, CommandError
 
-from lifecycle.deliverability import deliverability_status, marketing_resume
+from journeys.deliverability import deliverability_status, marketing_resume
 from lifecycle.models import Tenant
 
 

@@ -6,13 +6,12 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView
 from feedback.api import FeedbackMetricsView, ProductReviewsView
 from journeys.api import JourneyDetailView, JourneysView
 from journeys.api_explain import CustomerJourneysView
+from lifecycle import pages, webhooks
+from lifecycle.api import views as api
 from loyalty.api import CustomerLoyaltyView, CustomerRedemptionsView, RewardCodesView
 from loyalty.pages import loyalty_page
 from referrals import pages as referral_pages
 from referrals.api import CustomerReferralView, ReferralCodeView, ReferralMetricsView
-
-from . import pages, webhooks
-from .api import views as api
 
 # Optional trailing slash: storefront code and platforms POST to exactly what they were
 # given, and a 301 to the slashed URL would lose the body (WooCommerce even counts it
@@ -49,7 +48,7 @@ api_v1 = [
 
 urlpatterns = [
     path("", RedirectView.as_view(pattern_name="workspace:picker"), name="root"),
-    path("app/", include("lifecycle.workspace.urls")),
+    path("app/", include("workspace.urls")),
     path("admin/", admin.site.urls),
     path("api/v1/", include((api_v1, "api"), namespace="v1")),
     path("u/<str:token>", pages.unsubscribe, name="unsubscribe"),

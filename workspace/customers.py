@@ -6,7 +6,7 @@ indexes in lifecycle/models.py). Nothing counts a whole table: up to EXACT_COUNT
 counted exactly, past that PostgreSQL's planner estimate is shown as "about N" (SQLite, the
 embedded profile, says "more than 1,000").
 
-The customer page reads through lifecycle/workspace/timeline.py; its two actions go through
+The customer page reads through workspace/timeline.py; its two actions go through
 the existing services (customer_unsubscribe, customer_erase).
 """
 
@@ -29,9 +29,8 @@ from lifecycle import jsonbody
 from lifecycle.models import Customer, Membership, Tenant
 from lifecycle.money import money_str
 from lifecycle.services import customer_erase, customer_unsubscribe
-
-from . import timeline
-from .access import SAFE_METHODS, forbidden, role_allows, workspace_view
+from workspace import timeline
+from workspace.access import SAFE_METHODS, forbidden, role_allows, workspace_view
 
 PAGE_SIZE = 50
 # Counted exactly up to here (an index-only count of at most this many rows); beyond, estimated.

@@ -39,9 +39,8 @@ from loyalty.models import Tier
 from referrals.configure import referral_program_save
 from referrals.models import Program as ReferralProgram
 from referrals.models import RewardKind
-
-from .access import workspace_view
-from .customers import object_action, refuse_write
+from workspace.access import workspace_view
+from workspace.customers import object_action, refuse_write
 
 MARKETER = Membership.Role.MARKETER
 READ_ONLY_NOTE = "a marketer or an owner changes these."

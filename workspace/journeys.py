@@ -4,7 +4,7 @@ live preview, send a test, validate and activate).
 
 Views parse input and call journeys.builder (writes), journeys.builder_checks (words and
 problems) and journeys.preview (rendering, test sends). Every lookup starts from the tenant
-the URL names (lifecycle.workspace.access), before any input is read, so another store's
+the URL names (workspace.access), before any input is read, so another store's
 journey or step is a 404 whatever the request carries.
 """
 
@@ -18,11 +18,8 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import path, reverse
 from django.utils.text import slugify
 
-from lifecycle.models import Tenant
-from lifecycle.workspace.access import workspace_view
-
-from . import builder, rollups
-from .builder_checks import (
+from journeys import builder, rollups
+from journeys.builder_checks import (
     EMAIL_KINDS,
     HORIZON,
     KIND_WORDS,
@@ -33,10 +30,19 @@ from .builder_checks import (
     trigger_sentence,
     wait_words,
 )
-from .builder_forms import AddStepForm, ContentForm, ImportForm, NewJourneyForm, SettingsForm, StepForm
-from .io import journey_export, library_install, library_keys, library_load
-from .models import EmailTemplate, Enrollment, Journey, Step
-from .preview import PreviewError, TestNotSent, email_preview, email_send_test, recent_customers
+from journeys.io import journey_export, library_install, library_keys, library_load
+from journeys.models import EmailTemplate, Enrollment, Journey, Step
+from journeys.preview import PreviewError, TestNotSent, email_preview, email_send_test, recent_customers
+from lifecycle.models import Tenant
+from workspace.access import workspace_view
+from workspace.builder_forms import (
+    AddStepForm,
+    ContentForm,
+    ImportForm,
+    NewJourneyForm,
+    SettingsForm,
+    StepForm,
+)
 
 # Counts on the list stop here: a count past it reads "10,000+", so the page costs the same for a
 # journey with a million enrollments (each count is an index range scan of at most this many rows).

@@ -1,7 +1,7 @@
 """Orders: the list (newest placed first, filtered by status and date, searched by number, id or
 email) and one order's page (lines, refunds, status times, its customer).
 
-Built like the customer list (lifecycle/workspace/customers.py): keyset pages on
+Built like the customer list (workspace/customers.py): keyset pages on
 (placed_at, id) through the Order indexes in lifecycle/models.py, counts capped or estimated.
 Orders we heard of only through a refund or a delivery (no placed_at yet, no customer) are
 listed apart under the status "awaiting details", and found by number or id.
@@ -20,9 +20,8 @@ from lifecycle.extreme_times import day_end, day_start
 from lifecycle.models import Customer, Event, Order, OrderLine, Refund, Tenant
 from lifecycle.money import money_str
 from lifecycle.numbers import calendar_date
-
-from .access import workspace_view
-from .customers import (
+from workspace.access import workspace_view
+from workspace.customers import (
     PAGE_SIZE,
     BadListRequest,
     Page,

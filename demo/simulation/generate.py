@@ -19,11 +19,10 @@ import datetime as dt
 import random
 from decimal import Decimal
 
+from demo.simulation.world import World, window_days
+from demo.simulation.writers import IdBlocks, RowWriter
 from lifecycle.models import Customer, Event, Order, OrderLine, Tenant
 from lifecycle.money import money_str
-
-from .world import World, window_days
-from .writers import IdBlocks, RowWriter
 
 DAY = dt.timedelta(days=1)
 MINUTE = dt.timedelta(minutes=1)

@@ -7,7 +7,7 @@ from django.contrib.auth import views as auth_views
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 
-from .access import memberships_of
+from workspace.access import memberships_of
 
 
 class LoginView(auth_views.LoginView):

@@ -45,7 +45,7 @@ def env_list(name: str, default: str) -> list[str]:
 SECRET_KEY = env("SECRET_KEY", "embedded-only-insecure-key-do-not-use-in-production" if EMBEDDED else None)
 DEBUG = env_bool("DEBUG", EMBEDDED)
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "127.0.0.1,localhost,testserver" if EMBEDDED else None)
-# The marketer's workspace (lifecycle/workspace) signs people in at /app/login/.
+# The marketer's workspace (workspace) signs people in at /app/login/.
 LOGIN_URL = "workspace:login"
 LOGIN_REDIRECT_URL = "workspace:picker"
 
@@ -71,6 +71,8 @@ INSTALLED_APPS = [
     "referrals",
     "feedback",
     "journeys",
+    "workspace",
+    "demo",
 ]
 
 MIDDLEWARE = [
@@ -90,8 +92,8 @@ MIDDLEWARE = [
     "axes.middleware.AxesMiddleware",
 ]
 
-ROOT_URLCONF = "lifecycle.urls"
-WSGI_APPLICATION = "lifecycle.wsgi.application"
+ROOT_URLCONF = "config.urls"
+WSGI_APPLICATION = "config.wsgi.application"
 
 TEMPLATES = [
     {
@@ -103,7 +105,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
-                "lifecycle.workspace.context.workspace",
+                "workspace.context.workspace",
             ],
         },
     },
@@ -176,7 +178,7 @@ CELERY_TASK_SOFT_TIME_LIMIT = 240
 CELERY_TASK_TIME_LIMIT = 300
 CELERY_TASK_ANNOTATIONS = {
     name: {"soft_time_limit": 1500, "time_limit": 1560}
-    for name in ("journeys.settle_outcomes", "loyalty.expire_points", "lifecycle.check_deliverability")
+    for name in ("journeys.settle_outcomes", "loyalty.expire_points", "journeys.check_deliverability")
 }
 # The database is the scheduler; beat only wakes the sweepers up.
 CELERY_BEAT_SCHEDULE = {
@@ -188,7 +190,7 @@ CELERY_BEAT_SCHEDULE = {
     "release-pending-points": {"task": "loyalty.release_pending", "schedule": 60.0},
     "expire-points-and-requalify-tiers": {"task": "loyalty.expire_points", "schedule": 3600.0},
     "retry-loyalty-code-webhooks": {"task": "loyalty.retry_code_webhooks", "schedule": 30.0},
-    "check-deliverability": {"task": "lifecycle.check_deliverability", "schedule": 900.0},
+    "check-deliverability": {"task": "journeys.check_deliverability", "schedule": 900.0},
     "settle-journey-outcomes": {"task": "journeys.settle_outcomes", "schedule": 300.0},
 }
 
@@ -297,7 +299,7 @@ AXES_COOLOFF_TIME = dt.timedelta(minutes=int(env("LOGIN_COOLOFF_MINUTES", "15"))
 AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
 # A success does not clear the count (AXES_RESET_ON_SUCCESS off): else a sprayer signing in to an account
 # of their own now and then would reset their address's count.
-AXES_LOCKOUT_CALLABLE = "lifecycle.workspace.views.locked_out"
+AXES_LOCKOUT_CALLABLE = "workspace.views.locked_out"
 AXES_DISABLE_ACCESS_LOG = True  # failures are what count; no log of every successful sign-in
 AXES_VERBOSE = False  # no "AXES: BEGIN …" banner on every manage.py command (make run's console stays readable)
 # Redis (production) counts in the shared cache; the embedded profile counts in its database, which

@@ -18,12 +18,11 @@ from collections.abc import Callable
 
 from django.db import connection, connections, transaction
 
+from demo.simulation.generate import BASE_REPEAT, Generator, Params, Tally
+from demo.simulation.world import World, build_world
+from demo.simulation.writers import IdBlocks, RowWriter
 from lifecycle import clock
 from lifecycle.models import Customer, Tenant
-
-from .generate import BASE_REPEAT, Generator, Params, Tally
-from .world import World, build_world
-from .writers import IdBlocks, RowWriter
 
 __all__ = ["BASE_REPEAT", "Generator", "IdBlocks", "Params", "RowWriter", "SimulationError", "Simulation",
            "Tally", "World", "build_world", "store_simulate"]

@@ -2,7 +2,7 @@
 
 from django.http import HttpRequest
 
-from .access import memberships_of
+from workspace.access import memberships_of
 
 
 def workspace(request: HttpRequest) -> dict:
