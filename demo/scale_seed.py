@@ -15,7 +15,7 @@ row number alone. Everything is consistent by construction:
   cancelled orders never paid, refunded ones delivered first, pending ones placed minutes ago);
   their lines add up to the subtotal, and a refund row exists for every refunded order;
 - customers are written after their orders, their aggregates (order_count, first/last_order_at,
-  total_spent) computed from those orders by the rule of lifecycle.services.refresh_aggregates;
+  total_spent) computed from those orders by the rule of lifecycle.aggregates.refresh_aggregates;
 - enrollments follow paid orders (one in ten held out, no email); each treated enrollment has a
   delivery per step, due at the step's offset from enrollment: due more than BACKLOG ago → final
   (mostly sent, with delivered/opened/clicked after sent_at), due within BACKLOG → pending (the
@@ -39,8 +39,8 @@ from django.db import connection, transaction
 from feedback.models import Survey
 from journeys.models import EmailTemplate, Journey, Step
 from lifecycle.models import Customer, Tenant
-from lifecycle.services import tenant_create
 from lifecycle.tenancy import system_scope
+from lifecycle.tenants import tenant_create
 from loyalty.models import Program
 
 HISTORY_DAYS = 730

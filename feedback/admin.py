@@ -10,7 +10,7 @@ from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
 
 from lifecycle.admin import ReadOnlyMixin
-from lifecycle.services import ServiceError
+from lifecycle.errors import ServiceError
 
 from . import services
 from .models import AnswerAttempt, FeedbackAlert, Review, Survey, SurveyRequest, SurveyResponse

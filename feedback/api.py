@@ -13,8 +13,8 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from lifecycle.api.views import ERRORS, dump
+from lifecycle.errors import ServiceError
 from lifecycle.numbers import calendar_date, whole_number
-from lifecycle.services import ServiceError
 
 from .models import Review
 from .selectors import (

@@ -12,9 +12,9 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods
 
 from lifecycle import clock
+from lifecycle.errors import ServiceError
 from lifecycle.links import LinkExpired, read_token
 from lifecycle.numbers import whole_number
-from lifecycle.services import ServiceError
 from lifecycle.tenancy import activate
 
 from .i18n import language, strings, t

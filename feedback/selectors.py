@@ -7,8 +7,8 @@ from typing import Any
 from django.db.models import Avg, Count, Exists, F, OuterRef, Q, QuerySet
 from django.db.models.functions import TruncWeek
 
+from lifecycle.errors import NotFound
 from lifecycle.models import Customer, Order, Product, Tenant
-from lifecycle.services import NotFound
 
 from .models import Review, Survey, SurveyRequest, SurveyResponse
 

@@ -27,8 +27,9 @@ from django.db import IntegrityError, transaction
 from django.db.models import F
 
 from lifecycle import clock
+from lifecycle.errors import ServiceError
 from lifecycle.models import Customer, Event, Order, OrderLine, Product, Tenant
-from lifecycle.services import ServiceError, event_append
+from lifecycle.timeline import event_append
 
 from .models import (
     BURST_WINDOW,

@@ -18,8 +18,8 @@ from rest_framework.views import APIView
 from lifecycle.api.idempotency import idempotent
 from lifecycle.api.outputs import ErrorOut
 from lifecycle.api.views import ERRORS, IDEMPOTENCY_HEADER, dump, parse
+from lifecycle.errors import NotFound, ServiceError
 from lifecycle.numbers import BIGINT_MAX, whole_number
-from lifecycle.services import NotFound, ServiceError
 
 from .io import journey_export, journey_import
 from .models import Enrollment, Journey

@@ -13,9 +13,9 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from lifecycle.api.views import ERRORS, dump
+from lifecycle.errors import NotFound, ServiceError
 from lifecycle.models import Customer
 from lifecycle.numbers import BIGINT_MAX, whole_number
-from lifecycle.services import NotFound, ServiceError
 
 from .models import Journey
 from .selectors import JourneyExplanation, customer_journeys_explain, customer_time_zone

@@ -24,8 +24,9 @@ from django.db.models import Count
 from pydantic import ValidationError
 
 from lifecycle import jsonbody
+from lifecycle.errors import ServiceError
+from lifecycle.locks import advisory_lock
 from lifecycle.models import Tenant
-from lifecycle.services import ServiceError, _advisory_lock
 
 from .builder_checks import EMAIL_KINDS, content_problems
 from .io import NotReady, activation_check, journey_import, survey_id_problem
@@ -141,7 +142,7 @@ def journey_create(*, tenant: Tenant, name: str, trigger: str) -> Journey:
     """A draft journey with one starter email a day after the trigger."""
     name = name.strip()
     with transaction.atomic():
-        _advisory_lock(tenant.pk, "journey-name", name)
+        advisory_lock(tenant.pk, "journey-name", name)
         if _name_taken(tenant, name):
             raise BuilderError("journeys.name_taken", f"A journey named “{name}” already exists: choose another name.",
                                {"name": ["is already the name of a journey in this store"]})
@@ -162,7 +163,7 @@ def journey_settings_update(*, tenant: Tenant, journey_id: int, values: dict[str
         if any(key in STRUCTURE_FIELDS for key in changed):
             _require_structure(journey)
         if "name" in changed:
-            _advisory_lock(tenant.pk, "journey-name", changed["name"])
+            advisory_lock(tenant.pk, "journey-name", changed["name"])
             if _name_taken(tenant, changed["name"], exclude=journey.pk):
                 raise BuilderError("journeys.name_taken", f"A journey named “{changed['name']}” already exists.",
                                    {"name": ["is already the name of a journey in this store"]})
@@ -216,7 +217,7 @@ def journey_duplicate(*, tenant: Tenant, journey_id: int) -> Journey:
     with transaction.atomic():
         source = _locked(tenant, journey_id)
         name = _copy_name(tenant, source.name)
-        _advisory_lock(tenant.pk, "journey-name", name)
+        advisory_lock(tenant.pk, "journey-name", name)
         copy = Journey.objects.for_tenant(tenant).get(pk=source.pk)
         copy.pk = copy.id = None
         copy._state.adding = True

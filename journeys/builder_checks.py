@@ -227,7 +227,7 @@ class TimelineNode:
 
 
 def successors(step: Step, by_position: dict[int, Step]) -> list[int]:
-    """The positions a step can lead to, as journeys.services._next_step walks them."""
+    """The positions a step can lead to, as journeys.services.next_step walks them."""
     config = step.config or {}
     if step.kind == Step.Kind.CONDITION:
         targets = [config.get("then"), config.get("else")]

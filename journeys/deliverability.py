@@ -28,7 +28,7 @@ from django.db import transaction
 
 from lifecycle import clock
 from lifecycle.models import Event, Tenant
-from lifecycle.services import event_append
+from lifecycle.timeline import event_append
 
 logger = logging.getLogger(__name__)
 

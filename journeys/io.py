@@ -24,8 +24,9 @@ from typing import Any
 from django.db import transaction
 from django.db.models import Count
 
+from lifecycle.errors import Conflict, ServiceError
+from lifecycle.locks import advisory_lock
 from lifecycle.models import Tenant
-from lifecycle.services import Conflict, ServiceError, _advisory_lock
 
 from .durations import format_duration, parse_duration
 from .models import Delivery, EmailTemplate, Enrollment, Journey, Step
@@ -289,7 +290,7 @@ def journey_import(*, tenant: Tenant, data: JourneyIn) -> tuple[Journey, bool]:
     index = {step.position: i for i, step in enumerate(data.steps)}
     _check_surveys(tenant, data)
     with transaction.atomic():
-        _advisory_lock(tenant.pk, "journey-name", data.name)
+        advisory_lock(tenant.pk, "journey-name", data.name)
         journey = Journey.objects.for_tenant(tenant).select_for_update().filter(name=data.name).first()
         if journey is None:
             wanted = _canonical(data, status=data.status or Journey.Status.DRAFT)
@@ -377,7 +378,7 @@ def library_install(*, tenant: Tenant, keys: list[str] | None = None) -> Library
     journeys = Journey.objects.for_tenant(tenant)
     with transaction.atomic():
         for key, data in loaded.items():
-            _advisory_lock(tenant.pk, "journey-library", key)
+            advisory_lock(tenant.pk, "journey-library", key)
             existing = journeys.filter(library_key=key).first()
             if existing is not None:
                 result.skipped[key] = f"already installed as '{existing.name}'"

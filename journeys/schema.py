@@ -138,14 +138,14 @@ def _fail(errors: list[tuple[tuple[str | int, ...], str]], title: str) -> None:
         ])
 
 
-def _plain(value: Any) -> Any:
+def plain_value(value: Any) -> Any:
     """JSON-ready: numbers read as Decimal (the API never goes through float) become int or float."""
     if isinstance(value, Decimal):
         return int(value) if value == value.to_integral_value() and "." not in str(value) else float(value)
     if isinstance(value, dict):
-        return {key: _plain(item) for key, item in value.items()}
+        return {key: plain_value(item) for key, item in value.items()}
     if isinstance(value, list):
-        return [_plain(item) for item in value]
+        return [plain_value(item) for item in value]
     return value
 
 
@@ -342,9 +342,9 @@ class StepIn(Strict):
     def _config(cls, value: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
         model = CONFIG_MODELS.get(info.data.get("kind", ""))
         if model is None:
-            return _plain(value)  # a kind whose feature app defines its settings
+            return plain_value(value)  # a kind whose feature app defines its settings
         parsed = model.model_validate(value)
-        return _plain(parsed.model_dump(mode="json", by_alias=True, exclude_unset=True))
+        return plain_value(parsed.model_dump(mode="json", by_alias=True, exclude_unset=True))
 
     @field_validator("template")
     @classmethod

@@ -19,7 +19,7 @@ from lifecycle.models import Customer, Event, Tenant
 
 from .models import Delivery, Enrollment, Journey, Step
 from .services import TRIGGER_EVENTS
-from .services import _zone as send_zone
+from .services import customer_zone as send_zone
 
 # Decisions shown per journey, newest first. A loyal customer of a once-per-order journey
 # collects one row per order; the newest say what is going on, the count says how many.
@@ -170,7 +170,7 @@ def step_summary(step: Step, delivery: Delivery | None, enrollment_active: bool,
     return f"Step {n} {state}" + (f": {reason}" if reason else "")
 
 
-def _history(delivery: Delivery | None) -> list[HistoryEntry]:
+def delivery_history(delivery: Delivery | None) -> list[HistoryEntry]:
     entries = []
     for item in (delivery.history if delivery else None) or []:
         if not isinstance(item, dict):
@@ -216,7 +216,7 @@ def _explain_enrollment(enrollment: Enrollment, steps: list[Step], deliveries: d
         item = StepExplanation(
             position=step.position, name=step.name, kind=step.kind,
             state=delivery.state if delivery else "not_scheduled", reason=delivery.reason if delivery else "",
-            history=_history(delivery), summary=step_summary(step, delivery, active, zone), **fields)
+            history=delivery_history(delivery), summary=step_summary(step, delivery, active, zone), **fields)
         explained.append(item)
         if active and delivery is not None and delivery.state in OPEN_STATES and open_step is None:
             open_step = item

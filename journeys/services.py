@@ -23,8 +23,8 @@ from django.db import IntegrityError, connection, transaction
 from django.db.models import F, Max, Q
 
 from lifecycle import clock
+from lifecycle.locks import advisory_lock
 from lifecycle.models import Customer, Event, Order, Tenant
-from lifecycle.services import _advisory_lock
 
 from .models import Delivery, Enrollment, Journey, Step
 
@@ -67,7 +67,7 @@ def send_lease() -> dt.timedelta:
     return dt.timedelta(seconds=getattr(settings, "DELIVERY_SEND_LEASE_SECONDS", SEND_LEASE.total_seconds()))
 
 
-def _history(delivery: Delivery, state: str, reason: str, now: dt.datetime) -> list[dict[str, str]]:
+def delivery_history(delivery: Delivery, state: str, reason: str, now: dt.datetime) -> list[dict[str, str]]:
     return [*delivery.history, {"at": now.isoformat(), "state": state, "reason": reason}]
 
 
@@ -108,10 +108,10 @@ def _release_waits(event: Event) -> None:
             due = now
         Delivery.objects.for_tenant(event.tenant_id).filter(pk=delivery.pk, state=delivery.state).update(
             state=Delivery.State.PENDING, due_at=due, waiting_for="", wait_deadline=None,
-            history=_history(delivery, "pending", f"{event.type} happened", now))
+            history=delivery_history(delivery, "pending", f"{event.type} happened", now))
 
 
-def _exit_reason(journey: Journey, enrollment: Enrollment, event: Event) -> str | None:
+def exit_reason(journey: Journey, enrollment: Enrollment, event: Event) -> str | None:
     if event.type not in journey.exit_events:
         return None
     if event.type in ORDER_SCOPED_EXITS and event.order_id != enrollment.order_id:
@@ -127,7 +127,7 @@ def _apply_exits(event: Event) -> None:
     active = Enrollment.objects.for_tenant(event.tenant_id).filter(
         customer_id=event.customer_id, state=Enrollment.State.ACTIVE).select_related("journey")
     for enrollment in active:
-        reason = _exit_reason(enrollment.journey, enrollment, event)
+        reason = exit_reason(enrollment.journey, enrollment, event)
         if reason:
             enrollment_exit(enrollment=enrollment, reason=reason)
 
@@ -146,14 +146,14 @@ def enrollment_exit(*, enrollment: Enrollment, reason: str) -> bool:
         for delivery in open_rows:
             Delivery.objects.for_tenant(enrollment.tenant_id).filter(pk=delivery.pk, state=delivery.state).update(
                 state=Delivery.State.SKIPPED, reason=reason, updated_at=now,
-                history=_history(delivery, "skipped", reason, now))
+                history=delivery_history(delivery, "skipped", reason, now))
     return True
 
 
 # --- enrolling ------------------------------------------------------------------
 
 
-def _decimal(value: Any) -> Decimal | None:
+def as_decimal(value: Any) -> Decimal | None:
     try:
         return Decimal(str(value))
     except (InvalidOperation, ValueError):
@@ -171,7 +171,7 @@ def journey_filter_reason(journey: Journey, customer: Customer, order: Order | N
         if journey.trigger == Journey.Trigger.REPEAT_ORDER and not earlier:
             return "filter: not a repeat order"
     if order is not None:
-        low, high = _decimal(f.get("min_total")), _decimal(f.get("max_total"))
+        low, high = as_decimal(f.get("min_total")), as_decimal(f.get("max_total"))
         if low is not None and order.total < low:
             return f"filter: order total {order.total:.2f} is below {low}"
         if high is not None and order.total > high:
@@ -227,7 +227,7 @@ def journey_enroll(*, journey: Journey, event: Event) -> Enrollment | None:
     now = clock.now()
     try:
         with transaction.atomic():
-            _advisory_lock(journey.tenant_id, f"journey:{journey.pk}", str(customer.pk))
+            advisory_lock(journey.tenant_id, f"journey:{journey.pk}", str(customer.pk))
             existing = Enrollment.objects.for_tenant(journey.tenant_id).filter(journey=journey,
                                                                                  trigger_event=event).first()
             if existing:
@@ -391,9 +391,9 @@ def _give_up_waiting(now: dt.datetime) -> int:
         with transaction.atomic():
             skipped = Delivery.all_tenants.filter(pk=delivery.pk, state=Delivery.State.WAITING).update(
                 state=Delivery.State.SKIPPED, reason=reason, updated_at=now,
-                history=_history(delivery, "skipped", reason, now))
+                history=delivery_history(delivery, "skipped", reason, now))
             if skipped and delivery.enrollment.state == Enrollment.State.ACTIVE:
-                _advance(delivery, now)
+                delivery_advance(delivery, now)
     return len(expired)
 
 
@@ -407,7 +407,7 @@ class GateDecision:
     until: dt.datetime | None = None
 
 
-def _zone(customer: Customer, tenant: Tenant) -> zoneinfo.ZoneInfo:
+def customer_zone(customer: Customer, tenant: Tenant) -> zoneinfo.ZoneInfo:
     for name in (customer.time_zone, tenant.time_zone):
         if name:
             try:
@@ -529,7 +529,7 @@ def _gate(delivery: Delivery, now: dt.datetime, facts: _GateFacts) -> GateDecisi
         own_order = (event.type in ORDER_SCOPED_EXITS and enrollment.order_id is not None
                      and event.order_id == enrollment.order_id)
         if event.type in (journey.exit_events or []) and (event.occurred_at >= enrollment.enrolled_at or own_order):
-            reason = _exit_reason(journey, enrollment, event)
+            reason = exit_reason(journey, enrollment, event)
             if reason:
                 return GateDecision("exit", reason)
     if customer.erased_at:
@@ -558,7 +558,7 @@ def _gate(delivery: Delivery, now: dt.datetime, facts: _GateFacts) -> GateDecisi
                                                  exclude_delivery_id=delivery.pk)
         if until:
             return GateDecision("defer", f"survey throttle: one survey per {survey.throttle_days} days", until)
-    quiet_until = quiet_hours_end(now, _zone(customer, tenant), tenant.quiet_hours_start, tenant.quiet_hours_end)
+    quiet_until = quiet_hours_end(now, customer_zone(customer, tenant), tenant.quiet_hours_start, tenant.quiet_hours_end)
     if quiet_until:
         return GateDecision("defer", "quiet hours in the customer's time zone", quiet_until)
     if marketing:
@@ -581,15 +581,15 @@ def _gate(delivery: Delivery, now: dt.datetime, facts: _GateFacts) -> GateDecisi
 # --- sending --------------------------------------------------------------------
 
 
-def _begin_sending(delivery_id: int, now: dt.datetime) -> bool:
+def delivery_begin_sending(delivery_id: int, now: dt.datetime) -> bool:
     return bool(Delivery.all_tenants.filter(pk=delivery_id, state=Delivery.State.CLAIMED).update(
         state=Delivery.State.SENDING, lease_until=now + send_lease(), attempts=F("attempts") + 1, updated_at=now))
 
 
-def _finish(delivery: Delivery, now: dt.datetime, **fields: Any) -> bool:
+def delivery_finish(delivery: Delivery, now: dt.datetime, **fields: Any) -> bool:
     state = fields["state"]
     fields.setdefault("reason", "")
-    fields["history"] = _history(delivery, state, fields["reason"], now)
+    fields["history"] = delivery_history(delivery, state, fields["reason"], now)
     return bool(Delivery.objects.for_tenant(delivery.tenant_id).filter(
         pk=delivery.pk, state=Delivery.State.SENDING).update(lease_until=None, updated_at=now, **fields))
 
@@ -665,7 +665,7 @@ def ab_pick(step: Step, customer_id: int) -> dict[str, Any] | None:
     return rng.choices(variants, weights=[v.get("weight", 1) for v in variants])[0]
 
 
-def _next_step(delivery: Delivery) -> Step | None:
+def next_step(delivery: Delivery) -> Step | None:
     step = delivery.step
     steps = list(Step.objects.for_tenant(delivery.tenant_id).filter(journey_id=delivery.journey_id)
                  .order_by("position"))
@@ -703,7 +703,7 @@ def condition_holds(config: dict[str, Any], delivery: Delivery) -> bool:
         facts["points_balance"], facts["tier"] = customer_points(tenant=delivery.tenant_id, customer_id=customer.pk)
     left, right, op = facts.get(config.get("field", "")), config.get("value"), config.get("op", "==")
     if isinstance(left, Decimal):
-        right = _decimal(right)
+        right = as_decimal(right)
     try:
         return {"==": left == right, "!=": left != right, ">": left > right, ">=": left >= right,
                 "<": left < right, "<=": left <= right}[op]
@@ -711,9 +711,9 @@ def condition_holds(config: dict[str, Any], delivery: Delivery) -> bool:
         return False
 
 
-def _advance(delivery: Delivery, now: dt.datetime) -> None:
+def delivery_advance(delivery: Delivery, now: dt.datetime) -> None:
     """Write the next step's row, or complete the enrollment."""
-    nxt = _next_step(delivery)
+    nxt = next_step(delivery)
     if nxt is None:
         Enrollment.objects.for_tenant(delivery.tenant_id).filter(
             pk=delivery.enrollment_id, state=Enrollment.State.ACTIVE).update(
@@ -735,7 +735,7 @@ def delivery_send(*, delivery_id: int, send_email=None) -> str:
     (Send tasks send in batches: journeys/services_send.py.)
     """
     now = clock.now()
-    if not _begin_sending(delivery_id, now):
+    if not delivery_begin_sending(delivery_id, now):
         return ""
     delivery = (Delivery.all_tenants.select_related("customer__tenant", "enrollment__order", "step__template",
                                                     "journey").get(pk=delivery_id))
@@ -750,38 +750,38 @@ def delivery_settle(delivery: Delivery, decision: GateDecision, now: dt.datetime
     send_email = send_email or send_delivery_email
     if decision.action == "exit":
         enrollment_exit(enrollment=delivery.enrollment, reason=decision.reason)
-        _finish(delivery, now, state=Delivery.State.SKIPPED, reason=decision.reason)
+        delivery_finish(delivery, now, state=Delivery.State.SKIPPED, reason=decision.reason)
         return Delivery.State.SKIPPED
     if decision.action == "defer":
-        _finish(delivery, now, state=Delivery.State.DEFERRED, reason=decision.reason, due_at=decision.until)
+        delivery_finish(delivery, now, state=Delivery.State.DEFERRED, reason=decision.reason, due_at=decision.until)
         return Delivery.State.DEFERRED
     if decision.action == "skip":
         with transaction.atomic():
-            _finish(delivery, now, state=Delivery.State.SKIPPED, reason=decision.reason)
+            delivery_finish(delivery, now, state=Delivery.State.SKIPPED, reason=decision.reason)
             if delivery.enrollment.state == Enrollment.State.ACTIVE:
-                _advance(delivery, now)
+                delivery_advance(delivery, now)
         return Delivery.State.SKIPPED
     if delivery.step.kind in (Step.Kind.CONDITION, Step.Kind.AB_SPLIT):
         with transaction.atomic():
-            _finish(delivery, now, state=Delivery.State.SENT, reason="branch evaluated", sent_at=now)
-            _advance(delivery, now)
+            delivery_finish(delivery, now, state=Delivery.State.SENT, reason="branch evaluated", sent_at=now)
+            delivery_advance(delivery, now)
         return Delivery.State.SENT
     if delivery.step.kind == Step.Kind.AWARD_POINTS:
         return _award_points(delivery, now)
     reason = skip_before_sending(delivery)
     if reason:
         with transaction.atomic():
-            _finish(delivery, now, state=Delivery.State.SKIPPED, reason=reason)
-            _advance(delivery, now)
+            delivery_finish(delivery, now, state=Delivery.State.SKIPPED, reason=reason)
+            delivery_advance(delivery, now)
         return Delivery.State.SKIPPED
     try:
         result = send_email(delivery)
     except Exception as exc:  # noqa: BLE001 - every failure is recorded on the row
         return record_failure(delivery, exc, now)
     with transaction.atomic():
-        _finish(delivery, clock.now(), state=Delivery.State.SENT, sent_at=clock.now(),
+        delivery_finish(delivery, clock.now(), state=Delivery.State.SENT, sent_at=clock.now(),
                 message_id=result.message_id, esp_message_id=result.esp_message_id or result.message_id)
-        _advance(delivery, clock.now())
+        delivery_advance(delivery, clock.now())
     return Delivery.State.SENT
 
 
@@ -798,7 +798,7 @@ def skip_before_sending(delivery: Delivery) -> str:
 def _award_points(delivery: Delivery, now: dt.datetime) -> str:
     """An award_points step, config {"points": 50, "reason": "…"}: once per delivery (the ledger's
     source is the delivery), then the journey moves on."""
-    from lifecycle.services import ServiceError
+    from lifecycle.errors import ServiceError
     from loyalty.services import points_award
 
     config = delivery.step.config or {}
@@ -814,8 +814,8 @@ def _award_points(delivery: Delivery, now: dt.datetime) -> str:
                 reason = f"loyalty: {exc.message}"
         state = Delivery.State.SKIPPED if reason else Delivery.State.SENT
         # No sent_at: nothing was emailed, so the frequency cap does not count it.
-        _finish(delivery, now, state=state, reason=reason or f"awarded {points} points")
-        _advance(delivery, now)
+        delivery_finish(delivery, now, state=state, reason=reason or f"awarded {points} points")
+        delivery_advance(delivery, now)
     return state
 
 
@@ -824,7 +824,7 @@ def _feedback_requests(delivery: Delivery) -> str:
     Returns why there is nothing to ask, or ""."""
     from feedback.selectors import survey_for_config
     from feedback.services import survey_request_for_delivery
-    from lifecycle.services import ServiceError
+    from lifecycle.errors import ServiceError
 
     survey = survey_for_config(tenant=delivery.tenant_id, config=delivery.step.config or {})
     if survey is None:
@@ -863,12 +863,12 @@ def _is_transient(exc: Exception) -> bool:
 
 
 def record_failure(delivery: Delivery, exc: Exception, now: dt.datetime) -> str:
-    attempts = delivery.attempts  # already counts this attempt (_begin_sending)
+    attempts = delivery.attempts  # already counts this attempt (delivery_begin_sending)
     reason = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:300]
     if _is_transient(exc) and attempts < MAX_SEND_ATTEMPTS:
         backoff = dt.timedelta(seconds=min(3600, 30 * 2 ** (attempts - 1)))
-        _finish(delivery, now, state=Delivery.State.PENDING, reason=f"retrying: {reason}", due_at=now + backoff)
+        delivery_finish(delivery, now, state=Delivery.State.PENDING, reason=f"retrying: {reason}", due_at=now + backoff)
         return Delivery.State.PENDING
     logger.warning("delivery %s failed: %s", delivery.pk, reason)
-    _finish(delivery, now, state=Delivery.State.FAILED, reason=reason)
+    delivery_finish(delivery, now, state=Delivery.State.FAILED, reason=reason)
     return Delivery.State.FAILED

@@ -45,8 +45,8 @@ from lifecycle.models import Tenant
 from .models import Delivery, Enrollment, Journey, Step
 from .sending import SendResult, build_message, esp_send, render_emails
 from .services import (
-    _begin_sending,
-    _finish,
+    delivery_begin_sending,
+    delivery_finish,
     delivery_settle,
     esp_honours_idempotency,
     fall_through,
@@ -172,7 +172,7 @@ class _Cache:
 def _begin(ids: list[int], now: dt.datetime) -> list[int]:
     """claimed → sending for those of `ids` still claimed (in the order given); the others are not ours."""
     if connection.vendor != "postgresql":  # SQLite (embedded profile): one row at a time
-        return [pk for pk in ids if _begin_sending(pk, now)]
+        return [pk for pk in ids if delivery_begin_sending(pk, now)]
     with connection.cursor() as cursor:
         cursor.execute(
             """UPDATE journeys_delivery SET state = 'sending', lease_until = %s, attempts = attempts + 1,
@@ -231,7 +231,7 @@ def _record(wave: _Wave, cache: _Cache, outcomes: collections.Counter) -> None:
 def _mark_sent(sent: list[tuple[Delivery, SendResult]], now: dt.datetime) -> set[int]:
     """sending → sent with the Message-ID and the ESP's id, for the rows still 'sending'; their ids."""
     if connection.vendor != "postgresql":
-        return {d.pk for d, result in sent if _finish(
+        return {d.pk for d, result in sent if delivery_finish(
             d, now, state=Delivery.State.SENT, sent_at=now, message_id=result.message_id,
             esp_message_id=result.esp_message_id or result.message_id)}
     entry = json.dumps([{"at": now.isoformat(), "state": Delivery.State.SENT, "reason": ""}])
@@ -252,7 +252,7 @@ def _mark_sent(sent: list[tuple[Delivery, SendResult]], now: dt.datetime) -> set
 
 
 def _advance_all(deliveries: list[Delivery], cache: _Cache, now: dt.datetime) -> None:
-    """services._advance for sent email steps: the enrollments with no step left complete in one
+    """services.delivery_advance for sent email steps: the enrollments with no step left complete in one
     UPDATE; the next steps' rows are written with one INSERT (a row already there is kept, as the
     unique (enrollment, step) constraint means it is already scheduled)."""
     done, rows = [], []

@@ -26,9 +26,10 @@ from django.db import IntegrityError, transaction
 from django.utils.crypto import constant_time_compare
 
 from lifecycle import clock
+from lifecycle.customers import customer_suppress, customer_unsubscribe
 from lifecycle.models import Customer, Event
-from lifecycle.services import customer_suppress, customer_unsubscribe, event_append
 from lifecycle.tenancy import system_scope, tenant_scope
+from lifecycle.timeline import event_append
 
 from .models import Delivery
 from .sending import delivery_token

@@ -15,24 +15,14 @@ import pydantic
 from django.db import IntegrityError, connection, transaction
 
 from . import clock
+from .aggregates import order_share, refresh_aggregates
 from .api.errors import pydantic_fields
 from .api.outputs import BulkItemOut, BulkOut
+from .errors import ServiceError
 from .models import Customer, Order, Tenant
+from .orders import MILESTONES, STATUS_IMPLIES, line_product_ids, order_event_data, order_ingest
 from .schemas import OrderIn
-from .services import (
-    _CUSTOMERS,
-    _EVENTS,
-    _LINES,
-    _ORDERS,
-    _STATUS_IMPLIES,
-    MILESTONES,
-    ServiceError,
-    _order_share,
-    _product_ids,
-    order_event_data,
-    order_ingest,
-    refresh_aggregates,
-)
+from .tables import CUSTOMERS, EVENTS, LINES, ORDERS
 
 # One transaction per this many orders: large enough that INSERT round trips are few,
 # small enough that a conflicting batch retried one by one stays cheap.
@@ -181,7 +171,7 @@ def _fast_insert(tenant: Tenant, valid: list[tuple[int, OrderIn]], backfill: boo
             referral_code=data.referral_code, cancel_reason=data.cancel_reason, source=Order.Source.IMPORT,
             source_updated_at=data.updated_at, placed_at=data.placed_at or now,
         )
-        implied = _STATUS_IMPLIES[data.status]
+        implied = STATUS_IMPLIES[data.status]
         for field in ("paid_at", "fulfilled_at", "delivered_at", "cancelled_at"):
             value = getattr(data, field)
             if value is not None or field in implied:
@@ -192,22 +182,22 @@ def _fast_insert(tenant: Tenant, valid: list[tuple[int, OrderIn]], backfill: boo
     # A new customer's orders are all in this batch: its aggregates are theirs, written with it.
     for order, (_, _, key) in zip(orders, resolved, strict=True):
         row = new_customers.get(key)
-        share = _order_share(tenant, order) if row is not None else None
+        share = order_share(tenant, order) if row is not None else None
         if share is not None:
             spent, at = share
             row["order_count"] += 1
             row["total_spent"] += spent
             row["first_order_at"] = at if row["first_order_at"] is None else min(row["first_order_at"], at)
             row["last_order_at"] = at if row["last_order_at"] is None else max(row["last_order_at"], at)
-    for key, pk in zip(new_customers, _CUSTOMERS.insert_dicts(
+    for key, pk in zip(new_customers, CUSTOMERS.insert_dicts(
             [{**row, "tenant_id": tenant.pk} for row in new_customers.values()], returning=True), strict=True):
         kind, value = key.split(":", 1)
         (by_ext if kind == "x" else first_by_email)[value] = pk
     for order, (_, _, key) in zip(orders, resolved, strict=True):
         order.customer_id = customer_id(key)
-    _ORDERS.insert(orders)
+    ORDERS.insert(orders)
 
-    product_ids = _product_ids(tenant, [line for _, d, _ in resolved for line in d.lines])
+    product_ids = line_product_ids(tenant, [line for _, d, _ in resolved for line in d.lines])
     lines, events = [], []
     processed_at = now if backfill else None  # backfilled history starts nothing
     for order, (_, data, _) in zip(orders, resolved, strict=True):
@@ -233,8 +223,8 @@ def _fast_insert(tenant: Tenant, valid: list[tuple[int, OrderIn]], backfill: boo
         events.append({"tenant_id": tenant.pk, "type": "customer.created", "occurred_at": now, "customer_id": pk,
                        "data": {}, "dedupe_key": f"customer.created:{pk}", "backfill": backfill,
                        "processed_at": processed_at})
-    _LINES.insert_dicts(lines)
-    _EVENTS.insert_dicts(events)
+    LINES.insert_dicts(lines)
+    EVENTS.insert_dicts(events)
     new_ids = {customer_id(key) for key in new_customers}
     refresh_aggregates(tenant, {order.customer_id for order in orders} - new_ids)
     fast = [BulkItemOut(index=index, external_id=data.external_id, result="created") for index, data, _ in resolved]

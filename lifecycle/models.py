@@ -26,14 +26,14 @@ _NOT_ZONES = frozenset({"localtime", "Factory", "posixrules"})
 
 
 @functools.cache
-def _time_zones() -> frozenset[str]:
+def time_zone_choices() -> frozenset[str]:
     # available_timezones() walks the tz database on disk: ~15 ms a call, so once per process.
     return frozenset(zone for zone in zoneinfo.available_timezones()
                      if zone not in _NOT_ZONES and not zone.startswith(("posix/", "right/")))
 
 
 def is_time_zone(value: str) -> bool:
-    return value in _time_zones()
+    return value in time_zone_choices()
 
 
 def validate_time_zone(value: str) -> None:

@@ -9,7 +9,7 @@ import re
 
 from django.http import Http404
 
-from .services import ServiceError
+from .errors import ServiceError
 
 BIGINT_MAX = 2**63 - 1  # the largest primary key PostgreSQL can hold
 _DIGITS = re.compile(r"[0-9]{1,19}")

@@ -6,9 +6,9 @@ from django.shortcuts import render
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods
 
+from .customers import customer_unsubscribe
 from .links import LinkExpired, read_token
 from .models import Customer
-from .services import customer_unsubscribe
 from .tenancy import activate
 
 

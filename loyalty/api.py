@@ -16,11 +16,11 @@ from rest_framework.views import APIView
 
 from lifecycle.api.idempotency import idempotent
 from lifecycle.api.views import ERRORS, IDEMPOTENCY_HEADER, dump, parse
+from lifecycle.errors import NotFound
 from lifecycle.models import Customer
 from lifecycle.money import money_str
 from lifecycle.numbers import whole_number
 from lifecycle.schemas import JsonInt
-from lifecycle.services import NotFound
 
 from .models import Redemption, Reward, RewardCode
 from .selectors import loyalty_summary, plain

@@ -11,8 +11,9 @@ from typing import Any
 from django.db import IntegrityError, transaction
 
 from lifecycle import clock
+from lifecycle.errors import ServiceError
 from lifecycle.models import Tenant
-from lifecycle.services import ServiceError, event_append
+from lifecycle.timeline import event_append
 
 from .models import Program, Reward, Tier
 

@@ -14,11 +14,11 @@ from django.shortcuts import render
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods
 
+from lifecycle.errors import ServiceError
 from lifecycle.links import LinkExpired, read_token
 from lifecycle.models import Customer
 from lifecycle.money import money_str
 from lifecycle.numbers import whole_number
-from lifecycle.services import ServiceError
 from lifecycle.tenancy import activate
 
 from .models import Reward

@@ -34,8 +34,9 @@ from django.db.models import F, Q, Sum
 from django.db.models.functions import Coalesce
 
 from lifecycle import clock
+from lifecycle.errors import Conflict, NotFound, ServiceError
 from lifecycle.models import Customer, Order, Refund, Tenant
-from lifecycle.services import Conflict, NotFound, ServiceError, event_append
+from lifecycle.timeline import event_append
 
 from .models import (
     CodeWebhook,

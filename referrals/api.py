@@ -16,9 +16,9 @@ from rest_framework.views import APIView
 
 from lifecycle.api.outputs import MoneyOut as MoneyStr  # noqa: E402
 from lifecycle.api.views import ERRORS, dump
+from lifecycle.errors import NotFound, ServiceError
 from lifecycle.money import money_str
 from lifecycle.numbers import calendar_date
-from lifecycle.services import NotFound, ServiceError
 
 from .models import Program, Referral
 from .rendering import advocate_page_url, offer_text, share_url

@@ -11,7 +11,7 @@ from django.db import transaction
 
 from lifecycle import clock
 from lifecycle.models import Tenant
-from lifecycle.services import event_append
+from lifecycle.timeline import event_append
 
 from .models import Program
 

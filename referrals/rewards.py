@@ -28,7 +28,7 @@ def points_award(reward: Reward) -> None:
         from loyalty.services import points_award as award
     except ImportError as exc:
         raise Terminal("loyalty.services.points_award is not available") from exc
-    from lifecycle.services import ServiceError
+    from lifecycle.errors import ServiceError
 
     try:
         award(tenant=reward.tenant, customer=reward.customer, points=int(reward.amount), kind="earn",

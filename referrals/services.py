@@ -17,9 +17,11 @@ from django.db import IntegrityError, transaction
 from django.db.models import F, Q
 
 from lifecycle import clock
+from lifecycle.errors import NotFound, ServiceError
+from lifecycle.locks import advisory_lock
 from lifecycle.models import Customer, Order, Tenant
 from lifecycle.money import money_str
-from lifecycle.services import NotFound, ServiceError, _advisory_lock, event_append
+from lifecycle.timeline import event_append
 
 from . import fraud, rewards
 from .models import VELOCITY_WINDOW, Click, Invite, Program, Referral, ReferralCode, Reward, RewardKind
@@ -243,7 +245,7 @@ def referral_attribute(*, tenant: Tenant, order: Order) -> Referral | None:
         return None
     code, carrier = match
     with transaction.atomic():
-        _advisory_lock(tenant.pk, "referral-friend", str(order.customer_id))
+        advisory_lock(tenant.pk, "referral-friend", str(order.customer_id))
         existing = Referral.objects.for_tenant(tenant).filter(order=order).first()
         if existing:
             return existing

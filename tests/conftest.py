@@ -6,7 +6,7 @@ from django.core.cache import cache
 from rest_framework.test import APIClient
 
 from lifecycle import clock
-from lifecycle.services import tenant_create
+from lifecycle.tenants import tenant_create
 from tests.rls_support import app_role  # noqa: F401 - the fixture, for LIFECYCLE_TEST_RLS below
 
 

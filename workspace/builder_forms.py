@@ -11,7 +11,7 @@ from pydantic import ValidationError
 
 from journeys.builder_checks import EMAIL_KINDS, KIND_WORDS, TRIGGERS, condition_field_choices
 from journeys.models import Journey, Step
-from journeys.schema import CONDITION_FIELDS, ConditionConfigIn, FiltersIn, _plain, event_name_problem
+from journeys.schema import CONDITION_FIELDS, ConditionConfigIn, FiltersIn, event_name_problem, plain_value
 
 CENT = Decimal("0.01")
 UNITS = {"minutes": 60, "hours": 3600, "days": 86400, "weeks": 7 * 86400, "seconds": 1}
@@ -365,7 +365,7 @@ class StepForm(forms.Form):
             for error in exc.errors():
                 self.add_error("cond_value", error["msg"].removeprefix("Value error, "))
             return {}
-        return _plain(parsed.model_dump(mode="json", by_alias=True, exclude_unset=True))
+        return plain_value(parsed.model_dump(mode="json", by_alias=True, exclude_unset=True))
 
     def content(self) -> dict[str, str]:
         return {field: self.cleaned_data.get(field) or "" for field in self.CONTENT}

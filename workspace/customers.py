@@ -26,9 +26,9 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import path
 
 from lifecycle import jsonbody
+from lifecycle.customers import customer_erase, customer_unsubscribe
 from lifecycle.models import Customer, Membership, Tenant
 from lifecycle.money import money_str
-from lifecycle.services import customer_erase, customer_unsubscribe
 from workspace import timeline
 from workspace.access import SAFE_METHODS, forbidden, role_allows, workspace_view
 

@@ -31,9 +31,10 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 
 from lifecycle import clock
+from lifecycle.errors import ServiceError
 from lifecycle.models import Invitation, Membership, Tenant
-from lifecycle.services import ServiceError, event_append
 from lifecycle.tenancy import activate, system_scope
+from lifecycle.timeline import event_append
 
 log = logging.getLogger(__name__)
 

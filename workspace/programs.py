@@ -23,9 +23,9 @@ from django.urls import path
 from feedback.configure import survey_settings_save, survey_standard_ensure
 from feedback.i18n import STRINGS
 from feedback.models import Survey
+from lifecycle.errors import ServiceError
 from lifecycle.models import Membership, Tenant
 from lifecycle.numbers import whole_number
-from lifecycle.services import ServiceError
 from loyalty.configure import (
     loyalty_program_save,
     loyalty_reward_save,

@@ -15,8 +15,8 @@ from django.urls import path, reverse
 
 from feedback.configure import review_moderate_by_store
 from feedback.models import Review
+from lifecycle.errors import ServiceError
 from lifecycle.models import Membership, Tenant
-from lifecycle.services import ServiceError
 from referrals.models import Program as ReferralProgram
 from referrals.models import Referral
 from referrals.services import referral_decide

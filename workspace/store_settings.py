@@ -24,15 +24,10 @@ from django.urls import path
 
 from journeys.deliverability import deliverability_rates, deliverability_status, marketing_resume
 from lifecycle import clock
-from lifecycle.models import ApiKey, Invitation, Membership, StoreConnection, Tenant, _time_zones
-from lifecycle.services import (
-    ServiceError,
-    api_key_create,
-    api_key_revoke,
-    event_append,
-    store_connect,
-    store_rotate_secret,
-)
+from lifecycle.errors import ServiceError
+from lifecycle.models import ApiKey, Invitation, Membership, StoreConnection, Tenant, time_zone_choices
+from lifecycle.tenants import api_key_create, api_key_revoke, store_connect, store_rotate_secret
+from lifecycle.timeline import event_append
 from workspace.access import workspace_view
 from workspace.customers import object_action, refuse_write
 from workspace.invitations import invitation_create, invitation_revoke
@@ -179,7 +174,7 @@ class SettingsForm(forms.ModelForm):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self.fields["time_zone"].choices = [(z, z) for z in sorted(_time_zones())]
+        self.fields["time_zone"].choices = [(z, z) for z in sorted(time_zone_choices())]
         self.fields["sender_name"].required = True
         self.fields["postal_address"].required = True
         self.fields["postal_address"].error_messages["required"] = (

@@ -11,8 +11,8 @@ from django.http import Http404
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 
+from ..errors import ServiceError
 from ..schemas import OUT_OF_RANGE
-from ..services import ServiceError
 
 # Friendlier words for pydantic's error types.
 _MESSAGES = {

@@ -15,9 +15,9 @@ from django.http import HttpResponse
 from rest_framework.renderers import JSONRenderer
 
 from .. import clock
+from ..idempotency import request_fingerprint
 from ..middleware import json_error
 from ..models import IdempotencyRecord
-from ..services import request_fingerprint
 
 MAX_KEY_LENGTH = 255
 # A request still "in flight" after this long died with its worker; a retry may take it over.

@@ -19,17 +19,12 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from ..bulk import orders_bulk_ingest
+from ..customers import customer_erase, event_record
+from ..errors import NotFound, ServiceError
 from ..models import Customer, Order, Refund
+from ..orders import order_ingest, order_mark
+from ..refunds import refund_record
 from ..schemas import BulkOrdersIn, CancellationIn, DeliveryIn, EventIn, FulfillmentIn, OrderIn, RefundIn
-from ..services import (
-    NotFound,
-    ServiceError,
-    customer_erase,
-    event_record,
-    order_ingest,
-    order_mark,
-    refund_record,
-)
 from . import replays
 from .idempotency import MAX_KEY_LENGTH, idempotent
 from .outputs import BulkOut, CustomerListOut, CustomerOut, ErrorOut, EventOut, OrderOut, PingOut

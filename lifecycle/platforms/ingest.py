@@ -16,18 +16,13 @@ from django.db import DataError, IntegrityError, transaction
 
 from .. import clock
 from ..api.errors import pydantic_fields
+from ..customers import customer_upsert
+from ..errors import ServiceError
+from ..locks import advisory_lock
 from ..models import Customer, Order, Product, StoreConnection, WebhookDelivery
+from ..orders import order_ingest, order_mark, order_placeholder, product_upsert
+from ..refunds import refund_record
 from ..schemas import RefundIn
-from ..services import (
-    ServiceError,
-    _advisory_lock,
-    customer_upsert,
-    order_ingest,
-    order_mark,
-    order_placeholder,
-    product_upsert,
-    refund_record,
-)
 from . import shopify, woocommerce
 from .common import PayloadError, collecting_notes, parse_json_object
 
@@ -75,7 +70,7 @@ def webhook_delivery_ingest(*, received: Received, handle: Handler) -> Outcome:
     """
     conn = received.connection
     with transaction.atomic():
-        _advisory_lock(conn.tenant_id, "webhook", f"{conn.pk}:{received.dedupe_key}")
+        advisory_lock(conn.tenant_id, "webhook", f"{conn.pk}:{received.dedupe_key}")
         existing = (WebhookDelivery.objects.for_tenant(conn.tenant_id)
                     .filter(connection=conn, dedupe_key=received.dedupe_key).first())
         if existing is not None and existing.status != Status.FAILED:
@@ -187,7 +182,7 @@ def shopify_handle(conn: StoreConnection, topic: str, payload: dict[str, Any]) -
             return Status.IGNORED, f"fulfillment event {event.status!r}: only 'delivered' is a milestone we record"
         # The carrier can report delivery before the order's own payload reached us. The
         # placeholder takes the store's currency until the order payload says otherwise.
-        _advisory_lock(tenant.pk, "order", event.order_external_id)
+        advisory_lock(tenant.pk, "order", event.order_external_id)
         order_placeholder(tenant=tenant, external_id=event.order_external_id, currency=tenant.currency,
                           source=Order.Source.SHOPIFY)
         _, changed = order_mark(tenant=tenant, external_id=event.order_external_id, milestone="delivered",

@@ -17,8 +17,8 @@ from journeys.schema import JourneyIn
 from journeys.sending import render_email
 from journeys.services import schedule_step
 from lifecycle import clock
+from lifecycle.errors import ServiceError
 from lifecycle.models import Order, Product
-from lifecycle.services import ServiceError
 
 from .helpers import at, make_journey, process_events
 from .test_engine import NOON, paid_order, send_due

@@ -25,8 +25,8 @@ from feedback.models import Review
 from journeys.models import Delivery, Journey
 from lifecycle import clock
 from lifecycle.models import ApiKey, Customer, Membership, Order, OutboxMessage, Tenant
-from lifecycle.services import store_connect
 from lifecycle.tenancy import SYSTEM, TenantScopeMiddleware, current_scope, system_scope
+from lifecycle.tenants import store_connect
 from loyalty.models import LedgerEntry
 from referrals.models import Referral, ReferralCode
 from tests.feedback.helpers import nps_survey

@@ -10,8 +10,8 @@ import pytest
 from django.db import connection, transaction
 
 from lifecycle import clock
+from lifecycle.aggregates import refresh_aggregates
 from lifecycle.models import Customer, Order
-from lifecycle.services import refresh_aggregates
 from tests.factories import CustomerFactory, OrderFactory
 
 pytestmark = pytest.mark.django_db(transaction=True)

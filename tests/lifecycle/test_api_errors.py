@@ -6,7 +6,7 @@ import pytest
 from django.test import override_settings
 
 from lifecycle.models import ApiKey, Customer, Event, IdempotencyRecord, Order, OrderLine, Product
-from lifecycle.services import api_key_revoke
+from lifecycle.tenants import api_key_revoke
 from tests.factories import order_payload
 
 pytestmark = pytest.mark.django_db

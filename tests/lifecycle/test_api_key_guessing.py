@@ -51,7 +51,7 @@ def test_below_the_limit_a_right_key_still_works(counting, api):
 
 def test_malformed_keys_count_a_missing_header_and_a_revoked_key_do_not(counting, api, tenant):
     from lifecycle.models import ApiKey
-    from lifecycle.services import api_key_create, api_key_revoke
+    from lifecycle.tenants import api_key_create, api_key_revoke
 
     old, old_full = api_key_create(tenant=tenant, name="old")
     api_key_revoke(tenant=tenant, prefix=old.prefix)

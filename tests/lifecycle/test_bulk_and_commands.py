@@ -7,8 +7,8 @@ import pytest
 from django.core.management import CommandError, call_command
 
 from lifecycle.models import ApiKey, Customer, Event, Membership, Order, OrderLine, StoreConnection, Tenant
-from lifecycle.services import tenant_create
 from lifecycle.tenancy import UnscopedQueryError
+from lifecycle.tenants import tenant_create
 from tests.conftest import Api
 from tests.factories import order_payload
 

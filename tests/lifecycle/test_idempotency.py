@@ -63,7 +63,7 @@ def test_same_key_on_another_path_is_422(api, tenant):
 def test_key_in_flight_is_409(api, tenant):
     body = order_payload()
     raw = json.dumps(body).encode()
-    from lifecycle.services import request_fingerprint
+    from lifecycle.idempotency import request_fingerprint
 
     IdempotencyRecord.objects.for_tenant(tenant).create(
         tenant=tenant, key="busy", fingerprint=request_fingerprint("POST", "/api/v1/orders", raw),

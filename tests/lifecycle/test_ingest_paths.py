@@ -12,7 +12,7 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from lifecycle import auth, rows, services
+from lifecycle import aggregates, auth, orders, rows
 from lifecycle.api import replays
 from lifecycle.models import ApiKey, Customer, Event, Order, OrderLine
 from lifecycle.schemas import OrderIn
@@ -61,7 +61,7 @@ def test_a_replay_is_one_read_and_writes_nothing(api, tenant):
     assert replay.content == again.content == first.content
     prepared = rows._prepared[connection.connection]
     assert statements(kept) == [AnyStartingWith(f"EXECUTE {prepared[replays._TOKEN_SQL]}(")]  # the state check
-    assert statements(read) == [AnyStartingWith(f"EXECUTE {prepared[services._SEEN_BY['external_id_or_guest']]}(")]
+    assert statements(read) == [AnyStartingWith(f"EXECUTE {prepared[orders._SEEN_BY['external_id_or_guest']]}(")]
     assert snapshot(tenant) == before
 
 
@@ -106,7 +106,7 @@ def test_aggregates_added_per_order_equal_a_recount(api, tenant):
     api.post("/api/v1/orders", order_payload(customer=customer, total="80.00", status="cancelled", lines=[]))
     added = Customer.objects.for_tenant(tenant).get(external_id="agg")
 
-    services.refresh_aggregates(tenant, {added.pk})
+    aggregates.refresh_aggregates(tenant, {added.pk})
     recounted = Customer.objects.for_tenant(tenant).get(pk=added.pk)
 
     fields = ("order_count", "total_spent", "first_order_at", "last_order_at")
@@ -120,19 +120,19 @@ def test_a_new_order_written_meanwhile_by_another_is_found_under_the_lock(tenant
     """The read before the locks said "new order, new customer", but another writer committed both
     before this one took the locks: its inserts give way and it answers as a replay."""
     data = OrderIn.model_validate(order_payload(external_id="R1"))
-    assert services.order_ingest(tenant=tenant, data=data).created
+    assert orders.order_ingest(tenant=tenant, data=data).created
     before = snapshot(tenant)
-    real_seen = services._order_seen
+    real_seen = orders._order_seen
     reads = []
 
     def stale_first_read(tenant_, data_):
         reads.append(data_.external_id)
         if len(reads) == 1:
-            return services._Seen(order=None, customer=None, lines=())
+            return orders._Seen(order=None, customer=None, lines=())
         return real_seen(tenant_, data_)
 
-    monkeypatch.setattr(services, "_order_seen", stale_first_read)
-    result = services.order_ingest(tenant=tenant, data=data)
+    monkeypatch.setattr(orders, "_order_seen", stale_first_read)
+    result = orders.order_ingest(tenant=tenant, data=data)
 
     assert reads == ["R1", "R1"]  # the stale read, then the one under the locks
     assert (result.created, result.changed) == (False, False)
@@ -142,7 +142,7 @@ def test_a_new_order_written_meanwhile_by_another_is_found_under_the_lock(tenant
 def test_a_key_revoked_elsewhere_is_refused_within_the_cache_bound(api, tenant, monkeypatch):
     assert api.post("/api/v1/ping").status_code == 200
     # Revoked by another process (a management command, another worker): this one still has its copy.
-    ApiKey.objects.for_tenant(tenant).update(revoked_at=services.clock.now())
+    ApiKey.objects.for_tenant(tenant).update(revoked_at=orders.clock.now())
     assert api.post("/api/v1/ping").status_code == 200
 
     monkeypatch.setattr(auth, "KEY_CACHE_SECONDS", 0.0)  # the bound has passed

@@ -173,7 +173,7 @@ def test_an_order_total_above_a_trillion_is_a_400(api, tenant, total):
 
 
 def test_a_customers_spend_saturates_at_what_its_column_holds(api, tenant):
-    from lifecycle.services import TOTAL_SPENT_MAX
+    from lifecycle.aggregates import TOTAL_SPENT_MAX
 
     assert api.post("/api/v1/orders", order_payload(customer={"external_id": "whale"}, lines=[])).status_code == 201
     Customer.objects.for_tenant(tenant).update(total_spent=TOTAL_SPENT_MAX - 1)  # ~a thousand trillion-unit orders

@@ -14,7 +14,7 @@ import pytest
 
 from lifecycle import clock
 from lifecycle.models import Order, OrderLine, WebhookDelivery
-from lifecycle.services import store_connect
+from lifecycle.tenants import store_connect
 from tests.lifecycle.webhook_support import (
     NOTHING,
     SHOPIFY_SECRET,

@@ -8,7 +8,7 @@ import pytest
 
 from lifecycle import clock
 from lifecycle.models import Order, Product
-from lifecycle.services import store_connect
+from lifecycle.tenants import store_connect
 from tests.factories import order_payload
 from tests.lifecycle.webhook_support import (
     SHOPIFY_SECRET,

@@ -16,8 +16,8 @@ from django.db import DatabaseError, connection, transaction
 from journeys.models import Delivery
 from lifecycle import clock, rls
 from lifecycle.models import Customer, Event, OutboxMessage, StoreConnection, WebhookDelivery
-from lifecycle.services import store_connect
 from lifecycle.tenancy import UnscopedQueryError, activate, current_scope, system_scope, tenant_scope
+from lifecycle.tenants import store_connect
 from tests.factories import order_payload
 from tests.journeys.helpers import make_journey, process_events
 from tests.layout import project_packages
@@ -279,7 +279,7 @@ def test_a_prefix_search_can_read_the_prefix_index_under_the_policy_where_like_c
 def test_the_order_read_finds_its_customer_by_index_under_the_policy(tenant):
     """The read every order POST starts with (services._order_seen), by external id or else a guest's
     email: under the policy a condition PostgreSQL cannot see into (COALESCE) read every customer."""
-    from lifecycle.services import _SEEN_BY
+    from lifecycle.orders import _SEEN_BY
 
     Customer.objects.for_tenant(tenant).bulk_create(
         [Customer(tenant=tenant, external_id=f"c{n}", email=f"c{n}@example.com") for n in range(3000)])
@@ -387,7 +387,7 @@ SYSTEM_SCOPE_USES = {
     # A team invitation's link: its token finds the store.
     "workspace/invitations.py": 1,
     # Is a shop domain connected to any store already? (It names one store.)
-    "lifecycle/services.py": 1,
+    "lifecycle/tenants.py": 1,
     # An ESP's tracking webhook: the delivery is found by the ESP's message id.
     "journeys/services_tracking.py": 1,
     # Beat and worker code: the event sweep, the dispatcher's claim, reclaim (and a send task

@@ -12,8 +12,8 @@ from django.db import connection
 from demo.scale_seed import BACKLOG, STEP_OFFSETS_DAYS
 from feedback.models import SurveyRequest, SurveyResponse
 from journeys.models import Delivery, Enrollment
+from lifecycle.aggregates import refresh_aggregates
 from lifecycle.models import Customer, Event, Order, OrderLine, Refund, Tenant
-from lifecycle.services import refresh_aggregates
 from loyalty.models import LedgerEntry, LoyaltyAccount
 
 pytestmark = pytest.mark.django_db

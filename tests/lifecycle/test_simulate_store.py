@@ -10,8 +10,8 @@ from django.core.management.base import CommandError
 from demo.simulation import Params, SimulationError, store_simulate
 from journeys.models import Delivery, Enrollment
 from lifecycle import clock
+from lifecycle.aggregates import refresh_aggregates
 from lifecycle.models import Customer, Event, Order
-from lifecycle.services import refresh_aggregates
 from loyalty.models import LedgerEntry, LoyaltyAccount
 from workspace import metrics, metrics_journeys
 

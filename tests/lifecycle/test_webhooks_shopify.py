@@ -9,7 +9,7 @@ import pytest
 from lifecycle import clock
 from lifecycle.models import Customer, Event, Order, OrderLine, Refund, WebhookDelivery
 from lifecycle.platforms import ingest
-from lifecycle.services import store_connect, store_rotate_secret
+from lifecycle.tenants import store_connect, store_rotate_secret
 from tests.factories import CustomerFactory
 from tests.lifecycle.webhook_support import (
     NOTHING,

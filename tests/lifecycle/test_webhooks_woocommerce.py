@@ -9,7 +9,7 @@ from django.test import Client
 
 from lifecycle import clock
 from lifecycle.models import Customer, Order, OrderLine, Refund, WebhookDelivery
-from lifecycle.services import store_connect
+from lifecycle.tenants import store_connect
 from tests.lifecycle.webhook_support import (
     NOTHING,
     OTHER_WOO_SECRET,

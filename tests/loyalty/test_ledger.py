@@ -161,7 +161,7 @@ def test_review_custom_event_and_award_bonuses_are_once_per_source(api, tenant):
     with clock.frozen(NOW):
         paid_order(api, process=False)
         c = customer(tenant)
-        from lifecycle.services import event_append
+        from lifecycle.timeline import event_append
 
         for _ in range(2):
             event_append(tenant=tenant, type="review.approved", occurred_at=NOW, customer=c, data={"review_id": 7},

@@ -12,7 +12,7 @@ from django.core.management import call_command
 
 from lifecycle import clock
 from lifecycle.models import Event
-from lifecycle.services import tenant_create
+from lifecycle.tenants import tenant_create
 from loyalty.models import LedgerEntry, LoyaltyAccount, Redemption
 from loyalty.services import ORDER_POINTS_MAX, POINTS_COLUMN_MAX
 from tests.conftest import Api

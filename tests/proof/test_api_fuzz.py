@@ -33,7 +33,7 @@ from schemathesis.specs.openapi.checks import (
 
 from config.wsgi import application
 from lifecycle.models import Tenant
-from lifecycle.services import api_key_create, api_key_revoke, tenant_create
+from lifecycle.tenants import api_key_create, api_key_revoke, tenant_create
 from tests.factories import order_payload
 
 ROOT = Path(__file__).resolve().parents[2]

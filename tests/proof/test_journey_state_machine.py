@@ -44,16 +44,12 @@ from journeys.services import deliveries_claim_by_tenant
 from journeys.services_send import deliveries_send
 from journeys.services_tracking import esp_event_record
 from lifecycle import clock
+from lifecycle.customers import customer_erase, customer_unsubscribe
 from lifecycle.events import events_process_pending
 from lifecycle.models import Customer, Tenant
+from lifecycle.orders import order_ingest, order_mark
+from lifecycle.refunds import refund_record
 from lifecycle.schemas import OrderIn, RefundIn
-from lifecycle.services import (
-    customer_erase,
-    customer_unsubscribe,
-    order_ingest,
-    order_mark,
-    refund_record,
-)
 from lifecycle.tenancy import system_scope, tenant_scope
 
 pytestmark = pytest.mark.django_db
@@ -149,7 +145,7 @@ class JourneyMachine(RuleBasedStateMachine):
     @rule(order=orders, status=st.sampled_from(["paid", "fulfilled", "delivered"]),
           total=st.sampled_from(["40.00", "55.50"]))
     def update_order(self, order, status, total):
-        from lifecycle.services import ServiceError
+        from lifecycle.errors import ServiceError
 
         # A total below what was already refunded is refused (a 400 at the API): nothing happens.
         with contextlib.suppress(ServiceError):
@@ -165,7 +161,7 @@ class JourneyMachine(RuleBasedStateMachine):
 
     @rule(order=orders, amount=st.sampled_from(["5.00", "40.00"]))
     def refund(self, order, amount):
-        from lifecycle.services import ServiceError
+        from lifecycle.errors import ServiceError
 
         try:
             refund_record(tenant=self.tenant, order_external_id=order,

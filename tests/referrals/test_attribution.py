@@ -8,7 +8,7 @@ import pytest
 
 from lifecycle import clock
 from lifecycle.models import Event
-from lifecycle.services import store_connect
+from lifecycle.tenants import store_connect
 from referrals.models import Referral, ReferralCode
 from referrals.services import referral_attribute, referral_code_add_vanity
 from tests.journeys.helpers import process_events

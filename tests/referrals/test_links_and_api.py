@@ -182,7 +182,7 @@ def test_erasure_renames_and_disables_the_customers_codes(api, tenant, code):
 
 def test_without_a_program_the_signed_link_leads_to_the_storefront(api, tenant):
     from lifecycle.models import Customer
-    from lifecycle.services import store_connect
+    from lifecycle.tenants import store_connect
 
     with clock.frozen(T0):
         post_order(api, external_id="O-1", customer={"external_id": "c-1", "email": "c@example.com"})

@@ -6,8 +6,9 @@ import pytest
 
 from lifecycle import clock
 from lifecycle.models import Event
+from lifecycle.orders import order_mark
+from lifecycle.refunds import refund_record
 from lifecycle.schemas import RefundIn
-from lifecycle.services import order_mark, refund_record
 from referrals.models import Click, Referral, Reward
 from referrals.services import referrals_release_due
 from tests.journeys.helpers import process_events

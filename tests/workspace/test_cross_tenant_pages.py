@@ -13,7 +13,7 @@ from django.urls import URLPattern, URLResolver, get_resolver, reverse
 from feedback.models import Review, Survey
 from journeys.models import Delivery, EmailTemplate, Enrollment, Journey, Step
 from lifecycle.models import ApiKey, Customer, Event, Invitation, Membership, Order, StoreConnection, Tenant
-from lifecycle.services import store_connect
+from lifecycle.tenants import store_connect
 from loyalty.models import Program as LoyaltyProgram
 from loyalty.models import Reward as LoyaltyReward
 from loyalty.models import Tier

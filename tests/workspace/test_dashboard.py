@@ -8,8 +8,8 @@ import pytest
 from feedback.models import Survey, SurveyRequest, SurveyResponse
 from journeys.models import Delivery, Enrollment, Journey, Step
 from lifecycle import clock
+from lifecycle.aggregates import refresh_aggregates
 from lifecycle.models import Customer, Event, Order
-from lifecycle.services import refresh_aggregates
 from lifecycle.stats import newcombe_difference, welch_difference
 from loyalty.models import LedgerEntry, LoyaltyAccount, Redemption, Reward
 from loyalty.models import Program as LoyaltyProgram

@@ -8,7 +8,7 @@ from django.urls import reverse
 
 from lifecycle import clock
 from lifecycle.models import Order
-from lifecycle.services import order_placeholder
+from lifecycle.orders import order_placeholder
 from tests.factories import order_payload
 from workspace import orders as pages
 

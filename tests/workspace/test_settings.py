@@ -11,7 +11,7 @@ from django.urls import reverse
 
 from lifecycle import clock
 from lifecycle.models import ApiKey, Event, Membership, StoreConnection, Tenant
-from lifecycle.services import store_connect
+from lifecycle.tenants import store_connect
 from tests.conftest import Api
 
 from .conftest import client_for, make_user

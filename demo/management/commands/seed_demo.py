@@ -8,7 +8,7 @@ from django.db import transaction
 from demo.simulation import Params, store_simulate
 from lifecycle import clock
 from lifecycle.models import ApiKey, Membership, StoreConnection, Tenant
-from lifecycle.services import api_key_create, store_connect, tenant_create
+from lifecycle.tenants import api_key_create, store_connect, tenant_create
 
 DEMO_SLUG = "demo"
 # A year of a small store: enough for the dashboards' lift to leave "not enough data" behind at the

@@ -9,7 +9,7 @@ from django.core.management.base import BaseCommand, CommandError
 from journeys.io import journey_import
 from journeys.schema import JourneyIn
 from lifecycle.api.errors import pydantic_fields
-from lifecycle.services import ServiceError
+from lifecycle.errors import ServiceError
 
 from ._common import tenant_or_error, write_fields
 

@@ -3,7 +3,7 @@ import json
 from django.core.management.base import BaseCommand, CommandError
 
 from journeys.io import library_install, library_keys
-from lifecycle.services import ServiceError
+from lifecycle.errors import ServiceError
 
 from ._common import tenant_or_error
 

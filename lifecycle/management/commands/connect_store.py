@@ -6,8 +6,9 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from demo.management.commands.serve_embedded import served_base_url
+from lifecycle.errors import ServiceError
 from lifecycle.models import Tenant
-from lifecycle.services import ServiceError, store_connect
+from lifecycle.tenants import store_connect
 from workspace.store_settings import webhook_url
 
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1", "0.0.0.0")  # noqa: S104 - names compared, nothing bound

@@ -3,7 +3,7 @@ import json
 from django.core.management.base import BaseCommand, CommandError
 
 from lifecycle.models import Tenant
-from lifecycle.services import api_key_create, api_key_revoke
+from lifecycle.tenants import api_key_create, api_key_revoke
 
 
 class Command(BaseCommand):

@@ -4,7 +4,7 @@ from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
 from lifecycle.models import Tenant
-from lifecycle.services import tenant_create
+from lifecycle.tenants import tenant_create
 
 
 class Command(BaseCommand):

@@ -3,8 +3,9 @@ import json
 
 from django.core.management.base import BaseCommand, CommandError
 
+from lifecycle.errors import ServiceError
 from lifecycle.models import StoreConnection
-from lifecycle.services import ServiceError, store_rotate_secret
+from lifecycle.tenants import store_rotate_secret
 
 
 class Command(BaseCommand):
