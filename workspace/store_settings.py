@@ -15,7 +15,6 @@ import secrets
 from typing import Any
 
 from django import forms
-from django.conf import settings
 from django.contrib import messages
 from django.db import transaction
 from django.http import HttpRequest, HttpResponse
@@ -24,6 +23,7 @@ from django.urls import path
 
 from journeys.deliverability import deliverability_rates, deliverability_status, marketing_resume
 from lifecycle import clock
+from lifecycle.addresses import webhook_url
 from lifecycle.errors import ServiceError
 from lifecycle.models import ApiKey, Invitation, Membership, StoreConnection, Tenant, time_zone_choices
 from lifecycle.tenants import api_key_create, api_key_revoke, store_connect, store_rotate_secret
@@ -371,12 +371,6 @@ def api_key_revoke_view(request: HttpRequest, tenant: Tenant, api_key_id: int) -
         else:
             messages.info(request, f"Key “{api_key.name}” was already revoked.")
     return redirect("workspace:settings-keys", tenant=tenant.slug)
-
-
-def webhook_url(conn: StoreConnection, *, base: str = "") -> str:
-    """The URL to register with the platform: on PUBLIC_BASE_URL, or on `base` (connect_store, beside a
-    running embedded server, passes the address that server records)."""
-    return f"{(base or settings.PUBLIC_BASE_URL).rstrip('/')}{conn.webhook_path}" if conn.webhook_path else ""
 
 
 def _stores_page(request: HttpRequest, tenant: Tenant, *, form: ConnectForm | None = None, status: int = 200,

@@ -4,8 +4,8 @@ import json
 
 from django.core.management import call_command
 
+from lifecycle.addresses import webhook_url
 from lifecycle.models import StoreConnection
-from workspace.store_settings import webhook_url
 
 
 def test_beside_make_run_on_another_port_the_webhook_url_names_that_port(tenant, capsys, settings, tmp_path,

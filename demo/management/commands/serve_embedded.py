@@ -19,25 +19,14 @@ from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 
+from lifecycle.addresses import served_at_path
+
 # How long a stopping worker may take to finish its tasks before it is killed.
 WORKER_STOP_SECONDS = 3.0
 
 
 def worker_log_path() -> Path:
     return settings.VAR_DIR / "log" / "worker.log"
-
-
-def served_at_path() -> Path:
-    """Where the running embedded server records its address, for commands run beside it (connect_store)."""
-    return settings.VAR_DIR / "public_base_url"
-
-
-def served_base_url() -> str:
-    """The address the embedded server last served on, or "" if it never ran here."""
-    try:
-        return served_at_path().read_text(encoding="utf-8").strip().rstrip("/")
-    except OSError:
-        return ""
 
 
 class Worker:

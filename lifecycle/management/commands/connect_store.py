@@ -1,28 +1,14 @@
 import json
-import os
 from urllib.parse import urlsplit
 
-from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from demo.management.commands.serve_embedded import served_base_url
+from lifecycle.addresses import public_base_url, webhook_url
 from lifecycle.errors import ServiceError
 from lifecycle.models import Tenant
 from lifecycle.tenants import store_connect
-from workspace.store_settings import webhook_url
 
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1", "0.0.0.0")  # noqa: S104 - names compared, nothing bound
-EMBEDDED_DEFAULT_BASE_URL = "http://127.0.0.1:8000"
-
-
-def public_base_url() -> str:
-    """Where storefronts reach us: PUBLIC_BASE_URL when it is set; in the embedded profile without
-    it, the address `make run` serves on (serve_embedded records it, `PORT=8001 make run` included)
-    rather than the built-in default."""
-    unset = "PUBLIC_BASE_URL" not in os.environ and settings.PUBLIC_BASE_URL == EMBEDDED_DEFAULT_BASE_URL
-    if settings.EMBEDDED and unset:
-        return served_base_url() or settings.PUBLIC_BASE_URL
-    return settings.PUBLIC_BASE_URL
 
 
 class Command(BaseCommand):
