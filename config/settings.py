@@ -271,7 +271,7 @@ ESP_HONOURS_IDEMPOTENCY_KEY = env_bool("ESP_HONOURS_IDEMPOTENCY_KEY", False)
 # still "sending" after the second was interrupted by a dead worker (retried or marked ambiguous).
 DELIVERY_CLAIM_LEASE_SECONDS = int(env("DELIVERY_CLAIM_LEASE_SECONDS", "300"))
 DELIVERY_SEND_LEASE_SECONDS = int(env("DELIVERY_SEND_LEASE_SECONDS", "120"))
-# ESP calls in flight per worker process while a send task sends its batch (journeys/services_send.py):
+# ESP calls in flight per worker process while a send task sends its batch (journeys/dispatch.py):
 # 1 sends from the task's own thread; an ESP that takes 100 ms to answer needs ~20-50 to keep up.
 JOURNEY_SEND_CONCURRENCY = int(env("JOURNEY_SEND_CONCURRENCY", "1"))
 
@@ -362,8 +362,8 @@ SPECTACULAR_SETTINGS = {
     "SERVE_AUTHENTICATION": [],
     "COMPONENT_SPLIT_REQUEST": True,
     "SCHEMA_PATH_PREFIX": r"/api/v1",
-    "PREPROCESSING_HOOKS": ["lifecycle.api.schema.canonical_paths"],
-    "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums", "lifecycle.api.schema.server_rules"],
+    "PREPROCESSING_HOOKS": ["lifecycle.api.openapi.canonical_paths"],
+    "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums", "lifecycle.api.openapi.server_rules"],
     # 3.1: the request models are pydantic, whose JSON Schema (2020-12) 3.1 speaks natively.
     "OAS_VERSION": "3.1.0",
     # ReDoc from drf-spectacular-sidecar's static files, not a CDN: the docs load offline.

@@ -15,15 +15,15 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from lifecycle.api.common import ERRORS, IDEMPOTENCY_HEADER, dump, parse
 from lifecycle.api.idempotency import idempotent
 from lifecycle.api.outputs import ErrorOut
-from lifecycle.api.views import ERRORS, IDEMPOTENCY_HEADER, dump, parse
 from lifecycle.errors import NotFound, ServiceError
 from lifecycle.numbers import BIGINT_MAX, whole_number
 
+from .definition import MAX_STEPS, JourneyIn, StepIn
 from .io import journey_export, journey_import
 from .models import Enrollment, Journey
-from .schema import MAX_STEPS, JourneyIn, StepIn
 
 # Journeys per page: a store has tens of them, so one page is nearly always all of them.
 PAGE_SIZE = 100

@@ -12,7 +12,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from lifecycle.api.views import ERRORS, dump
+from lifecycle.api.common import ERRORS, dump
 from lifecycle.errors import NotFound, ServiceError
 from lifecycle.models import Customer
 from lifecycle.numbers import BIGINT_MAX, whole_number

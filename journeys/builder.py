@@ -29,11 +29,11 @@ from lifecycle.locks import advisory_lock
 from lifecycle.models import Tenant
 
 from .builder_checks import EMAIL_KINDS, content_problems
+from .definition import MAX_STEPS, JourneyIn, unavailable_kind_problem
 from .io import NotReady, activation_check, journey_import, survey_id_problem
 from .models import Delivery, EmailTemplate, Enrollment, Journey, Step
 from .rollups import MEASURE_FIELDS, outcomes_forget
-from .schema import MAX_STEPS, JourneyIn, unavailable_kind_problem
-from .templating import is_limit_problem
+from .template_checks import is_limit_problem
 
 STARTER_SUBJECT = "A note from {{ store.name }}"
 STARTER_BODY = "<p>Hi {{ first_name }},</p>\n<p>Write your message here.</p>"
@@ -239,7 +239,7 @@ def journey_duplicate(*, tenant: Tenant, journey_id: int) -> Journey:
 
 
 def journey_import_file(*, tenant: Tenant, raw: bytes) -> Journey:
-    """A new draft journey from exported JSON, validated by journeys.schema. Never updates an
+    """A new draft journey from exported JSON, validated by journeys.definition. Never updates an
     existing journey (the API does that, by name): a taken name is refused."""
     try:
         data = jsonbody.loads(raw)  # bounded like every body we are sent: depth, number length

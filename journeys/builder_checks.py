@@ -18,9 +18,7 @@ from pydantic import ValidationError
 
 from lifecycle.models import Tenant
 
-from .io import journey_export
-from .models import EmailTemplate, Journey, Step
-from .schema import (
+from .definition import (
     CONDITION_FIELDS,
     AbSplitConfigIn,
     ConditionConfigIn,
@@ -28,9 +26,11 @@ from .schema import (
     JourneyIn,
     event_name_problem,
 )
-from .sending import SandboxEngine
-from .services import DEFAULT_ANCHOR_WAIT_MAX, fall_through, split_join
-from .templating import template_problems
+from .enrollment import DEFAULT_ANCHOR_WAIT_MAX, fall_through, split_join
+from .io import journey_export
+from .models import EmailTemplate, Journey, Step
+from .rendering import SandboxEngine
+from .template_checks import template_problems
 
 # A step due more than this long after the customer entered is refused at activation. A
 # post-purchase journey a year on is no longer about that purchase, and the unsubscribe link
@@ -39,7 +39,7 @@ HORIZON = dt.timedelta(days=365)
 
 # Kinds whose step sends an email, and so needs a subject and a body.
 EMAIL_KINDS = (Step.Kind.EMAIL, Step.Kind.FEEDBACK_REQUEST, Step.Kind.REFERRAL_INVITE)
-# Kinds the engine accepts but that have nothing to send yet (journeys.services.delivery_send).
+# Kinds the engine accepts but that have nothing to send yet (journeys.dispatch.delivery_send).
 UNSUPPORTED_KINDS = (Step.Kind.WEBHOOK, Step.Kind.LOYALTY_INVITE)
 BRANCH_KINDS = (Step.Kind.CONDITION, Step.Kind.AB_SPLIT)
 
@@ -227,7 +227,7 @@ class TimelineNode:
 
 
 def successors(step: Step, by_position: dict[int, Step]) -> list[int]:
-    """The positions a step can lead to, as journeys.services.next_step walks them."""
+    """The positions a step can lead to, as journeys.enrollment.next_step walks them."""
     config = step.config or {}
     if step.kind == Step.Kind.CONDITION:
         targets = [config.get("then"), config.get("else")]
@@ -469,7 +469,7 @@ def journey_problems(journey: Journey, steps: list[Step] | None = None) -> list[
 
 
 def _schema_problems(journey: Journey, steps: list[Step]) -> list[Problem]:
-    """A last check: the journey exports to JSON the API would accept (journeys.schema)."""
+    """A last check: the journey exports to JSON the API would accept (journeys.definition)."""
     index = {i: step.position for i, step in enumerate(sorted(steps, key=lambda s: s.position))}
     try:
         JourneyIn.model_validate(journey_export(journey))

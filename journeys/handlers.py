@@ -1,5 +1,5 @@
 """Entry points other apps' events reach (settings.EVENT_HANDLERS)."""
 
-from .services import on_event
+from .enrollment import on_event
 
 __all__ = ["on_event"]

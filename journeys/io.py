@@ -1,6 +1,6 @@
 """Journeys as code: export a journey to JSON, import it back, install the built-in library.
 
-The JSON is `journeys.schema.JourneyIn`: the journey, its steps and each step's email
+The JSON is `journeys.definition.JourneyIn`: the journey, its steps and each step's email
 template, inline. `journey_export` and `journey_import` are inverses: export → import
 (into any store) → export gives the same JSON.
 
@@ -28,10 +28,10 @@ from lifecycle.errors import Conflict, ServiceError
 from lifecycle.locks import advisory_lock
 from lifecycle.models import Tenant
 
+from .definition import JourneyIn
 from .durations import format_duration, parse_duration
 from .models import Delivery, EmailTemplate, Enrollment, Journey, Step
 from .rollups import MEASURE_FIELDS, outcomes_forget
-from .schema import JourneyIn
 
 LIBRARY_DIR = Path(__file__).resolve().parent / "library"
 

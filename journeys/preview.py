@@ -1,4 +1,4 @@
-"""The builder's live preview and "send a test to me": the real rendering (journeys.sending —
+"""The builder's live preview and "send a test to me": the real rendering (journeys.rendering —
 the sandboxed engine, nh3, css-inline, the layout) on unsaved rows, so nothing is written.
 
 The email is rendered for one of the store's customers (their name, their latest order, their
@@ -24,8 +24,8 @@ from lifecycle.numbers import whole_number
 from .builder_checks import EMAIL_KINDS, Problem, content_problems
 from .models import Delivery, EmailTemplate, Enrollment, Journey, Step
 from .render_limits import PREVIEW_SECONDS, RenderBudget
-from .sending import build_message, email_context, render_email, render_text_fragment
-from .templating import SAMPLE_CONTEXT, is_limit_problem
+from .rendering import build_message, email_context, render_email, render_text_fragment
+from .template_checks import SAMPLE_CONTEXT, is_limit_problem
 
 # Customers offered in the preview's picker: the newest ones with an order (by id, which the
 # primary key index serves however many customers the store has).

@@ -4,7 +4,7 @@ A template is text a marketer writes once and the worker renders for every custo
 inside a loop over an order's items, or `ljust:"20000000"`, turns one order into minutes of work
 and a message of megabytes. Two guards:
 
-- at save time (journeys.templating), a template whose loops nest deeper than MAX_LOOP_DEPTH,
+- at save time (journeys.template_checks), a template whose loops nest deeper than MAX_LOOP_DEPTH,
   that loops over a plain value (the letters of `order.item_titles`), or that pads or formats to
   more than MAX_WIDTH characters is refused with a message that says what to change;
 - while it renders, every `{% for %}` counts what its iterations produce and checks the clock, so

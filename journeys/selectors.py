@@ -17,9 +17,9 @@ from pydantic import BaseModel, Field
 
 from lifecycle.models import Customer, Event, Tenant
 
+from .enrollment import TRIGGER_EVENTS
 from .models import Delivery, Enrollment, Journey, Step
-from .services import TRIGGER_EVENTS
-from .services import customer_zone as send_zone
+from .schedule import customer_zone as send_zone
 
 # Decisions shown per journey, newest first. A loyal customer of a once-per-order journey
 # collects one row per order; the newest say what is going on, the count says how many.

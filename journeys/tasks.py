@@ -13,10 +13,10 @@ from lifecycle.models import Tenant
 from lifecycle.tenancy import system_scope, tenant_scope
 
 from .deliverability import deliverability_check_all
+from .dispatch import deliveries_send
 from .models import Delivery
 from .rollups import journeys_to_settle, journeys_with_open_sends, outcomes_refresh_open, outcomes_settle
-from .services import deliveries_claim_by_tenant, deliveries_claimed_count, deliveries_reclaim
-from .services_send import deliveries_send
+from .schedule import deliveries_claim_by_tenant, deliveries_claimed_count, deliveries_reclaim
 
 # Rows leased per claim: one indexed UPDATE … RETURNING, a few milliseconds.
 CLAIM_BATCH = 500

@@ -9,7 +9,7 @@ each wrapped so that a post is refused before anything is read unless it proves 
 - verified, but the body is not an event the ESP could have sent: 400.
 
 None of those writes anything. A verified event goes to the signal receiver, a one-line hand-off to
-the service (journeys/services_tracking.py), which finds the delivery only through our signed
+the service (journeys/engagement.py), which finds the delivery only through our signed
 Message-ID or signed metadata, or the ESP's own message id. An exception there becomes a 5xx and the
 ESP retries: only a database error is let through. Inbound-mail endpoints are not served: nothing here
 reads inbound mail.
@@ -27,7 +27,7 @@ from django.urls import URLPattern
 from django.utils.crypto import constant_time_compare
 from django.views.decorators.csrf import csrf_exempt
 
-from .services_tracking import esp_event_record
+from .engagement import esp_event_record
 
 logger = logging.getLogger(__name__)
 

@@ -10,7 +10,7 @@ class LifecycleConfig(AppConfig):
         from django.db.models import CharField, TextField
 
         from . import extreme_times
-        from .api import schema  # noqa: F401 - registers the OpenAPI auth extension
+        from .api import openapi  # noqa: F401 - registers the OpenAPI auth extension
         from .rls import Prefix
 
         extreme_times.install()

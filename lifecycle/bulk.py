@@ -19,9 +19,9 @@ from .aggregates import order_share, refresh_aggregates
 from .api.errors import pydantic_fields
 from .api.outputs import BulkItemOut, BulkOut
 from .errors import ServiceError
+from .inputs import OrderIn
 from .models import Customer, Order, Tenant
 from .orders import MILESTONES, STATUS_IMPLIES, line_product_ids, order_event_data, order_ingest
-from .schemas import OrderIn
 from .tables import CUSTOMERS, EVENTS, LINES, ORDERS
 
 # One transaction per this many orders: large enough that INSERT round trips are few,

@@ -8,6 +8,7 @@ from django.db.models import F
 
 from . import clock
 from .errors import NotFound
+from .inputs import CustomerIn, EventIn
 from .locks import advisory_lock, retry_once_on_conflict
 from .models import (
     Customer,
@@ -15,7 +16,6 @@ from .models import (
     Order,
     Tenant,
 )
-from .schemas import CustomerIn, EventIn
 from .tables import CUSTOMERS, EVENTS
 from .timeline import event_append, event_row
 

@@ -11,6 +11,7 @@ from . import clock
 from .aggregates import aggregates_add, aggregates_first, customer_refresh_aggregates, refresh_aggregates
 from .customers import customer_apply, customer_created_event, customer_lock_key, customer_write
 from .errors import NotFound, ServiceError
+from .inputs import OrderIn, ProductIn
 from .locks import advisory_lock, advisory_locks, retry_once_on_conflict
 from .models import (
     Customer,
@@ -22,7 +23,6 @@ from .models import (
 )
 from .money import money_str
 from .rows import execute
-from .schemas import OrderIn, ProductIn
 from .tables import CUSTOMERS, EVENTS, LINES, ORDERS
 from .timeline import event_row
 

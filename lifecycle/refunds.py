@@ -6,6 +6,7 @@ from django.db.models import F
 from . import clock
 from .aggregates import customer_refresh_aggregates
 from .errors import ServiceError
+from .inputs import RefundIn
 from .locks import advisory_lock, retry_once_on_conflict
 from .models import (
     Order,
@@ -14,7 +15,6 @@ from .models import (
 )
 from .money import money_str
 from .orders import order_locked, order_placeholder
-from .schemas import RefundIn
 from .timeline import event_append
 
 

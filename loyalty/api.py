@@ -14,13 +14,13 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from lifecycle.api.common import ERRORS, IDEMPOTENCY_HEADER, dump, parse
 from lifecycle.api.idempotency import idempotent
-from lifecycle.api.views import ERRORS, IDEMPOTENCY_HEADER, dump, parse
 from lifecycle.errors import NotFound
+from lifecycle.inputs import JsonInt
 from lifecycle.models import Customer
 from lifecycle.money import money_str
 from lifecycle.numbers import whole_number
-from lifecycle.schemas import JsonInt
 
 from .models import Redemption, Reward, RewardCode
 from .selectors import loyalty_summary, plain

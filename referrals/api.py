@@ -14,8 +14,8 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from lifecycle.api.common import ERRORS, dump
 from lifecycle.api.outputs import MoneyOut as MoneyStr  # noqa: E402
-from lifecycle.api.views import ERRORS, dump
 from lifecycle.errors import NotFound, ServiceError
 from lifecycle.money import money_str
 from lifecycle.numbers import calendar_date

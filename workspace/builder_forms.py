@@ -1,5 +1,5 @@
 """The builder's forms: plain inputs (a number and a unit, comma-separated SKUs) in, the values
-journeys.builder's services take out. Validation messages come from journeys.schema where it
+journeys.builder's services take out. Validation messages come from journeys.definition where it
 has them, so the builder and a JSON import say the same thing about the same mistake."""
 
 import datetime as dt
@@ -10,8 +10,14 @@ from django import forms
 from pydantic import ValidationError
 
 from journeys.builder_checks import EMAIL_KINDS, KIND_WORDS, TRIGGERS, condition_field_choices
+from journeys.definition import (
+    CONDITION_FIELDS,
+    ConditionConfigIn,
+    FiltersIn,
+    event_name_problem,
+    plain_value,
+)
 from journeys.models import Journey, Step
-from journeys.schema import CONDITION_FIELDS, ConditionConfigIn, FiltersIn, event_name_problem, plain_value
 
 CENT = Decimal("0.01")
 UNITS = {"minutes": 60, "hours": 3600, "days": 86400, "weeks": 7 * 86400, "seconds": 1}

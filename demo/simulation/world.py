@@ -75,9 +75,9 @@ class World:
 
 
 def _journey(tenant: Tenant, spec: dict):
+    from journeys.definition import JourneyIn
     from journeys.io import journey_import
     from journeys.models import Journey, Step
-    from journeys.schema import JourneyIn
 
     journey = Journey.objects.for_tenant(tenant).filter(name=spec["name"]).first()
     if journey is None:

@@ -11,8 +11,9 @@ from django.http import Http404
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 
+from lifecycle.inputs import OUT_OF_RANGE
+
 from ..errors import ServiceError
-from ..schemas import OUT_OF_RANGE
 
 # Friendlier words for pydantic's error types.
 _MESSAGES = {

@@ -13,9 +13,10 @@ from typing import Any
 
 import pydantic
 
+from lifecycle.inputs import WEB_URL_MAX_LENGTH, NormalizedEmail, timestamp_window, web_url
+
 from .. import jsonbody
 from ..money import to_decimal
-from ..schemas import WEB_URL_MAX_LENGTH, NormalizedEmail, timestamp_window, web_url
 
 logger = logging.getLogger(__name__)
 

@@ -14,6 +14,8 @@ from typing import Any
 import pydantic
 from django.db import DataError, IntegrityError, transaction
 
+from lifecycle.inputs import RefundIn
+
 from .. import clock
 from ..api.errors import pydantic_fields
 from ..customers import customer_upsert
@@ -22,7 +24,6 @@ from ..locks import advisory_lock
 from ..models import Customer, Order, Product, StoreConnection, WebhookDelivery
 from ..orders import order_ingest, order_mark, order_placeholder, product_upsert
 from ..refunds import refund_record
-from ..schemas import RefundIn
 from . import shopify, woocommerce
 from .common import PayloadError, collecting_notes, parse_json_object
 

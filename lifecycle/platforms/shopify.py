@@ -12,8 +12,9 @@ from decimal import Decimal
 from typing import Any
 from urllib.parse import quote
 
+from lifecycle.inputs import CustomerIn, OrderIn, ProductIn, RefundIn
+
 from ..money import is_currency
-from ..schemas import CustomerIn, OrderIn, ProductIn, RefundIn
 from .common import (
     PayloadError,
     email_or_none,

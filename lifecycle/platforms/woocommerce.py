@@ -10,8 +10,9 @@ from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any
 from urllib.parse import urlsplit
 
+from lifecycle.inputs import CustomerIn, OrderIn, ProductIn, RefundIn
+
 from ..money import MONEY_DECIMAL_PLACES
-from ..schemas import CustomerIn, OrderIn, ProductIn, RefundIn
 from .common import (
     PayloadError,
     email_or_none,

@@ -7,8 +7,8 @@ import pytest
 from feedback.models import Survey, SurveyRequest
 from feedback.selectors import customer_latest_scores
 from feedback.services import answer_submit
+from journeys.enrollment import condition_holds
 from journeys.models import Delivery, Journey, Step
-from journeys.services import condition_holds
 from lifecycle import clock
 from lifecycle.models import Customer, Product
 

@@ -1,4 +1,4 @@
-"""Send tasks send in batches (journeys/services_send.py): the same states, gate and ledger as
+"""Send tasks send in batches (journeys/dispatch.py): the same states, gate and ledger as
 delivery_send, with a handful of statements per wave of rows instead of ten per email."""
 
 import datetime as dt
@@ -12,11 +12,11 @@ from django.core import mail
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from journeys import services_send
+from journeys import dispatch as services_send
+from journeys.dispatch import deliveries_send
 from journeys.models import Delivery, Enrollment, Journey
-from journeys.sending import esp_send, message_id_for
-from journeys.services import deliveries_claim, deliveries_reclaim
-from journeys.services_send import deliveries_send
+from journeys.rendering import esp_send, message_id_for
+from journeys.schedule import deliveries_claim, deliveries_reclaim
 from lifecycle import clock
 from lifecycle.models import Customer, Event
 from tests.factories import order_payload

@@ -6,10 +6,10 @@ import pytest
 import requests
 from django.core import mail
 
+from journeys.dispatch import deliveries_send, delivery_send
 from journeys.models import Delivery, Enrollment, Journey, Step
-from journeys.sending import delivery_token
-from journeys.services import deliveries_claim, deliveries_reclaim, delivery_send, quiet_hours_end
-from journeys.services_send import deliveries_send
+from journeys.rendering import delivery_token
+from journeys.schedule import deliveries_claim, deliveries_reclaim, quiet_hours_end
 from lifecycle import clock
 from lifecycle.models import Customer
 from tests.factories import order_payload
@@ -84,7 +84,7 @@ def test_handling_an_event_twice_enrolls_once(api, tenant):
     with clock.frozen(NOON):
         paid_order(api)
         process_events()
-    from journeys.services import journey_enroll
+    from journeys.enrollment import journey_enroll
     from lifecycle.models import Event
 
     event = Event.objects.for_tenant(tenant).get(type="order.paid")

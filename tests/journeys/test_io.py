@@ -11,11 +11,11 @@ from django.core import mail
 from django.core.management import ManagementUtility
 
 from journeys import api as journeys_api
+from journeys.definition import JourneyIn
 from journeys.io import journey_export, journey_import
 from journeys.models import Delivery, EmailTemplate, Enrollment, Journey, Step
-from journeys.schema import JourneyIn
-from journeys.sending import email_context
-from journeys.templating import SAMPLE_CONTEXT
+from journeys.rendering import email_context
+from journeys.template_checks import SAMPLE_CONTEXT
 from lifecycle import clock
 from lifecycle.api.errors import pydantic_fields
 from tests.factories import order_payload

@@ -11,11 +11,11 @@ from django.core.management import ManagementUtility
 from django.test import Client
 
 from feedback.models import SurveyRequest, SurveyResponse
+from journeys.definition import JourneyIn
+from journeys.enrollment import schedule_step
 from journeys.io import journey_export, journey_import, library_install, library_keys, library_load
 from journeys.models import Delivery, EmailTemplate, Enrollment, Journey, Step
-from journeys.schema import JourneyIn
-from journeys.sending import render_email
-from journeys.services import schedule_step
+from journeys.rendering import render_email
 from lifecycle import clock
 from lifecycle.errors import ServiceError
 from lifecycle.models import Order, Product

@@ -11,7 +11,7 @@ from django.core import mail
 from config.celery import app
 from journeys import builder
 from journeys.models import Delivery, EmailTemplate, Enrollment, Journey, Step
-from journeys.templating import template_problems
+from journeys.template_checks import template_problems
 from lifecycle import clock
 
 from .helpers import make_journey, process_events
@@ -136,7 +136,8 @@ def test_every_task_has_a_soft_and_a_hard_time_limit():
 def test_an_email_caught_by_the_tasks_soft_time_limit_is_retried_not_failed(api, tenant):
     from celery.exceptions import SoftTimeLimitExceeded
 
-    from journeys.services import deliveries_claim, delivery_send
+    from journeys.dispatch import delivery_send
+    from journeys.schedule import deliveries_claim
 
     make_journey(tenant, message_class="transactional", steps=[("PT0S", "Hi")])
     with clock.frozen(NOON):
@@ -157,7 +158,7 @@ def test_an_email_caught_by_the_tasks_soft_time_limit_is_retried_not_failed(api,
 
 def test_filters_that_multiply_text_stop_at_their_bound_while_rendering():
     from journeys.render_limits import RenderLimitExceeded
-    from journeys.sending import render_fragment
+    from journeys.rendering import render_fragment
 
     assert render_fragment('{{ names|join:", " }} {{ name|ljust:6 }}|', {"names": ["Ada", "<b>"], "name": "Ada"}) == (
         "Ada, &lt;b&gt; Ada   |")

@@ -5,9 +5,9 @@ from unittest import mock
 import pytest
 from django.template import TemplateSyntaxError
 
-from journeys import sending
+from journeys import rendering as sending
 from journeys.models import Delivery, EmailTemplate, Journey
-from journeys.sending import html_to_text, render_fragment
+from journeys.rendering import html_to_text, render_fragment
 from lifecycle.models import Tenant
 
 CONTEXT = {"first_name": "Ada", "order": {"number": "#1", "total": "12,00\xa0€"}}

@@ -373,7 +373,7 @@ def test_a_database_error_propagates_so_the_esp_retries(sent, tenant, monkeypatc
     def broken(**kwargs):
         raise DatabaseError("the connection went away")
 
-    monkeypatch.setattr("journeys.services_tracking.event_append", broken)
+    monkeypatch.setattr("journeys.engagement.event_append", broken)
     response = postmark(pm_bounce(sent), client=Client(raise_request_exception=False))
 
     assert response.status_code == 500

@@ -18,7 +18,7 @@ from django.urls import reverse
 
 from journeys import tracking
 from journeys.models import Delivery
-from journeys.sending import delivery_token
+from journeys.rendering import delivery_token
 from lifecycle import clock
 from lifecycle.models import Customer, Event
 from tests.factories import order_payload

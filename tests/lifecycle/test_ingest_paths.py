@@ -14,8 +14,8 @@ from django.test.utils import CaptureQueriesContext
 
 from lifecycle import aggregates, auth, orders, rows
 from lifecycle.api import replays
+from lifecycle.inputs import OrderIn
 from lifecycle.models import ApiKey, Customer, Event, Order, OrderLine
-from lifecycle.schemas import OrderIn
 from lifecycle.throttling import redis_client
 from tests.factories import order_payload
 

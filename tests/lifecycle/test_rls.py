@@ -389,7 +389,7 @@ SYSTEM_SCOPE_USES = {
     # Is a shop domain connected to any store already? (It names one store.)
     "lifecycle/tenants.py": 1,
     # An ESP's tracking webhook: the delivery is found by the ESP's message id.
-    "journeys/services_tracking.py": 1,
+    "journeys/engagement.py": 1,
     # Beat and worker code: the event sweep, the dispatcher's claim, reclaim (and a send task
     # queued before send tasks named their tenant), the deliverability check, the loyalty,
     # referral and feedback sweeps, the settling of the dashboards' outcome buckets (and its command).

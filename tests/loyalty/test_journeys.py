@@ -43,7 +43,7 @@ def test_award_step_awards_once_per_delivery_and_the_next_email_shows_points_and
     award = LedgerEntry.objects.for_tenant(tenant).get(source__startswith="delivery:")
     assert (award.amount, award.reason) == (25, "Thank-you bonus")
     # The award delivery is sent once: running the step again (a redelivered task) awards nothing.
-    from journeys.services import _award_points
+    from journeys.dispatch import _award_points
 
     first = Delivery.objects.for_tenant(tenant).get(step__position=1)
     Delivery.objects.for_tenant(tenant).filter(pk=first.pk).update(state=Delivery.State.SENDING)
@@ -74,7 +74,7 @@ def test_tier_reached_and_reward_unlocked_are_journey_triggers_and_conditions_re
     assert Event.objects.for_tenant(tenant).get(type="loyalty.reward_unlocked").data["cost"] == 50
     assert welcome.enrollments.count() == 1 and unlocked.enrollments.count() == 1
 
-    from journeys.services import condition_holds
+    from journeys.enrollment import condition_holds
 
     delivery = Delivery.objects.for_tenant(tenant).filter(journey=welcome).select_related("customer",
                                                                                            "enrollment").get()

@@ -25,9 +25,9 @@ def main(index: int, workdir: Path, limit: int) -> None:
     import django
 
     django.setup()
-    from journeys.sending import SendResult
-    from journeys.services import deliveries_claim_by_tenant
-    from journeys.services_send import deliveries_send
+    from journeys.dispatch import deliveries_send
+    from journeys.rendering import SendResult
+    from journeys.schedule import deliveries_claim_by_tenant
     from lifecycle.tenancy import system_scope, tenant_scope
 
     esp_log = (workdir / f"esp-{index}.log").open("a", buffering=1)

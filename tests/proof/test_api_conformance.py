@@ -32,7 +32,7 @@ EXAMPLES = int(os.environ.get("PROOF_CONFORMANCE_EXAMPLES", "10"))
 # Operations whose request body has rules the published schema does not state (yet), refused with a
 # 400 that names them: a journey's steps must form a path the engine can run; amounts are decimal
 # strings of at most 4 places below a maximum, currencies ISO 4217 codes, time zones IANA names (the
-# request models in lifecycle/schemas.py). For these, a schema-valid body may still get a 400; every
+# request models in lifecycle/inputs.py). For these, a schema-valid body may still get a 400; every
 # other check still holds, and the rules the schema does state are pinned by the tests below.
 BODY_RULES = ("POST /api/v1/journeys", "POST /api/v1/orders", "POST /api/v1/orders/bulk",
               "POST /api/v1/events", "POST /api/v1/orders/{external_id}/refunds")

@@ -17,8 +17,8 @@ from journeys.deliverability import (
     deliverability_status,
     marketing_resume,
 )
+from journeys.engagement import esp_event_record
 from journeys.models import Delivery
-from journeys.services_tracking import esp_event_record
 from journeys.tasks import check_deliverability
 from lifecycle import clock
 from lifecycle.models import Event, Tenant

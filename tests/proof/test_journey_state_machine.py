@@ -39,17 +39,17 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
+from journeys.dispatch import deliveries_send
+from journeys.engagement import esp_event_record
 from journeys.models import Delivery, EmailTemplate, Enrollment, Journey, Step
-from journeys.services import deliveries_claim_by_tenant
-from journeys.services_send import deliveries_send
-from journeys.services_tracking import esp_event_record
+from journeys.schedule import deliveries_claim_by_tenant
 from lifecycle import clock
 from lifecycle.customers import customer_erase, customer_unsubscribe
 from lifecycle.events import events_process_pending
+from lifecycle.inputs import OrderIn, RefundIn
 from lifecycle.models import Customer, Tenant
 from lifecycle.orders import order_ingest, order_mark
 from lifecycle.refunds import refund_record
-from lifecycle.schemas import OrderIn, RefundIn
 from lifecycle.tenancy import system_scope, tenant_scope
 
 pytestmark = pytest.mark.django_db

@@ -15,9 +15,9 @@ from feedback.services import answer_submit
 from journeys.models import Delivery, Enrollment
 from journeys.tasks import dispatch
 from lifecycle import clock
+from lifecycle.inputs import OrderIn
 from lifecycle.models import Customer, Event, Order
 from lifecycle.orders import order_ingest
-from lifecycle.schemas import OrderIn
 from tests.factories import order_payload
 from tests.feedback.helpers import feedback_journey, nps_survey, send_feedback_email
 from tests.journeys.helpers import at, make_journey, process_events

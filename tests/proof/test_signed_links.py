@@ -110,7 +110,7 @@ def links(api, tenant, other_api, other_tenant):
         tokens = {
             "unsubscribe": unsubscribe_url.split("/u/")[1],
             "survey": score_links(message)[9].split("/")[2],
-            # As journeys.sending and referrals.rendering make them for the same email.
+            # As journeys.rendering and referrals.rendering make them for the same email.
             "loyalty": make_token("loyalty", tenant_id=tenant.pk, customer_id=customer.pk, delivery_id=delivery_id),
             "referral": make_token("referral", tenant_id=tenant.pk, customer_id=customer.pk),
         }

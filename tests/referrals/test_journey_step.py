@@ -69,7 +69,7 @@ def test_without_an_active_program_the_step_is_skipped_with_the_reason(api, tena
 
 
 def test_journey_templates_may_name_the_referral_placeholders(api, tenant):
-    from journeys.templating import KIND_CONTEXT, _shape, template_problems
+    from journeys.template_checks import KIND_CONTEXT, _shape, template_problems
     from referrals.rendering import referral_invite_context
     from referrals.services import referral_code_ensure
 

@@ -5,10 +5,10 @@ import datetime as dt
 import pytest
 
 from lifecycle import clock
+from lifecycle.inputs import RefundIn
 from lifecycle.models import Event
 from lifecycle.orders import order_mark
 from lifecycle.refunds import refund_record
-from lifecycle.schemas import RefundIn
 from referrals.models import Click, Referral, Reward
 from referrals.services import referrals_release_due
 from tests.journeys.helpers import process_events

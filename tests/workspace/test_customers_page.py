@@ -13,8 +13,8 @@ from anymail.signals import AnymailTrackingEvent
 from django.urls import reverse
 
 from feedback.models import Survey, SurveyRequest, SurveyResponse
+from journeys.engagement import esp_event_record
 from journeys.models import Delivery, Enrollment
-from journeys.services_tracking import esp_event_record
 from lifecycle import clock
 from lifecycle.models import Customer, Event, Order
 from loyalty.models import Program as LoyaltyProgram

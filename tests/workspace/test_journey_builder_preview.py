@@ -241,7 +241,7 @@ def test_tests_are_limited_per_hour(as_marketer, marketer, tenant, review, monke
 def test_the_sample_context_has_the_shape_of_a_real_one(tenant, review, a_customer):
     """The sample customer's context must offer every placeholder a real customer's does."""
     from journeys.preview import _delivery, _sample_context
-    from journeys.sending import email_context
+    from journeys.rendering import email_context
 
     journey, step = review
     order = Order.objects.for_tenant(tenant).get(customer=a_customer)
@@ -254,7 +254,7 @@ def test_the_sample_context_has_the_shape_of_a_real_one(tenant, review, a_custom
     sample = _sample_context(tenant)
     # The review request is a survey step: its own names (survey, review_links …) come from the
     # survey sample, which the preview adds for that kind; the shared ones must match.
-    from journeys.templating import KIND_CONTEXT
+    from journeys.template_checks import KIND_CONTEXT
 
     assert set(shape(sample)) == set(shape(real)) - set(KIND_CONTEXT[step.kind])
     assert set(sample["order"]) == set(real["order"]) and set(sample["customer"]) == set(real["customer"])

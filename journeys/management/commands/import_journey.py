@@ -6,8 +6,8 @@ from pathlib import Path
 import pydantic
 from django.core.management.base import BaseCommand, CommandError
 
+from journeys.definition import JourneyIn
 from journeys.io import journey_import
-from journeys.schema import JourneyIn
 from lifecycle.api.errors import pydantic_fields
 from lifecycle.errors import ServiceError
 

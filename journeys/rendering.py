@@ -171,7 +171,7 @@ class RenderedEmail:
 
 def delivery_token(tenant_id: int, delivery_id: int, *, secret: str | None = None) -> str:
     """An HMAC (keyed by SECRET_KEY) over tenant and delivery: in our Message-ID and the ESP metadata, so a
-    tracking event names a delivery only if it carries what we sent (journeys/services_tracking.py)."""
+    tracking event names a delivery only if it carries what we sent (journeys/engagement.py)."""
     return salted_hmac("journeys.delivery-token", f"{tenant_id}.{delivery_id}", secret=secret,
                        algorithm="sha256").hexdigest()[:24]
 

@@ -21,41 +21,33 @@ While a wave's emails are with the ESP, the next wave is prepared (steps 1-3), s
 waves are 'sending' per worker process. A worker that dies leaves those rows 'sending' until
 their lease expires: `deliveries_reclaim` retries them when the ESP honours our idempotency key
 (the deterministic Message-ID), and marks them `ambiguous` otherwise. The wave bounds how many rows
-one crash can make ambiguous; none of them is ever resent silently or lost.
-"""
+one crash can make ambiguous; none of them is ever resent silently or lost."""
 
 import collections
 import contextvars
 import dataclasses
 import datetime as dt
 import json
+import logging
 import queue
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
+from typing import Any
 
 from anymail.message import AnymailMessage
 from django.conf import settings
 from django.core.mail import get_connection
 from django.db import connection, connections, transaction
+from django.db.models import F
 
 from lifecycle import clock
 from lifecycle.models import Tenant
 
+from .enrollment import delivery_advance, delivery_history, enrollment_exit, fall_through, step_delivery
 from .models import Delivery, Enrollment, Journey, Step
-from .sending import SendResult, build_message, esp_send, render_emails
-from .services import (
-    delivery_begin_sending,
-    delivery_finish,
-    delivery_settle,
-    esp_honours_idempotency,
-    fall_through,
-    gate_decisions,
-    record_failure,
-    send_lease,
-    skip_before_sending,
-    step_delivery,
-)
+from .rendering import SendResult, build_message, esp_send, render_emails
+from .schedule import GateDecision, esp_honours_idempotency, gate_check, gate_decisions, send_lease
 
 # Rows per wave: one claimed → sending UPDATE, one load, one gate read, one recording transaction.
 # Big enough that those statements cost little per email (~0.1 ms at 25); small because a worker
@@ -321,3 +313,170 @@ class _EspPool:
         for thread in self.threads:
             thread.join()
 
+
+logger = logging.getLogger(__name__)
+
+
+# Transient ESP errors (timeouts, 5xx, 429): retried with backoff up to this many attempts.
+MAX_SEND_ATTEMPTS = 6
+
+
+def delivery_begin_sending(delivery_id: int, now: dt.datetime) -> bool:
+    return bool(Delivery.all_tenants.filter(pk=delivery_id, state=Delivery.State.CLAIMED).update(
+        state=Delivery.State.SENDING, lease_until=now + send_lease(), attempts=F("attempts") + 1, updated_at=now))
+
+
+def delivery_finish(delivery: Delivery, now: dt.datetime, **fields: Any) -> bool:
+    state = fields["state"]
+    fields.setdefault("reason", "")
+    fields["history"] = delivery_history(delivery, state, fields["reason"], now)
+    return bool(Delivery.objects.for_tenant(delivery.tenant_id).filter(
+        pk=delivery.pk, state=Delivery.State.SENDING).update(lease_until=None, updated_at=now, **fields))
+
+
+def delivery_send(*, delivery_id: int, send_email=None) -> str:
+    """Send one claimed delivery, at most once. Returns the final state (or "" when not ours).
+
+    claimed → sending is a conditional UPDATE: a duplicate task finds the row already taken
+    and does nothing. The gate decides skip / defer / send; the email goes out outside any
+    transaction, then the row is marked sent with the ESP's id and the next step is written.
+    (Send tasks send in batches: journeys/dispatch.py.)
+    """
+    now = clock.now()
+    if not delivery_begin_sending(delivery_id, now):
+        return ""
+    delivery = (Delivery.all_tenants.select_related("customer__tenant", "enrollment__order", "step__template",
+                                                    "journey").get(pk=delivery_id))
+    return delivery_settle(delivery, gate_check(delivery, now), now, send_email=send_email)
+
+
+def delivery_settle(delivery: Delivery, decision: GateDecision, now: dt.datetime, *, send_email=None) -> str:
+    """Act on the gate's decision for a delivery this worker holds in 'sending': skip, defer, exit,
+    evaluate a branch, award points, or send its email now. Returns the final state."""
+    from .rendering import send_delivery_email
+
+    send_email = send_email or send_delivery_email
+    if decision.action == "exit":
+        enrollment_exit(enrollment=delivery.enrollment, reason=decision.reason)
+        delivery_finish(delivery, now, state=Delivery.State.SKIPPED, reason=decision.reason)
+        return Delivery.State.SKIPPED
+    if decision.action == "defer":
+        delivery_finish(delivery, now, state=Delivery.State.DEFERRED, reason=decision.reason, due_at=decision.until)
+        return Delivery.State.DEFERRED
+    if decision.action == "skip":
+        with transaction.atomic():
+            delivery_finish(delivery, now, state=Delivery.State.SKIPPED, reason=decision.reason)
+            if delivery.enrollment.state == Enrollment.State.ACTIVE:
+                delivery_advance(delivery, now)
+        return Delivery.State.SKIPPED
+    if delivery.step.kind in (Step.Kind.CONDITION, Step.Kind.AB_SPLIT):
+        with transaction.atomic():
+            delivery_finish(delivery, now, state=Delivery.State.SENT, reason="branch evaluated", sent_at=now)
+            delivery_advance(delivery, now)
+        return Delivery.State.SENT
+    if delivery.step.kind == Step.Kind.AWARD_POINTS:
+        return _award_points(delivery, now)
+    reason = skip_before_sending(delivery)
+    if reason:
+        with transaction.atomic():
+            delivery_finish(delivery, now, state=Delivery.State.SKIPPED, reason=reason)
+            delivery_advance(delivery, now)
+        return Delivery.State.SKIPPED
+    try:
+        result = send_email(delivery)
+    except Exception as exc:  # noqa: BLE001 - every failure is recorded on the row
+        return record_failure(delivery, exc, now)
+    with transaction.atomic():
+        delivery_finish(delivery, clock.now(), state=Delivery.State.SENT, sent_at=clock.now(),
+                message_id=result.message_id, esp_message_id=result.esp_message_id or result.message_id)
+        delivery_advance(delivery, clock.now())
+    return Delivery.State.SENT
+
+
+def skip_before_sending(delivery: Delivery) -> str:
+    """Why a step that passed the gate has no email to send after all ("" when it has one). A feedback
+    request writes its survey requests and a referral invite its code here, once per delivery."""
+    sends_email = delivery.step.kind in (Step.Kind.EMAIL, Step.Kind.FEEDBACK_REQUEST, Step.Kind.REFERRAL_INVITE)
+    return (f"step kind '{delivery.step.kind}' has nothing to send yet" if not sends_email
+            else "the step has no email template" if delivery.step.template_id is None
+            else _feedback_requests(delivery) if delivery.step.kind == Step.Kind.FEEDBACK_REQUEST
+            else _referral_invite(delivery) if delivery.step.kind == Step.Kind.REFERRAL_INVITE else "")
+
+
+def _award_points(delivery: Delivery, now: dt.datetime) -> str:
+    """An award_points step, config {"points": 50, "reason": "…"}: once per delivery (the ledger's
+    source is the delivery), then the journey moves on."""
+    from lifecycle.errors import ServiceError
+    from loyalty.services import points_award
+
+    config = delivery.step.config or {}
+    points = config.get("points")
+    reason = ("" if isinstance(points, int) and not isinstance(points, bool) and points > 0
+              else 'the award step needs a whole number of points: config {"points": 50}')
+    with transaction.atomic():
+        if not reason:
+            try:
+                points_award(tenant=delivery.customer.tenant, customer=delivery.customer, points=points,
+                             source=f"delivery:{delivery.pk}", reason=str(config.get("reason") or delivery.journey.name))
+            except ServiceError as exc:
+                reason = f"loyalty: {exc.message}"
+        state = Delivery.State.SKIPPED if reason else Delivery.State.SENT
+        # No sent_at: nothing was emailed, so the frequency cap does not count it.
+        delivery_finish(delivery, now, state=state, reason=reason or f"awarded {points} points")
+        delivery_advance(delivery, now)
+    return state
+
+
+def _feedback_requests(delivery: Delivery) -> str:
+    """Write the survey requests a feedback step's email links to (idempotent per delivery).
+    Returns why there is nothing to ask, or ""."""
+    from feedback.selectors import survey_for_config
+    from feedback.services import survey_request_for_delivery
+    from lifecycle.errors import ServiceError
+
+    survey = survey_for_config(tenant=delivery.tenant_id, config=delivery.step.config or {})
+    if survey is None:
+        return 'the feedback step names no survey: set config {"survey": "<key>"} or {"survey_id": <id>}'
+    try:
+        survey_request_for_delivery(delivery_id=delivery.pk, tenant=delivery.customer.tenant,
+                                    customer=delivery.customer, order=delivery.enrollment.order, survey=survey,
+                                    journey_id=delivery.journey_id)
+    except ServiceError as exc:
+        return f"feedback: {exc.message}"
+    return ""
+
+
+def _referral_invite(delivery: Delivery) -> str:
+    """Give the customer their referral code and count the invite (idempotent per delivery).
+    Returns why there is nothing to invite to, or ""."""
+    from referrals.services import invite_record
+
+    if invite_record(tenant=delivery.customer.tenant, customer=delivery.customer, delivery_id=delivery.pk) is None:
+        return "the store has no active referral program"
+    return ""
+
+
+def _is_transient(exc: Exception) -> bool:
+    from anymail.exceptions import AnymailAPIError, AnymailRecipientsRefused
+    from celery.exceptions import SoftTimeLimitExceeded
+
+    if isinstance(exc, SoftTimeLimitExceeded):
+        return True  # the task ran out of time around this email, which is not the email's fault
+    if isinstance(exc, AnymailRecipientsRefused):
+        return False
+    if isinstance(exc, AnymailAPIError):
+        status = getattr(exc, "status_code", None)
+        return status is None or status == 429 or status >= 500
+    return isinstance(exc, ConnectionError | TimeoutError | OSError)
+
+
+def record_failure(delivery: Delivery, exc: Exception, now: dt.datetime) -> str:
+    attempts = delivery.attempts  # already counts this attempt (delivery_begin_sending)
+    reason = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:300]
+    if _is_transient(exc) and attempts < MAX_SEND_ATTEMPTS:
+        backoff = dt.timedelta(seconds=min(3600, 30 * 2 ** (attempts - 1)))
+        delivery_finish(delivery, now, state=Delivery.State.PENDING, reason=f"retrying: {reason}", due_at=now + backoff)
+        return Delivery.State.PENDING
+    logger.warning("delivery %s failed: %s", delivery.pk, reason)
+    delivery_finish(delivery, now, state=Delivery.State.FAILED, reason=reason)
+    return Delivery.State.FAILED

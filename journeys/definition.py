@@ -28,10 +28,10 @@ from pydantic import (
 )
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
-from lifecycle.schemas import EVENT_TYPE_PATTERN, Money
+from lifecycle.inputs import EVENT_TYPE_PATTERN, Money
 
 from .durations import format_duration, parse_duration
-from .templating import syntax_problem, template_problems
+from .template_checks import syntax_problem, template_problems
 
 TriggerIn = Literal["order_paid", "first_order", "repeat_order", "order_delivered", "order_refunded",
                     "feedback_negative", "feedback_positive", "custom"]
@@ -67,7 +67,7 @@ PLATFORM_EVENTS = {
     "customer.created", "customer.unsubscribed", "customer.suppressed", "customer.erased",
 }
 CLOSED_EVENT_PREFIXES = ("order.", "customer.")
-# What a condition step may test (journeys.services.condition_holds), and the type of its value.
+# What a condition step may test (journeys.enrollment.condition_holds), and the type of its value.
 # latest_*: the customer's newest final survey score of that kind (feedback app); points_balance and
 # tier: the customer's available loyalty points and tier name ("" without one) when the step runs.
 CONDITION_FIELDS = {"order_count": "int", "total_spent": "money", "marketing_consent": "bool", "locale": "str",

@@ -32,7 +32,7 @@ from lifecycle.tenancy import system_scope, tenant_scope
 from lifecycle.timeline import event_append
 
 from .models import Delivery
-from .sending import delivery_token
+from .rendering import delivery_token
 
 logger = logging.getLogger(__name__)
 
@@ -57,7 +57,7 @@ SOFT_BOUNCE_TYPES = {"SoftBounce"}
 # The ESP refused to send: why → our suppression reason (shown as "address suppressed (…)").
 REJECT_SUPPRESSION = {"bounced": "bounce", "invalid": "invalid address", "spam": "complaint",
                       "unsubscribed": "unsubscribed"}
-# Our own deterministic Message-ID (journeys.sending.message_id_for) names tenant and delivery, with
+# Our own deterministic Message-ID (journeys.rendering.message_id_for) names tenant and delivery, with
 # an HMAC over both; some ESPs report it without its angle brackets. One without the HMAC (sent
 # before it was added) matches too, and then fails verification: it was guessable.
 OWN_MESSAGE_ID = re.compile(r"^<?journey\.(?P<tenant>\d{1,18})\.(?P<delivery>\d{1,18})(?:\.(?P<token>[0-9a-f]+))?@[^<>\s]+>?$")
@@ -120,7 +120,7 @@ def _meta_int(metadata: dict[str, Any], key: str) -> int | None:
 
 
 def _token_valid(tenant_id: int, delivery_id: int, token: str) -> bool:
-    """Our HMAC over tenant and delivery (journeys.sending.delivery_token), under SECRET_KEY or a fallback."""
+    """Our HMAC over tenant and delivery (journeys.rendering.delivery_token), under SECRET_KEY or a fallback."""
     keys = [settings.SECRET_KEY, *getattr(settings, "SECRET_KEY_FALLBACKS", [])]
     return any(constant_time_compare(token, delivery_token(tenant_id, delivery_id, secret=key)) for key in keys)
 

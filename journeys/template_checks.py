@@ -1,7 +1,7 @@
 """Checks a marketer's template before it is saved, so mistakes show up on import, not at send time.
 
 Four checks, each with a message a person can act on:
-- it compiles in the sandbox engine that sends it (journeys.sending.sandbox());
+- it compiles in the sandbox engine that sends it (journeys.rendering.sandbox());
 - every {{ placeholder }} names something the email context has (a misspelt one would
   render as nothing, silently). A name the context does not have yet may appear inside an
   `{% if name %}` block — that is how a template prepares for a link a later feature adds:
@@ -28,9 +28,9 @@ from .render_limits import (
     bounded_context,
     width_problem,
 )
-from .sending import sandbox
+from .rendering import sandbox
 
-# The shape of journeys.sending.email_context(), with sample values. A test keeps the two in step.
+# The shape of journeys.rendering.email_context(), with sample values. A test keeps the two in step.
 SAMPLE_CONTEXT: dict[str, Any] = {
     "first_name": "Ada",
     "customer": {"first_name": "Ada", "last_name": "Lovelace", "email": "ada@example.com", "order_count": 1},

@@ -1,0 +1,398 @@
+"""Enrollments and their path through a journey's steps: who enters (trigger, entry filters, holdout), who
+leaves (exits, released waits), and which step comes next.
+
+Called by the event sweep (lifecycle/events.py) for each event, in the event's tenant scope. Idempotent per
+event: an enrollment is unique per (journey, customer, trigger) and a delivery per (enrollment, step)."""
+
+import dataclasses
+import datetime as dt
+import hashlib
+import random
+from collections.abc import Sequence
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from django.db import IntegrityError, transaction
+from django.db.models import Q
+
+from lifecycle import clock
+from lifecycle.locks import advisory_lock
+from lifecycle.models import Customer, Event, Order
+
+from .models import Delivery, Enrollment, Journey, Step
+
+TRIGGER_EVENTS = {
+    Journey.Trigger.ORDER_PAID: "order.paid",
+    Journey.Trigger.FIRST_ORDER: "order.paid",
+    Journey.Trigger.REPEAT_ORDER: "order.paid",
+    Journey.Trigger.ORDER_DELIVERED: "order.delivered",
+    Journey.Trigger.ORDER_REFUNDED: "order.refunded",
+    Journey.Trigger.FEEDBACK_NEGATIVE: "feedback.negative",
+    Journey.Trigger.FEEDBACK_POSITIVE: "feedback.positive",
+}
+
+
+# Exit events that concern the enrollment's own order, and those that mean "another order".
+ORDER_SCOPED_EXITS = {"order.refunded", "order.cancelled", "order.delivered", "order.fulfilled"}
+
+
+ANOTHER_ORDER_EXITS = {"order.placed", "order.paid"}
+
+
+ANCHOR_EVENTS = {"paid_at": "order.paid", "fulfilled_at": "order.fulfilled", "delivered_at": "order.delivered"}
+
+
+# An anchor that has not happened within this long (no delivery scan, say) lets the step go.
+DEFAULT_ANCHOR_WAIT_MAX = dt.timedelta(days=30)
+
+
+def delivery_history(delivery: Delivery, state: str, reason: str, now: dt.datetime) -> list[dict[str, str]]:
+    return [*delivery.history, {"at": now.isoformat(), "state": state, "reason": reason}]
+
+
+def on_event(event: Event) -> None:
+    """settings.EVENT_HANDLERS entry: release waits, apply exits, enroll. Idempotent per event."""
+    if event.backfill or event.customer_id is None:
+        return
+    _release_waits(event)
+    _apply_exits(event)
+    for journey in _journeys_triggered_by(event):
+        journey_enroll(journey=journey, event=event)
+
+
+def _journeys_triggered_by(event: Event) -> list[Journey]:
+    triggers = [t for t, etype in TRIGGER_EVENTS.items() if etype == event.type]
+    journeys = Journey.objects.for_tenant(event.tenant_id).filter(status=Journey.Status.ACTIVE)
+    return list(journeys.filter(Q(trigger__in=triggers) | Q(trigger=Journey.Trigger.CUSTOM,
+                                                            custom_event_type=event.type)).order_by("-priority", "pk"))
+
+
+def _release_waits(event: Event) -> None:
+    """Deliveries waiting for this event (an anchor such as delivered_at, or 'until event X')."""
+    now = clock.now()
+    waiting = Delivery.objects.for_tenant(event.tenant_id).filter(
+        customer_id=event.customer_id, state__in=[Delivery.State.WAITING, Delivery.State.PENDING],
+        waiting_for=event.type, enrollment__state=Enrollment.State.ACTIVE,
+    ).select_related("step", "enrollment")
+    for delivery in waiting:
+        enrollment = delivery.enrollment
+        if event.type in ANCHOR_EVENTS.values() and event.order_id != enrollment.order_id:
+            continue
+        if delivery.step.wait_kind == Step.WaitKind.AFTER_ANCHOR:
+            due = event.occurred_at + delivery.step.wait
+        else:
+            due = now
+        Delivery.objects.for_tenant(event.tenant_id).filter(pk=delivery.pk, state=delivery.state).update(
+            state=Delivery.State.PENDING, due_at=due, waiting_for="", wait_deadline=None,
+            history=delivery_history(delivery, "pending", f"{event.type} happened", now))
+
+
+def exit_reason(journey: Journey, enrollment: Enrollment, event: Event) -> str | None:
+    if event.type not in journey.exit_events:
+        return None
+    if event.type in ORDER_SCOPED_EXITS and event.order_id != enrollment.order_id:
+        return None
+    if event.type in ANOTHER_ORDER_EXITS and (event.order_id is None or event.order_id == enrollment.order_id):
+        return None
+    if event.occurred_at < enrollment.enrolled_at and event.type in ANOTHER_ORDER_EXITS:
+        return None
+    return f"exit: {event.type}"
+
+
+def _apply_exits(event: Event) -> None:
+    active = Enrollment.objects.for_tenant(event.tenant_id).filter(
+        customer_id=event.customer_id, state=Enrollment.State.ACTIVE).select_related("journey")
+    for enrollment in active:
+        reason = exit_reason(enrollment.journey, enrollment, event)
+        if reason:
+            enrollment_exit(enrollment=enrollment, reason=reason)
+
+
+def enrollment_exit(*, enrollment: Enrollment, reason: str) -> bool:
+    """End an active enrollment; its waiting and due deliveries are skipped with the reason."""
+    now = clock.now()
+    with transaction.atomic():
+        ended = Enrollment.objects.for_tenant(enrollment.tenant_id).filter(
+            pk=enrollment.pk, state=Enrollment.State.ACTIVE).update(state=Enrollment.State.EXITED, reason=reason,
+                                                                    ended_at=now)
+        if not ended:
+            return False
+        open_rows = Delivery.objects.for_tenant(enrollment.tenant_id).filter(
+            enrollment=enrollment, state__in=[Delivery.State.WAITING, *Delivery.CLAIMABLE])
+        for delivery in open_rows:
+            Delivery.objects.for_tenant(enrollment.tenant_id).filter(pk=delivery.pk, state=delivery.state).update(
+                state=Delivery.State.SKIPPED, reason=reason, updated_at=now,
+                history=delivery_history(delivery, "skipped", reason, now))
+    return True
+
+
+def as_decimal(value: Any) -> Decimal | None:
+    try:
+        return Decimal(str(value))
+    except (InvalidOperation, ValueError):
+        return None
+
+
+def journey_filter_reason(journey: Journey, customer: Customer, order: Order | None) -> str | None:
+    """Why this customer/order does not match the journey's filters, or None when it does."""
+    f = journey.filters or {}
+    if journey.trigger in (Journey.Trigger.FIRST_ORDER, Journey.Trigger.REPEAT_ORDER) and order is not None:
+        earlier = Order.objects.for_tenant(journey.tenant_id).filter(
+            customer=customer, paid_at__isnull=False, paid_at__lt=order.paid_at).exclude(pk=order.pk).exists()
+        if journey.trigger == Journey.Trigger.FIRST_ORDER and earlier:
+            return "filter: not the customer's first order"
+        if journey.trigger == Journey.Trigger.REPEAT_ORDER and not earlier:
+            return "filter: not a repeat order"
+    if order is not None:
+        low, high = as_decimal(f.get("min_total")), as_decimal(f.get("max_total"))
+        if low is not None and order.total < low:
+            return f"filter: order total {order.total:.2f} is below {low}"
+        if high is not None and order.total > high:
+            return f"filter: order total {order.total:.2f} is above {high}"
+        if f.get("skus") or f.get("product_ids"):
+            lines = order.lines.all()
+            skus = {line.sku for line in lines}
+            products = {line.product_external_id for line in lines}
+            if not (skus & set(f.get("skus") or []) or products & set(f.get("product_ids") or [])):
+                return "filter: the order has none of the chosen products"
+    if f.get("min_order_count") is not None and customer.order_count < int(f["min_order_count"]):
+        return f"filter: {customer.order_count} orders, fewer than {f['min_order_count']}"
+    if f.get("max_order_count") is not None and customer.order_count > int(f["max_order_count"]):
+        return f"filter: {customer.order_count} orders, more than {f['max_order_count']}"
+    locales = f.get("locales") or []
+    if locales and (customer.locale or "").split("-")[0] not in {loc.split("-")[0] for loc in locales}:
+        return f"filter: locale {customer.locale or 'unknown'} is not one of {', '.join(locales)}"
+    if f.get("consent") == "required" and customer.marketing_consent is not True:
+        return "filter: no marketing consent"
+    return None
+
+
+def _entry_reason(journey: Journey, customer: Customer, order: Order | None, now: dt.datetime) -> str | None:
+    previous = Enrollment.objects.for_tenant(journey.tenant_id).filter(journey=journey, customer=customer).exclude(
+        state=Enrollment.State.REJECTED)
+    policy = journey.entry_policy
+    if policy == Journey.EntryPolicy.ONCE_PER_CUSTOMER and previous.exists():
+        return "entry: already went through this journey (once per customer)"
+    if policy == Journey.EntryPolicy.ONCE_PER_ORDER and order is not None and previous.filter(order=order).exists():
+        return "entry: already enrolled for this order"
+    if policy == Journey.EntryPolicy.COOLDOWN:
+        cooldown = journey.cooldown or dt.timedelta(0)
+        if previous.filter(enrolled_at__gt=now - cooldown).exists():
+            return f"entry: enrolled less than {cooldown.days} days ago (cooldown)"
+    return None
+
+
+def in_holdout(journey: Journey, customer_id: int) -> bool:
+    """Deterministic: the same customer is always in or out of a journey's holdout group."""
+    if journey.holdout_percent <= 0:
+        return False
+    digest = hashlib.sha256(f"holdout:{journey.pk}:{customer_id}".encode()).digest()
+    return int.from_bytes(digest[:4], "big") % 100 < journey.holdout_percent
+
+
+def journey_enroll(*, journey: Journey, event: Event) -> Enrollment | None:
+    """Decide whether the event's customer enters the journey, and record the decision.
+
+    One decision per (journey, event), enforced by a unique constraint: handling the same
+    event again returns the first decision. Locks (journey, customer) for the transaction.
+    """
+    customer, order = event.customer, event.order
+    now = clock.now()
+    try:
+        with transaction.atomic():
+            advisory_lock(journey.tenant_id, f"journey:{journey.pk}", str(customer.pk))
+            existing = Enrollment.objects.for_tenant(journey.tenant_id).filter(journey=journey,
+                                                                                 trigger_event=event).first()
+            if existing:
+                return existing
+            reason = journey_filter_reason(journey, customer, order) or _entry_reason(journey, customer, order, now)
+            base = {"tenant_id": journey.tenant_id, "journey": journey, "customer": customer, "order": order,
+                    "trigger_event": event, "enrolled_at": now}
+            enrollments = Enrollment.objects.for_tenant(journey.tenant_id)
+            if reason:
+                return enrollments.create(**base, state=Enrollment.State.REJECTED, reason=reason, ended_at=now)
+            if in_holdout(journey, customer.pk):
+                return enrollments.create(**base, state=Enrollment.State.HOLDOUT, ended_at=now,
+                                          reason=f"holdout group ({journey.holdout_percent}%): measured, not messaged")
+            if journey.replace_running:
+                for running in enrollments.filter(journey=journey, customer=customer, state=Enrollment.State.ACTIVE):
+                    enrollment_exit(enrollment=running, reason="replaced: a newer order started this journey again")
+            enrollment = enrollments.create(**base, state=Enrollment.State.ACTIVE)
+            first = journey.steps.order_by("position").first()
+            if first is None:
+                Enrollment.objects.for_tenant(journey.tenant_id).filter(pk=enrollment.pk).update(
+                    state=Enrollment.State.COMPLETED, ended_at=now, reason="the journey has no steps")
+            else:
+                schedule_step(enrollment=enrollment, step=first, previous_at=now)
+            return enrollment
+    except IntegrityError:
+        # A concurrent handler of the same event decided first.
+        return Enrollment.objects.for_tenant(journey.tenant_id).filter(journey=journey, trigger_event=event).first()
+
+
+def schedule_step(*, enrollment: Enrollment, step: Step, previous_at: dt.datetime) -> Delivery:
+    """Write the Delivery row for a step: due at a time, or waiting for an anchor or an event."""
+    row = step_delivery(enrollment=enrollment, step=step, previous_at=previous_at)
+    row.save()
+    return row
+
+
+def step_delivery(*, enrollment: Enrollment, step: Step, previous_at: dt.datetime) -> Delivery:
+    """The unsaved Delivery row `schedule_step` writes (a batch writes many with one INSERT)."""
+    now = clock.now()
+    journey = enrollment.journey
+    row = Delivery(
+        tenant_id=enrollment.tenant_id, enrollment=enrollment, step=step, journey=journey,
+        customer_id=enrollment.customer_id, message_class=journey.message_class, priority=journey.priority,
+    )
+    if step.wait_kind == Step.WaitKind.AFTER_ANCHOR and step.anchor:
+        anchor_at = enrollment.enrolled_at if step.anchor == Step.Anchor.ENROLLED else (
+            getattr(enrollment.order, step.anchor) if enrollment.order else None)
+        if anchor_at is not None:
+            row.due_at = anchor_at + step.wait
+        else:
+            row.state = Delivery.State.WAITING
+            row.waiting_for = ANCHOR_EVENTS.get(step.anchor, "")
+            row.wait_deadline = now + (step.wait_max or DEFAULT_ANCHOR_WAIT_MAX)
+            row.reason = f"waiting for {step.anchor.removesuffix('_at')}"
+    elif step.wait_kind == Step.WaitKind.UNTIL_EVENT and step.wait_event:
+        happened = Event.objects.for_tenant(enrollment.tenant_id).filter(
+            customer_id=enrollment.customer_id, type=step.wait_event, occurred_at__gte=enrollment.enrolled_at).exists()
+        # "until X, at most N": due at the limit unless X comes first (then _release_waits moves it).
+        row.due_at = now if happened else previous_at + (step.wait_max or step.wait)
+        row.waiting_for = "" if happened else step.wait_event
+    else:
+        row.due_at = previous_at + step.wait
+    return row
+
+
+@dataclasses.dataclass(frozen=True)
+class Arm:
+    """One arm of an A/B split: the steps at positions [start, end) (end None: to the journey's end).
+    A customer in it who runs past its last step goes on at `join` (None: the journey ends)."""
+
+    split: int
+    start: int
+    end: int | None
+    join: int | None
+
+    def __contains__(self, position: int) -> bool:
+        return self.start <= position and (self.end is None or position < self.end)
+
+
+def split_join(split: Any, positions: Sequence[int]) -> int | None:
+    """Where an A/B split's arms meet again: its config's "then", else the step after its last arm's
+    first step (each arm is then one step, as the builder lays a split out), else nowhere."""
+    config = split.config or {}
+    if isinstance(config.get("then"), int) and not isinstance(config.get("then"), bool):
+        return config["then"]
+    starts = [v.get("step") for v in config.get("variants") or [] if isinstance(v, dict)]
+    starts = [s for s in starts if isinstance(s, int)]
+    if not starts:
+        return None
+    return next((p for p in sorted(positions) if p > max(starts)), None)
+
+
+def split_arms(steps: Sequence[Any]) -> list[Arm]:
+    """Every A/B split's arms. Arm i runs from its first step up to the next arm's first step; the
+    last arm up to the split's join (or to the journey's end when nothing comes after it)."""
+    positions = [s.position for s in steps]
+    arms = []
+    for split in steps:
+        if split.kind != Step.Kind.AB_SPLIT:
+            continue
+        config = split.config or {}
+        starts = sorted({v.get("step") for v in config.get("variants") or []
+                         if isinstance(v, dict) and isinstance(v.get("step"), int) and v["step"] > split.position})
+        join = split_join(split, positions)
+        for i, start in enumerate(starts):
+            end = starts[i + 1] if i + 1 < len(starts) else (join if join is not None and join > start else None)
+            arms.append(Arm(split=split.position, start=start, end=end, join=join))
+    return arms
+
+
+def fall_through(steps: Sequence[Any], position: int) -> int | None:
+    """The position a step that does not branch leads to: the next step, except that a customer never
+    runs from one A/B arm into another: past the end of their arm they go on where the split's arms
+    meet again, or the journey ends. `steps`: the journey's steps (anything with position, kind and
+    config), for the engine and the builder's timeline alike."""
+    target = next((s.position for s in sorted(steps, key=lambda s: s.position) if s.position > position), None)
+    arms = split_arms(steps)
+    for _ in range(len(arms) + 1):
+        if target is None:
+            return None
+        leaving = [arm for arm in arms if position in arm and target not in arm and target != arm.join]
+        if not leaving:
+            return target
+        target = max(leaving, key=lambda arm: (arm.split, arm.start)).join  # the innermost arm first
+    return target
+
+
+def ab_pick(step: Step, customer_id: int) -> dict[str, Any] | None:
+    """The variant of an A/B split a customer gets: the same one every time (seeded by step and customer)."""
+    variants = (step.config or {}).get("variants") or []
+    if not variants:
+        return None
+    rng = random.Random(f"ab:{step.pk}:{customer_id}")  # noqa: S311 - assignment, not security
+    return rng.choices(variants, weights=[v.get("weight", 1) for v in variants])[0]
+
+
+def next_step(delivery: Delivery) -> Step | None:
+    step = delivery.step
+    steps = list(Step.objects.for_tenant(delivery.tenant_id).filter(journey_id=delivery.journey_id)
+                 .order_by("position"))
+    by_position = {s.position: s for s in steps}
+    if step.kind == Step.Kind.CONDITION:
+        target = step.config.get("then" if condition_holds(step.config, delivery) else "else")
+        return by_position.get(target) if target is not None else None
+    if step.kind == Step.Kind.AB_SPLIT:
+        pick = ab_pick(step, delivery.customer_id)
+        if pick is not None:
+            return by_position.get(pick.get("step"))
+    target = fall_through(steps, step.position)
+    return by_position.get(target) if target is not None else None
+
+
+def condition_holds(config: dict[str, Any], delivery: Delivery) -> bool:
+    """A yes/no split on a customer fact: {"field": "order_count", "op": ">=", "value": 2}."""
+    customer = delivery.customer
+    customer.refresh_from_db(fields=["order_count", "total_spent", "marketing_consent", "locale", "last_order_at"])
+    facts: dict[str, Any] = {
+        "order_count": customer.order_count,
+        "total_spent": customer.total_spent,
+        "marketing_consent": customer.marketing_consent,
+        "locale": customer.locale,
+        "ordered_since_enrollment": bool(customer.last_order_at and customer.last_order_at > delivery.enrollment.enrolled_at),
+    }
+    if str(config.get("field", "")).startswith("latest_"):
+        from feedback.selectors import customer_latest_scores
+
+        latest = customer_latest_scores(tenant=delivery.tenant_id, customer_id=customer.pk)
+        facts.update({f"latest_{kind}": score for kind, score in latest.items()})
+    if config.get("field") in ("points_balance", "tier"):
+        from loyalty.selectors import customer_points
+
+        facts["points_balance"], facts["tier"] = customer_points(tenant=delivery.tenant_id, customer_id=customer.pk)
+    left, right, op = facts.get(config.get("field", "")), config.get("value"), config.get("op", "==")
+    if isinstance(left, Decimal):
+        right = as_decimal(right)
+    try:
+        return {"==": left == right, "!=": left != right, ">": left > right, ">=": left >= right,
+                "<": left < right, "<=": left <= right}[op]
+    except (TypeError, KeyError):
+        return False
+
+
+def delivery_advance(delivery: Delivery, now: dt.datetime) -> None:
+    """Write the next step's row, or complete the enrollment."""
+    nxt = next_step(delivery)
+    if nxt is None:
+        Enrollment.objects.for_tenant(delivery.tenant_id).filter(
+            pk=delivery.enrollment_id, state=Enrollment.State.ACTIVE).update(
+            state=Enrollment.State.COMPLETED, ended_at=now, reason="all steps done")
+        return
+    try:
+        with transaction.atomic():
+            schedule_step(enrollment=delivery.enrollment, step=nxt, previous_at=now)
+    except IntegrityError:
+        pass  # already scheduled (a branch back to an earlier step never repeats one)

@@ -1,0 +1,321 @@
+"""When each delivery may go: the durable schedule's claim (due rows leased in batches with FOR UPDATE SKIP
+LOCKED), expired leases reclaimed, waits given up, and the send gate just before sending (consent,
+suppression, the enrollment still active, quiet hours in the customer's zone, the frequency cap across
+journeys, priority). Delays live in PostgreSQL, never in the broker; capped and quiet-hour messages are
+deferred, not dropped, and every skip or defer keeps its reason."""
+
+import dataclasses
+import datetime as dt
+import zoneinfo
+from collections.abc import Sequence
+
+from django.conf import settings
+from django.db import connection, transaction
+from django.db.models import Max, Q
+
+from lifecycle import clock
+from lifecycle.models import Customer, Event, Tenant
+
+from .enrollment import ORDER_SCOPED_EXITS, delivery_advance, delivery_history, exit_reason
+from .models import Delivery, Enrollment, Journey, Step
+
+# How long a claim holds a row before another dispatcher may take it back
+# (settings.DELIVERY_CLAIM_LEASE_SECONDS overrides it).
+CLAIM_LEASE = dt.timedelta(minutes=5)
+
+
+# A worker holds "sending" this long; past it, the worker died mid-send (see reclaim;
+# settings.DELIVERY_SEND_LEASE_SECONDS overrides it).
+SEND_LEASE = dt.timedelta(minutes=2)
+
+
+# When a higher-priority message for the same customer is due, the lower one waits this long
+# and asks again; by then the higher one is sent and the cap decides.
+YIELD_DELAY = dt.timedelta(minutes=5)
+
+
+def claim_lease() -> dt.timedelta:
+    return dt.timedelta(seconds=getattr(settings, "DELIVERY_CLAIM_LEASE_SECONDS", CLAIM_LEASE.total_seconds()))
+
+
+def send_lease() -> dt.timedelta:
+    return dt.timedelta(seconds=getattr(settings, "DELIVERY_SEND_LEASE_SECONDS", SEND_LEASE.total_seconds()))
+
+
+def deliveries_claim(*, limit: int, now: dt.datetime | None = None) -> list[int]:
+    """Lease up to `limit` due rows, oldest first. Concurrent dispatchers never get the same row."""
+    return [pk for pk, _ in _claim(limit, now or clock.now())]
+
+
+def deliveries_claim_by_tenant(*, limit: int, now: dt.datetime | None = None) -> dict[int, list[int]]:
+    """`deliveries_claim`, the ids grouped by tenant (oldest first within each): send tasks act for one tenant."""
+    claimed: dict[int, list[int]] = {}
+    for pk, tenant_id in _claim(limit, now or clock.now()):
+        claimed.setdefault(tenant_id, []).append(pk)
+    return claimed
+
+
+def _claim(limit: int, now: dt.datetime) -> list[tuple[int, int]]:
+    """(id, tenant_id) of up to `limit` rows leased now, oldest due first."""
+    if connection.vendor == "postgresql":
+        # The rows are found by the partial index delivery_due_idx and locked in the subquery; the UPDATE
+        # then takes them by their physical address (ctid: a locked row cannot move), a TID scan, rather
+        # than looking each id up again in the primary key, a random read of the big table's index per row.
+        # The lock re-checked the state on the row's latest version, so the UPDATE has no other condition:
+        # one on state would let the planner scan delivery_due_idx again, comparing every entry with
+        # the 500 ctids (seconds on a table whose statistics predate the burst).
+        with connection.cursor() as cursor:
+            cursor.execute(
+                """
+                UPDATE journeys_delivery SET state = 'claimed', lease_until = %s, updated_at = %s
+                WHERE ctid = ANY(ARRAY(
+                    SELECT ctid FROM journeys_delivery
+                    WHERE state IN ('pending', 'deferred') AND due_at <= %s
+                    ORDER BY due_at
+                    LIMIT %s
+                    FOR UPDATE SKIP LOCKED
+                ))
+                RETURNING id, tenant_id
+                """,
+                [now + claim_lease(), now, now, limit],
+            )
+            return [(row[0], row[1]) for row in cursor.fetchall()]
+    # SQLite (embedded profile): one writer at a time, so select-then-update is exclusive.
+    with transaction.atomic():
+        rows = list(Delivery.all_tenants.filter(state__in=Delivery.CLAIMABLE, due_at__lte=now)
+                    .order_by("due_at").values_list("pk", "tenant_id")[:limit])
+        Delivery.all_tenants.filter(pk__in=[pk for pk, _ in rows], state__in=Delivery.CLAIMABLE).update(
+            state=Delivery.State.CLAIMED, lease_until=now + claim_lease(), updated_at=now)
+    return rows
+
+
+def deliveries_claimed_count() -> int:
+    """Rows claimed and not yet taken by a send task (delivery_lease_idx covers them)."""
+    return Delivery.all_tenants.filter(state=Delivery.State.CLAIMED).count()
+
+
+def esp_honours_idempotency() -> bool:
+    return bool(getattr(settings, "ESP_HONOURS_IDEMPOTENCY_KEY", False))
+
+
+def deliveries_reclaim(*, now: dt.datetime | None = None) -> dict[str, int]:
+    """Take back expired leases, and let expired waits go.
+
+    - claimed past its lease: the task never ran (lost message, dead worker) → pending again.
+    - sending past its lease: the worker died mid-send. With an ESP that honours our
+      idempotency key, resending is safe → pending. Without one it may or may not have left:
+      → ambiguous, never silently resent nor lost (shown in the admin and the explain view).
+    - waiting past its deadline: the anchor never came → skipped with that reason.
+    """
+    now = now or clock.now()
+    rows = Delivery.all_tenants
+    counts = {
+        "claimed": rows.filter(state=Delivery.State.CLAIMED, lease_until__lt=now).update(
+            state=Delivery.State.PENDING, lease_until=None, updated_at=now),
+    }
+    if esp_honours_idempotency():
+        counts["sending"] = rows.filter(state=Delivery.State.SENDING, lease_until__lt=now).update(
+            state=Delivery.State.PENDING, lease_until=None, updated_at=now, reason="retry after a worker died mid-send")
+    else:
+        counts["sending"] = rows.filter(state=Delivery.State.SENDING, lease_until__lt=now).update(
+            state=Delivery.State.AMBIGUOUS, lease_until=None, updated_at=now,
+            reason="worker died after handing the email to the ESP; it may or may not have been sent")
+    counts["waiting"] = _give_up_waiting(now)
+    return counts
+
+
+# Expired waits handled per reclaim run; the rest wait for the next run (every 30 s).
+WAIT_EXPIRY_BATCH = 500
+
+
+def _give_up_waiting(now: dt.datetime) -> int:
+    """Skip steps whose anchor never came (no delivery scan, say) and move their journeys on."""
+    reason = "gave up waiting: the anchor never happened"
+    expired = list(Delivery.all_tenants.filter(state=Delivery.State.WAITING, wait_deadline__lt=now)
+                   .select_related("journey", "step", "enrollment__order")[:WAIT_EXPIRY_BATCH])
+    for delivery in expired:
+        with transaction.atomic():
+            skipped = Delivery.all_tenants.filter(pk=delivery.pk, state=Delivery.State.WAITING).update(
+                state=Delivery.State.SKIPPED, reason=reason, updated_at=now,
+                history=delivery_history(delivery, "skipped", reason, now))
+            if skipped and delivery.enrollment.state == Enrollment.State.ACTIVE:
+                delivery_advance(delivery, now)
+    return len(expired)
+
+
+@dataclasses.dataclass(frozen=True)
+class GateDecision:
+    action: str  # "send" | "skip" | "defer" | "exit"
+    reason: str = ""
+    until: dt.datetime | None = None
+
+
+def customer_zone(customer: Customer, tenant: Tenant) -> zoneinfo.ZoneInfo:
+    for name in (customer.time_zone, tenant.time_zone):
+        if name:
+            try:
+                return zoneinfo.ZoneInfo(name)
+            except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+                continue
+    return zoneinfo.ZoneInfo("UTC")
+
+
+def quiet_hours_end(now: dt.datetime, zone: zoneinfo.ZoneInfo, start: dt.time, end: dt.time) -> dt.datetime | None:
+    """If `now` falls in the quiet window in `zone`, when the window ends (UTC); else None.
+
+    The window may wrap midnight (21:00–08:00). Local times are built with zoneinfo, so
+    daylight-saving changes move the window with the clock on the wall.
+    """
+    local = now.astimezone(zone)
+    t = local.timetz().replace(tzinfo=None)
+    if start == end:
+        return None
+    wraps = start > end
+    quiet = (t >= start or t < end) if wraps else (start <= t < end)
+    if not quiet:
+        return None
+    day = local.date() + dt.timedelta(days=1) if (wraps and t >= start) else local.date()
+    wall = dt.datetime.combine(day, end)
+    # Resolve the wall time in the zone; a time inside a DST gap is pushed past the gap.
+    candidate = wall.replace(tzinfo=zone)
+    roundtrip = candidate.astimezone(dt.UTC).astimezone(zone).replace(tzinfo=None)
+    if roundtrip != wall:
+        candidate = (wall + dt.timedelta(hours=1)).replace(tzinfo=zone)
+    return candidate.astimezone(dt.UTC)
+
+
+def gate_check(delivery: Delivery, now: dt.datetime) -> GateDecision:
+    """May this delivery go out now? The one place every rule is checked, for every journey."""
+    return gate_decisions([delivery], now)[0]
+
+
+def gate_decisions(deliveries: Sequence[Delivery], now: dt.datetime) -> list[GateDecision]:
+    """`gate_check` for a batch, in its order: the same rules, with what they read from the database
+    (exit events, each customer's last marketing email, higher-priority rivals) fetched in one query
+    each per tenant rather than per delivery. Each delivery has its customer (with tenant),
+    enrollment, journey and step loaded.
+
+    Within a batch a customer gets at most one marketing email when the store caps them: a later one
+    waits YIELD_DELAY and asks again, when the cap sees the first one sent (or not)."""
+    facts = _GateFacts.read(deliveries, now)
+    return [_gate(delivery, now, facts) for delivery in deliveries]
+
+
+@dataclasses.dataclass
+class _GateFacts:
+    exits: dict[int, list[Event]]  # customer id → exit-type events, oldest first
+    last_sent: dict[int, dt.datetime]  # customer id → latest marketing email inside the store's cap
+    rivals: dict[int, list[tuple[int, int, str]]]  # customer id → (id, priority, journey name), due now
+    capped: dict[int, str] = dataclasses.field(default_factory=dict)  # customer id → journey going first
+
+    @classmethod
+    def read(cls, deliveries: Sequence[Delivery], now: dt.datetime) -> "_GateFacts":
+        facts = cls(exits={}, last_sent={}, rivals={})
+        by_tenant: dict[int, list[Delivery]] = {}
+        for delivery in deliveries:
+            by_tenant.setdefault(delivery.tenant_id, []).append(delivery)
+        marketing_class, sent = Journey.MessageClass.MARKETING, Delivery.State.SENT
+        for tenant_id, group in by_tenant.items():
+            exit_types = {t for d in group for t in d.journey.exit_events or []}
+            if exit_types:
+                # An exit about the enrollment's own order counts whenever it happened: a refund or a
+                # cancellation the platform sent before the payment that enrolled the customer.
+                # And whoever it was recorded for: an order whose customer was erased is taken over by a
+                # new customer row when the storefront sends it again, and its refund stays the old one's.
+                order_customers: dict[int, set[int]] = {}
+                for d in group:
+                    if d.enrollment.order_id:
+                        order_customers.setdefault(d.enrollment.order_id, set()).add(d.customer_id)
+                customers = {d.customer_id for d in group}
+                events = (Event.objects.for_tenant(tenant_id)
+                          .filter(Q(occurred_at__gte=min(d.enrollment.enrolled_at for d in group),
+                                    customer_id__in=customers)
+                                  | Q(order_id__in=order_customers, type__in=exit_types & ORDER_SCOPED_EXITS),
+                                  type__in=exit_types, backfill=False)
+                          .only("id", "customer_id", "order_id", "type", "occurred_at").order_by("pk"))
+                for event in events:
+                    keys = {event.customer_id} & customers
+                    if event.type in ORDER_SCOPED_EXITS:
+                        keys |= order_customers.get(event.order_id, set())
+                    for key in keys:
+                        facts.exits.setdefault(key, []).append(event)
+            marketing = [d for d in group if d.message_class == marketing_class]
+            if not marketing:
+                continue
+            customers = {d.customer_id for d in marketing}
+            cap_hours = marketing[0].customer.tenant.frequency_cap_hours
+            if cap_hours:
+                facts.last_sent.update(
+                    Delivery.objects.for_tenant(tenant_id)
+                    .filter(customer_id__in=customers, message_class=marketing_class, state=sent,
+                            sent_at__gt=now - dt.timedelta(hours=cap_hours))
+                    .values("customer_id").annotate(last=Max("sent_at")).values_list("customer_id", "last"))
+            rivals = (Delivery.objects.for_tenant(tenant_id)
+                      .filter(customer_id__in=customers, message_class=marketing_class,
+                              state__in=[*Delivery.CLAIMABLE, Delivery.State.CLAIMED, Delivery.State.SENDING],
+                              due_at__lte=now, priority__gt=min(d.priority for d in marketing))
+                      .order_by("pk").values_list("pk", "customer_id", "priority", "journey__name"))
+            for pk, customer_id, priority, journey_name in rivals:
+                facts.rivals.setdefault(customer_id, []).append((pk, priority, journey_name))
+        return facts
+
+
+def _gate(delivery: Delivery, now: dt.datetime, facts: _GateFacts) -> GateDecision:
+    customer, tenant, enrollment, journey = delivery.customer, delivery.customer.tenant, delivery.enrollment, delivery.journey
+    if enrollment.state != Enrollment.State.ACTIVE:
+        return GateDecision("skip", f"enrollment {enrollment.state}: {enrollment.reason}".rstrip(": "))
+    if journey.status != Journey.Status.ACTIVE:
+        if journey.status == Journey.Status.PAUSED:
+            return GateDecision("defer", "journey paused", now + dt.timedelta(hours=1))
+        return GateDecision("exit", f"journey {journey.status}")
+    for event in facts.exits.get(customer.pk, ()):
+        own_order = (event.type in ORDER_SCOPED_EXITS and enrollment.order_id is not None
+                     and event.order_id == enrollment.order_id)
+        if event.type in (journey.exit_events or []) and (event.occurred_at >= enrollment.enrolled_at or own_order):
+            reason = exit_reason(journey, enrollment, event)
+            if reason:
+                return GateDecision("exit", reason)
+    if customer.erased_at:
+        return GateDecision("skip", "customer erased")
+    if delivery.step.kind in (Step.Kind.CONDITION, Step.Kind.AB_SPLIT, Step.Kind.AWARD_POINTS):
+        # A branch (or a points award) sends nothing: consent, quiet hours and the cap are for the messages after it.
+        return GateDecision("send")
+    if not customer.email:
+        return GateDecision("skip", "no email address")
+    if customer.suppressed_at:
+        return GateDecision("skip", f"address suppressed ({customer.suppression_reason or 'bounce or complaint'})")
+    marketing = delivery.message_class == Journey.MessageClass.MARKETING
+    if marketing and customer.unsubscribed_at:
+        return GateDecision("skip", "unsubscribed from marketing email")
+    if marketing and customer.marketing_consent is not True:
+        return GateDecision("skip", "no marketing consent")
+    if marketing and tenant.marketing_paused_at:
+        # journeys/deliverability.py paused the store's marketing: held, not dropped, until someone resumes it.
+        return GateDecision("defer", f"tenant_paused: {tenant.marketing_paused_reason}"[:300],
+                            now + dt.timedelta(hours=1))
+    if delivery.step.kind == Step.Kind.FEEDBACK_REQUEST:
+        from feedback.selectors import survey_for_config, survey_throttle_until
+
+        survey = survey_for_config(tenant=tenant, config=delivery.step.config or {})
+        until = survey and survey_throttle_until(customer=customer, survey=survey, now=now,
+                                                 exclude_delivery_id=delivery.pk)
+        if until:
+            return GateDecision("defer", f"survey throttle: one survey per {survey.throttle_days} days", until)
+    quiet_until = quiet_hours_end(now, customer_zone(customer, tenant), tenant.quiet_hours_start, tenant.quiet_hours_end)
+    if quiet_until:
+        return GateDecision("defer", "quiet hours in the customer's time zone", quiet_until)
+    if marketing:
+        cap = dt.timedelta(hours=tenant.frequency_cap_hours)
+        last_sent = facts.last_sent.get(customer.pk)
+        if last_sent:
+            return GateDecision("defer", f"frequency cap: one marketing email per {tenant.frequency_cap_hours} h",
+                                last_sent + cap)
+        rival = next((name for pk, priority, name in facts.rivals.get(customer.pk, ())
+                      if priority > delivery.priority and pk != delivery.pk), None)
+        if rival is not None:
+            return GateDecision("defer", f"frequency cap: '{rival}' has priority", now + YIELD_DELAY)
+        if cap and customer.pk in facts.capped:
+            return GateDecision("defer", f"frequency cap: '{facts.capped[customer.pk]}' goes first", now + YIELD_DELAY)
+        if cap:
+            facts.capped[customer.pk] = journey.name
+    return GateDecision("send")
