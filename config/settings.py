@@ -197,13 +197,6 @@ CELERY_BEAT_SCHEDULE = {
 # Event sweeps that may run at once, each on its share of the customers (see lifecycle/events.py).
 EVENT_SWEEP_SLOTS = int(env("EVENT_SWEEP_SLOTS", "2"))
 
-# Who reacts to events, in this order (see lifecycle/events.py).
-EVENT_HANDLERS = [
-    "loyalty.handlers.on_event",
-    "referrals.handlers.on_event",
-    "journeys.handlers.on_event",
-    "feedback.handlers.on_event",
-]
 
 # --- Email ----------------------------------------------------------------------
 # Any anymail ESP by settings: EMAIL_BACKEND=anymail.backends.postmark.EmailBackend and

@@ -8,6 +8,7 @@ class JourneysConfig(AppConfig):
         from anymail.signals import tracking
         from django.core import checks
 
+        from . import enrollment  # noqa: F401 - registers journeys' reaction to events
         from .checks import tracking_webhooks_secured
         from .tracking import on_tracking
 

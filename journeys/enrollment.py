@@ -16,6 +16,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Q
 
 from lifecycle import clock
+from lifecycle.events import reaction
 from lifecycle.locks import advisory_lock
 from lifecycle.models import Customer, Event, Order
 
@@ -50,8 +51,10 @@ def delivery_history(delivery: Delivery, state: str, reason: str, now: dt.dateti
     return [*delivery.history, {"at": now.isoformat(), "state": state, "reason": reason}]
 
 
+@reaction("journeys")
 def on_event(event: Event) -> None:
-    """settings.EVENT_HANDLERS entry: release waits, apply exits, enroll. Idempotent per event."""
+    """Journeys' reaction to every event (lifecycle/event_types.py): release waits, apply exits, enroll.
+    Idempotent per event."""
     if event.backfill or event.customer_id is None:
         return
     _release_waits(event)

@@ -1,7 +1,8 @@
 """Events are the outbox: features react to them from here, in order, each event once.
 
-The handlers are listed in settings.EVENT_HANDLERS (dotted paths), called explicitly one
-after another — no Django signals. A beat task drains unprocessed events every few
+Which apps react to an event, and in what order, is declared once per event type in
+lifecycle/event_types.py; each app registers its reaction with `reaction()` when Django starts it
+(its AppConfig.ready). The reactions are called explicitly one after another — no Django signals. A beat task drains unprocessed events every few
 seconds with `FOR UPDATE SKIP LOCKED`, so several workers share the work and a lost broker
 message loses nothing: the row is still unprocessed and the next sweep takes it.
 Handlers must be idempotent (keyed by the event's id): an event whose transaction failed
@@ -18,7 +19,6 @@ lock, the loyalty account's row), which with overlapping batches ended in deadlo
 finds every slot taken returns at once, so beat's ticks don't pile sweeps up on the worker pool.
 """
 
-import functools
 import logging
 from collections.abc import Callable
 
@@ -26,9 +26,9 @@ from django.conf import settings
 from django.db import OperationalError, connection, transaction
 from django.db.models import F
 from django.db.models.functions import Coalesce, Mod
-from django.utils.module_loading import import_string
 
 from . import clock
+from .event_types import REACTION_ORDER, event_type
 from .models import Event
 from .tenancy import system_scope, tenant_scope
 
@@ -41,9 +41,26 @@ BATCH_SIZE = 200
 MAX_ATTEMPTS = 5
 
 
-@functools.cache
-def handlers() -> list[Callable[[Event], None]]:
-    return [import_string(path) for path in settings.EVENT_HANDLERS]
+Reaction = Callable[[Event], None]
+_reactions: dict[str, Reaction] = {}
+
+
+def reaction(app_label: str) -> Callable[[Reaction], Reaction]:
+    """Register `app_label`'s one reaction to events (a decorator, applied when the app's handlers
+    module is imported by its AppConfig.ready). The event types say when it is called."""
+    if app_label not in REACTION_ORDER:
+        raise ValueError(f"{app_label} is not in lifecycle.event_types.REACTION_ORDER")
+
+    def register(handler: Reaction) -> Reaction:
+        _reactions[app_label] = handler
+        return handler
+
+    return register
+
+
+def reactions_to(event_type_name: str) -> list[Reaction]:
+    """The reactions an event of this type gets, in the declared order."""
+    return [_reactions[app] for app in event_type(event_type_name).reactors if app in _reactions]
 
 
 # Advisory-lock class of the sweep slots (the two-int key space, apart from lifecycle.services' locks).
@@ -85,8 +102,8 @@ def events_process_pending(*, limit: int = BATCH_SIZE, slot: int | None = None) 
         for event in batch:
             try:
                 with tenant_scope(event.tenant_id), transaction.atomic():
-                    for handler in handlers():
-                        handler(event)
+                    for react in reactions_to(event.type):
+                        react(event)
             except OperationalError:
                 # A deadlock, a lock or statement timeout, a lost connection: not the event's fault,
                 # so no attempt is counted. It stays unprocessed for the next sweep (if the

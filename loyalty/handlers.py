@@ -1,14 +1,16 @@
-"""Entry points lifecycle's events reach (settings.EVENT_HANDLERS), before journeys', so a
+"""Entry points lifecycle's events reach (lifecycle/event_types.py declares which and in what order), before journeys', so a
 journey reacting to the same event already sees the points.
 
 Idempotent per event: every write is keyed by the ledger's (customer, kind, source).
 """
 
+from lifecycle.events import reaction
 from lifecycle.models import Event
 
 from . import services
 
 
+@reaction("loyalty")
 def on_event(event: Event) -> None:
     kind = event.type
     if kind == "order.paid" and event.order_id:

@@ -28,13 +28,10 @@ def recording_handler(event: Event) -> None:
 
 
 @pytest.fixture(autouse=True)
-def _only_the_recording_handler(settings):
-    settings.EVENT_HANDLERS = ["tests.lifecycle.test_event_sweep.recording_handler"]
+def _only_the_recording_handler(settings, monkeypatch):
+    monkeypatch.setattr(events, "reactions_to", lambda event_type: [recording_handler])
     settings.EVENT_SWEEP_SLOTS = 2
-    events.handlers.cache_clear()
     handled.clear()
-    yield
-    events.handlers.cache_clear()
 
 
 def event(tenant, customer=None, **data) -> Event:
