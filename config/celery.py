@@ -2,11 +2,20 @@ import os
 
 from celery import Celery, signals
 
+from lifecycle import periodic
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
 app = Celery("lifecycle")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+
+
+@app.on_after_finalize.connect
+def _beat_schedule(sender, **kwargs) -> None:
+    """Beat's schedule is what the tasks declare with `lifecycle.periodic.every`, beside their code."""
+    sender.loader.import_default_modules()
+    sender.conf.beat_schedule = periodic.beat_schedule()
 
 
 @signals.worker_init.connect

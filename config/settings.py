@@ -180,19 +180,6 @@ CELERY_TASK_ANNOTATIONS = {
     name: {"soft_time_limit": 1500, "time_limit": 1560}
     for name in ("journeys.settle_outcomes", "loyalty.expire_points", "journeys.check_deliverability")
 }
-# The database is the scheduler; beat only wakes the sweepers up.
-CELERY_BEAT_SCHEDULE = {
-    "process-events": {"task": "lifecycle.process_events", "schedule": 2.0},
-    "dispatch-due-deliveries": {"task": "journeys.dispatch", "schedule": 2.0},
-    "reclaim-expired-leases": {"task": "journeys.reclaim", "schedule": 30.0},
-    "settle-feedback-answers": {"task": "feedback.sweep", "schedule": 5.0},
-    "release-referral-rewards": {"task": "referrals.sweep", "schedule": 60.0},
-    "release-pending-points": {"task": "loyalty.release_pending", "schedule": 60.0},
-    "expire-points-and-requalify-tiers": {"task": "loyalty.expire_points", "schedule": 3600.0},
-    "retry-loyalty-code-webhooks": {"task": "loyalty.retry_code_webhooks", "schedule": 30.0},
-    "check-deliverability": {"task": "journeys.check_deliverability", "schedule": 900.0},
-    "settle-journey-outcomes": {"task": "journeys.settle_outcomes", "schedule": 300.0},
-}
 
 # Event sweeps that may run at once, each on its share of the customers (see lifecycle/events.py).
 EVENT_SWEEP_SLOTS = int(env("EVENT_SWEEP_SLOTS", "2"))

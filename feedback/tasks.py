@@ -2,6 +2,7 @@
 
 from celery import shared_task
 
+from lifecycle.periodic import every
 from lifecycle.tenancy import system_scope, tenant_scope
 
 from .services import alert_deliver, alerts_requeue_stale, responses_settle_due
@@ -23,6 +24,7 @@ def alert_send(self, tenant_id: int, alert_id: int) -> str:
     return state
 
 
+@every(5.0, key="settle-feedback-answers")
 @shared_task(name="feedback.sweep", ignore_result=True)
 def sweep() -> int:
     """Beat, every few seconds: settle provisional answers whose window passed, and hand out

@@ -10,6 +10,7 @@ with `system_scope()`; `send` runs in its tenant's scope.
 from celery import shared_task
 
 from lifecycle.models import Tenant
+from lifecycle.periodic import every
 from lifecycle.tenancy import system_scope, tenant_scope
 
 from .deliverability import deliverability_check_all
@@ -33,6 +34,7 @@ MAX_CLAIMS_PER_RUN = 40
 MAX_CLAIMED_WAITING = 5_000
 
 
+@every(2.0, key="dispatch-due-deliveries")
 @shared_task(name="journeys.dispatch", ignore_result=True)
 def dispatch() -> int:
     """Claim due deliveries and hand them to send tasks. Safe to run on many workers at once."""
@@ -71,12 +73,14 @@ def send(delivery_ids: list[int], tenant_id: int | None = None) -> None:
         deliveries_send(delivery_ids=delivery_ids)
 
 
+@every(30.0, key="reclaim-expired-leases")
 @shared_task(name="journeys.reclaim", ignore_result=True)
 def reclaim() -> dict[str, int]:
     with system_scope():
         return deliveries_reclaim()
 
 
+@every(300.0, key="settle-journey-outcomes")
 @shared_task(name="journeys.settle_outcomes", ignore_result=True)
 def settle_outcomes() -> int:
     """Add what closed since the last run into the dashboards' outcome buckets, and refresh the buckets
@@ -97,6 +101,7 @@ def settle_outcomes() -> int:
     return written
 
 
+@every(900.0, key="check-deliverability")
 @shared_task(name="journeys.check_deliverability", ignore_result=True)
 def check_deliverability() -> dict[str, int]:
     """Beat, every 15 minutes: warn or pause stores whose complaint or bounce rate is too high."""

@@ -6,6 +6,7 @@ in its tenant's scope.
 
 from celery import shared_task
 
+from lifecycle.periodic import every
 from lifecycle.tenancy import row_tenant_id, system_scope, tenant_scope
 
 from . import services
@@ -26,6 +27,7 @@ def _walk(step) -> int:
     return total
 
 
+@every(60.0, key="release-pending-points")
 @shared_task(name="loyalty.release_pending", ignore_result=True)
 def release_pending() -> int:
     """Make order points whose return window is over available. Safe on many workers at once."""
@@ -33,6 +35,7 @@ def release_pending() -> int:
         return _walk(services.points_release_due)
 
 
+@every(3600.0, key="expire-points-and-requalify-tiers")
 @shared_task(name="loyalty.expire_points", ignore_result=True)
 def expire_points() -> int:
     """Warn about, then expire, inactive balances; re-qualify tiers over the rolling window; birthdays."""
@@ -50,6 +53,7 @@ def send_code_webhook(webhook_id: int, tenant_id: int | None = None) -> str:
         return services.code_webhook_send(webhook_id=webhook_id)
 
 
+@every(30.0, key="retry-loyalty-code-webhooks")
 @shared_task(name="loyalty.retry_code_webhooks", ignore_result=True)
 def retry_code_webhooks() -> int:
     with system_scope():

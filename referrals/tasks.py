@@ -6,6 +6,7 @@ its tenant's scope.
 
 from celery import shared_task
 
+from lifecycle.periodic import every
 from lifecycle.tenancy import row_tenant_id, system_scope, tenant_scope
 
 from .models import Reward
@@ -29,6 +30,7 @@ def reward_send(reward_id: int, tenant_id: int | None = None) -> str:
         return reward_deliver(reward_id=reward_id)
 
 
+@every(60.0, key="release-referral-rewards")
 @shared_task(name="referrals.sweep", ignore_result=True)
 def sweep() -> int:
     """Beat: auto-decide overdue reviews, release due referrals (rewarded exactly once), then

@@ -5,10 +5,10 @@ import datetime as dt
 import logging
 
 import pytest
-from django.conf import settings
 from django.core import mail
 from django.core.management import CommandError, call_command
 
+from config.celery import app as beat_app
 from journeys.deliverability import (
     MIN_SENT_FOR_BOUNCE_RATE,
     MIN_SENT_FOR_COMPLAINT_RATE,
@@ -191,7 +191,7 @@ def test_resume_marketing_command_lifts_the_pause_and_rates_count_afresh(api, te
 
 
 def test_beat_checks_every_store(tenant, other_tenant):
-    assert settings.CELERY_BEAT_SCHEDULE["check-deliverability"] == {
+    assert beat_app.conf.beat_schedule["check-deliverability"] == {
         "task": "journeys.check_deliverability", "schedule": 900.0}
     bounce(sent_ledger(tenant, MIN_SENT_FOR_BOUNCE_RATE, sent_at=EARLIER), 11)
     with clock.frozen(NOON):
