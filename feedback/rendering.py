@@ -13,6 +13,7 @@ from lifecycle.models import StoreConnection
 
 from .i18n import t
 from .models import Survey, SurveyRequest, SurveyResponse
+from .services import review_products
 
 
 def request_token(req: SurveyRequest) -> str:
@@ -106,8 +107,6 @@ def _page_for(name: str, purpose: str, req: SurveyRequest) -> str:
 def next_steps(*, req: SurveyRequest, response: SurveyResponse | None, token: str, locale: str = "") -> dict[str, Any]:
     """What the thank-you page offers: a review of each product on the order — to every customer,
     whatever their score (no review gating) — and, after a positive answer, sharing and points."""
-    from .services import review_products
-
     reviews = []
     if req.order_id and req.survey.kind != Survey.Kind.REVIEW:
         reviews = [{"title": p.title or p.external_id, "url": absolute(f"/f/{token}/review/{p.pk}"),

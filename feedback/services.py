@@ -40,7 +40,7 @@ from .models import (
     SurveyRequest,
     SurveyResponse,
 )
-from .selectors import customer_context
+from .selectors import customer_context, survey_for_config
 
 logger = logging.getLogger(__name__)
 
@@ -123,7 +123,6 @@ def review_request_for_product(*, tenant: Tenant, customer: Customer, order: Ord
                                because: str) -> SurveyRequest:
     """A review request for one product of the customer's order, outside a journey (the
     thank-you page's "review what you bought"). Reuses an open one for the same product."""
-    from .selectors import survey_for_config
 
     survey = survey_ensure(survey=survey_for_config(tenant=tenant, config={"survey": "review"}))
     found = (SurveyRequest.objects.for_tenant(tenant)
@@ -333,7 +332,8 @@ def _alert_create(response: SurveyResponse, now: dt.datetime) -> None:
         state=state, created_at=now,
         last_error="" if state == FeedbackAlert.State.PENDING else "no support address or webhook URL set")
     if state == FeedbackAlert.State.PENDING:
-        from .tasks import alert_send
+        # A genuine cycle: feedback.tasks calls these services, and this one queues that task.
+        from .tasks import alert_send  # noqa: PLC0415
 
         transaction.on_commit(lambda: alert_send.delay(tenant.pk, alert.pk))
 

@@ -16,6 +16,7 @@ from babel.numbers import format_currency
 from django.template import TemplateSyntaxError
 from pydantic import ValidationError
 
+from feedback.selectors import survey_for_config
 from lifecycle.models import Tenant
 
 from .definition import (
@@ -381,11 +382,8 @@ def _step_problems(step: Step, by_position: dict[int, Step], tenant_id: int) -> 
                     for line, message in template_field_problems(str(texts.get(field) or ""), kind=step.kind):
                         problems.append(Problem(f"The {locale} {field}{f', line {line},' if line else ''} {message}",
                                                 n, field, line))
-    if step.kind == Step.Kind.FEEDBACK_REQUEST:
-        from feedback.selectors import survey_for_config
-
-        if survey_for_config(tenant=tenant_id, config=config) is None:
-            problems.append(Problem("Choose which survey this email asks.", n, "survey"))
+    if step.kind == Step.Kind.FEEDBACK_REQUEST and survey_for_config(tenant=tenant_id, config=config) is None:
+        problems.append(Problem("Choose which survey this email asks.", n, "survey"))
     if step.kind == Step.Kind.AWARD_POINTS:
         points = config.get("points")
         if not (isinstance(points, int) and not isinstance(points, bool) and points > 0):

@@ -26,6 +26,7 @@ from typing import Any
 
 from django.db import transaction
 
+from journeys.models import Delivery, Journey
 from lifecycle import clock
 from lifecycle.models import Event, Tenant
 from lifecycle.timeline import event_append
@@ -80,7 +81,6 @@ def _sent_by_journey(tenant: Tenant) -> list:
     the store ever had (there is no index on sent_at alone: each is one more write per claimed row)."""
     # The Delivery ledger belongs to journeys, which the settings wire in; imported here, at call
     # time, so that lifecycle's modules import no feature app.
-    from journeys.models import Delivery, Journey
 
     deliveries = Delivery.objects.for_tenant(tenant)
     return [deliveries.filter(journey_id=pk) for pk in Journey.objects.for_tenant(tenant).values_list("pk", flat=True)]

@@ -35,18 +35,25 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from typing import Any
 
+from anymail.exceptions import AnymailAPIError, AnymailRecipientsRefused
 from anymail.message import AnymailMessage
+from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.core.mail import get_connection
 from django.db import connection, connections, transaction
 from django.db.models import F
 
+from feedback.selectors import survey_for_config
+from feedback.services import survey_request_for_delivery
 from lifecycle import clock
+from lifecycle.errors import ServiceError
 from lifecycle.models import Tenant
+from loyalty.services import points_award
+from referrals.services import invite_record
 
 from .enrollment import delivery_advance, delivery_history, enrollment_exit, fall_through, step_delivery
 from .models import Delivery, Enrollment, Journey, Step
-from .rendering import SendResult, build_message, esp_send, render_emails
+from .rendering import SendResult, build_message, esp_send, render_emails, send_delivery_email
 from .schedule import GateDecision, esp_honours_idempotency, gate_check, gate_decisions, send_lease
 
 # Rows per wave: one claimed → sending UPDATE, one load, one gate read, one recording transaction.
@@ -353,8 +360,6 @@ def delivery_send(*, delivery_id: int, send_email=None) -> str:
 def delivery_settle(delivery: Delivery, decision: GateDecision, now: dt.datetime, *, send_email=None) -> str:
     """Act on the gate's decision for a delivery this worker holds in 'sending': skip, defer, exit,
     evaluate a branch, award points, or send its email now. Returns the final state."""
-    from .rendering import send_delivery_email
-
     send_email = send_email or send_delivery_email
     if decision.action == "exit":
         enrollment_exit(enrollment=delivery.enrollment, reason=decision.reason)
@@ -406,9 +411,6 @@ def skip_before_sending(delivery: Delivery) -> str:
 def _award_points(delivery: Delivery, now: dt.datetime) -> str:
     """An award_points step, config {"points": 50, "reason": "…"}: once per delivery (the ledger's
     source is the delivery), then the journey moves on."""
-    from lifecycle.errors import ServiceError
-    from loyalty.services import points_award
-
     config = delivery.step.config or {}
     points = config.get("points")
     reason = ("" if isinstance(points, int) and not isinstance(points, bool) and points > 0
@@ -430,10 +432,6 @@ def _award_points(delivery: Delivery, now: dt.datetime) -> str:
 def _feedback_requests(delivery: Delivery) -> str:
     """Write the survey requests a feedback step's email links to (idempotent per delivery).
     Returns why there is nothing to ask, or ""."""
-    from feedback.selectors import survey_for_config
-    from feedback.services import survey_request_for_delivery
-    from lifecycle.errors import ServiceError
-
     survey = survey_for_config(tenant=delivery.tenant_id, config=delivery.step.config or {})
     if survey is None:
         return 'the feedback step names no survey: set config {"survey": "<key>"} or {"survey_id": <id>}'
@@ -449,17 +447,12 @@ def _feedback_requests(delivery: Delivery) -> str:
 def _referral_invite(delivery: Delivery) -> str:
     """Give the customer their referral code and count the invite (idempotent per delivery).
     Returns why there is nothing to invite to, or ""."""
-    from referrals.services import invite_record
-
     if invite_record(tenant=delivery.customer.tenant, customer=delivery.customer, delivery_id=delivery.pk) is None:
         return "the store has no active referral program"
     return ""
 
 
 def _is_transient(exc: Exception) -> bool:
-    from anymail.exceptions import AnymailAPIError, AnymailRecipientsRefused
-    from celery.exceptions import SoftTimeLimitExceeded
-
     if isinstance(exc, SoftTimeLimitExceeded):
         return True  # the task ran out of time around this email, which is not the email's fault
     if isinstance(exc, AnymailRecipientsRefused):

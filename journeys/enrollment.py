@@ -15,10 +15,12 @@ from typing import Any
 from django.db import IntegrityError, transaction
 from django.db.models import Q
 
+from feedback.selectors import customer_latest_scores
 from lifecycle import clock
 from lifecycle.events import reaction
 from lifecycle.locks import advisory_lock
 from lifecycle.models import Customer, Event, Order
+from loyalty.selectors import customer_points
 
 from .models import Delivery, Enrollment, Journey, Step
 
@@ -368,13 +370,9 @@ def condition_holds(config: dict[str, Any], delivery: Delivery) -> bool:
         "ordered_since_enrollment": bool(customer.last_order_at and customer.last_order_at > delivery.enrollment.enrolled_at),
     }
     if str(config.get("field", "")).startswith("latest_"):
-        from feedback.selectors import customer_latest_scores
-
         latest = customer_latest_scores(tenant=delivery.tenant_id, customer_id=customer.pk)
         facts.update({f"latest_{kind}": score for kind, score in latest.items()})
     if config.get("field") in ("points_balance", "tier"):
-        from loyalty.selectors import customer_points
-
         facts["points_balance"], facts["tier"] = customer_points(tenant=delivery.tenant_id, customer_id=customer.pk)
     left, right, op = facts.get(config.get("field", "")), config.get("value"), config.get("op", "==")
     if isinstance(left, Decimal):

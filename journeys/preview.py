@@ -17,6 +17,9 @@ from urllib.parse import urlsplit
 from django.conf import settings
 from django.core.cache import cache
 
+from feedback.models import Survey
+from feedback.rendering import answer_url, score_buttons, texts
+from feedback.selectors import survey_for_config
 from lifecycle.links import absolute
 from lifecycle.models import Customer, Order, Tenant
 from lifecycle.numbers import whole_number
@@ -89,10 +92,6 @@ def _inert(value: Any) -> Any:
 
 def _survey_sample(tenant: Tenant, step: Step, customer: Customer, context: dict[str, Any]) -> dict[str, Any]:
     """What a survey email draws below the text, with buttons that go nowhere."""
-    from feedback.models import Survey
-    from feedback.rendering import answer_url, score_buttons, texts
-    from feedback.selectors import survey_for_config
-
     survey = survey_for_config(tenant=tenant, config=step.config or {})
     if survey is None:
         return {"survey": None, "survey_url": "", "review_links": []}

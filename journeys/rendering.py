@@ -29,7 +29,11 @@ from django.template.loader import render_to_string
 from django.utils.crypto import salted_hmac
 from django.utils.safestring import mark_safe
 
+from feedback.rendering import survey_email_context
 from lifecycle.links import absolute, make_token
+from lifecycle.models import OrderLine
+from loyalty.models import LoyaltyAccount
+from referrals.rendering import referral_invite_context
 
 from .models import Delivery, Journey
 from .render_limits import RenderBudget, bounded_context
@@ -85,9 +89,6 @@ def email_contexts(deliveries: Sequence[Delivery]) -> dict[int, dict[str, Any]]:
     """`email_context` for many deliveries (by delivery id): the order lines and the points balances of
     the whole batch come from one query each. Every delivery has its customer, tenant, enrollment
     (with its order) and step loaded."""
-    from lifecycle.models import OrderLine
-    from loyalty.models import LoyaltyAccount
-
     lines: dict[int, list[dict[str, Any]]] = {}
     points: dict[int, tuple[int, str]] = {}
     by_tenant: dict[int, list[Delivery]] = {}
@@ -132,14 +133,10 @@ def _context(delivery: Delivery, items: list[dict[str, Any]], points: tuple[int,
     context["points_balance"], context["tier"] = points
     context["loyalty_url"] = absolute(f"/l/{make_token('loyalty', tenant_id=tenant.pk, customer_id=customer.pk, delivery_id=delivery.pk)}")
     if delivery.step.kind == "feedback_request":
-        from feedback.rendering import survey_email_context
-
         # survey (question, score buttons), survey_url, review_links: drawn by the layout too.
         context.update(survey_email_context(tenant_id=tenant.pk, delivery_id=delivery.pk, locale=customer.locale,
                                             store_name=tenant.name))
     if delivery.step.kind == "referral_invite":
-        from referrals.rendering import referral_invite_context
-
         # referral_url, referral_code, referral_offer, share.{copy,email,whatsapp,x,facebook}
         context.update(referral_invite_context(tenant=tenant, customer_id=customer.pk))
     return context

@@ -13,6 +13,7 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import Max, Q
 
+from feedback.selectors import survey_for_config, survey_throttle_until
 from lifecycle import clock
 from lifecycle.models import Customer, Event, Tenant
 
@@ -294,8 +295,6 @@ def _gate(delivery: Delivery, now: dt.datetime, facts: _GateFacts) -> GateDecisi
         return GateDecision("defer", f"tenant_paused: {tenant.marketing_paused_reason}"[:300],
                             now + dt.timedelta(hours=1))
     if delivery.step.kind == Step.Kind.FEEDBACK_REQUEST:
-        from feedback.selectors import survey_for_config, survey_throttle_until
-
         survey = survey_for_config(tenant=tenant, config=delivery.step.config or {})
         until = survey and survey_throttle_until(customer=customer, survey=survey, now=now,
                                                  exclude_delivery_id=delivery.pk)

@@ -26,6 +26,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from . import clock
+from .models import is_time_zone
 from .money import AMOUNT_HINT, MAX_AMOUNT, MAX_AMOUNT_TEXT, MONEY_DECIMAL_PLACES, is_currency, to_decimal
 
 
@@ -182,11 +183,8 @@ class CustomerIn(Strict):
     @field_validator("time_zone")
     @classmethod
     def _known_zone(cls, value: str) -> str:
-        if value:
-            from .models import is_time_zone
-
-            if not is_time_zone(value):
-                raise ValueError(f"{value!r} is not an IANA time zone such as 'Europe/Berlin'")
+        if value and not is_time_zone(value):
+            raise ValueError(f"{value!r} is not an IANA time zone such as 'Europe/Berlin'")
         return value
 
     @model_validator(mode="after")

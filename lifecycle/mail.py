@@ -3,11 +3,11 @@
 
 from django.core.mail.backends.base import BaseEmailBackend
 
+from .models import OutboxMessage
+
 
 class OutboxBackend(BaseEmailBackend):
     def send_messages(self, email_messages) -> int:
-        from .models import OutboxMessage
-
         sent = 0
         for message in email_messages:
             html = ""

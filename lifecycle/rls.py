@@ -71,6 +71,7 @@ import logging
 import re
 
 import psycopg2.extensions
+from django.apps import apps
 from django.conf import settings
 from django.db import connections
 from django.db.backends.signals import connection_created
@@ -93,8 +94,6 @@ _UNSCOPED_VERBS = ("SAVEPOINT", "RELEASE", "ROLLBACK", "COMMIT", "BEGIN", "START
 
 def tenant_tables() -> list[str]:
     """Every table with a tenant_id column, from the app registry: the tables RLS must cover."""
-    from django.apps import apps
-
     return sorted({model._meta.db_table for model in apps.get_models(include_auto_created=True)
                    if _has_tenant_column(model) and model._meta.managed and not model._meta.proxy})
 

@@ -15,7 +15,7 @@ from lifecycle.errors import ServiceError
 from lifecycle.models import Tenant
 from lifecycle.timeline import event_append
 
-from .models import Program, Reward, Tier
+from .models import LoyaltyAccount, Program, Reward, Tier
 
 PROGRAM_FIELDS = ("enabled", "points_per_unit", "pending_days", "first_order_bonus", "review_bonus", "birthday_bonus",
                   "event_bonuses", "tier_basis", "tier_downgrade", "expiry_months", "expiry_warning_days")
@@ -92,8 +92,6 @@ def loyalty_tier_save(*, tenant: Tenant, values: dict[str, Any], by: str, tier: 
 def loyalty_tier_remove(*, tenant: Tenant, tier: Tier, by: str) -> int:
     """Remove a tier. Its members lose it now (the account's tier is set null) and re-qualify for
     the others at the next sweep. Returns how many customers were in it."""
-    from .models import LoyaltyAccount
-
     with transaction.atomic():
         program = _locked_program(tenant)
         locked = Tier.objects.for_tenant(tenant).select_for_update().get(pk=tier.pk, program=program)

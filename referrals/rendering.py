@@ -6,6 +6,7 @@ from django.urls import reverse
 
 from lifecycle.links import absolute, make_token
 from lifecycle.models import Tenant
+from lifecycle.money import money_str
 
 from .models import Program, ReferralCode
 
@@ -30,7 +31,6 @@ def store_redirect(program: Program, code: str) -> str:
 def offer_text(program: Program) -> str:
     if program.friend_offer_kind == Program.OfferKind.PERCENT:
         return f"{program.friend_offer_value.normalize():f}% off your first order"
-    from lifecycle.money import money_str
 
     return f"{money_str(program.friend_offer_value, program.currency)} {program.currency} off your first order"
 

@@ -6,7 +6,9 @@ import json
 import urllib.error
 import urllib.request
 
+from lifecycle.errors import ServiceError
 from lifecycle.money import money_str
+from loyalty.services import points_award as loyalty_points_award
 
 from .models import Reward
 
@@ -19,19 +21,13 @@ class Transient(Exception):
 
 
 class Terminal(Exception):
-    """Trying again will not help: a 4xx, no webhook URL, no loyalty app."""
+    """Trying again will not help: a 4xx, no webhook URL, points loyalty refuses."""
 
 
 def points_award(reward: Reward) -> None:
     """Points through loyalty's service. `source` names the reward, so loyalty can refuse a duplicate."""
     try:
-        from loyalty.services import points_award as award
-    except ImportError as exc:
-        raise Terminal("loyalty.services.points_award is not available") from exc
-    from lifecycle.errors import ServiceError
-
-    try:
-        award(tenant=reward.tenant, customer=reward.customer, points=int(reward.amount), kind="earn",
+        loyalty_points_award(tenant=reward.tenant, customer=reward.customer, points=int(reward.amount), kind="earn",
               source=f"referral-reward:{reward.pk}", reason=f"referral {reward.referral.code.code} ({reward.side})")
     except ServiceError as exc:
         raise Terminal(f"loyalty: {exc.message}") from exc

@@ -8,6 +8,7 @@ from django.db.models import Count, Q, Sum
 from lifecycle.models import Customer, Tenant
 
 from .models import Click, Invite, Referral, ReferralCode, Reward
+from .services import normalize_code
 
 # Not rejected: the friend's one referral (in review, it may still be rejected).
 LIVE = (Referral.State.REVIEW, Referral.State.CONVERTED, Referral.State.REWARDED)
@@ -17,8 +18,6 @@ COUNTED = (Referral.State.CONVERTED, Referral.State.REWARDED)
 
 
 def code_lookup(*, tenant: Tenant, code: str) -> ReferralCode | None:
-    from .services import normalize_code
-
     return ReferralCode.objects.for_tenant(tenant).select_related("customer").filter(
         code=normalize_code(code)).first()
 

@@ -18,6 +18,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import path, reverse
 from django.utils.text import slugify
 
+from feedback.models import Survey
 from journeys import builder, rollups
 from journeys.builder_checks import (
     EMAIL_KINDS,
@@ -197,8 +198,6 @@ def journey_import(request: HttpRequest, tenant: Tenant) -> HttpResponse:
 
 
 def _surveys(tenant: Tenant) -> list[tuple[str, str]]:
-    from feedback.models import Survey
-
     own = [(s.key, s.name) for s in Survey.objects.for_tenant(tenant).order_by("name")]
     keys = {key for key, _ in own}
     return own + [(k.value, k.label) for k in Survey.Kind if k.value not in keys]

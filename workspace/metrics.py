@@ -27,7 +27,13 @@ from django.db import connection, transaction
 from django.db.models import Avg, Count, F, FloatField, Func, OuterRef, Q, Subquery, Sum
 from django.db.models.functions import TruncMonth, TruncWeek
 
+from feedback.models import SurveyResponse
 from lifecycle.models import Customer, Event, Order, Tenant
+from loyalty.models import LedgerEntry, LoyaltyAccount, Redemption, Reward
+from loyalty.models import Program as LoyaltyProgram
+from referrals.models import Click, Referral
+from referrals.models import Program as ReferralProgram
+from referrals.selectors import COUNTED, referral_metrics
 
 SUPPORT_EVENT = "support.contacted"
 ADOPTION_EVENTS = ("product.registered", "feature.used")
@@ -213,8 +219,6 @@ def ltv_cohorts(tenant: Tenant, period: Period, now: dt.datetime) -> dict[str, A
 
 def feedback_over_time(tenant: Tenant, period: Period) -> dict[str, Any]:
     """NPS, CSAT (% satisfied, 4–5) and CES (average, 1 = no effort) per week or month of answering."""
-    from feedback.models import SurveyResponse
-
     nps, csat, ces = (Q(survey__kind=k, score__isnull=False) for k in ("nps", "csat", "ces"))
     aggregates = {
         "nps_n": Count("pk", filter=nps), "promoters": Count("pk", filter=nps & Q(score__gte=9)),
@@ -281,9 +285,7 @@ def events_over_time(tenant: Tenant, period: Period, types: tuple[str, ...]) -> 
 
 def loyalty_metrics(tenant: Tenant, period: Period) -> dict[str, Any]:
     """Members, the points the store owes (available + pending), and what moved in the period."""
-    from loyalty.models import LedgerEntry, LoyaltyAccount, Program, Redemption, Reward
-
-    program = Program.objects.for_tenant(tenant).first()
+    program = LoyaltyProgram.objects.for_tenant(tenant).first()
     accounts = LoyaltyAccount.objects.for_tenant(tenant).aggregate(
         members=Count("pk"), new=Count("pk", filter=period.q("created_at")), balance=Sum("balance"),
         pending=Sum("pending"), debt=Sum("debt"))
@@ -317,9 +319,6 @@ def loyalty_metrics(tenant: Tenant, period: Period) -> dict[str, Any]:
 
 def referral_summary(tenant: Tenant, period: Period) -> dict[str, Any]:
     """Clicks, conversions, revenue and reward cost (referrals' own definitions), and by week or month."""
-    from referrals.models import Click, Program, Referral
-    from referrals.selectors import COUNTED, referral_metrics
-
     figures = referral_metrics(tenant=tenant, since=period.since, until=period.until)
     clicks = {(_local_date(r["bucket"], period.zone)): r["n"] for r in Click.objects.for_tenant(tenant)
               .filter(period.q("at"), by_advocate=False).annotate(bucket=period.bucket("at")).values("bucket")
@@ -330,5 +329,5 @@ def referral_summary(tenant: Tenant, period: Period) -> dict[str, Any]:
                    .annotate(n=Count("pk"), revenue=Sum("order_total")).order_by()}
     series = [{"bucket": b, "clicks": clicks.get(b, 0), "conversions": conversions.get(b, (0, 0))[0],
                "revenue": _money(conversions.get(b, (0, 0))[1])} for b in sorted({*clicks, *conversions})]
-    return {**figures, "enabled": Program.objects.for_tenant(tenant).filter(active=True).exists(),
+    return {**figures, "enabled": ReferralProgram.objects.for_tenant(tenant).filter(active=True).exists(),
             "revenue": _money(figures["revenue"]), "reward_cost": _money(figures["reward_cost"]), "series": series}

@@ -14,6 +14,7 @@ than in any one; nothing in the apps imports it. The pieces are reusable on thei
 
 import dataclasses
 import datetime as dt
+import multiprocessing
 from collections.abc import Callable
 
 from django.db import connection, connections, transaction
@@ -100,8 +101,6 @@ def _simulate_batch(args: tuple) -> tuple[Tally, dict[str, int]]:
 
 def _simulate_in_parallel(tenant: Tenant, params: Params, method: str | None,
                           progress: Callable[[int], None] | None, jobs: int, now: dt.datetime) -> Simulation:
-    import multiprocessing
-
     with transaction.atomic():
         world = build_world(tenant)  # once, before the workers look it up
     connections.close_all()  # the workers are forked: each opens its own connection

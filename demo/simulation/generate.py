@@ -21,8 +21,12 @@ from decimal import Decimal
 
 from demo.simulation.world import World, window_days
 from demo.simulation.writers import IdBlocks, RowWriter
+from feedback.models import SurveyRequest, SurveyResponse
+from journeys.models import Delivery, Enrollment
 from lifecycle.models import Customer, Event, Order, OrderLine, Tenant
 from lifecycle.money import money_str
+from loyalty.models import LedgerEntry, LoyaltyAccount, PendingRelease, Redemption
+from referrals.models import Click, Referral, ReferralCode, Reward
 
 DAY = dt.timedelta(days=1)
 MINUTE = dt.timedelta(minutes=1)
@@ -222,16 +226,12 @@ class Generator:
 
     def _enrollment(self, journey, cid: int, order: _Order, at: dt.datetime, state: str, reason: str = "",
                     ended_at: dt.datetime | None = None) -> int:
-        from journeys.models import Enrollment
-
         return self._add(Enrollment, journey_id=journey.pk, customer_id=cid, order_id=order.id, trigger_event_id=None,
                          state=state, reason=reason, enrolled_at=at, ended_at=ended_at)
 
     def _delivery(self, rng: random.Random, journey, step, enrollment_id: int, cid: int, due_at: dt.datetime,
                   consent: bool, exit_at: dt.datetime | None) -> tuple[str, dt.datetime | None]:
         """Write a step's row; returns its state and when it was sent."""
-        from journeys.models import Delivery
-
         row = {"enrollment_id": enrollment_id, "step_id": step.pk, "journey_id": journey.pk, "customer_id": cid,
                "message_class": journey.message_class, "priority": journey.priority, "due_at": due_at,
                "created_at": due_at - step.wait, "updated_at": min(due_at, self.now), "history": []}
@@ -268,8 +268,6 @@ class Generator:
 
     def _nudge(self, rng, cid: int, orders: list[_Order], enrolled_at: dt.datetime, holdout: bool,
                consent: bool) -> None:
-        from journeys.models import Enrollment
-
         journey = self.world.nudge
         matured = enrolled_at + journey.attribution_window <= self.now
         converted = len(orders) > 1 and orders[1].paid_at <= enrolled_at + journey.attribution_window
@@ -304,8 +302,6 @@ class Generator:
                   reason="exit: order.placed" if state == Enrollment.State.EXITED else "")
 
     def _check_in(self, rng, cid: int, order: _Order, orders: list[_Order], consent: bool) -> None:
-        from journeys.models import Enrollment
-
         journey = self.world.check_in
         enrolled_at = order.delivered_at + MINUTE
         if rng.random() * 100 < journey.holdout_percent:
@@ -324,8 +320,6 @@ class Generator:
 
     def _survey(self, rng, kind: str, cid: int, order_id: int | None, asked_at: dt.datetime, because: str,
                 answered: float, score_of) -> None:
-        from feedback.models import SurveyRequest, SurveyResponse
-
         survey = self.world.surveys[kind]
         rid = self._add(SurveyRequest, survey_id=survey.pk, customer_id=cid, order_id=order_id, product_id=None,
                         delivery_id=None, journey_id=None, asked_because=because, asked_at=asked_at)
@@ -378,8 +372,6 @@ class Generator:
     # --- loyalty and referrals ---------------------------------------------------------
 
     def _loyalty(self, rng, cid: int, orders: list[_Order]) -> None:
-        from loyalty.models import LedgerEntry, LoyaltyAccount, PendingRelease, Redemption
-
         if rng.random() >= LOYALTY_MEMBER:
             return
         account_id = self._id(LoyaltyAccount)
@@ -429,8 +421,6 @@ class Generator:
                   lifetime_earned=earned, tier_id=None, last_activity_at=last_activity, created_at=orders[0].paid_at)
 
     def _referrals(self, rng, cid: int, orders: list[_Order]) -> None:
-        from referrals.models import Referral, ReferralCode, Reward
-
         first = orders[0]
         # A friend: the first order came through an earlier advocate's link.
         if self.advocates and rng.random() < REFERRED:
@@ -463,7 +453,5 @@ class Generator:
                         self._click(rng, code_id, at)
 
     def _click(self, rng, code_id: int, at: dt.datetime) -> None:
-        from referrals.models import Click
-
         self._add(Click, code_id=code_id, at=at, ip_hash=f"{rng.getrandbits(256):064x}",
                   device_hash=f"{rng.getrandbits(256):064x}", by_advocate=False)

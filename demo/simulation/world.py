@@ -9,7 +9,14 @@ from decimal import Decimal
 
 from django.db.models import Q
 
+from feedback.models import Survey
+from journeys.definition import JourneyIn
+from journeys.io import journey_import
+from journeys.models import Journey, Step
 from lifecycle.models import Product, Tenant
+from loyalty.models import Program as LoyaltyProgram
+from loyalty.models import Reward
+from referrals.models import Program as ReferralProgram
 
 # The journey that carries the known effect: first-time buyers, measured over 30 days.
 NUDGE = {
@@ -75,10 +82,6 @@ class World:
 
 
 def _journey(tenant: Tenant, spec: dict):
-    from journeys.definition import JourneyIn
-    from journeys.io import journey_import
-    from journeys.models import Journey, Step
-
     journey = Journey.objects.for_tenant(tenant).filter(name=spec["name"]).first()
     if journey is None:
         journey, _ = journey_import(tenant=tenant, data=JourneyIn.model_validate({**spec, "status": "active"}))
@@ -87,11 +90,6 @@ def _journey(tenant: Tenant, spec: dict):
 
 
 def build_world(tenant: Tenant) -> World:
-    from feedback.models import Survey
-    from loyalty.models import Program as LoyaltyProgram
-    from loyalty.models import Reward
-    from referrals.models import Program as ReferralProgram
-
     products = Product.objects.for_tenant(tenant)
     for external_id, sku, title, _ in PRODUCTS:
         products.get_or_create(tenant=tenant, external_id=external_id, defaults={

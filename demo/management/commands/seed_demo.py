@@ -6,6 +6,8 @@ from django.core.management.base import BaseCommand
 from django.db import transaction
 
 from demo.simulation import Params, store_simulate
+from journeys.io import library_install, library_keys
+from journeys.models import Journey
 from lifecycle import clock
 from lifecycle.models import ApiKey, Membership, StoreConnection, Tenant
 from lifecycle.tenants import api_key_create, store_connect, tenant_create
@@ -77,9 +79,6 @@ DEMO_LEFT_TO_INSTALL = ("review-request",)
 
 
 def _install_demo_journeys(tenant: Tenant) -> int:
-    from journeys.io import library_install, library_keys
-    from journeys.models import Journey
-
     result = library_install(tenant=tenant, keys=[k for k in library_keys() if k not in DEMO_LEFT_TO_INSTALL])
     Journey.objects.for_tenant(tenant).filter(library_key__in=DEMO_ACTIVE_JOURNEYS).update(
         status=Journey.Status.ACTIVE)
