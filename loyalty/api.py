@@ -23,8 +23,8 @@ from lifecycle.money import money_str
 from lifecycle.numbers import whole_number
 
 from .models import Redemption, Reward, RewardCode
+from .redemptions import redemption_create, reward_codes_upload
 from .selectors import loyalty_summary, plain
-from .services import redemption_create, reward_codes_upload
 
 
 class TierOut(BaseModel):

@@ -22,8 +22,9 @@ from lifecycle.numbers import whole_number
 from lifecycle.tenancy import activate
 
 from .models import Reward
+from .redemptions import redemption_create
 from .selectors import loyalty_summary, plain
-from .services import account_birthday_set, redemption_create
+from .services import account_birthday_set
 
 NONCE_MAX = 64
 

@@ -17,53 +17,43 @@ Order points:
 - Clawback takes the order's still-pending points first, then the available balance. If the
   points were already spent, the balance never goes negative: the shortfall is recorded as
   `debt` (on the entry and the account) and repaid first from points credited later.
-- A cancelled order earns nothing; cancelling a paid order claws back all it earned.
-"""
+- A cancelled order earns nothing; cancelling a paid order claws back all it earned."""
 
 import datetime as dt
-import hashlib
-import hmac
-import json
-import logging
 import math
-import secrets
-import urllib.error
-import urllib.request
 from decimal import ROUND_HALF_UP, Decimal
 
-from django.db import IntegrityError, transaction
+from django.db import transaction
 from django.db.models import F, Q, Sum
 from django.db.models.functions import Coalesce
 
 from lifecycle import clock
-from lifecycle.errors import Conflict, NotFound, ServiceError
+from lifecycle.errors import Conflict, ServiceError
 from lifecycle.models import Customer, Order, Refund, Tenant
 from lifecycle.timeline import event_append
 
 from .models import (
-    CodeWebhook,
     LedgerEntry,
     LoyaltyAccount,
     PendingRelease,
     Program,
-    Redemption,
     Reward,
-    RewardCode,
     Tier,
 )
 
-logger = logging.getLogger(__name__)
-
 Kind = LedgerEntry.Kind
+
+
 # The window tiers qualify over ("spend over a rolling 12 months").
 TIER_WINDOW = dt.timedelta(days=365)
+
+
 # Due pending lots released per transaction: each locks one account briefly.
 RELEASE_BATCH = 200
+
+
 # Accounts per expiry / tier sweep transaction.
 SWEEP_BATCH = 500
-# Outbound code webhooks: attempts before giving up, and the request timeout.
-WEBHOOK_MAX_ATTEMPTS = 8
-WEBHOOK_TIMEOUT_SECONDS = 10
 
 
 class InsufficientPoints(Conflict):
@@ -72,9 +62,6 @@ class InsufficientPoints(Conflict):
 
 def program_for(tenant: Tenant | int) -> Program | None:
     return Program.objects.for_tenant(tenant).filter(enabled=True).first()
-
-
-# --- the one way points move ---------------------------------------------------------
 
 
 def account_locked(*, tenant: Tenant | int, customer_id: int) -> LoyaltyAccount:
@@ -89,7 +76,7 @@ def account_locked(*, tenant: Tenant | int, customer_id: int) -> LoyaltyAccount:
     return account
 
 
-def _entry_exists(account: LoyaltyAccount, kind: str, source: str) -> LedgerEntry | None:
+def entry_exists(account: LoyaltyAccount, kind: str, source: str) -> LedgerEntry | None:
     return LedgerEntry.objects.for_tenant(account.tenant_id).filter(
         customer_id=account.customer_id, kind=kind, source=source).first()
 
@@ -155,7 +142,7 @@ def points_award(*, tenant: Tenant, customer: Customer, points: int, kind: str =
     now = clock.now()
     with transaction.atomic():
         account = account_locked(tenant=tenant, customer_id=customer.pk)
-        if _entry_exists(account, kind, source):
+        if entry_exists(account, kind, source):
             return None
         if points >= 0:
             entry = _credit(account, kind=kind, source=source, reason=reason or kind, points=points, now=now)
@@ -171,14 +158,15 @@ def points_award(*, tenant: Tenant, customer: Customer, points: int, kind: str =
     return entry
 
 
-# --- orders ----------------------------------------------------------------------------
-
-
 # Every points column (an entry's, an account's sums) is a 32-bit integer.
 POINTS_COLUMN_MAX = 2**31 - 1
+
+
 # What one order can earn: an IDR order of 3 billion at 1 point per unit is a real order that
 # must earn (not fail and be set aside with its journeys); it earns this many.
 ORDER_POINTS_MAX = 100_000_000
+
+
 # The entry's `rate` column: numeric(12, 6).
 RATE_MAX = Decimal("999999.999999")
 
@@ -209,7 +197,7 @@ def order_points_earn(*, order: Order) -> LedgerEntry | None:
         if order.cancelled_at is not None or order.currency != tenant.currency:
             return None
         source = f"order:{order.pk}"
-        entry = _entry_exists(account, Kind.EARN, source)
+        entry = entry_exists(account, Kind.EARN, source)
         if entry is None:
             multiplier = account.tier.multiplier if account.tier_id and account.tier else Decimal("1")
             rate = _order_rate(program, multiplier)
@@ -241,7 +229,7 @@ def _first_order_bonus(account: LoyaltyAccount, program: Program, order: Order, 
     earlier = Order.objects.for_tenant(account.tenant_id).filter(
         customer_id=account.customer_id, paid_at__isnull=False, cancelled_at__isnull=True).filter(
         Q(paid_at__lt=order.paid_at) | Q(paid_at=order.paid_at, pk__lt=order.pk)).exists()
-    if earlier or _entry_exists(account, Kind.EARN, "first_order"):
+    if earlier or entry_exists(account, Kind.EARN, "first_order"):
         return
     _credit(account, kind=Kind.EARN, source="first_order", reason="First order bonus", points=program.first_order_bonus,
             now=now, order=order)
@@ -268,7 +256,7 @@ def _take_back(account: LoyaltyAccount, *, order: Order, source: str, reason: st
 def _clawback_refund(account: LoyaltyAccount, earn: LedgerEntry, order: Order, refund_external_id: str,
                      amount: Decimal, now: dt.datetime) -> LedgerEntry | None:
     source = f"refund:{order.pk}:{refund_external_id}"
-    if _entry_exists(account, Kind.CLAWBACK, source):
+    if entry_exists(account, Kind.CLAWBACK, source):
         return None
     state = _order_state(account, order.pk)
     left = earn.amount + state["clawed"]  # clawed is negative
@@ -293,7 +281,7 @@ def _bonus_back(account: LoyaltyAccount, order: Order, now: dt.datetime) -> None
     """A first-order bonus goes with its order when the order is fully refunded or cancelled."""
     bonus = LedgerEntry.objects.for_tenant(account.tenant_id).filter(
         account=account, kind=Kind.EARN, source="first_order", order=order).first()
-    if bonus is None or _entry_exists(account, Kind.CLAWBACK, f"bonus:{bonus.pk}"):
+    if bonus is None or entry_exists(account, Kind.CLAWBACK, f"bonus:{bonus.pk}"):
         return
     from_balance, debt = _debit_split(account, bonus.amount)
     _append(account, kind=Kind.CLAWBACK, source=f"bonus:{bonus.pk}", reason="First order bonus: order returned",
@@ -309,7 +297,7 @@ def order_points_refund(*, order: Order, refund_external_id: str) -> LedgerEntry
     now = clock.now()
     with transaction.atomic():
         account = account_locked(tenant=order.tenant_id, customer_id=order.customer_id)
-        earn = _entry_exists(account, Kind.EARN, f"order:{order.pk}")
+        earn = entry_exists(account, Kind.EARN, f"order:{order.pk}")
         if earn is None:
             return None
         entry = _clawback_refund(account, earn, order, refund.external_id, refund.amount, now)
@@ -326,9 +314,9 @@ def order_points_cancel(*, order: Order) -> LedgerEntry | None:
     now = clock.now()
     with transaction.atomic():
         account = account_locked(tenant=order.tenant_id, customer_id=order.customer_id)
-        earn = _entry_exists(account, Kind.EARN, f"order:{order.pk}")
+        earn = entry_exists(account, Kind.EARN, f"order:{order.pk}")
         source = f"cancel:{order.pk}"
-        if earn is None or _entry_exists(account, Kind.CLAWBACK, source):
+        if earn is None or entry_exists(account, Kind.CLAWBACK, source):
             return None
         state = _order_state(account, order.pk)
         left = earn.amount + state["clawed"]
@@ -343,9 +331,6 @@ def order_points_cancel(*, order: Order) -> LedgerEntry | None:
         if program is not None:
             _tier_refresh(account, program, now)
     return entry
-
-
-# --- pending → available ------------------------------------------------------------------
 
 
 def points_release_due(*, limit: int = RELEASE_BATCH, after_pk: int = 0) -> tuple[int, int]:
@@ -363,7 +348,7 @@ def points_release_due(*, limit: int = RELEASE_BATCH, after_pk: int = 0) -> tupl
         for lot in batch:
             account = account_locked(tenant=lot.tenant_id, customer_id=lot.entry.customer_id)
             earn = lot.entry
-            if not _entry_exists(account, Kind.RELEASE, earn.source):
+            if not entry_exists(account, Kind.RELEASE, earn.source):
                 remaining = min(_order_state(account, earn.order_id)["pending"] if earn.order_id else earn.pending_points,
                                 account.pending)
                 if remaining > 0:
@@ -375,157 +360,6 @@ def points_release_due(*, limit: int = RELEASE_BATCH, after_pk: int = 0) -> tupl
                     _rewards_unlocked(account, before, now)
             PendingRelease.all_tenants.filter(pk=lot.pk).delete()
     return len(batch), (batch[-1].pk if batch else after_pk)
-
-
-# --- redemption --------------------------------------------------------------------------
-
-
-def redemption_create(*, tenant: Tenant, customer: Customer, reward: Reward, source: str) -> tuple[Redemption, bool]:
-    """Spend points on a reward and issue its unique code, atomically. Returns (redemption, created).
-
-    Locks the account, then debits with a conditional UPDATE (… WHERE balance >= cost), so two
-    concurrent redemptions on one balance can never both pass: the second waits for the lock and
-    finds the balance the first left. A pool code is taken with SKIP LOCKED; an empty pool
-    refuses the redemption and debits nothing. Idempotent per `source` (the page's form nonce,
-    or the API's Idempotency-Key).
-    """
-    if reward.tenant_id != tenant.pk or not reward.active:
-        raise NotFound("loyalty.reward_not_found", "no such reward")
-    now = clock.now()
-    with transaction.atomic():
-        account = account_locked(tenant=tenant, customer_id=customer.pk)
-        existing = _entry_exists(account, Kind.REDEEM, source)
-        if existing is not None:
-            return Redemption.objects.for_tenant(tenant).get(entry=existing), False
-        if account.balance < reward.cost:
-            raise InsufficientPoints(
-                "loyalty.insufficient_points",
-                f"{reward.name} takes {reward.cost} points; the balance is {account.balance}",
-                {"reward_id": [f"needs {reward.cost} points, {account.balance} available"]})
-        # Belt and braces under the lock: the debit itself refuses to overdraw.
-        if not LoyaltyAccount.objects.for_tenant(tenant).filter(pk=account.pk, balance__gte=reward.cost).update(
-                balance=F("balance") - reward.cost, last_activity_at=now):
-            raise InsufficientPoints("loyalty.insufficient_points", "not enough points")
-        entry = LedgerEntry.objects.for_tenant(tenant).create(
-            tenant=tenant, account=account, customer=customer, kind=Kind.REDEEM, source=source,
-            reason=f"Redeemed: {reward.name}"[:200], amount=-reward.cost, points=-reward.cost, created_at=now)
-        account.balance -= reward.cost
-        program = reward.program
-        if reward.code_source == Reward.CodeSource.POOL:
-            code_row = (RewardCode.objects.for_tenant(tenant).select_for_update(skip_locked=True)
-                        .filter(reward=reward, redemption__isnull=True).order_by("pk").first())
-            if code_row is None:
-                raise Conflict("loyalty.out_of_codes", f"{reward.name} has no codes left; the store has been told")
-            redemption = Redemption.objects.for_tenant(tenant).create(
-                tenant=tenant, account=account, customer=customer, reward=reward, entry=entry, points=reward.cost,
-                code=code_row.code, created_at=now)
-            RewardCode.objects.for_tenant(tenant).filter(pk=code_row.pk).update(redemption=redemption)
-        else:
-            redemption = _generated(tenant, account, customer, reward, entry, now)
-            if program.code_webhook_url:
-                _queue_code_webhook(program, redemption, now)
-    return redemption, True
-
-
-def _generated(tenant, account, customer, reward, entry, now) -> Redemption:
-    for _ in range(5):
-        code = f"{reward.code_prefix or 'REWARD'}-{secrets.token_hex(5).upper()}"
-        try:
-            with transaction.atomic():
-                return Redemption.objects.for_tenant(tenant).create(
-                    tenant=tenant, account=account, customer=customer, reward=reward, entry=entry,
-                    points=reward.cost, code=code, created_at=now,
-                    state=Redemption.State.AWAITING_STORE if reward.program.code_webhook_url else Redemption.State.ISSUED)
-        except IntegrityError:
-            continue  # a 40-bit collision: draw again
-    raise ServiceError("loyalty.code_collision", "could not draw a unique code; try again")
-
-
-def _queue_code_webhook(program: Program, redemption: Redemption, now: dt.datetime) -> None:
-    reward = redemption.reward
-    payload = {"type": "loyalty.code_issued", "code": redemption.code, "reward": {
-        "id": reward.pk, "name": reward.name, "kind": reward.kind, "value": str(reward.value),
-        "currency": reward.currency, "product_external_id": reward.product_external_id},
-        "customer_external_id": redemption.customer.external_id, "redemption_id": redemption.pk,
-        "points": redemption.points, "created_at": now.isoformat()}
-    hook = CodeWebhook.objects.for_tenant(program.tenant_id).create(
-        tenant_id=program.tenant_id, redemption=redemption, url=program.code_webhook_url, payload=payload,
-        next_attempt_at=now, created_at=now)
-
-    def send() -> None:
-        # A genuine cycle: loyalty.tasks calls these services, and this service queues that task.
-        from .tasks import send_code_webhook  # noqa: PLC0415
-
-        send_code_webhook.delay(hook.pk, tenant_id=hook.tenant_id)
-
-    transaction.on_commit(send)
-
-
-def code_webhook_send(*, webhook_id: int, post=None) -> str:
-    """POST one generated code to the store, signed `X-Loyalty-Signature: sha256=<hmac>`.
-
-    Transient failures (network, 5xx, 429) are retried with backoff by the sweep; anything
-    else marks the row failed. Safe to run twice: a sent row is not sent again.
-    """
-    hook = CodeWebhook.all_tenants.select_related("redemption").filter(pk=webhook_id,
-                                                                       state=CodeWebhook.State.PENDING).first()
-    if hook is None:
-        return ""
-    program = Program.objects.for_tenant(hook.tenant_id).first()
-    body = json.dumps(hook.payload, sort_keys=True).encode()
-    signature = hmac.new((program.code_webhook_secret if program else "").encode(), body, hashlib.sha256).hexdigest()
-
-    def default_post() -> int:
-        request = urllib.request.Request(hook.url, data=body, method="POST", headers={  # noqa: S310 - store's URL
-            "Content-Type": "application/json", "X-Loyalty-Signature": f"sha256={signature}",
-            "Idempotency-Key": f"loyalty-redemption-{hook.redemption_id}"})
-        with urllib.request.urlopen(request, timeout=WEBHOOK_TIMEOUT_SECONDS) as response:  # noqa: S310
-            return response.status
-
-    now = clock.now()
-    attempts = hook.attempts + 1
-    try:
-        status = (post or default_post)()
-        error, transient = ("", False) if 200 <= status < 300 else (f"HTTP {status}", status == 429 or status >= 500)
-    except urllib.error.HTTPError as exc:
-        error, transient = f"HTTP {exc.code}", exc.code == 429 or exc.code >= 500
-    except (OSError, TimeoutError) as exc:
-        error, transient = f"{type(exc).__name__}: {exc}"[:300], True
-    hooks = CodeWebhook.objects.for_tenant(hook.tenant_id).filter(pk=hook.pk, state=CodeWebhook.State.PENDING)
-    if not error:
-        with transaction.atomic():
-            hooks.update(state=CodeWebhook.State.SENT, attempts=attempts, last_error="")
-            Redemption.objects.for_tenant(hook.tenant_id).filter(pk=hook.redemption_id).update(
-                state=Redemption.State.ISSUED)
-        return CodeWebhook.State.SENT
-    if transient and attempts < WEBHOOK_MAX_ATTEMPTS:
-        hooks.update(attempts=attempts, last_error=error,
-                     next_attempt_at=now + dt.timedelta(seconds=min(3600, 30 * 2 ** (attempts - 1))))
-        return CodeWebhook.State.PENDING
-    logger.warning("loyalty code webhook %s failed: %s", hook.pk, error)
-    hooks.update(state=CodeWebhook.State.FAILED, attempts=attempts, last_error=error)
-    return CodeWebhook.State.FAILED
-
-
-def code_webhooks_due(*, limit: int = 500) -> list[tuple[int, int]]:
-    """(tenant id, webhook id) of pending code webhooks whose next attempt is due (the task re-checks
-    each row's state)."""
-    return list(CodeWebhook.all_tenants.filter(state=CodeWebhook.State.PENDING, next_attempt_at__lte=clock.now())
-                .order_by("next_attempt_at").values_list("tenant_id", "pk")[:limit])
-
-
-def reward_codes_upload(*, tenant: Tenant, reward: Reward, codes: list[str]) -> int:
-    """Add a store's discount codes to a pool reward. Returns how many were new (duplicates skip)."""
-    if reward.tenant_id != tenant.pk:
-        raise NotFound("loyalty.reward_not_found", "no such reward")
-    cleaned = sorted({c.strip() for c in codes if c and c.strip()})
-    before = RewardCode.objects.for_tenant(tenant).filter(reward=reward).count()
-    RewardCode.objects.for_tenant(tenant).bulk_create(
-        [RewardCode(tenant=tenant, reward=reward, code=c[:100]) for c in cleaned], ignore_conflicts=True)
-    return RewardCode.objects.for_tenant(tenant).filter(reward=reward).count() - before
-
-
-# --- tiers -------------------------------------------------------------------------------
 
 
 def tier_qualifying(account: LoyaltyAccount, program: Program, now: dt.datetime) -> Decimal:
@@ -603,9 +437,6 @@ def _rewards_unlocked(account: LoyaltyAccount, before: int, now: dt.datetime) ->
                            "balance": account.balance})
 
 
-# --- expiry ------------------------------------------------------------------------------
-
-
 def _months(n: int) -> dt.timedelta:
     return dt.timedelta(days=round(30.44 * n))
 
@@ -645,13 +476,10 @@ def points_expiry_sweep(*, after_pk: int = 0, limit: int = SWEEP_BATCH) -> tuple
                 continue
             if now >= max(deadline, account.expiry_warned_at + warning):
                 source = f"inactive:{account.last_activity_at.isoformat()}"
-                if not _entry_exists(account, Kind.EXPIRE, source):
+                if not entry_exists(account, Kind.EXPIRE, source):
                     _append(account, kind=Kind.EXPIRE, source=source, reason="Points expired after inactivity",
                             amount=-account.balance, points=-account.balance, now=now, activity=False)
     return len(batch), (batch[-1].pk if batch else after_pk)
-
-
-# --- birthdays ---------------------------------------------------------------------------
 
 
 def account_birthday_set(*, tenant: Tenant, customer: Customer, birthday: dt.date) -> bool:
@@ -683,7 +511,7 @@ def birthday_bonus_sweep(*, after_pk: int = 0, limit: int = SWEEP_BATCH) -> tupl
                              pk__gt=after_pk).order_by("pk")[:limit])
         for account in batch:
             source = f"birthday:{today.year}"
-            if not _entry_exists(account, Kind.EARN, source):
+            if not entry_exists(account, Kind.EARN, source):
                 _credit(account, kind=Kind.EARN, source=source, reason="Happy birthday!",
                         points=bonus[account.tenant_id], now=now)
     return len(batch), (batch[-1].pk if batch else after_pk)
@@ -693,9 +521,6 @@ def _leap(year: int) -> bool:
     return year % 4 == 0 and (year % 100 != 0 or year % 400 == 0)
 
 
-# --- erasure -----------------------------------------------------------------------------
-
-
 def loyalty_customer_erase(*, tenant_id: int, customer_id: int) -> None:
     """An erased customer can no longer spend: their balance and pending points are forfeited
     (the ledger stays, as the store's liability record, tied to the anonymized customer)."""
@@ -703,7 +528,7 @@ def loyalty_customer_erase(*, tenant_id: int, customer_id: int) -> None:
     with transaction.atomic():
         account = LoyaltyAccount.objects.for_tenant(tenant_id).select_for_update().filter(
             customer_id=customer_id).first()
-        if account is None or _entry_exists(account, Kind.ADJUST, "erased"):
+        if account is None or entry_exists(account, Kind.ADJUST, "erased"):
             return
         pending_orders = (LedgerEntry.objects.for_tenant(tenant_id).filter(account=account, order__isnull=False)
                           .values("order_id").annotate(p=Sum("pending_points")).filter(p__gt=0))

@@ -9,7 +9,7 @@ from celery import shared_task
 from lifecycle.periodic import every
 from lifecycle.tenancy import row_tenant_id, system_scope, tenant_scope
 
-from . import services
+from . import redemptions, services
 from .models import CodeWebhook
 
 # Batches per beat run, so one tick cannot monopolize a worker; the next tick continues.
@@ -50,14 +50,14 @@ def send_code_webhook(webhook_id: int, tenant_id: int | None = None) -> str:
     if tenant_id is None:
         return "gone"
     with tenant_scope(tenant_id):
-        return services.code_webhook_send(webhook_id=webhook_id)
+        return redemptions.code_webhook_send(webhook_id=webhook_id)
 
 
 @every(30.0, key="retry-loyalty-code-webhooks")
 @shared_task(name="loyalty.retry_code_webhooks", ignore_result=True)
 def retry_code_webhooks() -> int:
     with system_scope():
-        due = services.code_webhooks_due()
+        due = redemptions.code_webhooks_due()
     for tenant_id, webhook_id in due:
         send_code_webhook.delay(webhook_id, tenant_id=tenant_id)
     return len(due)

@@ -7,7 +7,8 @@ from django.db import connection
 
 from lifecycle import clock
 from loyalty.models import CodeWebhook, LedgerEntry, Redemption, Reward, RewardCode
-from loyalty.services import InsufficientPoints, code_webhook_send, points_award, redemption_create
+from loyalty.redemptions import code_webhook_send, redemption_create
+from loyalty.services import InsufficientPoints, points_award
 
 from .helpers import NOW, account, customer, paid_order, program, reward, sums
 
