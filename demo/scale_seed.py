@@ -105,12 +105,11 @@ def _sync_sequence(cursor, table: str) -> None:
                    f"greatest((SELECT coalesce(max(id), 0) FROM {table}), 1))")
 
 
-def _statements(seed: int) -> dict[str, str]:
+def _commerce_statements(seed: int) -> dict[str, str]:
+    """The catalogue, the orders, their lines and refunds."""
     def u(expr: str, salt: int) -> str:
         return _u(expr, salt, seed)
 
-    # Parameters: t (tenant id), cur (currency), now, n/m/d (sizes), cb/ob/pb/eb (id bases), j1..j4
-    # (journey ids), steps (their step ids, journey-major), e_total, paid (the store's paid orders).
     return {
         "products": f"""
 INSERT INTO lifecycle_product (id, tenant_id, external_id, sku, title, url, image_url, replenishment_days,
@@ -171,6 +170,15 @@ INSERT INTO lifecycle_refund (tenant_id, order_id, external_id, amount, currency
 SELECT tenant_id, id, 'r-' || id, refunded_total, currency, 'damaged in transit', placed_at + interval '8 days',
     placed_at + interval '8 days'
 FROM lifecycle_order WHERE tenant_id = %(t)s AND refunded_total > 0""",
+    }
+
+
+def _customer_statements(seed: int) -> dict[str, str]:
+    """Customers (with their aggregates) and their timeline events."""
+    def u(expr: str, salt: int) -> str:
+        return _u(expr, salt, seed)
+
+    return {
         # Customers after their orders: the aggregates are the orders' (refresh_aggregates' rule).
         "customers": f"""
 INSERT INTO lifecycle_customer (id, tenant_id, external_id, email, first_name, last_name, locale, time_zone,
@@ -223,6 +231,15 @@ FROM (
         '{{"product": "Grinder", "serial": "G-1"}}'::jsonb
     FROM lifecycle_customer c WHERE c.tenant_id = %(t)s AND c.first_order_at IS NOT NULL AND {u('c.id', 22)} < 0.06
 ) e ORDER BY at""",
+    }
+
+
+def _engine_statements(seed: int) -> dict[str, str]:
+    """The journeys' enrollments and deliveries: the durable schedule's rows."""
+    def u(expr: str, salt: int) -> str:
+        return _u(expr, salt, seed)
+
+    return {
         # Enrollment e follows the store's paid orders in order (rank 1 + (e-1)·paid/e_total); its
         # journey is e mod 4; e mod 10 = 0 is held out. Treated enrollments end when their last
         # email is final (BACKLOG after it was due), 5% exit after the first email.
@@ -290,6 +307,15 @@ FROM (
         JOIN journeys_enrollment en ON en.id = %(eb)s + k.tr + (k.tr - 1) / {HOLDOUT_EVERY - 1}
     ) x
 ) en""",
+    }
+
+
+def _program_statements(seed: int) -> dict[str, str]:
+    """Loyalty ledger and accounts, survey requests and answers."""
+    def u(expr: str, salt: int) -> str:
+        return _u(expr, salt, seed)
+
+    return {
         # Loyalty: three in ten customers who ordered hold an account: one earn entry (a point per
         # unit spent), and for three in ten of those a redemption of 100 points; balances = entries.
         "ledger": f"""
@@ -334,6 +360,14 @@ FROM (
     FROM feedback_surveyrequest r WHERE r.tenant_id = %(t)s AND {u('r.id', 61)} < 0.35
 ) x""",
     }
+
+
+def _statements(seed: int) -> dict[str, str]:
+    # Parameters: t (tenant id), cur (currency), now, n/m/d (sizes), cb/ob/pb/eb (id bases), j1..j4
+    # (journey ids), steps (their step ids, journey-major), e_total, paid (the store's paid orders).
+    return {**_commerce_statements(seed), **_customer_statements(seed), **_engine_statements(seed),
+            **_program_statements(seed)}
+
 
 
 # The order the statements run in, and the table each fills (for the row counts).

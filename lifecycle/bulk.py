@@ -7,6 +7,7 @@ twice in one batch, a guest record to adopt, a race with a live writer) goes thr
 marked `backfill`: they fill the timeline but start no journeys.
 """
 
+import dataclasses
 from collections.abc import Iterable
 from decimal import Decimal
 from typing import Any
@@ -103,11 +104,55 @@ def _placeholders(values) -> str:
     return ", ".join(["%s"] * len(values)) or "NULL"
 
 
+@dataclasses.dataclass
+class _KnownCustomers:
+    """The batch's customers already in the store: by external id, the first by email (as
+    `_customer_find` picks for an email alone), and the emails that have a guest record."""
+
+    by_ext: dict[str, int] = dataclasses.field(default_factory=dict)
+    first_by_email: dict[str, int] = dataclasses.field(default_factory=dict)
+    guests: set[str] = dataclasses.field(default_factory=set)
+
+    def id_of(self, key: str) -> int:
+        kind, value = key.split(":", 1)
+        return self.by_ext[value] if kind == "x" else self.first_by_email[value]
+
+    def learn(self, key: str, pk: int) -> None:
+        kind, value = key.split(":", 1)
+        (self.by_ext if kind == "x" else self.first_by_email)[value] = pk
+
+
 def _fast_insert(tenant: Tenant, valid: list[tuple[int, OrderIn]], backfill: bool):
     """New orders of new or unchanged customers, in one INSERT per table; the rest is returned
     for the careful path. Rows are written from plain values (rows.Table.insert_dicts): building
     a model instance per line and event, and Django's bulk_create preparing every value through
     its compiler, were three quarters of this path's CPU."""
+    fresh, slow = _new_orders(tenant, valid)
+    known = _known_customers(tenant, fresh)
+    now = clock.now()
+    new_customers, resolved = _resolve_customers(fresh, known, now, slow)
+    orders = [_order_row(tenant, data, now) for _, data, _ in resolved]
+    _insert_customers(tenant, orders, resolved, new_customers, known)
+    for order, (_, _, key) in zip(orders, resolved, strict=True):
+        order.customer_id = known.id_of(key)
+    ORDERS.insert(orders)
+    lines, events = _line_and_event_rows(tenant, orders, resolved, backfill, now)
+    processed_at = now if backfill else None  # backfilled history starts nothing
+    for key in new_customers:
+        pk = known.id_of(key)
+        events.append({"tenant_id": tenant.pk, "type": "customer.created", "occurred_at": now, "customer_id": pk,
+                       "data": {}, "dedupe_key": f"customer.created:{pk}", "backfill": backfill,
+                       "processed_at": processed_at})
+    LINES.insert_dicts(lines)
+    EVENTS.insert_dicts(events)
+    new_ids = {known.id_of(key) for key in new_customers}
+    refresh_aggregates(tenant, {order.customer_id for order in orders} - new_ids)
+    fast = [BulkItemOut(index=index, external_id=data.external_id, result="created") for index, data, _ in resolved]
+    return fast, slow
+
+
+def _new_orders(tenant: Tenant, valid: list[tuple[int, OrderIn]]) -> tuple[list, list]:
+    """The batch's orders the store does not have yet (each external id once), and the others."""
     ext_ids = [d.external_id for _, d in valid]
     with connection.cursor() as cursor:
         cursor.execute(_EXISTING_ORDERS_SQL.format(ext_ids=_placeholders(ext_ids)), [tenant.pk, *ext_ids])
@@ -120,12 +165,13 @@ def _fast_insert(tenant: Tenant, valid: list[tuple[int, OrderIn]], backfill: boo
         else:
             seen.add(data.external_id)
             fresh.append((index, data))
+    return fresh, slow
 
+
+def _known_customers(tenant: Tenant, fresh: list[tuple[int, OrderIn]]) -> _KnownCustomers:
     customer_ext_ids = sorted({d.customer.external_id for _, d in fresh if d.customer.external_id})
     emails = sorted({d.customer.email for _, d in fresh if d.customer.email})
-    by_ext: dict[str, int] = {}
-    first_by_email: dict[str, int] = {}  # as `_customer_find` picks for an email alone
-    guests: set[str] = set()  # emails that have a guest record (no external id)
+    known = _KnownCustomers()
     if customer_ext_ids or emails:
         with connection.cursor() as cursor:
             cursor.execute(
@@ -134,52 +180,55 @@ def _fast_insert(tenant: Tenant, valid: list[tuple[int, OrderIn]], backfill: boo
             )
             for pk, ext, email in cursor.fetchall():
                 if ext is not None:
-                    by_ext[ext] = pk
+                    known.by_ext[ext] = pk
                 else:
-                    guests.add(email)
-                first_by_email.setdefault(email, pk)
+                    known.guests.add(email)
+                known.first_by_email.setdefault(email, pk)
+    return known
 
-    now = clock.now()
+
+def _resolve_customers(fresh: list[tuple[int, OrderIn]], known: _KnownCustomers, now, slow: list):
+    """Each fresh order's customer key, and the rows of the customers to create. An order that would
+    adopt a guest record goes to `slow` (the careful path)."""
     new_customers: dict[str, dict[str, Any]] = {}  # customer key -> row
     resolved: list[tuple[int, OrderIn, str]] = []  # (index, data, customer key)
     for index, data in fresh:
         c = data.customer
         if c.external_id:
             key = f"x:{c.external_id}"
-            if c.external_id not in by_ext:
-                if c.email and c.email in guests:
+            if c.external_id not in known.by_ext:
+                if c.email and c.email in known.guests:
                     slow.append((index, data))  # adopting a guest record: careful path
                     continue
                 new_customers.setdefault(key, _new_customer(c, now))
-        elif c.email in first_by_email:
+        elif c.email in known.first_by_email:
             key = f"e:{c.email}"
         else:
             key = f"e:{c.email}"
             new_customers.setdefault(key, _new_customer(c, now))
         resolved.append((index, data, key))
+    return new_customers, resolved
 
-    def customer_id(key: str) -> int:
-        kind, value = key.split(":", 1)
-        return by_ext[value] if kind == "x" else first_by_email[value]
 
-    orders = []
-    for _, data, _key in resolved:
-        order = Order(
-            tenant=tenant, external_id=data.external_id, number=data.number,
-            currency=data.currency, subtotal=data.subtotal, discount_total=data.discount_total, total=data.total,
-            discount_codes=data.discount_codes, landing_site=data.landing_site, referring_site=data.referring_site,
-            referral_code=data.referral_code, cancel_reason=data.cancel_reason, source=Order.Source.IMPORT,
-            source_updated_at=data.updated_at, placed_at=data.placed_at or now,
-        )
-        implied = STATUS_IMPLIES[data.status]
-        for field in ("paid_at", "fulfilled_at", "delivered_at", "cancelled_at"):
-            value = getattr(data, field)
-            if value is not None or field in implied:
-                setattr(order, field, value or (order.placed_at if field == "paid_at" else now))
-        order.status = order.derive_status()
-        orders.append(order)
+def _order_row(tenant: Tenant, data: OrderIn, now) -> Order:
+    order = Order(
+        tenant=tenant, external_id=data.external_id, number=data.number,
+        currency=data.currency, subtotal=data.subtotal, discount_total=data.discount_total, total=data.total,
+        discount_codes=data.discount_codes, landing_site=data.landing_site, referring_site=data.referring_site,
+        referral_code=data.referral_code, cancel_reason=data.cancel_reason, source=Order.Source.IMPORT,
+        source_updated_at=data.updated_at, placed_at=data.placed_at or now,
+    )
+    implied = STATUS_IMPLIES[data.status]
+    for field in ("paid_at", "fulfilled_at", "delivered_at", "cancelled_at"):
+        value = getattr(data, field)
+        if value is not None or field in implied:
+            setattr(order, field, value or (order.placed_at if field == "paid_at" else now))
+    order.status = order.derive_status()
+    return order
 
-    # A new customer's orders are all in this batch: its aggregates are theirs, written with it.
+
+def _insert_customers(tenant: Tenant, orders: list[Order], resolved: list, new_customers: dict, known) -> None:
+    """A new customer's orders are all in this batch: its aggregates are theirs, written with it."""
     for order, (_, _, key) in zip(orders, resolved, strict=True):
         row = new_customers.get(key)
         share = order_share(tenant, order) if row is not None else None
@@ -191,12 +240,10 @@ def _fast_insert(tenant: Tenant, valid: list[tuple[int, OrderIn]], backfill: boo
             row["last_order_at"] = at if row["last_order_at"] is None else max(row["last_order_at"], at)
     for key, pk in zip(new_customers, CUSTOMERS.insert_dicts(
             [{**row, "tenant_id": tenant.pk} for row in new_customers.values()], returning=True), strict=True):
-        kind, value = key.split(":", 1)
-        (by_ext if kind == "x" else first_by_email)[value] = pk
-    for order, (_, _, key) in zip(orders, resolved, strict=True):
-        order.customer_id = customer_id(key)
-    ORDERS.insert(orders)
+        known.learn(key, pk)
 
+
+def _line_and_event_rows(tenant: Tenant, orders: list[Order], resolved: list, backfill: bool, now):
     product_ids = line_product_ids(tenant, [line for _, d, _ in resolved for line in d.lines])
     lines, events = [], []
     processed_at = now if backfill else None  # backfilled history starts nothing
@@ -218,17 +265,7 @@ def _fast_insert(tenant: Tenant, valid: list[tuple[int, OrderIn]], backfill: boo
             if at:
                 events.append({**common, "type": event_type, "occurred_at": at,
                                "dedupe_key": f"{event_type}:{order.pk}"})
-    for key in new_customers:
-        pk = customer_id(key)
-        events.append({"tenant_id": tenant.pk, "type": "customer.created", "occurred_at": now, "customer_id": pk,
-                       "data": {}, "dedupe_key": f"customer.created:{pk}", "backfill": backfill,
-                       "processed_at": processed_at})
-    LINES.insert_dicts(lines)
-    EVENTS.insert_dicts(events)
-    new_ids = {customer_id(key) for key in new_customers}
-    refresh_aggregates(tenant, {order.customer_id for order in orders} - new_ids)
-    fast = [BulkItemOut(index=index, external_id=data.external_id, result="created") for index, data, _ in resolved]
-    return fast, slow
+    return lines, events
 
 
 def _new_customer(data, now) -> dict[str, Any]:
