@@ -40,7 +40,7 @@ HORIZON = dt.timedelta(days=365)
 
 # Kinds whose step sends an email, and so needs a subject and a body.
 EMAIL_KINDS = (Step.Kind.EMAIL, Step.Kind.FEEDBACK_REQUEST, Step.Kind.REFERRAL_INVITE)
-# Kinds the engine accepts but that have nothing to send yet (journeys.dispatch.delivery_send).
+# Kinds the engine accepts but that have nothing to send yet (journeys.dispatch.skip_before_sending).
 UNSUPPORTED_KINDS = (Step.Kind.WEBHOOK, Step.Kind.LOYALTY_INVITE)
 BRANCH_KINDS = (Step.Kind.CONDITION, Step.Kind.AB_SPLIT)
 

@@ -1,16 +1,16 @@
 """Sending claimed deliveries in batches: what a send task does with the ids the dispatcher hands it.
+The one send path: every email a journey sends (plain, survey, referral invitation) goes through it.
 
-`delivery_send` (services.py) takes one row through claimed → sending → sent with about ten
-statements of its own. Here a batch goes through the same states and the same gate in waves of
+A batch goes through claimed → sending → sent in waves of
 SEND_WAVE rows (SEND_WAVE_WITHOUT_IDEMPOTENCY when the ESP does not honour our idempotency key), each
 wave with a handful of set-based statements:
 
 1. one conditional UPDATE moves the wave's rows claimed → sending (RETURNING the ones that were
    still claimed: a redelivered task, or a second copy of it, finds none and does nothing);
 2. one SELECT loads them; the gate reads exit events, last marketing emails and higher-priority
-   rivals once for the wave (`gate_decisions`); rows that are not a plain email to send now (a
-   skip, a defer, an exit, a branch, a points award, a survey or referral email) go through
-   `delivery_settle` one by one, exactly as `delivery_send` would;
+   rivals once for the wave (`gate_decisions`); rows that have no email to send now (a skip, a
+   defer, an exit, a branch, a points award, a survey nobody can answer) go through
+   `delivery_settle` one by one;
 3. the emails are rendered with the wave's reads done once (`render_emails`), then handed to the
    ESP, by JOURNEY_SEND_CONCURRENCY threads at a time when the ESP is slow to answer;
 4. one transaction records the wave: an UPDATE … FROM (VALUES …) marks the sent rows with their
@@ -53,8 +53,8 @@ from referrals.services import invite_record
 
 from .enrollment import delivery_advance, delivery_history, enrollment_exit, fall_through, step_delivery
 from .models import Delivery, Enrollment, Journey, Step
-from .rendering import SendResult, build_message, esp_send, render_emails, send_delivery_email
-from .schedule import GateDecision, esp_honours_idempotency, gate_check, gate_decisions, send_lease
+from .rendering import SendResult, build_message, esp_send, render_emails
+from .schedule import GateDecision, esp_honours_idempotency, gate_decisions, send_lease
 
 # Rows per wave: one claimed → sending UPDATE, one load, one gate read, one recording transaction.
 # Big enough that those statements cost little per email (~0.1 ms at 25); small because a worker
@@ -195,7 +195,7 @@ def _prepare(ids: list[int], cache: _Cache, outcomes: collections.Counter) -> _W
     cache.load(deliveries)
     to_render = []
     for delivery, decision in zip(deliveries, gate_decisions(deliveries, now), strict=True):
-        if decision.action == "send" and delivery.step.kind == Step.Kind.EMAIL and not skip_before_sending(delivery):
+        if decision.action == "send" and delivery.step.kind in EMAIL_KINDS and not skip_before_sending(delivery):
             to_render.append(delivery)
         else:
             outcomes[delivery_settle(delivery, decision, now)] += 1
@@ -341,26 +341,10 @@ def delivery_finish(delivery: Delivery, now: dt.datetime, **fields: Any) -> bool
         pk=delivery.pk, state=Delivery.State.SENDING).update(lease_until=None, updated_at=now, **fields))
 
 
-def delivery_send(*, delivery_id: int, send_email=None) -> str:
-    """Send one claimed delivery, at most once. Returns the final state (or "" when not ours).
-
-    claimed → sending is a conditional UPDATE: a duplicate task finds the row already taken
-    and does nothing. The gate decides skip / defer / send; the email goes out outside any
-    transaction, then the row is marked sent with the ESP's id and the next step is written.
-    (Send tasks send in batches: journeys/dispatch.py.)
-    """
-    now = clock.now()
-    if not delivery_begin_sending(delivery_id, now):
-        return ""
-    delivery = (Delivery.all_tenants.select_related("customer__tenant", "enrollment__order", "step__template",
-                                                    "journey").get(pk=delivery_id))
-    return delivery_settle(delivery, gate_check(delivery, now), now, send_email=send_email)
-
-
-def delivery_settle(delivery: Delivery, decision: GateDecision, now: dt.datetime, *, send_email=None) -> str:
-    """Act on the gate's decision for a delivery this worker holds in 'sending': skip, defer, exit,
-    evaluate a branch, award points, or send its email now. Returns the final state."""
-    send_email = send_email or send_delivery_email
+def delivery_settle(delivery: Delivery, decision: GateDecision, now: dt.datetime) -> str:
+    """Act on the gate's decision for a delivery this worker holds in 'sending' that has no email to
+    send now: skip, defer, exit, evaluate a branch, award points. Returns the final state. (An email
+    that may go is rendered and sent with its wave, `_prepare`.)"""
     if decision.action == "exit":
         enrollment_exit(enrollment=delivery.enrollment, reason=decision.reason)
         delivery_finish(delivery, now, state=Delivery.State.SKIPPED, reason=decision.reason)
@@ -381,28 +365,23 @@ def delivery_settle(delivery: Delivery, decision: GateDecision, now: dt.datetime
         return Delivery.State.SENT
     if delivery.step.kind == Step.Kind.AWARD_POINTS:
         return _award_points(delivery, now)
-    reason = skip_before_sending(delivery)
-    if reason:
-        with transaction.atomic():
-            delivery_finish(delivery, now, state=Delivery.State.SKIPPED, reason=reason)
-            delivery_advance(delivery, now)
-        return Delivery.State.SKIPPED
-    try:
-        result = send_email(delivery)
-    except Exception as exc:  # noqa: BLE001 - every failure is recorded on the row
-        return record_failure(delivery, exc, now)
+    # The gate let it go, but there is nothing to send: a kind with no email, no template, a survey
+    # with nothing to ask. (skip_before_sending writes what it must once per delivery.)
+    reason = skip_before_sending(delivery) or f"step kind '{delivery.step.kind}' sends through its wave"
     with transaction.atomic():
-        delivery_finish(delivery, clock.now(), state=Delivery.State.SENT, sent_at=clock.now(),
-                message_id=result.message_id, esp_message_id=result.esp_message_id or result.message_id)
-        delivery_advance(delivery, clock.now())
-    return Delivery.State.SENT
+        delivery_finish(delivery, now, state=Delivery.State.SKIPPED, reason=reason)
+        delivery_advance(delivery, now)
+    return Delivery.State.SKIPPED
+
+
+# The step kinds that send an email.
+EMAIL_KINDS = (Step.Kind.EMAIL, Step.Kind.FEEDBACK_REQUEST, Step.Kind.REFERRAL_INVITE)
 
 
 def skip_before_sending(delivery: Delivery) -> str:
     """Why a step that passed the gate has no email to send after all ("" when it has one). A feedback
     request writes its survey requests and a referral invite its code here, once per delivery."""
-    sends_email = delivery.step.kind in (Step.Kind.EMAIL, Step.Kind.FEEDBACK_REQUEST, Step.Kind.REFERRAL_INVITE)
-    return (f"step kind '{delivery.step.kind}' has nothing to send yet" if not sends_email
+    return (f"step kind '{delivery.step.kind}' has nothing to send yet" if delivery.step.kind not in EMAIL_KINDS
             else "the step has no email template" if delivery.step.template_id is None
             else _feedback_requests(delivery) if delivery.step.kind == Step.Kind.FEEDBACK_REQUEST
             else _referral_invite(delivery) if delivery.step.kind == Step.Kind.REFERRAL_INVITE else "")

@@ -340,11 +340,6 @@ def build_message(delivery: Delivery, rendered: RenderedEmail) -> AnymailMessage
     return message
 
 
-def send_delivery_email(delivery: Delivery) -> SendResult:
-    rendered = render_email(delivery)
-    return esp_send(build_message(delivery, rendered))
-
-
 def esp_send(message: AnymailMessage, *, connection=None) -> SendResult:
     """Hand one built message to the ESP: through `connection` (an email backend a batch keeps open,
     so an HTTP ESP reuses its session) or a backend of its own."""

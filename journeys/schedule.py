@@ -185,13 +185,9 @@ def quiet_hours_end(now: dt.datetime, zone: zoneinfo.ZoneInfo, start: dt.time, e
     return candidate.astimezone(dt.UTC)
 
 
-def gate_check(delivery: Delivery, now: dt.datetime) -> GateDecision:
-    """May this delivery go out now? The one place every rule is checked, for every journey."""
-    return gate_decisions([delivery], now)[0]
-
-
 def gate_decisions(deliveries: Sequence[Delivery], now: dt.datetime) -> list[GateDecision]:
-    """`gate_check` for a batch, in its order: the same rules, with what they read from the database
+    """May these deliveries go out now? The one place every rule is checked, for every journey, for a
+    batch in its order, with what the rules read from the database
     (exit events, each customer's last marketing email, higher-priority rivals) fetched in one query
     each per tenant rather than per delivery. Each delivery has its customer (with tenant),
     enrollment, journey and step loaded.

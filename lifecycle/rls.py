@@ -37,7 +37,7 @@ The design
   below Django's cursor, it adds no statement to Django's query log or to query counts.
 
   Why per statement and not one `set_config` when a scope opens a transaction: the scopes do
-  not own the transactions. `delivery_send` commits "sending" before the email leaves and
+  not own the transactions. `deliveries_send` commits "sending" before the email leaves and
   records "sent" after; an Idempotency-Key claim commits before the request runs so a
   concurrent copy sees it in flight (409). Wrapping those in one `atomic()` for the tenant's
   sake would quietly change at-most-once sending and the 409. With the scope on the

@@ -58,7 +58,7 @@ def referral_email_context(*, tenant: Tenant, customer_id: int, code: ReferralCo
 
 def referral_invite_context(*, tenant: Tenant, customer_id: int) -> dict:
     """The referral-invite step's email values; {} when the store has no active program or the
-    customer has no code (journeys' delivery_send gives them one before rendering)."""
+    customer has no code (journeys' dispatch gives them one before rendering)."""
     program = Program.objects.for_tenant(tenant).filter(active=True).first()
     code = ReferralCode.objects.for_tenant(tenant).filter(customer_id=customer_id, vanity=False).first()
     if program is None or code is None:

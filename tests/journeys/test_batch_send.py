@@ -1,5 +1,5 @@
-"""Send tasks send in batches (journeys/dispatch.py): the same states, gate and ledger as
-delivery_send, with a handful of statements per wave of rows instead of ten per email."""
+"""Send tasks send in batches (journeys/dispatch.py, the one send path): every state, the gate and the
+ledger, with a handful of statements per wave of rows instead of ten per email."""
 
 import datetime as dt
 import threading

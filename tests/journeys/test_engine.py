@@ -6,7 +6,7 @@ import pytest
 import requests
 from django.core import mail
 
-from journeys.dispatch import deliveries_send, delivery_send
+from journeys.dispatch import deliveries_send
 from journeys.models import Delivery, Enrollment, Journey, Step
 from journeys.rendering import delivery_token
 from journeys.schedule import deliveries_claim, deliveries_reclaim, quiet_hours_end
@@ -303,8 +303,8 @@ def test_a_duplicate_send_task_sends_nothing(api, tenant):
         process_events()
     with clock.frozen(NOON + dt.timedelta(days=1)):
         [delivery_id] = deliveries_claim(limit=10)
-        assert delivery_send(delivery_id=delivery_id) == "sent"
-        assert delivery_send(delivery_id=delivery_id) == ""
+        assert +deliveries_send(delivery_ids=[delivery_id]) == {"sent": 1}
+        assert +deliveries_send(delivery_ids=[delivery_id]) == {"": 1}
 
     assert len(mail.outbox) == 1
 
@@ -340,7 +340,7 @@ def test_a_failing_esp_is_retried_then_failed(api, tenant, settings):
     response = requests.Response()
     response.status_code, response.reason, response._content = 503, "Service Unavailable", b'{"error": "busy"}'
 
-    def broken(delivery):
+    def broken(message, connection=None):
         raise AnymailAPIError("ESP says 503", status_code=503, response=response)
 
     now = NOON + dt.timedelta(days=1)
@@ -348,7 +348,7 @@ def test_a_failing_esp_is_retried_then_failed(api, tenant, settings):
     for _ in range(6):
         with clock.frozen(now):
             ids = deliveries_claim(limit=10)
-            results += [delivery_send(delivery_id=i, send_email=broken) for i in ids]
+            results += list(deliveries_send(delivery_ids=ids, send=broken).elements())
         now += dt.timedelta(hours=2)
 
     assert results == ["pending"] * 5 + ["failed"]

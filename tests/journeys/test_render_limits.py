@@ -136,7 +136,7 @@ def test_every_task_has_a_soft_and_a_hard_time_limit():
 def test_an_email_caught_by_the_tasks_soft_time_limit_is_retried_not_failed(api, tenant):
     from celery.exceptions import SoftTimeLimitExceeded
 
-    from journeys.dispatch import delivery_send
+    from journeys.dispatch import deliveries_send
     from journeys.schedule import deliveries_claim
 
     make_journey(tenant, message_class="transactional", steps=[("PT0S", "Hi")])
@@ -144,12 +144,12 @@ def test_an_email_caught_by_the_tasks_soft_time_limit_is_retried_not_failed(api,
         paid_order(api)
         process_events()
 
-    def out_of_time(delivery):
+    def out_of_time(message, connection=None):
         raise SoftTimeLimitExceeded("SoftTimeLimitExceeded()")
 
     with clock.frozen(NOON):
         [delivery_id] = deliveries_claim(limit=10)
-        assert delivery_send(delivery_id=delivery_id, send_email=out_of_time) == "pending"
+        assert +deliveries_send(delivery_ids=[delivery_id], send=out_of_time) == {"pending": 1}
     delivery = Delivery.objects.for_tenant(tenant).get()
     assert (delivery.state, delivery.due_at) == ("pending", NOON + dt.timedelta(seconds=30))
     assert delivery.reason.startswith("retrying: SoftTimeLimitExceeded")
