@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 from lifecycle.inputs import CustomerIn, OrderIn, ProductIn, RefundIn
 
 from ..money import MONEY_DECIMAL_PLACES
+from ..numbers import whole_number
 from .common import (
     PayloadError,
     email_or_none,
@@ -211,4 +212,4 @@ def product_links(data: OrderIn, site_url: str, *, with_pages: set[str] = frozen
 
 
 def _ascii_digits(value: str) -> bool:
-    return value.isascii() and value.isdigit()
+    return whole_number(value) is not None
