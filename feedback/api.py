@@ -12,9 +12,9 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from lifecycle.api.common import ERRORS, dump
+from lifecycle.api.common import ERRORS, PERIOD_PARAMETERS, dump, query_day
 from lifecycle.errors import ServiceError
-from lifecycle.numbers import calendar_date, whole_number
+from lifecycle.numbers import whole_number
 
 from .models import Review
 from .selectors import (
@@ -133,22 +133,10 @@ class ProductReviewsView(APIView):
         return dump(out)
 
 
-def _date(request: Request, name: str) -> dt.datetime | None:
-    raw = request.query_params.get(name)
-    if raw is None:
-        return None
-    day = calendar_date(raw)  # an empty value is no date either: a 400, as the schema says
-    if day is None:
-        raise ServiceError("feedback.bad_date", f"{name} must be a date such as 2026-01-31",
-                           {name: ["must be a date such as 2026-01-31"]})
-    return dt.datetime.combine(day, dt.time(0), tzinfo=dt.UTC)
-
-
 class FeedbackMetricsView(APIView):
     @extend_schema(
         parameters=[
-            OpenApiParameter("since", dt.date, required=False, description="From this day (UTC), inclusive; omit for no lower bound."),
-            OpenApiParameter("until", dt.date, required=False, description="Up to this day (UTC), exclusive; omit for no upper bound."),
+            *PERIOD_PARAMETERS,
             OpenApiParameter("survey", str, required=False, description="Only this survey (its key)."),
         ],
         responses={200: FeedbackMetricsOut, **ERRORS}, summary="Feedback metrics",
@@ -157,6 +145,6 @@ class FeedbackMetricsView(APIView):
         "when they were sent.",
     )
     def get(self, request: Request) -> Response:
-        data = feedback_metrics(tenant=request.tenant, since=_date(request, "since"), until=_date(request, "until"),
+        data = feedback_metrics(tenant=request.tenant, since=query_day(request, "since", code="feedback.bad_date"), until=query_day(request, "until", code="feedback.bad_date"),
                                 survey_key=request.query_params.get("survey") or None)
         return dump(FeedbackMetricsOut.model_validate(data))

@@ -55,86 +55,68 @@ def _template_export(template: EmailTemplate | None) -> dict[str, Any] | None:
     return {"name": template.name, **{field: getattr(template, field) for field in TEMPLATE_FIELDS}}
 
 
-def journey_export(journey: Journey) -> dict[str, Any]:
-    """The journey as import JSON (JourneyIn), every field written out, steps by position."""
-    steps = Step.objects.for_tenant(journey.tenant_id).filter(journey=journey).select_related("template")
+def _shape(journey: Journey | JourneyIn, *, status: str, filters: dict, exit_events: list, steps: list) -> dict[str, Any]:
+    """The export's shape, from a saved journey or from an import's `JourneyIn` (same field names)."""
     return {
         "name": journey.name,
         "description": journey.description,
-        "status": journey.status,
+        "status": status,
         "trigger": journey.trigger,
         "custom_event_type": journey.custom_event_type,
-        "filters": dict(journey.filters or {}),
+        "filters": filters,
         "entry_policy": journey.entry_policy,
         "cooldown": _duration(journey.cooldown),
         "replace_running": journey.replace_running,
-        "exit_events": list(journey.exit_events or []),
+        "exit_events": exit_events,
         "goal_event": journey.goal_event,
         "attribution_window": _duration(journey.attribution_window),
         "holdout_percent": journey.holdout_percent,
         "message_class": journey.message_class,
         "priority": journey.priority,
-        "steps": [
-            {
-                "position": step.position,
-                "name": step.name,
-                "wait_kind": step.wait_kind,
-                "wait": _duration(step.wait),
-                "anchor": step.anchor,
-                "wait_event": step.wait_event,
-                "wait_max": _duration(step.wait_max),
-                "kind": step.kind,
-                "config": dict(step.config or {}),
-                "template": _template_export(step.template),
-            }
-            for step in steps.order_by("position")
-        ],
+        "steps": steps,
     }
+
+
+def _step_shape(step, *, config: dict, template: dict[str, Any] | None) -> dict[str, Any]:
+    return {
+        "position": step.position,
+        "name": step.name,
+        "wait_kind": step.wait_kind,
+        "wait": _duration(step.wait),
+        "anchor": step.anchor,
+        "wait_event": step.wait_event,
+        "wait_max": _duration(step.wait_max),
+        "kind": step.kind,
+        "config": config,
+        "template": template,
+    }
+
+
+def journey_export(journey: Journey) -> dict[str, Any]:
+    """The journey as import JSON (JourneyIn), every field written out, steps by position."""
+    steps = Step.objects.for_tenant(journey.tenant_id).filter(journey=journey).select_related("template")
+    return _shape(journey, status=journey.status, filters=dict(journey.filters or {}),
+                  exit_events=list(journey.exit_events or []),
+                  steps=[_step_shape(step, config=dict(step.config or {}), template=_template_export(step.template))
+                         for step in steps.order_by("position")])
 
 
 def _canonical(data: JourneyIn, *, status: str) -> dict[str, Any]:
     """What journey_export will say once `data` is imported: the shape both sides are compared in."""
-    steps = sorted(data.steps, key=lambda s: s.position)
-    return {
-        "name": data.name,
-        "description": data.description,
-        "status": status,
-        "trigger": data.trigger,
-        "custom_event_type": data.custom_event_type,
-        "filters": data.filters.model_dump(mode="json", exclude_none=True),
-        "entry_policy": data.entry_policy,
-        "cooldown": _duration(data.cooldown),
-        "replace_running": data.replace_running,
-        "exit_events": list(data.exit_events),
-        "goal_event": data.goal_event,
-        "attribution_window": _duration(data.attribution_window),
-        "holdout_percent": data.holdout_percent,
-        "message_class": data.message_class,
-        "priority": data.priority,
-        "steps": [
-            {
-                "position": step.position,
-                "name": step.name,
-                "wait_kind": step.wait_kind,
-                "wait": _duration(step.wait),
-                "anchor": step.anchor,
-                "wait_event": step.wait_event,
-                "wait_max": _duration(step.wait_max),
-                "kind": step.kind,
-                "config": step.config,
-                "template": None if step.template is None else {
-                    "name": data.template_name(step),
-                    "subject": step.template.subject,
-                    "preheader": step.template.preheader,
-                    "body": step.template.body,
-                    "signature": step.template.signature,
-                    "translations": {locale: t.model_dump(exclude_none=True)
-                                     for locale, t in step.template.translations.items()},
-                },
-            }
-            for step in steps
-        ],
-    }
+    def template(step) -> dict[str, Any] | None:
+        return None if step.template is None else {
+            "name": data.template_name(step),
+            "subject": step.template.subject,
+            "preheader": step.template.preheader,
+            "body": step.template.body,
+            "signature": step.template.signature,
+            "translations": {locale: t.model_dump(exclude_none=True) for locale, t in step.template.translations.items()},
+        }
+
+    return _shape(data, status=status, filters=data.filters.model_dump(mode="json", exclude_none=True),
+                  exit_events=list(data.exit_events),
+                  steps=[_step_shape(step, config=step.config, template=template(step))
+                         for step in sorted(data.steps, key=lambda s: s.position)])
 
 
 # --- import ---------------------------------------------------------------------------

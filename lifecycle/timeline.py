@@ -24,11 +24,11 @@ def event_append(
     dedupe_key: str | None = None,
     backfill: bool = False,
 ) -> Event:
-    """Append to the timeline. Call inside the transaction that made the change."""
-    event = Event(
-        tenant=tenant, type=type, occurred_at=occurred_at, customer=customer, order=order,
-        data=data or {}, dedupe_key=dedupe_key, backfill=backfill, processed_at=clock.now() if backfill else None,
-    )
+    """Append to the timeline (the row `event_row` describes). Call inside the transaction that made the change."""
+    row = event_row(tenant=tenant, type=type, occurred_at=occurred_at, data=data, dedupe_key=dedupe_key,
+                    backfill=backfill)
+    event = Event(tenant=tenant, customer=customer, order=order,
+                  **{field: value for field, value in row.items() if not field.endswith("_id")})
     EVENTS.insert([event])
     return event
 

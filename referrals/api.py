@@ -8,17 +8,16 @@ the same body as a missing one.
 import datetime as dt
 from decimal import Decimal
 
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import extend_schema
 from pydantic import BaseModel, Field
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from lifecycle.api.common import ERRORS, dump
+from lifecycle.api.common import ERRORS, PERIOD_PARAMETERS, dump, query_day
 from lifecycle.api.outputs import MoneyOut as MoneyStr  # noqa: E402
-from lifecycle.errors import NotFound, ServiceError
+from lifecycle.errors import NotFound
 from lifecycle.money import money_str
-from lifecycle.numbers import calendar_date
 
 from .models import Program, Referral
 from .rendering import advocate_page_url, offer_text, share_url
@@ -177,22 +176,10 @@ def _referral_times(referral) -> dict[str, dt.datetime | None]:
             "rejected_at": referral.rejected_at.astimezone(dt.UTC) if rejected and referral.rejected_at else None}
 
 
-def _date(request: Request, name: str) -> dt.datetime | None:
-    raw = request.query_params.get(name)
-    if raw is None:
-        return None
-    day = calendar_date(raw)  # an empty value is no date either: a 400, as the schema says
-    if day is None:
-        raise ServiceError("referrals.bad_date", f"{name} must be a date such as 2026-01-31",
-                           {name: ["must be a date such as 2026-01-31"]})
-    return dt.datetime.combine(day, dt.time(0), tzinfo=dt.UTC)
-
-
 class ReferralMetricsView(APIView):
     @extend_schema(
         parameters=[
-            OpenApiParameter("since", dt.date, required=False, description="From this day (UTC), inclusive; omit for no lower bound."),
-            OpenApiParameter("until", dt.date, required=False, description="Up to this day (UTC), exclusive; omit for no upper bound."),
+            *PERIOD_PARAMETERS,
         ],
         responses={200: ReferralMetricsOut, **ERRORS}, summary="Referral metrics",
         description="Invites sent, clicks, conversions, revenue from referred customers, reward cost, the "
@@ -200,7 +187,7 @@ class ReferralMetricsView(APIView):
     )
     def get(self, request: Request) -> Response:
         program = _program(request.tenant)
-        data = referral_metrics(tenant=request.tenant, since=_date(request, "since"), until=_date(request, "until"))
+        data = referral_metrics(tenant=request.tenant, since=query_day(request, "since", code="referrals.bad_date"), until=query_day(request, "until", code="referrals.bad_date"))
         for key in ("revenue", "referred_customers_revenue", "reward_cost"):
             data[key] = _m(data[key], program.currency)
         return dump(ReferralMetricsOut(**data, currency=program.currency))

@@ -1,6 +1,7 @@
 """What every app's API views share: parse a body into its input model, dump a response, the documented
 error answers and the Idempotency-Key header."""
 
+import datetime as dt
 from typing import Any
 
 import pydantic
@@ -9,6 +10,8 @@ from rest_framework import status
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from ..errors import ServiceError
+from ..numbers import calendar_date
 from .idempotency import MAX_KEY_LENGTH
 from .outputs import ErrorOut
 
@@ -47,3 +50,22 @@ def parse(model: type[pydantic.BaseModel], request: Request) -> Any:
 
 def dump(model: pydantic.BaseModel, code: int = status.HTTP_200_OK) -> Response:
     return Response(model.model_dump(mode="json"), status=code)
+
+
+# A metrics endpoint's period: whole days in UTC.
+PERIOD_PARAMETERS = [
+    OpenApiParameter("since", dt.date, required=False, description="From this day (UTC), inclusive; omit for no lower bound."),
+    OpenApiParameter("until", dt.date, required=False, description="Up to this day (UTC), exclusive; omit for no upper bound."),
+]
+
+
+def query_day(request: Request, name: str, *, code: str) -> dt.datetime | None:
+    """A `?since=`/`?until=` day as midnight UTC; absent is None, anything else (an empty value too,
+    as the schema says) a 400 with `code`."""
+    raw = request.query_params.get(name)
+    if raw is None:
+        return None
+    day = calendar_date(raw)
+    if day is None:
+        raise ServiceError(code, f"{name} must be a date such as 2026-01-31", {name: ["must be a date such as 2026-01-31"]})
+    return dt.datetime.combine(day, dt.time(0), tzinfo=dt.UTC)
