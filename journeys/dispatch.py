@@ -51,6 +51,7 @@ from lifecycle.models import Tenant
 from loyalty.services import points_award
 from referrals.services import invite_record
 
+from .builder_checks import EMAIL_KINDS
 from .enrollment import delivery_advance, delivery_history, enrollment_exit, fall_through, step_delivery
 from .models import Delivery, Enrollment, Journey, Step
 from .rendering import SendResult, build_message, esp_send, render_emails
@@ -183,7 +184,7 @@ def _begin(ids: list[int], now: dt.datetime) -> list[int]:
 
 
 def _prepare(ids: list[int], cache: _Cache, outcomes: collections.Counter) -> _Wave:
-    """Take the wave's rows, gate them, settle the ones that are not a plain email, build the rest."""
+    """Take the wave's rows, gate them, settle the ones with no email to send now, build the rest."""
     now = clock.now()
     taken = _begin(ids, now)
     outcomes[""] += len(ids) - len(taken)
@@ -195,8 +196,13 @@ def _prepare(ids: list[int], cache: _Cache, outcomes: collections.Counter) -> _W
     cache.load(deliveries)
     to_render = []
     for delivery, decision in zip(deliveries, gate_decisions(deliveries, now), strict=True):
-        if decision.action == "send" and delivery.step.kind in EMAIL_KINDS and not skip_before_sending(delivery):
-            to_render.append(delivery)
+        if decision.action == "send" and delivery.step.kind in EMAIL_KINDS:
+            # Asked once: a survey request or a referral invite writes what it must here.
+            reason = skip_before_sending(delivery)
+            if not reason:
+                to_render.append(delivery)
+                continue
+            outcomes[delivery_settle(delivery, decision, now, nothing_to_send=reason)] += 1
         else:
             outcomes[delivery_settle(delivery, decision, now)] += 1
     rendered = render_emails(to_render)
@@ -341,10 +347,11 @@ def delivery_finish(delivery: Delivery, now: dt.datetime, **fields: Any) -> bool
         pk=delivery.pk, state=Delivery.State.SENDING).update(lease_until=None, updated_at=now, **fields))
 
 
-def delivery_settle(delivery: Delivery, decision: GateDecision, now: dt.datetime) -> str:
+def delivery_settle(delivery: Delivery, decision: GateDecision, now: dt.datetime, *, nothing_to_send: str = "") -> str:
     """Act on the gate's decision for a delivery this worker holds in 'sending' that has no email to
-    send now: skip, defer, exit, evaluate a branch, award points. Returns the final state. (An email
-    that may go is rendered and sent with its wave, `_prepare`.)"""
+    send now: skip, defer, exit, evaluate a branch, award points, or skip an email step whose
+    `skip_before_sending` said why (`nothing_to_send`). Returns the final state. (An email that may go
+    is rendered and sent with its wave, `_prepare`.)"""
     if decision.action == "exit":
         enrollment_exit(enrollment=delivery.enrollment, reason=decision.reason)
         delivery_finish(delivery, now, state=Delivery.State.SKIPPED, reason=decision.reason)
@@ -365,17 +372,15 @@ def delivery_settle(delivery: Delivery, decision: GateDecision, now: dt.datetime
         return Delivery.State.SENT
     if delivery.step.kind == Step.Kind.AWARD_POINTS:
         return _award_points(delivery, now)
-    # The gate let it go, but there is nothing to send: a kind with no email, no template, a survey
-    # with nothing to ask. (skip_before_sending writes what it must once per delivery.)
-    reason = skip_before_sending(delivery) or f"step kind '{delivery.step.kind}' sends through its wave"
+    # The gate let it go, but there is nothing to send: a kind with no email (its reason is its kind),
+    # or an email step that `_prepare` found had nothing to send (no template, nothing to ask).
+    if delivery.step.kind in EMAIL_KINDS and not nothing_to_send:
+        raise RuntimeError(f"delivery {delivery.pk}: an email step that may go is sent with its wave, not settled")
+    reason = nothing_to_send or skip_before_sending(delivery)
     with transaction.atomic():
         delivery_finish(delivery, now, state=Delivery.State.SKIPPED, reason=reason)
         delivery_advance(delivery, now)
     return Delivery.State.SKIPPED
-
-
-# The step kinds that send an email.
-EMAIL_KINDS = (Step.Kind.EMAIL, Step.Kind.FEEDBACK_REQUEST, Step.Kind.REFERRAL_INVITE)
 
 
 def skip_before_sending(delivery: Delivery) -> str:

@@ -216,11 +216,23 @@ def render_emails(deliveries: Sequence[Delivery]) -> dict[int, RenderedEmail | E
     """`render_email` for a batch, by delivery id: the batch's reads are done once (`email_contexts`).
     An email that cannot be rendered (a template broken after it was saved, say) is its exception, so
     one bad template fails its own deliveries and not the batch's."""
-    contexts = email_contexts(deliveries)
+    try:
+        contexts: dict[int, dict[str, Any] | Exception] = dict(email_contexts(deliveries))
+    except Exception:  # noqa: BLE001 - one delivery's values do not build: build each alone, so only it fails
+        contexts = {}
+        for delivery in deliveries:
+            try:
+                contexts[delivery.pk] = email_contexts([delivery])[delivery.pk]
+            except Exception as exc:  # noqa: BLE001 - recorded on the delivery by the caller
+                contexts[delivery.pk] = exc
     rendered: dict[int, RenderedEmail | Exception] = {}
     for delivery in deliveries:
+        context = contexts[delivery.pk]
+        if isinstance(context, Exception):
+            rendered[delivery.pk] = context
+            continue
         try:
-            rendered[delivery.pk] = render_email(delivery, context=contexts[delivery.pk])
+            rendered[delivery.pk] = render_email(delivery, context=context)
         except Exception as exc:  # noqa: BLE001 - recorded on the delivery by the caller
             rendered[delivery.pk] = exc
     return rendered

@@ -42,8 +42,10 @@ from .program_forms import (
     changed_by,
     within,
 )
-from .referral_program import CODE_PREFIX, referral_program
+from .referral_program import referral_program
 from .surveys import survey_edit, surveys
+
+CODE_PREFIX = re.compile(r"^[A-Z0-9-]{0,20}$")
 
 # Bounds a person would not mean to exceed; past them the form says so instead of storing a typo.
 MAX_POINTS_PER_UNIT = Decimal("1000")

@@ -1,7 +1,6 @@
 """The referral programme's page: both sides' rewards, advocate tiers, release after the refund window, and
 the fraud rules that hold a referral for review."""
 
-import re
 from typing import Any
 
 from django import forms
@@ -26,7 +25,6 @@ MAX_REVIEW_HOURS = 24 * 30
 REFERRAL_TIER_ROWS = 3
 
 
-CODE_PREFIX = re.compile(r"^[A-Z0-9-]{0,20}$")
 
 
 class ReferralProgramForm(PageForm):

@@ -397,3 +397,26 @@ def test_a_branch_step_is_not_held_by_quiet_hours_or_the_cap(api, tenant):
     branch, after = Delivery.objects.for_tenant(tenant).order_by("step__position")
     assert branch.reason == "branch evaluated"
     assert after.step.position == 2 and after.state == "pending"
+
+
+def test_an_email_whose_values_do_not_build_fails_alone_and_the_rest_of_its_wave_goes_out(api, tenant, monkeypatch):
+    from journeys import rendering
+
+    make_journey(tenant, steps=[("P1D", "Tips")])
+    with clock.frozen(NOON):
+        for external_id in ("good-1", "bad", "good-2"):
+            paid_order(api, external_id=f"o-{external_id}", customer={"external_id": external_id})
+        process_events()
+    real = rendering._context
+
+    def broken(delivery, items, points):
+        if delivery.customer.external_id == "bad":
+            raise ValueError("a survey's wording is not a mapping")
+        return real(delivery, items, points)
+
+    monkeypatch.setattr(rendering, "_context", broken)
+
+    assert send_due(NOON + dt.timedelta(days=1)) == ["failed", "sent", "sent"]
+    assert sorted(m.to[0] for m in mail.outbox) == ["good-1@example.com", "good-2@example.com"]
+    bad = Delivery.objects.for_tenant(tenant).get(customer__external_id="bad")
+    assert bad.state == "failed" and "not a mapping" in bad.reason
