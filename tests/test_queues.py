@@ -2,7 +2,10 @@
 declares beside its code, the settings define exactly those queues and no other, beat sends each tick to
 its task's queue, and make run's one worker consumes them all."""
 
+from pathlib import Path
+
 import pytest
+import yaml
 from celery.exceptions import QueueNotFound
 from django.conf import settings
 from kombu.messaging import Producer
@@ -10,6 +13,8 @@ from kombu.messaging import Producer
 from config.celery import app
 from demo.management.commands.serve_embedded import worker_command
 from lifecycle import periodic, queues
+
+ROOT = Path(__file__).resolve().parent.parent
 
 # The decision, written out once more on purpose: a task added without a queue, or moved, fails here.
 EXPECTED = {
@@ -88,3 +93,22 @@ def test_make_runs_one_worker_consumes_every_queue():
     assert command[command.index("--queues") + 1].split(",") == ["events", "dispatch", "sends", "periodic"]
     assert set(command[command.index("--queues") + 1].split(",")) == set(EXPECTED.values())
     assert "--beat" in command and "--concurrency=2" in command
+
+
+def test_docker_compose_runs_one_worker_service_per_queue_and_beat_apart():
+    services = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]
+    workers = {name: service["command"] for name, service in services.items()
+               if service.get("command", [])[:4] == ["celery", "-A", "config", "worker"]}
+
+    consumed = {}
+    for name, command in workers.items():
+        [queue_option] = [arg for arg in command if arg.startswith("--queues=")]
+        consumed[name] = queue_option.removeprefix("--queues=")
+        assert [arg for arg in command if arg.startswith("--concurrency=")], f"{name} sets its own concurrency"
+        assert "--beat" not in command and "-B" not in command
+    assert consumed == {"worker-events": "events", "worker-dispatch": "dispatch", "worker-sends": "sends",
+                        "worker-periodic": "periodic"}
+    assert services["beat"]["command"][:4] == ["celery", "-A", "config", "beat"]
+    # The sweep's processes follow its slots: one knob for both.
+    assert "--concurrency=${EVENT_SWEEP_SLOTS:-2}" in workers["worker-events"]
+    assert services["worker-events"]["environment"]["EVENT_SWEEP_SLOTS"] == "${EVENT_SWEEP_SLOTS:-2}"
