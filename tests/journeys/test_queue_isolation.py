@@ -189,3 +189,26 @@ def test_event_sweeps_go_on_while_a_backlog_of_sends_waits_on_its_own_queue(tena
     assert deliveries.exclude(pk__in=first_orders_claimed).filter(state="pending").count() == ORDERS
     assert OutboxMessage.objects.filter(tenant_id=tenant.pk).count() == 0
     assert queued.llen("sends") == ORDERS
+
+
+def test_the_dispatchers_next_claim_does_not_wait_behind_a_backlog_of_sends(tenant, first_orders_claimed,
+                                                                            broker, tmp_path):
+    process_events()  # B's emails are now due, waiting for a claim
+    due = list(Delivery.objects.for_tenant(tenant).filter(state="pending").values_list("pk", flat=True))
+    assert len(due) == ORDERS
+    with publisher(broker) as producer:
+        for delivery_id in first_orders_claimed:
+            journey_tasks.send.apply_async(args=[[delivery_id]], kwargs={"tenant_id": tenant.pk}, producer=producer)
+        journey_tasks.dispatch.apply_async(producer=producer)  # beat's next tick, queued after the sends
+    queued = redis.Redis.from_url(broker)
+    assert (queued.llen("sends"), queued.llen("dispatch")) == (ORDERS, 1)
+
+    with worker(broker, "dispatch", tmp_path):
+        wait_for(lambda: Delivery.objects.for_tenant(tenant).filter(pk__in=due, state="claimed").count() == ORDERS,
+                 25, "the dispatcher to claim B's emails")
+        # Its one send task for B's emails queued behind A's, and none of them was run by this worker.
+        wait_for(lambda: queued.llen("sends") == ORDERS + 1, 10, "B's send task")
+        assert queued.llen("dispatch") == 0
+    assert Delivery.objects.for_tenant(tenant).filter(state="sent").count() == 0
+    assert OutboxMessage.objects.filter(tenant_id=tenant.pk).count() == 0
+    assert queued.llen("sends") == ORDERS + 1
