@@ -15,6 +15,9 @@ from pathlib import Path
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
+from kombu import Exchange, Queue
+
+from lifecycle import queues
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(os.environ.get("LIFECYCLE_VAR_DIR", BASE_DIR / "var"))
@@ -170,7 +173,13 @@ CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TIMEZONE = "UTC"
-CELERY_TASK_DEFAULT_QUEUE = "default"
+# One queue per kind of work (lifecycle/queues.py), each task naming its own beside its code with
+# @on_queue, which the router reads; a worker started without -Q consumes them all. No other queue exists:
+# a task published without a queue, or to a misspelt one, raises instead of waiting where no worker listens.
+CELERY_TASK_QUEUES = [Queue(name, Exchange(name), routing_key=name) for name in queues.QUEUES]
+CELERY_TASK_ROUTES = ("lifecycle.queues.route",)
+CELERY_TASK_CREATE_MISSING_QUEUES = False
+CELERY_TASK_DEFAULT_QUEUE = "unrouted"
 # Every task has a time limit: SoftTimeLimitExceeded is raised in it at the soft limit, the process
 # is killed at the hard one (rows a send task held go back through journeys.reclaim). The hourly and
 # five-minute sweeps that may legitimately run long get more.

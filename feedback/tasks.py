@@ -3,6 +3,7 @@
 from celery import shared_task
 
 from lifecycle.periodic import every
+from lifecycle.queues import PERIODIC, SENDS, on_queue
 from lifecycle.tenancy import system_scope, tenant_scope
 
 from .services import alert_deliver, alerts_requeue_stale, responses_settle_due
@@ -14,6 +15,8 @@ ALERT_BACKOFF_SECONDS = 30
 ALERT_BACKOFF_MAX_SECONDS = 300
 
 
+# SENDS: an email to the store; its retries come back to the same queue.
+@on_queue(SENDS)
 @shared_task(name="feedback.alert_send", bind=True, ignore_result=True, acks_late=True, max_retries=None)
 def alert_send(self, tenant_id: int, alert_id: int) -> str:
     """Send a negative-answer alert to the store. Idempotent: a sent alert is not sent again."""
@@ -25,6 +28,8 @@ def alert_send(self, tenant_id: int, alert_id: int) -> str:
 
 
 @every(5.0, key="settle-feedback-answers")
+# PERIODIC: settles answers whose window passed (minutes-scale) and requeues lost alerts (on SENDS).
+@on_queue(PERIODIC)
 @shared_task(name="feedback.sweep", ignore_result=True)
 def sweep() -> int:
     """Beat, every few seconds: settle provisional answers whose window passed, and hand out

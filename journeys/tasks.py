@@ -11,6 +11,7 @@ from celery import shared_task
 
 from lifecycle.models import Tenant
 from lifecycle.periodic import every
+from lifecycle.queues import DISPATCH, PERIODIC, SENDS, on_queue
 from lifecycle.tenancy import system_scope, tenant_scope
 
 from .deliverability import deliverability_check_all
@@ -35,6 +36,8 @@ MAX_CLAIMED_WAITING = 5_000
 
 
 @every(2.0, key="dispatch-due-deliveries")
+# DISPATCH, not SENDS: the sends it queues must not stand between it and its next claim.
+@on_queue(DISPATCH)
 @shared_task(name="journeys.dispatch", ignore_result=True)
 def dispatch() -> int:
     """Claim due deliveries and hand them to send tasks. Safe to run on many workers at once."""
@@ -58,6 +61,8 @@ def dispatch() -> int:
     return handed
 
 
+# SENDS: a wave of ESP calls, as long as the ESP is slow; only other sends wait behind it.
+@on_queue(SENDS)
 @shared_task(name="journeys.send", ignore_result=True, acks_late=True, reject_on_worker_lost=True)
 def send(delivery_ids: list[int], tenant_id: int | None = None) -> None:
     """Send claimed deliveries of one tenant. A redelivered task finds them no longer 'claimed'
@@ -74,6 +79,10 @@ def send(delivery_ids: list[int], tenant_id: int | None = None) -> None:
 
 
 @every(30.0, key="reclaim-expired-leases")
+# DISPATCH: it gives a dead sender's rows back to the claim. On SENDS it would wait behind the very
+# backlog whose leases ran out; on PERIODIC behind a rollup that may take 25 minutes. It is bounded
+# (a few UPDATEs and WAIT_EXPIRY_BATCH waits) and runs every 30 s, so the dispatcher barely notices.
+@on_queue(DISPATCH)
 @shared_task(name="journeys.reclaim", ignore_result=True)
 def reclaim() -> dict[str, int]:
     with system_scope():
@@ -81,6 +90,8 @@ def reclaim() -> dict[str, int]:
 
 
 @every(300.0, key="settle-journey-outcomes")
+# PERIODIC: a rollup, minutes at scale; nothing waits on it.
+@on_queue(PERIODIC)
 @shared_task(name="journeys.settle_outcomes", ignore_result=True)
 def settle_outcomes() -> int:
     """Add what closed since the last run into the dashboards' outcome buckets, and refresh the buckets
@@ -102,6 +113,8 @@ def settle_outcomes() -> int:
 
 
 @every(900.0, key="check-deliverability")
+# PERIODIC: a scan of every store's last day, every 15 minutes.
+@on_queue(PERIODIC)
 @shared_task(name="journeys.check_deliverability", ignore_result=True)
 def check_deliverability() -> dict[str, int]:
     """Beat, every 15 minutes: warn or pause stores whose complaint or bounce rate is too high."""

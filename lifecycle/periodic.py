@@ -26,4 +26,8 @@ def every(seconds: float, *, key: str) -> Callable[[Any], Any]:
 
 
 def beat_schedule() -> dict[str, dict[str, Any]]:
-    return {key: {"task": task.name, "schedule": seconds} for key, (task, seconds) in sorted(_periodic.items())}
+    """Each tick goes to its task's queue (lifecycle/queues.py) and expires after one period: a tick no
+    worker started before the next one was sent is dropped, not run late behind it, so a busy queue never
+    gathers a backlog of wake-ups (each run does whatever is due when it starts)."""
+    return {key: {"task": task.name, "schedule": seconds, "options": {"expires": seconds}}
+            for key, (task, seconds) in sorted(_periodic.items())}

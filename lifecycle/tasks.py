@@ -5,6 +5,7 @@ from celery import shared_task
 
 from .events import BATCH_SIZE, events_process_pending, sweep_slots
 from .periodic import every
+from .queues import EVENTS, on_queue
 
 # A sweep hands its worker process back after about this long, however many events wait; beat
 # starts the next one within seconds, so a burst of events never holds the pool from the sends.
@@ -12,6 +13,8 @@ SWEEP_SECONDS = 10.0
 
 
 @every(2.0, key="process-events")
+# EVENTS: a sweep holds its process for up to SWEEP_SECONDS; a burst of them must hold back no send.
+@on_queue(EVENTS)
 @shared_task(name="lifecycle.process_events", ignore_result=True)
 def process_events() -> int:
     """Drain the event outbox (beat, every few seconds). Safe to run on many workers at once:

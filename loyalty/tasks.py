@@ -7,6 +7,7 @@ in its tenant's scope.
 from celery import shared_task
 
 from lifecycle.periodic import every
+from lifecycle.queues import PERIODIC, SENDS, on_queue
 from lifecycle.tenancy import row_tenant_id, system_scope, tenant_scope
 
 from . import redemptions, services
@@ -28,6 +29,8 @@ def _walk(step) -> int:
 
 
 @every(60.0, key="release-pending-points")
+# PERIODIC: a sweep over due points, every minute; a minute late changes nothing a customer sees.
+@on_queue(PERIODIC)
 @shared_task(name="loyalty.release_pending", ignore_result=True)
 def release_pending() -> int:
     """Make order points whose return window is over available. Safe on many workers at once."""
@@ -36,6 +39,8 @@ def release_pending() -> int:
 
 
 @every(3600.0, key="expire-points-and-requalify-tiers")
+# PERIODIC: hourly and slow (every balance, every tier).
+@on_queue(PERIODIC)
 @shared_task(name="loyalty.expire_points", ignore_result=True)
 def expire_points() -> int:
     """Warn about, then expire, inactive balances; re-qualify tiers over the rolling window; birthdays."""
@@ -44,6 +49,8 @@ def expire_points() -> int:
                 + _walk(services.birthday_bonus_sweep))
 
 
+# SENDS: an outbound call to the store, as slow as the store answers.
+@on_queue(SENDS)
 @shared_task(name="loyalty.send_code_webhook", ignore_result=True)
 def send_code_webhook(webhook_id: int, tenant_id: int | None = None) -> str:
     tenant_id = tenant_id or row_tenant_id(CodeWebhook, webhook_id)  # a message queued before tasks named it
@@ -54,6 +61,8 @@ def send_code_webhook(webhook_id: int, tenant_id: int | None = None) -> str:
 
 
 @every(30.0, key="retry-loyalty-code-webhooks")
+# PERIODIC: a short sweep that only queues the calls (on SENDS).
+@on_queue(PERIODIC)
 @shared_task(name="loyalty.retry_code_webhooks", ignore_result=True)
 def retry_code_webhooks() -> int:
     with system_scope():

@@ -7,6 +7,7 @@ its tenant's scope.
 from celery import shared_task
 
 from lifecycle.periodic import every
+from lifecycle.queues import PERIODIC, SENDS, on_queue
 from lifecycle.tenancy import row_tenant_id, system_scope, tenant_scope
 
 from .models import Reward
@@ -19,6 +20,8 @@ from .services import (
 )
 
 
+# SENDS: a discount code or store credit is POSTed to the store, as slow as the store answers.
+@on_queue(SENDS)
 @shared_task(name="referrals.reward_send", ignore_result=True, acks_late=True)
 def reward_send(reward_id: int, tenant_id: int | None = None) -> str:
     """Issue one reward. Idempotent: a reward that is not pending and due is left alone. Retries
@@ -31,6 +34,8 @@ def reward_send(reward_id: int, tenant_id: int | None = None) -> str:
 
 
 @every(60.0, key="release-referral-rewards")
+# PERIODIC: a sweep every minute; the rewards it releases go out on SENDS.
+@on_queue(PERIODIC)
 @shared_task(name="referrals.sweep", ignore_result=True)
 def sweep() -> int:
     """Beat: auto-decide overdue reviews, release due referrals (rewarded exactly once), then

@@ -19,6 +19,8 @@ from pathlib import Path
 
 import pytest
 
+from lifecycle import queues
+
 ROOT = Path(__file__).resolve().parents[2]
 STOP_BOUND_SECONDS = 8  # WORKER_STOP_SECONDS (3) plus the server's own exit, with room on a busy machine
 
@@ -139,6 +141,14 @@ def test_docs_work_offline_the_worker_logs_to_a_file_and_sigterm_stops_both_in_s
     assert f"their log: {log}".encode() in console.read_bytes()
     _wait_for(lambda: log.exists() and b"ready." in log.read_bytes(), 90, "the worker to be ready")
     _wait_for(lambda: b"Scheduler: Sending due task" in log.read_bytes(), 30, "beat to send a task")
+    # The one worker consumes every queue (production gives each its own, docker-compose.yml), and the
+    # filesystem broker carries each: beat's ticks on the events, dispatch and periodic queues all reach it
+    # (here they then find no tables: serve() is tested without the migrate that handle() runs first).
+    for queue in queues.QUEUES:
+        assert re.search(rf"\.> {queue} +exchange={queue}\(direct\) key={queue}\n".encode(), log.read_bytes()), queue
+    for task in ("lifecycle.process_events", "journeys.dispatch", "feedback.sweep"):
+        _wait_for(lambda task=task: re.search(rf"Task {task}\[[0-9a-f-]+\] received".encode(), log.read_bytes()),
+                  30, f"{task} to reach the worker")
     assert b"Scheduler: Sending due task" not in console.read_bytes()
     assert b"succeeded in" not in console.read_bytes() and b"received" not in console.read_bytes()
     # The address it serves on is recorded for commands run beside it (connect_store).

@@ -192,7 +192,7 @@ def test_resume_marketing_command_lifts_the_pause_and_rates_count_afresh(api, te
 
 def test_beat_checks_every_store(tenant, other_tenant):
     assert beat_app.conf.beat_schedule["check-deliverability"] == {
-        "task": "journeys.check_deliverability", "schedule": 900.0}
+        "task": "journeys.check_deliverability", "schedule": 900.0, "options": {"expires": 900.0}}
     bounce(sent_ledger(tenant, MIN_SENT_FOR_BOUNCE_RATE, sent_at=EARLIER), 11)
     with clock.frozen(NOON):
         outcome = check_deliverability.apply().get()

@@ -80,7 +80,7 @@ def test_an_order_whose_transaction_rolls_back_schedules_and_enqueues_nothing(te
         process_events()
         assert dispatch() == 1
     delivery = Delivery.objects.for_tenant(tenant).get()
-    assert broker == [{"task": "journeys.send", "args": [[delivery.pk]], "queue": "default",
+    assert broker == [{"task": "journeys.send", "args": [[delivery.pk]], "queue": "sends",
                        "eta": None}]
 
 
@@ -104,5 +104,5 @@ def test_an_alert_queued_on_commit_is_never_sent_for_a_rolled_back_answer(api, t
     with clock.frozen(later):
         answer_submit(survey_request=request, score=2, mode="confirm")
     alert = FeedbackAlert.objects.for_tenant(tenant).get()
-    assert broker == [{"task": "feedback.alert_send", "args": [tenant.pk, alert.pk], "queue": "default",
+    assert broker == [{"task": "feedback.alert_send", "args": [tenant.pk, alert.pk], "queue": "sends",
                        "eta": None}]

@@ -19,6 +19,7 @@ from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 
+from lifecycle import queues
 from lifecycle.addresses import served_at_path
 
 # How long a stopping worker may take to finish its tasks before it is killed.
@@ -27,6 +28,14 @@ WORKER_STOP_SECONDS = 3.0
 
 def worker_log_path() -> Path:
     return settings.VAR_DIR / "log" / "worker.log"
+
+
+def worker_command(*, concurrency: int) -> list[str]:
+    """One worker with beat for everything: it consumes every queue (lifecycle/queues.py), where
+    production gives each queue worker processes of its own (docker-compose.yml)."""
+    return [sys.executable, "-m", "celery", "-A", "config", "worker", "--beat", "--loglevel=INFO",
+            "--queues", ",".join(queues.QUEUES), f"--concurrency={concurrency}",
+            "--schedule", str(settings.VAR_DIR / "celerybeat-schedule")]
 
 
 class Worker:
@@ -39,10 +48,8 @@ class Worker:
         self._log = open(log_path, "ab")  # noqa: SIM115 - the child writes to it until it stops
         self._stopping = threading.Event()
         self.process = subprocess.Popen(  # noqa: S603 - our own interpreter and module
-            [sys.executable, "-m", "celery", "-A", "config", "worker", "--beat", "--loglevel=INFO",
-             f"--concurrency={concurrency}", "--schedule", str(settings.VAR_DIR / "celerybeat-schedule")],
-            env=os.environ.copy(), stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT,
-            start_new_session=True,
+            worker_command(concurrency=concurrency), env=os.environ.copy(), stdin=subprocess.DEVNULL,
+            stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True,
         )
 
     @property
