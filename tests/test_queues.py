@@ -112,3 +112,15 @@ def test_docker_compose_runs_one_worker_service_per_queue_and_beat_apart():
     # The sweep's processes follow its slots: one knob for both.
     assert "--concurrency=${EVENT_SWEEP_SLOTS:-2}" in workers["worker-events"]
     assert services["worker-events"]["environment"]["EVENT_SWEEP_SLOTS"] == "${EVENT_SWEEP_SLOTS:-2}"
+
+
+def test_docker_composes_postgresql_keeps_autovacuum_on_and_early_and_commits_synchronously():
+    command = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]["postgres"]["command"]
+    settings = dict(value.split("=", 1) for value in command[2::2])
+
+    assert command[0] == "postgres" and set(command[1::2]) == {"-c"}
+    assert settings["autovacuum"] == "on"
+    assert float(settings["autovacuum_vacuum_scale_factor"]) <= 0.05
+    assert float(settings["autovacuum_analyze_scale_factor"]) <= 0.02
+    assert "synchronous_commit" not in settings and "fsync" not in settings
+    assert settings["shared_buffers"] == "1GB"
