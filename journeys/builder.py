@@ -23,10 +23,11 @@ from django.db import IntegrityError, transaction
 from django.db.models import Count
 from pydantic import ValidationError
 
-from lifecycle import jsonbody
+from lifecycle import clock, jsonbody
 from lifecycle.errors import ServiceError
 from lifecycle.locks import advisory_lock
 from lifecycle.models import Tenant
+from lifecycle.timeline import event_append
 
 from .builder_checks import EMAIL_KINDS, content_problems
 from .definition import MAX_STEPS, JourneyIn, unavailable_kind_problem
@@ -138,7 +139,18 @@ def _drop_template_if_unused(tenant_id: int, template_id: int | None) -> None:
 # --- journeys ----------------------------------------------------------------------
 
 
-def journey_create(*, tenant: Tenant, name: str, trigger: str) -> Journey:
+STATUS_EVENTS = {"activate": "store.journey_activated", "pause": "store.journey_paused",
+                 "archive": "store.journey_archived"}
+
+
+def _record(tenant: Tenant, journey: Journey, type_: str, by: str, **data: Any) -> None:
+    """The audit log's line: a workspace user's change to a journey, on the store's timeline."""
+    if by:
+        event_append(tenant=tenant, type=type_, occurred_at=clock.now(),
+                     data={"journey": journey.name, "journey_id": journey.pk, **data, "by": by})
+
+
+def journey_create(*, tenant: Tenant, name: str, trigger: str, by: str = "") -> Journey:
     """A draft journey with one starter email a day after the trigger."""
     name = name.strip()
     with transaction.atomic():
@@ -150,6 +162,7 @@ def journey_create(*, tenant: Tenant, name: str, trigger: str) -> Journey:
         template = _starter_template(tenant, journey, 1)
         Step.objects.for_tenant(tenant).create(tenant=tenant, journey=journey, position=1, name="First email",
                                                wait=dt.timedelta(days=1), template=template)
+        _record(tenant, journey, "store.journey_created", by, trigger=trigger)
     return journey
 
 
@@ -176,7 +189,7 @@ def journey_settings_update(*, tenant: Tenant, journey_id: int, values: dict[str
     return journey
 
 
-def journey_set_status(*, tenant: Tenant, journey_id: int, action: str) -> Journey:
+def journey_set_status(*, tenant: Tenant, journey_id: int, action: str, by: str = "") -> Journey:
     """activate (draft or paused → active, only with no problems), pause (active → paused),
     archive (any → archived: its customers leave at their next step)."""
     moves = {"activate": ((Journey.Status.DRAFT, Journey.Status.PAUSED), Journey.Status.ACTIVE),
@@ -196,8 +209,11 @@ def journey_set_status(*, tenant: Tenant, journey_id: int, action: str) -> Journ
                 activation_check(journey)
             except NotReady as exc:
                 raise NotActivatable(exc) from exc
+        before = journey.status
         journey.status = to
         journey.save(update_fields=["status", "updated_at"])
+        _record(tenant, journey, STATUS_EVENTS[action], by,
+                changes={"status": [before, to]})
     return journey
 
 

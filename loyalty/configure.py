@@ -11,6 +11,7 @@ from typing import Any
 from django.db import IntegrityError, transaction
 
 from lifecycle import clock
+from lifecycle.changes import json_safe
 from lifecycle.errors import ServiceError
 from lifecycle.models import Tenant
 from lifecycle.timeline import event_append
@@ -41,12 +42,14 @@ def loyalty_program_save(*, tenant: Tenant, values: dict[str, Any], by: str) -> 
         created = program is None
         if created:
             program = Program(tenant=tenant)
+        before = {name: getattr(program, name) for name in PROGRAM_FIELDS}
         changed = _assign(program, PROGRAM_FIELDS, values)
         if not (created or changed):
             return program, []
         program.save()
+        changes = {name: [json_safe(before[name]), json_safe(getattr(program, name))] for name in changed}
         _event(tenant, "store.loyalty_program_created" if created else "store.loyalty_program_changed",
-               {"fields": changed, "by": by})
+               {"fields": changed, "changes": changes, "by": by})
     return program, changed
 
 

@@ -122,7 +122,7 @@ def journey_new(request: HttpRequest, tenant: Tenant) -> HttpResponse:
         return redirect("workspace:journeys", tenant=tenant.slug)
     try:
         journey = builder.safe_save(builder.journey_create, tenant=tenant, name=form.cleaned_data["name"],
-                                    trigger=form.cleaned_data["trigger"])
+                                    trigger=form.cleaned_data["trigger"], by=request.user.get_username())
     except builder.BuilderError as exc:
         _fail(request, exc)
         return redirect("workspace:journeys", tenant=tenant.slug)
@@ -291,7 +291,8 @@ def journey_status(request: HttpRequest, tenant: Tenant, journey_id: int) -> Htt
         return redirect(_builder_url(tenant, journey))
     action = request.POST.get("action", "")
     try:
-        journey = builder.journey_set_status(tenant=tenant, journey_id=journey.pk, action=action)
+        journey = builder.journey_set_status(tenant=tenant, journey_id=journey.pk, action=action,
+                                             by=request.user.get_username())
     except builder.NotActivatable as exc:
         messages.error(request, f"Not activated: {exc.message} each is listed under “Before it can go live”, "
                                 "with a link to its step.")
