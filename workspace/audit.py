@@ -88,10 +88,15 @@ def audit_events(tenant: Tenant, search: Filter) -> QuerySet[Event]:
     return events.order_by("-occurred_at", "-pk")
 
 
+def _shown(value: Any) -> Any:
+    return "(empty)" if value in ("", None) else value
+
+
 def audit_line(event: Event, zone: zoneinfo.ZoneInfo) -> Line:
     data = event.data if isinstance(event.data, dict) else {}
     changes = data.get("changes") if isinstance(data.get("changes"), dict) else {}
-    pairs = [(name, *(pair if isinstance(pair, list) and len(pair) == 2 else ["", pair])) for name, pair in changes.items()]
+    pairs = [(name, *(_shown(v) for v in (pair if isinstance(pair, list) and len(pair) == 2 else [None, pair])))
+             for name, pair in changes.items()]
     rest = {k: v for k, v in data.items() if k not in ("by", "changes", "fields")}
     if not changes and data.get("fields"):
         rest["fields"] = data["fields"]

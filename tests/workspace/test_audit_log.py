@@ -11,10 +11,11 @@ import zoneinfo
 import pytest
 from django.urls import reverse
 
-from journeys.models import Journey
+from journeys.models import Journey, Step
 from lifecycle.models import Event
 from lifecycle.timeline import event_append
 from tests.journeys.helpers import make_journey
+from workspace.builder_forms import StepForm
 
 from .conftest import client_for
 from .test_cross_tenant_pages import workspace_routes
@@ -83,6 +84,50 @@ def test_a_journey_activation_shows_with_who(as_marketer, tenant):
                                                    "changes": {"status": ["draft", "active"]}, "by": "mara"})]
     text = words(as_marketer.get(url(tenant)))
     assert "store.journey_activated" in text and "status : draft → active" in text and "mara" in text
+
+
+def test_creating_duplicating_and_pausing_a_journey_are_recorded(as_marketer, tenant):
+    as_marketer.post(url(tenant, "journey_new"), {"name": "Welcome", "trigger": "first_order"})
+    journey = Journey.objects.for_tenant(tenant).get()
+    as_marketer.post(url(tenant, "journey_duplicate", journey_id=journey.pk))
+    copy = Journey.objects.for_tenant(tenant).exclude(pk=journey.pk).get()
+    Journey.objects.for_tenant(tenant).filter(pk=journey.pk).update(status=Journey.Status.ACTIVE)
+    as_marketer.post(url(tenant, "journey_status", journey_id=journey.pk), {"action": "pause"})
+    as_marketer.post(url(tenant, "journey_status", journey_id=journey.pk), {"action": "archive"})
+    events = list(Event.objects.for_tenant(tenant).filter(type__startswith="store.").order_by("pk")
+                  .values_list("type", "data"))
+    assert events == [
+        ("store.journey_created", {"journey": "Welcome", "journey_id": journey.pk, "trigger": "first_order",
+                                   "by": "mara"}),
+        ("store.journey_created", {"journey": copy.name, "journey_id": copy.pk, "trigger": "first_order",
+                                   "copied_from": "Welcome", "by": "mara"}),
+        ("store.journey_paused", {"journey": "Welcome", "journey_id": journey.pk,
+                                  "changes": {"status": ["active", "paused"]}, "by": "mara"}),
+        ("store.journey_archived", {"journey": "Welcome", "journey_id": journey.pk,
+                                    "changes": {"status": ["paused", "archived"]}, "by": "mara"})]
+
+
+def test_journey_step_changes_are_recorded_once_each_with_who(as_marketer, tenant):
+    journey = make_journey(tenant, name="Welcome", trigger=Journey.Trigger.ORDER_DELIVERED,
+                           status=Journey.Status.DRAFT, steps=(("P1D", "Hello"), ("P2D", "Again")))
+    first, second = Step.objects.for_tenant(tenant).filter(journey=journey).order_by("position")
+    as_marketer.post(url(tenant, "journey_step_add", journey_id=journey.pk),
+                     {"add-kind": "award_points", "add-wait_amount": "3", "add-wait_unit": "hours"})
+    as_marketer.post(url(tenant, "journey_step_move", journey_id=journey.pk, step_id=second.pk), {"direction": "up"})
+    as_marketer.post(url(tenant, "journey_step_remove", journey_id=journey.pk, step_id=first.pk))
+    second.refresh_from_db()
+    old_name = second.name
+    form = {key: ("" if value is None else value) for key, value in StepForm.initial_for(second).items()}
+    as_marketer.post(url(tenant, "journey_step", journey_id=journey.pk, step_id=second.pk),
+                     {**form, "name": "Once more"})
+    events = list(Event.objects.for_tenant(tenant).filter(type__startswith="store.").order_by("pk")
+                  .values_list("type", "data__by"))
+    assert events == [("store.journey_step_added", "mara"), ("store.journey_step_moved", "mara"),
+                      ("store.journey_step_removed", "mara"), ("store.journey_step_changed", "mara")]
+    changed = Event.objects.for_tenant(tenant).get(type="store.journey_step_changed")
+    assert old_name != "Once more"
+    assert changed.data["changes"] == {"name": [old_name, "Once more"]}
+    assert f"name : {old_name or '(empty)'} → Once more" in words(as_marketer.get(url(tenant), {"what": "store.journey_step_changed"}))
 
 
 def test_a_viewer_reads_the_log(as_viewer, tenant, logged):
