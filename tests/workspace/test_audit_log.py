@@ -5,13 +5,16 @@ import csv
 import datetime as dt
 import html
 import io
+import json
 import re
 import zoneinfo
+from decimal import Decimal
 
 import pytest
 from django.urls import reverse
 
 from journeys.models import Journey, Step
+from lifecycle.changes import field_changes
 from lifecycle.models import Event
 from lifecycle.timeline import event_append
 from tests.journeys.helpers import make_journey
@@ -187,3 +190,15 @@ def test_nothing_edits_or_deletes_a_line(as_marketer, owner, tenant, logged):
             assert getattr(client, method)(url(tenant)).status_code == 405
     assert list(Event.objects.for_tenant(tenant).order_by("pk").values()) == before
     assert [name for name in workspace_routes() if "audit" in name] == ["workspace:settings-audit"]
+
+
+def test_before_and_after_are_json_safe_and_a_secret_is_never_shown():
+    class Before:
+        cap, quiet, bonus, api_key = 16, dt.time(21, 0), Decimal("1.50"), "lc_old_secret"
+
+    changes = field_changes(Before(), ["cap", "quiet", "bonus", "api_key"],
+                            {"cap": 24, "quiet": dt.time(22, 30), "bonus": Decimal("2"), "api_key": "lc_new_secret"},
+                            secret=["api_key"])
+    assert changes == {"cap": [16, 24], "quiet": ["21:00:00", "22:30:00"], "bonus": ["1.50", "2"],
+                       "api_key": ["(set)", "(changed)"]}
+    assert "secret" not in json.dumps(changes)
