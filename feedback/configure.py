@@ -10,6 +10,7 @@ from typing import Any
 from django.db import transaction
 
 from lifecycle import clock
+from lifecycle.changes import field_changes
 from lifecycle.models import Tenant
 from lifecycle.timeline import event_append
 
@@ -40,11 +41,13 @@ def survey_settings_save(*, tenant: Tenant, survey: Survey, values: dict[str, An
         changed = [name for name in SURVEY_FIELDS if name in values and getattr(locked, name) != values[name]]
         if not changed:
             return []
+        changes = field_changes(locked, changed, values)
         for name in changed:
             setattr(locked, name, values[name])
         locked.save(update_fields=[*changed, "updated_at"])
         event_append(tenant=tenant, type="store.survey_changed", occurred_at=clock.now(),
-                     data={"survey": locked.key, "survey_id": locked.pk, "fields": changed, "by": by})
+                     data={"survey": locked.key, "survey_id": locked.pk, "fields": changed, "changes": changes,
+                           "by": by})
     survey.refresh_from_db()
     return changed
 

@@ -23,10 +23,12 @@ from django.db import IntegrityError, transaction
 from django.db.models import Count
 from pydantic import ValidationError
 
-from lifecycle import jsonbody
+from lifecycle import clock, jsonbody
+from lifecycle.changes import json_safe
 from lifecycle.errors import ServiceError
 from lifecycle.locks import advisory_lock
 from lifecycle.models import Tenant
+from lifecycle.timeline import event_append
 
 from .builder_checks import EMAIL_KINDS, content_problems
 from .definition import MAX_STEPS, JourneyIn, unavailable_kind_problem
@@ -138,7 +140,18 @@ def _drop_template_if_unused(tenant_id: int, template_id: int | None) -> None:
 # --- journeys ----------------------------------------------------------------------
 
 
-def journey_create(*, tenant: Tenant, name: str, trigger: str) -> Journey:
+STATUS_EVENTS = {"activate": "store.journey_activated", "pause": "store.journey_paused",
+                 "archive": "store.journey_archived"}
+
+
+def _record(tenant: Tenant, journey: Journey, type_: str, by: str, **data: Any) -> None:
+    """The audit log's line: a workspace user's change to a journey, on the store's timeline."""
+    if by:
+        event_append(tenant=tenant, type=type_, occurred_at=clock.now(),
+                     data={"journey": journey.name, "journey_id": journey.pk, **data, "by": by})
+
+
+def journey_create(*, tenant: Tenant, name: str, trigger: str, by: str = "") -> Journey:
     """A draft journey with one starter email a day after the trigger."""
     name = name.strip()
     with transaction.atomic():
@@ -150,10 +163,11 @@ def journey_create(*, tenant: Tenant, name: str, trigger: str) -> Journey:
         template = _starter_template(tenant, journey, 1)
         Step.objects.for_tenant(tenant).create(tenant=tenant, journey=journey, position=1, name="First email",
                                                wait=dt.timedelta(days=1), template=template)
+        _record(tenant, journey, "store.journey_created", by, trigger=trigger)
     return journey
 
 
-def journey_settings_update(*, tenant: Tenant, journey_id: int, values: dict[str, Any]) -> Journey:
+def journey_settings_update(*, tenant: Tenant, journey_id: int, values: dict[str, Any], by: str = "") -> Journey:
     """Change the journey's name, description, trigger, filters and rules. Words always (unless
     archived); anything else only when the structure may change. Writes only what differs."""
     with transaction.atomic():
@@ -167,6 +181,9 @@ def journey_settings_update(*, tenant: Tenant, journey_id: int, values: dict[str
             if _name_taken(tenant, changed["name"], exclude=journey.pk):
                 raise BuilderError("journeys.name_taken", f"A journey named “{changed['name']}” already exists.",
                                    {"name": ["is already the name of a journey in this store"]})
+        if changed:
+            _record(tenant, journey, "store.journey_changed", by, changes={
+                key: [json_safe(getattr(journey, key)), json_safe(value)] for key, value in changed.items()})
         for key, value in changed.items():
             setattr(journey, key, value)
         if changed:
@@ -176,7 +193,7 @@ def journey_settings_update(*, tenant: Tenant, journey_id: int, values: dict[str
     return journey
 
 
-def journey_set_status(*, tenant: Tenant, journey_id: int, action: str) -> Journey:
+def journey_set_status(*, tenant: Tenant, journey_id: int, action: str, by: str = "") -> Journey:
     """activate (draft or paused → active, only with no problems), pause (active → paused),
     archive (any → archived: its customers leave at their next step)."""
     moves = {"activate": ((Journey.Status.DRAFT, Journey.Status.PAUSED), Journey.Status.ACTIVE),
@@ -196,8 +213,11 @@ def journey_set_status(*, tenant: Tenant, journey_id: int, action: str) -> Journ
                 activation_check(journey)
             except NotReady as exc:
                 raise NotActivatable(exc) from exc
+        before = journey.status
         journey.status = to
         journey.save(update_fields=["status", "updated_at"])
+        _record(tenant, journey, STATUS_EVENTS[action], by,
+                changes={"status": [before, to]})
     return journey
 
 
@@ -211,7 +231,7 @@ def _copy_name(tenant: Tenant, name: str) -> str:
     return f"{name[:180]} (copy {n})"
 
 
-def journey_duplicate(*, tenant: Tenant, journey_id: int) -> Journey:
+def journey_duplicate(*, tenant: Tenant, journey_id: int, by: str = "") -> Journey:
     """A draft copy named "<name> (copy)", with its own copies of every email. Nothing of the
     original's customers or history comes along, nor its library key."""
     with transaction.atomic():
@@ -235,10 +255,11 @@ def journey_duplicate(*, tenant: Tenant, journey_id: int) -> Journey:
             step._state.adding = True
             step.journey, step.template = copy, template
             step.save()
+        _record(tenant, copy, "store.journey_created", by, trigger=copy.trigger, copied_from=source.name)
     return copy
 
 
-def journey_import_file(*, tenant: Tenant, raw: bytes) -> Journey:
+def journey_import_file(*, tenant: Tenant, raw: bytes, by: str = "") -> Journey:
     """A new draft journey from exported JSON, validated by journeys.definition. Never updates an
     existing journey (the API does that, by name): a taken name is refused."""
     try:
@@ -268,6 +289,7 @@ def journey_import_file(*, tenant: Tenant, raw: bytes) -> Journey:
             raise BuilderError(exc.code, exc.message, exc.fields) from exc
         if not created:  # a same-named journey appeared meanwhile: leave it alone
             raise BuilderError("journeys.name_taken", f"A journey named “{journey_in.name}” already exists here.")
+        _record(tenant, journey, "store.journey_created", by, trigger=journey.trigger, imported=True)
     return journey
 
 
@@ -316,7 +338,7 @@ def _require_own_survey(tenant: Tenant, config: dict[str, Any]) -> None:
         raise BuilderError("journeys.unknown_survey", problem + ".", {"survey": [problem]})
 
 
-def step_add(*, tenant: Tenant, journey_id: int, kind: str, wait: dt.timedelta) -> Step:
+def step_add(*, tenant: Tenant, journey_id: int, kind: str, wait: dt.timedelta, by: str = "") -> Step:
     """A new last step; email kinds start with a starter email to edit."""
     _require_available_kind(kind)
     with transaction.atomic():
@@ -332,11 +354,12 @@ def step_add(*, tenant: Tenant, journey_id: int, kind: str, wait: dt.timedelta) 
         step = Step.objects.for_tenant(tenant).create(tenant=tenant, journey=journey, position=position, kind=kind,
                                                       wait=wait, template=template, config=config)
         journey.save(update_fields=["updated_at"])
+        _record(tenant, journey, "store.journey_step_added", by, step=position, kind=kind, wait=json_safe(wait))
     return step
 
 
 def step_update(*, tenant: Tenant, journey_id: int, step_id: int, values: dict[str, Any],
-                content: dict[str, str] | None) -> Step:
+                content: dict[str, str] | None, by: str = "") -> Step:
     """Change one step. `values`: name and structure (wait, kind, config); `content`: the email's
     subject, preheader, body and signature (None: leave the email alone). Only what differs is
     written; structure only when it may change; content on a live journey only when it has no
@@ -346,6 +369,8 @@ def step_update(*, tenant: Tenant, journey_id: int, step_id: int, values: dict[s
         _require_editable(journey)
         step = Step.objects.for_tenant(tenant).select_related("template").get(pk=step_id, journey=journey)
         changed = {key: value for key, value in values.items() if getattr(step, key) != value}
+        changes = {key: [json_safe(getattr(step, key)), json_safe(value)] for key, value in changed.items()}
+        email_before = {f: getattr(step.template, f) if step.template else "" for f in TEMPLATE_FIELDS}
         if any(key in STEP_STRUCTURE_FIELDS for key in changed):
             _require_structure(journey)
         if "kind" in changed:
@@ -396,10 +421,15 @@ def step_update(*, tenant: Tenant, journey_id: int, step_id: int, values: dict[s
             journey.save(update_fields=["updated_at"])
             if "template" in changed and old_template_id != step.template_id:
                 _drop_template_if_unused(tenant.pk, old_template_id)
+        email_after = {f: getattr(step.template, f) if step.template else "" for f in TEMPLATE_FIELDS}
+        changes.update({f: [email_before[f], email_after[f]] for f in TEMPLATE_FIELDS
+                        if email_before[f] != email_after[f]})
+        if changes:
+            _record(tenant, journey, "store.journey_step_changed", by, step=step.position, changes=changes)
     return step
 
 
-def step_move(*, tenant: Tenant, journey_id: int, step_id: int, direction: str) -> Step:
+def step_move(*, tenant: Tenant, journey_id: int, step_id: int, direction: str, by: str = "") -> Step:
     """Swap a step with its neighbour above ("up") or below ("down"). The rows move, so each
     step keeps its email and its history; branches keep pointing at the same steps."""
     if direction not in ("up", "down"):
@@ -419,10 +449,11 @@ def step_move(*, tenant: Tenant, journey_id: int, step_id: int, direction: str) 
         mapping = {step.position: new for new, step in enumerate(order, start=1)}
         _renumber(tenant, journey, order, mapping)
         journey.save(update_fields=["updated_at"])
+        _record(tenant, journey, "store.journey_step_moved", by, changes={"position": [index + 1, other + 1]})
         return order[other]
 
 
-def step_remove(*, tenant: Tenant, journey_id: int, step_id: int) -> None:
+def step_remove(*, tenant: Tenant, journey_id: int, step_id: int, by: str = "") -> None:
     """Remove a step with no send history; later steps move up, branches to it are cleared."""
     with transaction.atomic():
         journey = _locked(tenant, journey_id)
@@ -449,6 +480,7 @@ def step_remove(*, tenant: Tenant, journey_id: int, step_id: int) -> None:
                     Step.objects.for_tenant(tenant).filter(pk=s.pk).update(config={**s.config, "variants": kept})
         _drop_template_if_unused(tenant.pk, template_id)
         journey.save(update_fields=["updated_at"])
+        _record(tenant, journey, "store.journey_step_removed", by, step=step.position, name=step.name)
 
 
 def safe_save(fn, **kwargs):

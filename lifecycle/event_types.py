@@ -123,7 +123,9 @@ _TYPES = (
                    "loyalty_program_created", "loyalty_program_changed", "loyalty_tier_added", "loyalty_tier_changed",
                    "loyalty_tier_removed", "loyalty_reward_added", "loyalty_reward_changed", "loyalty_reward_activated",
                    "loyalty_reward_deactivated", "referral_program_created", "referral_program_changed",
-                   "survey_created", "survey_changed", "review_moderated")),
+                   "survey_created", "survey_changed", "review_moderated", "journey_created", "journey_activated",
+                   "journey_paused", "journey_archived", "journey_changed", "journey_step_added", "journey_step_changed",
+                   "journey_step_moved", "journey_step_removed")),
 )
 
 EVENT_TYPES: dict[str, EventType] = {event_type.name: event_type for event_type in _TYPES}

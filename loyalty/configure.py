@@ -11,6 +11,7 @@ from typing import Any
 from django.db import IntegrityError, transaction
 
 from lifecycle import clock
+from lifecycle.changes import json_safe
 from lifecycle.errors import ServiceError
 from lifecycle.models import Tenant
 from lifecycle.timeline import event_append
@@ -34,6 +35,11 @@ def _assign(obj, fields: tuple[str, ...], values: dict[str, Any]) -> list[str]:
     return changed
 
 
+def _changes(before: dict[str, Any], obj, changed: list[str]) -> dict[str, list[Any]]:
+    """{field: [before, after]} of what changed, JSON-safe (the audit log shows it)."""
+    return {name: [json_safe(before[name]), json_safe(getattr(obj, name))] for name in changed}
+
+
 def loyalty_program_save(*, tenant: Tenant, values: dict[str, Any], by: str) -> tuple[Program, list[str]]:
     """Create the store's program, or change it. Returns it with the fields that changed."""
     with transaction.atomic():
@@ -41,12 +47,14 @@ def loyalty_program_save(*, tenant: Tenant, values: dict[str, Any], by: str) -> 
         created = program is None
         if created:
             program = Program(tenant=tenant)
+        before = {name: getattr(program, name) for name in PROGRAM_FIELDS}
         changed = _assign(program, PROGRAM_FIELDS, values)
         if not (created or changed):
             return program, []
         program.save()
+        changes = _changes(before, program, changed)
         _event(tenant, "store.loyalty_program_created" if created else "store.loyalty_program_changed",
-               {"fields": changed, "by": by})
+               {"fields": changed, "changes": changes, "by": by})
     return program, changed
 
 
@@ -76,6 +84,7 @@ def loyalty_tier_save(*, tenant: Tenant, values: dict[str, Any], by: str, tier: 
         _tier_clash(program, values, tier.pk if tier else None)
         created = tier is None
         tier = tier or Tier(tenant=tenant, program=program)
+        before = {name: getattr(tier, name) for name in TIER_FIELDS}
         changed = _assign(tier, TIER_FIELDS, values)
         if not (created or changed):
             return tier
@@ -85,7 +94,8 @@ def loyalty_tier_save(*, tenant: Tenant, values: dict[str, Any], by: str, tier: 
         except IntegrityError:
             raise ServiceError("loyalty.tier_taken", "Another tier has this name or threshold.") from None
         _event(tenant, "store.loyalty_tier_added" if created else "store.loyalty_tier_changed",
-               {"tier": tier.name, "tier_id": tier.pk, "fields": changed, "by": by})
+               {"tier": tier.name, "tier_id": tier.pk, "fields": changed, "changes": _changes(before, tier, changed),
+                "by": by})
     return tier
 
 
@@ -110,12 +120,14 @@ def loyalty_reward_save(*, tenant: Tenant, values: dict[str, Any], by: str, rewa
             reward = Reward.objects.for_tenant(tenant).select_for_update().get(pk=reward.pk, program=program)
         created = reward is None
         reward = reward or Reward(tenant=tenant, program=program)
+        before = {name: getattr(reward, name) for name in REWARD_FIELDS}
         changed = _assign(reward, REWARD_FIELDS, values)
         if not (created or changed):
             return reward
         reward.save()
         _event(tenant, "store.loyalty_reward_added" if created else "store.loyalty_reward_changed",
-               {"reward": reward.name, "reward_id": reward.pk, "fields": changed, "by": by})
+               {"reward": reward.name, "reward_id": reward.pk, "fields": changed,
+                "changes": _changes(before, reward, changed), "by": by})
     return reward
 
 

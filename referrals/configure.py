@@ -10,6 +10,7 @@ from typing import Any
 from django.db import transaction
 
 from lifecycle import clock
+from lifecycle.changes import field_changes
 from lifecycle.models import Tenant
 from lifecycle.timeline import event_append
 
@@ -32,9 +33,10 @@ def referral_program_save(*, tenant: Tenant, values: dict[str, Any], by: str) ->
         changed = [name for name in PROGRAM_FIELDS if name in values and getattr(program, name) != values[name]]
         if not (created or changed):
             return program, []
+        changes = field_changes(program, changed, values)
         for name in changed:
             setattr(program, name, values[name])
         program.save()
-        event_append(tenant=tenant, occurred_at=clock.now(), data={"fields": changed, "by": by},
+        event_append(tenant=tenant, occurred_at=clock.now(), data={"fields": changed, "changes": changes, "by": by},
                      type="store.referral_program_created" if created else "store.referral_program_changed")
     return program, changed

@@ -122,7 +122,7 @@ def journey_new(request: HttpRequest, tenant: Tenant) -> HttpResponse:
         return redirect("workspace:journeys", tenant=tenant.slug)
     try:
         journey = builder.safe_save(builder.journey_create, tenant=tenant, name=form.cleaned_data["name"],
-                                    trigger=form.cleaned_data["trigger"])
+                                    trigger=form.cleaned_data["trigger"], by=request.user.get_username())
     except builder.BuilderError as exc:
         _fail(request, exc)
         return redirect("workspace:journeys", tenant=tenant.slug)
@@ -186,7 +186,7 @@ def journey_import(request: HttpRequest, tenant: Tenant) -> HttpResponse:
             messages.error(request, "Import: " + " ".join(errors))
         return redirect("workspace:journeys", tenant=tenant.slug)
     try:
-        journey = builder.safe_save(builder.journey_import_file, tenant=tenant, raw=form.cleaned_data["file"].read())
+        journey = builder.safe_save(builder.journey_import_file, tenant=tenant, by=request.user.get_username(), raw=form.cleaned_data["file"].read())
     except builder.BuilderError as exc:
         _fail(request, exc)
         return redirect("workspace:journeys", tenant=tenant.slug)
@@ -276,7 +276,7 @@ def journey_settings(request: HttpRequest, tenant: Tenant, journey_id: int) -> H
         messages.error(request, "The trigger and filters were not saved: see the messages beside the fields.")
         return _builder(request, tenant, journey, settings_form=form, status=400)
     try:
-        builder.safe_save(builder.journey_settings_update, tenant=tenant, journey_id=journey.pk, values=form.values())
+        builder.safe_save(builder.journey_settings_update, tenant=tenant, by=request.user.get_username(), journey_id=journey.pk, values=form.values())
     except builder.BuilderError as exc:
         _fail(request, exc)
         return _builder(request, tenant, journey, settings_form=form, status=400)
@@ -291,7 +291,8 @@ def journey_status(request: HttpRequest, tenant: Tenant, journey_id: int) -> Htt
         return redirect(_builder_url(tenant, journey))
     action = request.POST.get("action", "")
     try:
-        journey = builder.journey_set_status(tenant=tenant, journey_id=journey.pk, action=action)
+        journey = builder.journey_set_status(tenant=tenant, journey_id=journey.pk, action=action,
+                                             by=request.user.get_username())
     except builder.NotActivatable as exc:
         messages.error(request, f"Not activated: {exc.message} each is listed under “Before it can go live”, "
                                 "with a link to its step.")
@@ -312,7 +313,7 @@ def journey_duplicate(request: HttpRequest, tenant: Tenant, journey_id: int) -> 
     if request.method != "POST":
         return redirect(_builder_url(tenant, journey))
     try:
-        copy = builder.safe_save(builder.journey_duplicate, tenant=tenant, journey_id=journey.pk)
+        copy = builder.safe_save(builder.journey_duplicate, tenant=tenant, by=request.user.get_username(), journey_id=journey.pk)
     except builder.BuilderError as exc:
         _fail(request, exc)
         return redirect(_builder_url(tenant, journey))
@@ -344,7 +345,7 @@ def journey_step_add(request: HttpRequest, tenant: Tenant, journey_id: int) -> H
         messages.error(request, "Choose what the new step does and how long it waits.")
         return redirect(_builder_url(tenant, journey, anchor="steps"))
     try:
-        step = builder.safe_save(builder.step_add, tenant=tenant, journey_id=journey.pk,
+        step = builder.safe_save(builder.step_add, tenant=tenant, by=request.user.get_username(), journey_id=journey.pk,
                                  kind=form.cleaned_data["kind"], wait=wait)
     except builder.BuilderError as exc:
         _fail(request, exc)
@@ -370,7 +371,7 @@ def journey_step(request: HttpRequest, tenant: Tenant, journey_id: int, step_id:
     if content is not None and step.kind not in EMAIL_KINDS:
         content = None  # the step just became an email: it starts from the starter text
     try:
-        builder.safe_save(builder.step_update, tenant=tenant, journey_id=journey.pk, step_id=step.pk,
+        builder.safe_save(builder.step_update, tenant=tenant, by=request.user.get_username(), journey_id=journey.pk, step_id=step.pk,
                           values=form.values(), content=content)
     except builder.BuilderError as exc:
         _fail(request, exc)
@@ -388,7 +389,7 @@ def journey_step_move(request: HttpRequest, tenant: Tenant, journey_id: int, ste
     if request.method != "POST":
         return redirect(_builder_url(tenant, journey, step))
     try:
-        builder.safe_save(builder.step_move, tenant=tenant, journey_id=journey.pk, step_id=step.pk,
+        builder.safe_save(builder.step_move, tenant=tenant, by=request.user.get_username(), journey_id=journey.pk, step_id=step.pk,
                           direction=request.POST.get("direction", ""))
     except builder.BuilderError as exc:
         _fail(request, exc)
@@ -402,7 +403,7 @@ def journey_step_remove(request: HttpRequest, tenant: Tenant, journey_id: int, s
     if request.method != "POST":
         return redirect(_builder_url(tenant, journey, step))
     try:
-        builder.safe_save(builder.step_remove, tenant=tenant, journey_id=journey.pk, step_id=step.pk)
+        builder.safe_save(builder.step_remove, tenant=tenant, by=request.user.get_username(), journey_id=journey.pk, step_id=step.pk)
     except builder.BuilderError as exc:
         _fail(request, exc)
         return redirect(_builder_url(tenant, journey, step, anchor="steps"))

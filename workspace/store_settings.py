@@ -24,6 +24,7 @@ from django.urls import path
 from journeys.deliverability import deliverability_rates, deliverability_status, marketing_resume
 from lifecycle import clock
 from lifecycle.addresses import webhook_url
+from lifecycle.changes import field_changes
 from lifecycle.errors import ServiceError
 from lifecycle.models import ApiKey, Invitation, Membership, StoreConnection, Tenant, time_zone_choices
 from lifecycle.tenants import api_key_create, api_key_revoke, store_connect, store_rotate_secret
@@ -63,11 +64,12 @@ def tenant_settings_update(*, tenant: Tenant, values: dict[str, Any], by: str) -
         changed = [name for name in SETTINGS_FIELDS if getattr(locked, name) != values[name]]
         if not changed:
             return []
+        changes = field_changes(locked, changed, values)
         for name in changed:
             setattr(locked, name, values[name])
         locked.save(update_fields=changed)
         event_append(tenant=locked, type="store.settings_changed", occurred_at=clock.now(),
-                     data={"fields": changed, "by": by})
+                     data={"fields": changed, "changes": changes, "by": by})
     tenant.refresh_from_db(fields=changed)
     return changed
 

@@ -2,7 +2,17 @@
 
 from django.urls import include, path, re_path
 
-from workspace import customers, dashboard, invitations, orders, programs, queues, store_settings, views
+from workspace import (
+    audit,
+    customers,
+    dashboard,
+    invitations,
+    orders,
+    programs,
+    queues,
+    store_settings,
+    views,
+)
 from workspace import journeys as journeys_pages
 
 app_name = "workspace"
@@ -12,6 +22,7 @@ tenant_pages = [
     *customers.urlpatterns,
     *orders.urlpatterns,
     *store_settings.urlpatterns,
+    *audit.urlpatterns,
     *programs.urlpatterns,
     *queues.urlpatterns,
     *journeys_pages.urlpatterns,

@@ -62,7 +62,12 @@ def test_an_owner_saves_the_sender_settings(as_owner, tenant):
     assert tenant.postal_address == "Acme Coffee, Röstereiweg 1, 10115 Berlin"
     assert store_events(tenant) == [("store.settings_changed", {
         "fields": ["sender_email", "reply_to", "postal_address", "quiet_hours_start", "quiet_hours_end",
-                   "frequency_cap_hours"], "by": "olivia"})]
+                   "frequency_cap_hours"],
+        "changes": {"sender_email": ["", "hello@acme.example"], "reply_to": ["", "help@acme.example"],
+                    "postal_address": ["", "Acme Coffee, Röstereiweg 1, 10115 Berlin"],
+                    "quiet_hours_start": ["21:00:00", "22:00:00"], "quiet_hours_end": ["08:00:00", "07:30:00"],
+                    "frequency_cap_hours": [16, 24]},
+        "by": "olivia"})]
     assert "Settings saved." in words(as_owner.get(url(tenant, "settings")))
     # The same values again: nothing changes, no event.
     as_owner.post(url(tenant, "settings"), VALID)

@@ -248,7 +248,7 @@ def test_a_marketer_starts_the_loyalty_programme(as_marketer, tenant):
         True, Decimal("2"), 21, 100, {"newsletter.signed_up": 25}, "spend", 12, 30)
     assert [t for t, _ in events(tenant, "store.")] == ["store.loyalty_program_created"]
     as_marketer.post(url(tenant, "settings-loyalty"), {**LOYALTY, "pending_days": "30"})
-    assert events(tenant, "store.")[-1] == ("store.loyalty_program_changed", {"fields": ["pending_days"], "by": "mara"})
+    assert events(tenant, "store.")[-1] == ("store.loyalty_program_changed", {"fields": ["pending_days"], "changes": {"pending_days": [21, 30]}, "by": "mara"})
 
 
 @pytest.mark.parametrize(("field", "value", "message"), [
