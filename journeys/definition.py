@@ -38,6 +38,7 @@ TriggerIn = Literal["order_paid", "first_order", "repeat_order", "order_delivere
 StatusIn = Literal["draft", "active", "paused", "archived"]
 EntryPolicyIn = Literal["once_per_customer", "once_per_order", "cooldown"]
 MessageClassIn = Literal["marketing", "transactional"]
+CategoryIn = Literal["tips", "reviews", "offers", "loyalty"]  # lifecycle.preferences.Category
 WaitKindIn = Literal["after_previous", "after_anchor", "until_event"]
 ANCHORS = ("enrolled_at", "placed_at", "paid_at", "fulfilled_at", "delivered_at")
 # Step kinds the engine runs. The model knows two more, `webhook` and `loyalty_invite`: the engine
@@ -65,6 +66,7 @@ def _available_kind(value: Any) -> Any:
 PLATFORM_EVENTS = {
     "order.placed", "order.paid", "order.fulfilled", "order.delivered", "order.cancelled", "order.refunded",
     "customer.created", "customer.unsubscribed", "customer.suppressed", "customer.erased",
+    "customer.preferences_changed",
 }
 CLOSED_EVENT_PREFIXES = ("order.", "customer.")
 # What a condition step may test (journeys.enrollment.condition_holds), and the type of its value.
@@ -429,6 +431,11 @@ class JourneyIn(Strict):
     attribution_window: Duration = dt.timedelta(days=7)
     holdout_percent: int = Field(default=0, ge=0, le=100)
     message_class: MessageClassIn = "marketing"
+    category: CategoryIn | None = Field(
+        default=None, description="What customers turn on or off on their preference page: tips (and how-to), "
+                                  "reviews (and surveys), offers, loyalty (and referral news). Left out: chosen from "
+                                  "what the journey does (a survey step: reviews; a referral or loyalty invite: "
+                                  "loyalty; win-back or replenishment words: offers; else tips).")
     priority: int = Field(default=0, ge=-1000, le=1000, description="Higher wins when messages compete for the cap.")
     steps: list[StepIn] = Field(min_length=1, max_length=MAX_STEPS)
 

@@ -6,11 +6,13 @@ template, inline. `journey_export` and `journey_import` are inverses: export →
 
 Update rules (an import whose `name` matches an existing journey):
 - nothing differs: nothing is written;
+- a file that names no `category` (one exported before journeys had them) keeps the journey's;
+  a new journey gets journeys.categories.category_default;
 - no customer is in the journey (no active enrollment): everything may change. Steps are
   matched by position and updated in place, so the history of a kept step stays attached
   to it; a removed step must have no deliveries (its send history would go with it);
-- customers are in it: only content may change — the description, the status, step names
-  and templates (subject, body, translations…: pending emails go out with the new text).
+- customers are in it: only content may change — the description, the status, the email
+  category (what customers' preferences hold back), step names and templates (subject, body, translations…: pending emails go out with the new text).
   Anything that would move someone mid-journey (trigger, filters, exits, steps, waits,
   branches) is refused with 409 `journeys.has_active_enrollments`, naming each change.
 """
@@ -29,6 +31,7 @@ from lifecycle.errors import Conflict, ServiceError
 from lifecycle.locks import advisory_lock
 from lifecycle.models import Tenant
 
+from .categories import category_default
 from .definition import JourneyIn
 from .durations import format_duration, parse_duration
 from .models import Delivery, EmailTemplate, Enrollment, Journey, Step
@@ -37,7 +40,7 @@ from .rollups import MEASURE_FIELDS, outcomes_forget
 LIBRARY_DIR = Path(__file__).resolve().parent / "library"
 
 # What may change while customers are in a journey: words and state, not the path they are on.
-CONTENT_KEYS = {"description", "status"}
+CONTENT_KEYS = {"description", "status", "category"}
 STEP_CONTENT_KEYS = {"name", "template"}
 TEMPLATE_FIELDS = ("subject", "preheader", "body", "signature", "translations")
 
@@ -55,7 +58,8 @@ def _template_export(template: EmailTemplate | None) -> dict[str, Any] | None:
     return {"name": template.name, **{field: getattr(template, field) for field in TEMPLATE_FIELDS}}
 
 
-def _shape(journey: Journey | JourneyIn, *, status: str, filters: dict, exit_events: list, steps: list) -> dict[str, Any]:
+def _shape(journey: Journey | JourneyIn, *, status: str, category: str, filters: dict, exit_events: list,
+           steps: list) -> dict[str, Any]:
     """The export's shape, from a saved journey or from an import's `JourneyIn` (same field names)."""
     return {
         "name": journey.name,
@@ -72,6 +76,7 @@ def _shape(journey: Journey | JourneyIn, *, status: str, filters: dict, exit_eve
         "attribution_window": _duration(journey.attribution_window),
         "holdout_percent": journey.holdout_percent,
         "message_class": journey.message_class,
+        "category": category,
         "priority": journey.priority,
         "steps": steps,
     }
@@ -95,14 +100,15 @@ def _step_shape(step, *, config: dict, template: dict[str, Any] | None) -> dict[
 def journey_export(journey: Journey) -> dict[str, Any]:
     """The journey as import JSON (JourneyIn), every field written out, steps by position."""
     steps = Step.objects.for_tenant(journey.tenant_id).filter(journey=journey).select_related("template")
-    return _shape(journey, status=journey.status, filters=dict(journey.filters or {}),
+    return _shape(journey, status=journey.status, category=journey.category, filters=dict(journey.filters or {}),
                   exit_events=list(journey.exit_events or []),
                   steps=[_step_shape(step, config=dict(step.config or {}), template=_template_export(step.template))
                          for step in steps.order_by("position")])
 
 
-def _canonical(data: JourneyIn, *, status: str) -> dict[str, Any]:
-    """What journey_export will say once `data` is imported: the shape both sides are compared in."""
+def _canonical(data: JourneyIn, *, status: str, category: str | None = None) -> dict[str, Any]:
+    """What journey_export will say once `data` is imported: the shape both sides are compared in. A file
+    that names no category keeps `category` (the journey's own, on an update), else gets the default."""
     def template(step) -> dict[str, Any] | None:
         return None if step.template is None else {
             "name": data.template_name(step),
@@ -113,10 +119,18 @@ def _canonical(data: JourneyIn, *, status: str) -> dict[str, Any]:
             "translations": {locale: t.model_dump(exclude_none=True) for locale, t in step.template.translations.items()},
         }
 
-    return _shape(data, status=status, filters=data.filters.model_dump(mode="json", exclude_none=True),
+    return _shape(data, status=status, category=data.category or category or _default_category(data),
+                  filters=data.filters.model_dump(mode="json", exclude_none=True),
                   exit_events=list(data.exit_events),
                   steps=[_step_shape(step, config=step.config, template=template(step))
                          for step in sorted(data.steps, key=lambda s: s.position)])
+
+
+def _default_category(data: JourneyIn) -> str:
+    """A file that does not say (one exported before journeys had categories): from what it does."""
+    texts = [data.name, data.description] + [text for step in data.steps if step.template is not None
+                                             for text in (step.template.subject, step.template.body)]
+    return category_default(kinds=[step.kind for step in data.steps], texts=texts)
 
 
 # --- import ---------------------------------------------------------------------------
@@ -284,7 +298,7 @@ def journey_import(*, tenant: Tenant, data: JourneyIn) -> tuple[Journey, bool]:
                 activation_check(journey)  # raising rolls the whole import back
             return journey, True
 
-        wanted = _canonical(data, status=data.status or journey.status)
+        wanted = _canonical(data, status=data.status or journey.status, category=journey.category)
         current = journey_export(journey)
         if wanted == current:
             return journey, False

@@ -10,6 +10,7 @@ from django.db import models
 from django.db.models import Q
 
 from lifecycle.models import Customer, Event, Order
+from lifecycle.preferences import Category
 from lifecycle.tenancy import TenantModel
 
 
@@ -84,6 +85,9 @@ class Journey(TenantModel):
     attribution_window = models.DurationField(default=dt.timedelta(days=7))
     holdout_percent = models.PositiveSmallIntegerField(default=0)
     message_class = models.CharField(max_length=16, choices=MessageClass.choices, default=MessageClass.MARKETING)
+    # What a customer turns off on the preference page; the gate holds back this journey's marketing
+    # email from those who did (transactional email is never held back). journeys/categories.py.
+    category = models.CharField(max_length=16, choices=Category.choices, default=Category.TIPS)
     priority = models.SmallIntegerField(default=0, help_text="Higher wins when messages compete for the cap.")
     library_key = models.CharField(max_length=64, blank=True, help_text="Set when installed from the library.")
     # The dashboards' outcome buckets (OutcomeBucket) are complete for everything before this

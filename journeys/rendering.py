@@ -318,7 +318,8 @@ def _layout(store_name: str, signature: str, postal_address: str, marketing: boo
         return None
     html_parts = tuple(_SLOTS.split(inlined.replace(whole_content, _slot("CONTENT"))))
     text_parts = tuple(_SLOTS.split(render_to_string("email/layout.txt", {**layout, "body": _slot("BODY")})))
-    if sorted(html_parts[1::2]) != ["CONTENT", "LANG", "PREHEADER", "SUBJECT"] + (["UNSUBSCRIBE"] if marketing else []):
+    # A marketing footer links the unsubscribe URL twice: the preference page (<url>/preferences) and unsubscribe.
+    if sorted(html_parts[1::2]) != ["CONTENT", "LANG", "PREHEADER", "SUBJECT"] + (["UNSUBSCRIBE"] * 2 if marketing else []):
         return None
     if not set(text_parts[1::2]) <= {"BODY", "UNSUBSCRIBE"}:
         return None

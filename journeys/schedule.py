@@ -16,6 +16,7 @@ from django.db.models import Max, Q
 from feedback.selectors import survey_for_config, survey_throttle_until
 from lifecycle import clock
 from lifecycle.models import Customer, Event, Tenant
+from lifecycle.preferences import category_skip_reason
 
 from .enrollment import ORDER_SCOPED_EXITS, delivery_advance, delivery_history, exit_reason
 from .models import Delivery, Enrollment, Journey, Step
@@ -286,6 +287,8 @@ def _gate(delivery: Delivery, now: dt.datetime, facts: _GateFacts) -> GateDecisi
         return GateDecision("skip", "unsubscribed from marketing email")
     if marketing and customer.marketing_consent is not True:
         return GateDecision("skip", "no marketing consent")
+    if marketing and (turned_off := category_skip_reason(customer, journey.category)):
+        return GateDecision("skip", turned_off)  # the customer's preference page: "preferences: offers turned off"
     if marketing and tenant.marketing_paused_at:
         # journeys/deliverability.py paused the store's marketing: held, not dropped, until someone resumes it.
         return GateDecision("defer", f"tenant_paused: {tenant.marketing_paused_reason}"[:300],

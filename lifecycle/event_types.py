@@ -101,6 +101,8 @@ _TYPES = (
     EventType("order.refunded", RefundData, _ORDER_MONEY, "Money was given back on an order (once per refund)."),
     EventType("customer.created", CustomerData, (JOURNEYS,), "A customer was first seen."),
     EventType("customer.unsubscribed", CustomerData, (JOURNEYS,), "A customer left marketing email."),
+    EventType("customer.preferences_changed", CustomerData, (JOURNEYS,),
+              "A customer chose which kinds of marketing email they get (or subscribed again) on the preference page."),
     EventType("customer.suppressed", CustomerData, (JOURNEYS,), "An address bounced hard or complained."),
     EventType("customer.erased", CustomerData, (LOYALTY, REFERRALS, JOURNEYS, FEEDBACK),
               "A customer's personal data was erased: every app forgets its share."),

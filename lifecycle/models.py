@@ -236,6 +236,7 @@ class Customer(TenantModel):
         CHECKOUT = "checkout"
         UNSUBSCRIBE = "unsubscribe"
         ADMIN = "admin"
+        PREFERENCES = "preferences"  # the customer, on the preference page an email's footer links to
 
     external_id = models.CharField(max_length=255, null=True, blank=True)
     email = models.CharField(max_length=254, blank=True, help_text="Normalized: trimmed and lower-cased.")
@@ -248,6 +249,9 @@ class Customer(TenantModel):
     consent_updated_at = models.DateTimeField(null=True, blank=True)
     consent_source = models.CharField(max_length=16, choices=ConsentSource.choices, blank=True)
     unsubscribed_at = models.DateTimeField(null=True, blank=True)
+    # The kinds of marketing email turned off on the preference page, {"offers": false}; null (and any
+    # category not named) is on. lifecycle/preferences.py.
+    email_preferences = models.JSONField(null=True, blank=True)
     suppressed_at = models.DateTimeField(null=True, blank=True)
     suppression_reason = models.CharField(max_length=64, blank=True)
     erased_at = models.DateTimeField(null=True, blank=True)

@@ -1,14 +1,16 @@
-"""Customer-facing pages reached from email links. A GET never changes anything:
-mail scanners fetch every link, so every change is a POST."""
+"""Customer-facing pages reached from email links: unsubscribe and the preference page. A GET never
+changes anything: mail scanners fetch every link, so every change is a POST."""
 
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import render
-from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.csrf import csrf_exempt, csrf_protect
 from django.views.decorators.http import require_http_methods
 
 from .customers import customer_unsubscribe
 from .links import LinkExpired, read_token
 from .models import Customer
+from .preference_words import language, words
+from .preferences import Category, categories_off, customer_preferences_set, customer_unsubscribe_all, is_subscribed
 from .tenancy import activate
 
 
@@ -39,3 +41,57 @@ def unsubscribe(request: HttpRequest, token: str) -> HttpResponse:
     one_click = request.POST.get("List-Unsubscribe") == "One-Click"
     customer_unsubscribe(customer=customer, detail="one-click" if one_click else "unsubscribe page")
     return render(request, "pages/unsubscribed.html", context)
+
+
+# The preference page: /u/<token>/preferences, linked beside "Unsubscribe" in every marketing email's
+# footer (templates/email/layout.html). The footer's unsubscribe token is its key: the page does less
+# than that link already may (it subscribes again only on a person's POST with the page's CSRF token).
+PREFERENCE_ACTIONS = {"save", "subscribe", "unsubscribe_all"}
+NOTICES = {"saved", "subscribed", "unsubscribed"}
+
+
+# csrf_exempt here so that the link is checked first (a tampered link is the same 404 for a GET and a
+# POST, with or without a cookie); the page itself checks the CSRF token (csrf_protect, below).
+@csrf_exempt
+@require_http_methods(["GET", "HEAD", "POST"])
+def preferences(request: HttpRequest, token: str) -> HttpResponse:
+    try:
+        customer = _customer_from(token, "unsubscribe")
+    except LinkExpired:
+        return render(request, "pages/link_expired.html", status=410)
+    if customer.erased_at is not None:
+        raise Http404("unknown link")
+    return _preference_page(request, customer)
+
+
+@csrf_protect
+def _preference_page(request: HttpRequest, customer: Customer) -> HttpResponse:
+    if request.method != "POST":  # GET, and HEAD from link checkers: show, never act
+        notice = request.GET.get("done", "")
+        return _render_preferences(request, customer, notice=notice if notice in NOTICES else "")
+    action, chosen = request.POST.get("action", ""), request.POST.getlist("categories")
+    if action not in PREFERENCE_ACTIONS:
+        return _render_preferences(request, customer, error="bad_action", status=400)
+    if not set(chosen) <= set(Category.values):
+        return _render_preferences(request, customer, error="bad_choice", status=400)
+    if action == "unsubscribe_all":
+        customer_unsubscribe_all(customer=customer)
+        done = "unsubscribed"
+    else:
+        subscribe = action == "subscribe"
+        customer_preferences_set(customer=customer, on=set(chosen), subscribe=subscribe)
+        done = "subscribed" if subscribe else "saved"
+    # Post/redirect/get: reloading the page shows it again rather than sending the form twice.
+    return HttpResponseRedirect(f"{request.path}?done={done}", status=303)
+
+
+def _render_preferences(request: HttpRequest, customer: Customer, *, notice: str = "", error: str = "",
+                        status: int = 200) -> HttpResponse:
+    text = words(customer.locale, store=customer.tenant.name, email=customer.email)
+    off = set(categories_off(customer))
+    choices = [{"value": category, "label": text[f"category_{category}"], "help": text[f"category_{category}_help"],
+                "on": category not in off} for category in Category.values]
+    context = {"store": customer.tenant, "lang": language(customer.locale), "w": text, "choices": choices,
+               "subscribed": is_subscribed(customer), "notice": text[notice] if notice else "",
+               "error": text[error] if error else ""}
+    return render(request, "pages/preferences.html", context, status=status)

@@ -1,5 +1,5 @@
 """The core's routes: its part of the REST API (config/urls.py mounts every app's `api_urlpatterns` at
-/api/v1/), the unsubscribe link, and the storefront webhooks."""
+/api/v1/), the unsubscribe link and the preference page, and the storefront webhooks."""
 
 from django.urls import path, re_path
 
@@ -27,6 +27,7 @@ api_urlpatterns = [
 
 urlpatterns = [
     path("u/<str:token>", pages.unsubscribe, name="unsubscribe"),
+    path("u/<str:token>/preferences", pages.preferences, name="preferences"),
     re_path(rf"^webhooks/shopify{S}$", webhooks.shopify, name="webhook-shopify"),
     re_path(rf"^webhooks/woocommerce/(?P<public_id>[A-Za-z0-9_-]+){S}$", webhooks.woocommerce, name="webhook-woocommerce"),
 ]

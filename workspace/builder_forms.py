@@ -113,6 +113,9 @@ class SettingsForm(forms.Form):
     holdout_percent = forms.IntegerField(min_value=0, max_value=100, label="Holdout group (%)")
     message_class = forms.ChoiceField(choices=[("marketing", "Marketing (needs consent, has unsubscribe)"),
                                                ("transactional", "Transactional (order information)")])
+    category = forms.ChoiceField(choices=Journey._meta.get_field("category").choices, label="Email category",
+                                 help_text="Customers turn categories on and off on the preference page linked "
+                                           "from every marketing email; transactional email is never held back.")
     priority = forms.IntegerField(min_value=-1000, max_value=1000,
                                   help_text="Higher wins when two journeys' emails compete for the cap.")
     replace_running = forms.BooleanField(required=False, label="A newer order restarts it")
@@ -142,7 +145,7 @@ class SettingsForm(forms.Form):
             "exit_events": [e for e in journey.exit_events or [] if e in dict(COMMON_EXITS)],
             "exit_custom": ", ".join(e for e in journey.exit_events or [] if e not in dict(COMMON_EXITS)),
             "attribution_days": max(1, journey.attribution_window.days), "holdout_percent": journey.holdout_percent,
-            "message_class": journey.message_class, "priority": journey.priority,
+            "message_class": journey.message_class, "category": journey.category, "priority": journey.priority,
             "replace_running": journey.replace_running,
         }
 
@@ -184,9 +187,10 @@ class SettingsForm(forms.Form):
         return data
 
     def values(self) -> dict[str, Any]:
-        """What journey_settings_update takes: words always, structure when it may change."""
+        """What journey_settings_update takes: words and category always, structure when it may change."""
         data = self.cleaned_data
-        values = {"name": data["name"], "description": data.get("description", "")}
+        # The category may change any time, like the words: it decides only whether later emails may go.
+        values = {"name": data["name"], "description": data.get("description", ""), "category": data["category"]}
         if self.structure_locked:
             return values
         values.update({
