@@ -10,7 +10,13 @@ from .customers import customer_unsubscribe
 from .links import LinkExpired, read_token
 from .models import Customer
 from .preference_words import language, words
-from .preferences import Category, categories_off, customer_preferences_set, customer_unsubscribe_all, is_subscribed
+from .preferences import (
+    Category,
+    categories_off,
+    customer_preferences_set,
+    customer_unsubscribe_all,
+    is_subscribed,
+)
 from .tenancy import activate
 
 

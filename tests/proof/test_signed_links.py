@@ -1,4 +1,4 @@
-"""Signed links (issue 8, item 7): every kind of token in an email - unsubscribe, survey (answer,
+"""Signed links (issue 8, item 7): every kind of token in an email - unsubscribe (and the preference page), survey (answer,
 score and review pages), loyalty and referral - tampered, expired, replayed, used on another
 purpose's URL or naming another store answers 404 or a friendly page and writes nothing. Unsubscribe
 links work for at least 60 days. A GET (or HEAD) writes nothing, since mail scanners fetch every link.
@@ -136,7 +136,10 @@ def links(api, tenant, other_api, other_tenant):
 def pages(purpose: str, token: str, links) -> list[tuple[str, str, dict]]:
     """(method, path, form) for every page a token of this purpose opens, and what the page posts."""
     if purpose == "unsubscribe":
-        return [("get", f"/u/{token}", {}), ("post", f"/u/{token}", {"List-Unsubscribe": "One-Click"})]
+        # The preference page the footer links beside it (/u/<token>/preferences) takes the same token.
+        return [("get", f"/u/{token}", {}), ("post", f"/u/{token}", {"List-Unsubscribe": "One-Click"}),
+                ("get", f"/u/{token}/preferences", {}),
+                ("post", f"/u/{token}/preferences", {"action": "unsubscribe_all"})]
     if purpose == "survey":
         form = {"request": links.request.pk, "mode": "confirm", "score": 9}
         return [("get", f"/f/{token}", {}), ("get", f"/f/{token}/9", {}), ("post", f"/f/{token}", form),
