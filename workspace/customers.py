@@ -29,6 +29,7 @@ from lifecycle import jsonbody
 from lifecycle.customers import customer_erase, customer_unsubscribe
 from lifecycle.models import Customer, Membership, Tenant
 from lifecycle.money import money_str
+from lifecycle.preferences import Category, categories_off
 from workspace import timeline
 from workspace.access import SAFE_METHODS, forbidden, role_allows, workspace_view
 
@@ -253,6 +254,7 @@ def _render_customer(request: HttpRequest, tenant: Tenant, customer: Customer, *
         "erase_phrase": erase_phrase(customer),
         "erase_error": erase_error,
         "unsubscribe_error": unsubscribe_error,
+        "categories_off": [Category(category).label for category in categories_off(customer)],
     }
     return render(request, "workspace/customers/detail.html", context, status=status)
 

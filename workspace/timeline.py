@@ -50,6 +50,7 @@ SILENT_STEPS = (Step.Kind.CONDITION, Step.Kind.AB_SPLIT)
 EVENT_WORDS = {
     "customer.created": "Became a customer",
     "customer.unsubscribed": "Unsubscribed from marketing email",
+    "customer.preferences_changed": "Changed their email preferences",
     "customer.suppressed": "Email address suppressed",
     "customer.erased": "Personal data erased",
     "order.paid": "Order {number} paid",

@@ -1,5 +1,6 @@
 """A journey's email category in the builder: shown, changed even while the journey runs (it decides only
-whether later emails may go), with its line in the audit log; an unknown one is refused."""
+whether later emails may go), with its line in the audit log; an unknown one is refused. And on a customer's
+page, the categories they turned off on their preference page."""
 
 import html
 
@@ -42,3 +43,16 @@ def test_an_unknown_category_from_the_workspace_is_a_400_and_changes_nothing(as_
     assert response.status_code == 400
     assert "Select a valid choice" in html.unescape(response.content.decode())
     assert Journey.objects.for_tenant(tenant).get(pk=journey.pk).category == "tips"
+
+
+def test_the_customer_page_shows_what_they_turned_off_and_the_change_on_the_timeline(as_viewer, tenant, a_customer):
+    from lifecycle.preferences import customer_preferences_set
+
+    page = reverse("workspace:customer", kwargs={"tenant": "acme", "customer_id": a_customer.pk})
+    assert 'id="categories-off"' not in as_viewer.get(page).content.decode()
+
+    customer_preferences_set(customer=a_customer, on={"tips", "loyalty"})
+
+    body = html.unescape(as_viewer.get(page).content.decode())
+    assert "Turned off on their preference page: Reviews and surveys, Offers." in body
+    assert "Changed their email preferences" in body
