@@ -12,6 +12,7 @@ from django.core import mail
 from django.test import Client
 
 import feedback.i18n
+from journeys import rendering
 from journeys.models import Delivery, Journey
 from lifecycle import clock
 from lifecycle.links import make_token
@@ -133,6 +134,8 @@ def test_the_footer_links_the_preference_page_beside_the_rfc_8058_unsubscribe(te
     assert message.extra_headers["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
     assert f'href="{unsubscribe}/preferences"' in html and f'href="{unsubscribe}"' in html
     assert f"Choose which emails you get: {unsubscribe}/preferences\nUnsubscribe: {unsubscribe}" in message.body
+    # The store's layout, rendered once and filled per email, still cuts at both links (not rendered whole).
+    assert rendering._layout("Acme Coffee", "Mia from Acme", ada.tenant.postal_address, True) is not None
     # The link opens this customer's page.
     page = Client().get(unsubscribe.removeprefix(BASE) + "/preferences")
     assert page.status_code == 200 and b"Choose what ada@example.com gets from us." in page.content

@@ -137,3 +137,44 @@ def test_collection_routes_act_only_on_the_callers_tenant(a_objects, tenant, oth
     assert Event.objects.for_tenant(other_tenant).get(type="support.contacted").order.tenant_id == other_tenant.pk
     [b_journey] = other_api.get("/api/v1/journeys").json()["results"]
     assert b_journey["id"] == Journey.objects.for_tenant(other_tenant).get().pk != a_objects["journey"]
+
+
+# The core's pages behind a customer's signed email link (lifecycle/urls.py): the token names store and
+# customer, so "tenant B" is a link signed for B. Each page, for a link signed for B naming A's customer
+# (and for A naming B's), answers exactly as for a bad link, 404, and changes nothing of either store.
+# tests/proof/test_signed_links.py tries every purpose's links the same way, and tampered and expired ones.
+LINK_ROUTES = {
+    "unsubscribe": [("get", "/u/{token}", {}), ("post", "/u/{token}", {"List-Unsubscribe": "One-Click"})],
+    "preferences": [("get", "/u/{token}/preferences", {}),
+                    *(("post", "/u/{token}/preferences", {"action": action, "categories": ["tips"]})
+                      for action in ("save", "subscribe", "unsubscribe_all"))],
+}
+
+
+def test_every_customer_link_route_of_the_core_is_covered():
+    from lifecycle import urls
+
+    assert {p.name for p in urls.urlpatterns if "token" in p.pattern.converters} == set(LINK_ROUTES)
+
+
+@pytest.mark.parametrize("route", sorted(LINK_ROUTES))
+def test_a_link_signed_for_another_store_is_a_404_on_every_link_route(route, a_objects, tenant, other_api,
+                                                                      other_tenant):
+    from django.test import Client
+
+    from lifecycle.links import make_token
+
+    other_api.post("/api/v1/orders", order_payload(external_id="B-1", customer={"external_id": "B-C",
+                                                                                 "email": "b@b-store.example.com"}))
+    a_customer = Customer.objects.for_tenant(tenant).get(external_id="A-C")
+    b_customer = Customer.objects.for_tenant(other_tenant).get(external_id="B-C")
+    before = snapshot(tenant), snapshot(other_tenant)
+    foreign = [make_token("unsubscribe", tenant_id=other_tenant.pk, customer_id=a_customer.pk),
+               make_token("unsubscribe", tenant_id=tenant.pk, customer_id=b_customer.pk)]
+    for method, template, form in LINK_ROUTES[route]:
+        missing = getattr(Client(), method)(template.format(token="no-such-link"), form)
+        for token in foreign:
+            response = getattr(Client(), method)(template.format(token=token), form)
+            assert response.status_code == 404, (route, method, response.status_code)
+            assert response.content == missing.content
+    assert (snapshot(tenant), snapshot(other_tenant)) == before
