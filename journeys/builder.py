@@ -3,7 +3,8 @@ steps, activate / pause / archive, duplicate, import a JSON file.
 
 What may change when (stated on the builder page too):
 - Words — step names, email subject, preheader, body and signature, the journey's name and
-  description — may change at any time. On an active journey the new text must be free of
+  description — and the journey's email category (what customers' preferences hold back) may
+  change at any time. On an active journey the new text must be free of
   problems; it goes out with every email sent from then on, including to customers already
   waiting for that step.
 - Structure — trigger, filters, entry and exit rules, steps, their waits, kinds and branches —
@@ -168,8 +169,9 @@ def journey_create(*, tenant: Tenant, name: str, trigger: str, by: str = "") -> 
 
 
 def journey_settings_update(*, tenant: Tenant, journey_id: int, values: dict[str, Any], by: str = "") -> Journey:
-    """Change the journey's name, description, trigger, filters and rules. Words always (unless
-    archived); anything else only when the structure may change. Writes only what differs."""
+    """Change the journey's name, description, category, trigger, filters and rules. Words and the
+    category always (unless archived); anything else only when the structure may change. Writes only
+    what differs."""
     with transaction.atomic():
         journey = _locked(tenant, journey_id)
         _require_editable(journey)
