@@ -213,8 +213,8 @@ class Delivery(TenantModel):
     FINAL = (State.SENT, State.SKIPPED, State.FAILED, State.AMBIGUOUS)
 
     # Every state change rewrites the row and adds an entry to each of the table's indexes (state is in
-    # the partial indexes' predicates, so no update is HOT): a claim of 500 rows touches 500 random
-    # pages of every index. So no index of its own for tenant, enrollment, customer or journey: the
+    # the partial indexes' predicates, so no update is HOT): 500 rows sent touch 500 random pages of
+    # every index (the claim itself writes only DueDelivery, below). So no index of its own for tenant, enrollment, customer or journey: the
     # unique (tenant, enrollment, step), (tenant, customer, sent_at) and (tenant, journey, sent_at)
     # serve every lookup by them (all are per tenant; by journey only sent emails are read), and
     # deliveries are never deleted by customer, enrollment or journey (erasure anonymizes; journeys
@@ -252,8 +252,6 @@ class Delivery(TenantModel):
             models.UniqueConstraint(fields=["tenant", "enrollment", "step"], name="delivery_enrollment_step_uniq"),
         ]
         indexes = [
-            # The dispatcher's claim: due rows only, so the index stays small however long history gets.
-            models.Index(fields=["due_at"], condition=Q(state__in=["pending", "deferred"]), name="delivery_due_idx"),
             models.Index(fields=["lease_until"], condition=Q(state__in=["claimed", "sending"]),
                          name="delivery_lease_idx"),
             models.Index(fields=["tenant", "customer", "sent_at"], name="delivery_customer_sent_idx"),
@@ -268,6 +266,47 @@ class Delivery(TenantModel):
 
     def __str__(self) -> str:
         return f"{self.step} → {self.customer} ({self.state})"
+
+
+class DueDelivery(TenantModel):
+    """The dispatcher's queue: one narrow row per delivery that may be claimed (pending or deferred), with
+    its due time, and the claim's lease while a send task has it (PostgreSQL only; the embedded SQLite
+    profile claims on the delivery row itself, journeys/schedule.py).
+
+    Why a table of its own: a claim written on the wide delivery row changed `state`, which the partial
+    indexes name, so no claim was a HOT update and each of 500 claimed rows added an entry to every big
+    index of a 10 M-row table (pages read, dirtied and evicted through a small buffer pool: 37-47 ms a
+    claim, bench/claim). A claim now writes 500 rows of about 50 bytes here, in a table the size of the
+    backlog, and leaves the delivery 'pending' until the send task takes it (`deliveries_begin_sending`).
+    Other ways were weighed: a HOT claim on the wide row needs every index there to stay clear of `state`
+    and `lease_until`, and its claimed rows would stay in the due index, scanned again by every claim
+    until they are sent.
+
+    Kept right by PostgreSQL itself, not by the code paths that write deliveries (migration
+    0010_due_delivery_queue): a trigger after every INSERT into journeys_delivery (one statement for a
+    bulk insert) adds the rows that are pending or deferred with a due time; a row trigger after any
+    UPDATE that changes a delivery's state or due_at adds, moves (clearing a lease) or removes its row.
+    So `schedule_step`, a bulk_create of `step_delivery` rows, a released wait, an exit, a defer, a retry
+    and the reclaim all keep it true without calling anything. Leases are the only thing the code
+    writes here: the claim sets them, the reclaim clears expired ones, the send task deletes them."""
+
+    delivery = models.OneToOneField(Delivery, primary_key=True, on_delete=models.CASCADE, related_name="+")
+    # Read to group a claim by tenant; never looked up by, so no index of its own.
+    tenant = models.ForeignKey("lifecycle.Tenant", on_delete=models.CASCADE, related_name="+", db_index=False)
+    due_at = models.DateTimeField()
+    lease_until = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [
+            # The claim: unleased rows by due time.
+            models.Index(fields=["due_at"], condition=Q(lease_until__isnull=True), name="duedelivery_due_idx"),
+            # The reclaim (expired leases) and the count of rows claimed and waiting for a send task.
+            models.Index(fields=["lease_until"], condition=Q(lease_until__isnull=False),
+                         name="duedelivery_lease_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"delivery {self.delivery_id} due {self.due_at:%Y-%m-%d %H:%M}"
 
 
 class OutcomeBucket(TenantModel):

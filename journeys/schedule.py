@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Max, Q
+from django.db.models import F, Max, Q
 
 from feedback.selectors import survey_for_config, survey_throttle_until
 from lifecycle import clock
@@ -19,7 +19,7 @@ from lifecycle.models import Customer, Event, Tenant
 from lifecycle.preferences import category_skip_reason
 
 from .enrollment import ORDER_SCOPED_EXITS, delivery_advance, delivery_history, exit_reason
-from .models import Delivery, Enrollment, Journey, Step
+from .models import Delivery, DueDelivery, Enrollment, Journey, Step
 
 # How long a claim holds a row before another dispatcher may take it back
 # (settings.DELIVERY_CLAIM_LEASE_SECONDS overrides it).
@@ -58,31 +58,36 @@ def deliveries_claim_by_tenant(*, limit: int, now: dt.datetime | None = None) ->
 
 
 def _claim(limit: int, now: dt.datetime) -> list[tuple[int, int]]:
-    """(id, tenant_id) of up to `limit` rows leased now, oldest due first."""
+    """(id, tenant_id) of up to `limit` rows leased now, oldest due first.
+
+    PostgreSQL: the lease is written on the narrow queue row (journeys.models.DueDelivery), never on the
+    wide delivery row, which stays 'pending' (or 'deferred') until a send task takes it
+    (`deliveries_begin_sending`); the queue's partial index holds the unleased rows only, so a claim
+    never walks past rows claimed before it. Two dispatchers never get the same row: each locks its
+    queue rows FOR UPDATE SKIP LOCKED."""
     if connection.vendor == "postgresql":
-        # The rows are found by the partial index delivery_due_idx and locked in the subquery; the UPDATE
-        # then takes them by their physical address (ctid: a locked row cannot move), a TID scan, rather
-        # than looking each id up again in the primary key, a random read of the big table's index per row.
-        # The lock re-checked the state on the row's latest version, so the UPDATE has no other condition:
-        # one on state would let the planner scan delivery_due_idx again, comparing every entry with
-        # the 500 ctids (seconds on a table whose statistics predate the burst).
+        # The rows are found by duedelivery_due_idx and locked in the subquery; the UPDATE then takes
+        # them by their physical address (ctid: a locked row cannot move), a TID scan, rather than looking
+        # each one up again in the primary key. The lock re-checked the lease on the row's latest version,
+        # so the UPDATE needs no other condition.
         with connection.cursor() as cursor:
             cursor.execute(
                 """
-                UPDATE journeys_delivery SET state = 'claimed', lease_until = %s, updated_at = %s
+                UPDATE journeys_duedelivery SET lease_until = %s
                 WHERE ctid = ANY(ARRAY(
-                    SELECT ctid FROM journeys_delivery
-                    WHERE state IN ('pending', 'deferred') AND due_at <= %s
+                    SELECT ctid FROM journeys_duedelivery
+                    WHERE lease_until IS NULL AND due_at <= %s
                     ORDER BY due_at
                     LIMIT %s
                     FOR UPDATE SKIP LOCKED
                 ))
-                RETURNING id, tenant_id
+                RETURNING delivery_id, tenant_id, due_at
                 """,
-                [now + claim_lease(), now, now, limit],
+                [now + claim_lease(), now, limit],
             )
-            return [(row[0], row[1]) for row in cursor.fetchall()]
-    # SQLite (embedded profile): one writer at a time, so select-then-update is exclusive.
+            return [(row[0], row[1]) for row in sorted(cursor.fetchall(), key=lambda row: (row[2], row[0]))]
+    # SQLite (embedded profile): one writer at a time, so select-then-update is exclusive; the lease is
+    # the delivery row's own 'claimed' state.
     with transaction.atomic():
         rows = list(Delivery.all_tenants.filter(state__in=Delivery.CLAIMABLE, due_at__lte=now)
                     .order_by("due_at").values_list("pk", "tenant_id")[:limit])
@@ -91,9 +96,57 @@ def _claim(limit: int, now: dt.datetime) -> list[tuple[int, int]]:
     return rows
 
 
+def deliveries_begin_sending(*, ids: Sequence[int], now: dt.datetime) -> list[int]:
+    """claimed → sending for those of `ids` still claimed (in the order given): the others are not ours
+    (a redelivered or duplicated send task, a lease that expired and went to another task, a row that
+    an exit or a skip ended meanwhile). Exactly once: the conditional UPDATE of the delivery's state is
+    the gate, as before the queue; on PostgreSQL it takes only rows with a lease on their queue row, and
+    the trigger then deletes that row. The delivery row is locked before its queue row, the order every
+    other writer of a delivery follows (its trigger runs after its UPDATE), so no two of them deadlock."""
+    if connection.vendor != "postgresql":  # SQLite (embedded profile): one row at a time
+        return [pk for pk in ids if Delivery.all_tenants.filter(pk=pk, state=Delivery.State.CLAIMED).update(
+            state=Delivery.State.SENDING, lease_until=now + send_lease(), attempts=F("attempts") + 1,
+            updated_at=now)]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """UPDATE journeys_delivery SET state = 'sending', lease_until = %s, attempts = attempts + 1,
+                   updated_at = %s
+               WHERE id IN (SELECT delivery_id FROM journeys_duedelivery
+                            WHERE delivery_id = ANY(%s) AND lease_until IS NOT NULL)
+                 AND state IN ('pending', 'deferred')
+               RETURNING id""",
+            [now + send_lease(), now, list(ids)])
+        taken = {row[0] for row in cursor.fetchall()}
+    return [pk for pk in ids if pk in taken]
+
+
 def deliveries_claimed_count() -> int:
-    """Rows claimed and not yet taken by a send task (delivery_lease_idx covers them)."""
+    """Rows claimed and not yet taken by a send task (on PostgreSQL the queue's leases, which
+    duedelivery_lease_idx covers; expired ones too until the reclaim clears them)."""
+    if connection.vendor == "postgresql":
+        return DueDelivery.all_tenants.filter(lease_until__isnull=False).count()
     return Delivery.all_tenants.filter(state=Delivery.State.CLAIMED).count()
+
+
+def deliveries_claimed(*, ids: Sequence[int]) -> set[int]:
+    """Those of `ids` claimed now: leased to a send task that has not taken them yet."""
+    if connection.vendor == "postgresql":
+        return set(DueDelivery.all_tenants.filter(delivery_id__in=ids, lease_until__isnull=False)
+                   .values_list("delivery_id", flat=True))
+    return set(Delivery.all_tenants.filter(pk__in=ids, state=Delivery.State.CLAIMED).values_list("pk", flat=True))
+
+
+def due_queue_fill() -> int:
+    """Add to the queue every claimable delivery it lacks; returns how many. For loaders that write
+    journeys_delivery with its triggers off (bench/claim, demo/scale_seed.py); the application never needs
+    it, the triggers keep the queue (migration journeys 0009)."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """INSERT INTO journeys_duedelivery (delivery_id, tenant_id, due_at, lease_until)
+               SELECT id, tenant_id, due_at, NULL FROM journeys_delivery
+               WHERE state IN ('pending', 'deferred') AND due_at IS NOT NULL
+               ON CONFLICT (delivery_id) DO NOTHING""")
+        return cursor.rowcount
 
 
 def esp_honours_idempotency() -> bool:
@@ -103,7 +156,8 @@ def esp_honours_idempotency() -> bool:
 def deliveries_reclaim(*, now: dt.datetime | None = None) -> dict[str, int]:
     """Take back expired leases, and let expired waits go.
 
-    - claimed past its lease: the task never ran (lost message, dead worker) → pending again.
+    - claimed past its lease: the task never ran (lost message, dead worker) → claimable again (the
+      lease cleared on its queue row; the delivery itself stayed pending).
     - sending past its lease: the worker died mid-send. With an ESP that honours our
       idempotency key, resending is safe → pending. Without one it may or may not have left:
       → ambiguous, never silently resent nor lost (shown in the admin and the explain view).
@@ -111,10 +165,11 @@ def deliveries_reclaim(*, now: dt.datetime | None = None) -> dict[str, int]:
     """
     now = now or clock.now()
     rows = Delivery.all_tenants
-    counts = {
-        "claimed": rows.filter(state=Delivery.State.CLAIMED, lease_until__lt=now).update(
-            state=Delivery.State.PENDING, lease_until=None, updated_at=now),
-    }
+    if connection.vendor == "postgresql":  # the lease is on the queue row; the delivery is still pending
+        counts = {"claimed": DueDelivery.all_tenants.filter(lease_until__lt=now).update(lease_until=None)}
+    else:
+        counts = {"claimed": rows.filter(state=Delivery.State.CLAIMED, lease_until__lt=now).update(
+            state=Delivery.State.PENDING, lease_until=None, updated_at=now)}
     if esp_honours_idempotency():
         counts["sending"] = rows.filter(state=Delivery.State.SENDING, lease_until__lt=now).update(
             state=Delivery.State.PENDING, lease_until=None, updated_at=now, reason="retry after a worker died mid-send")

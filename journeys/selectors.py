@@ -171,15 +171,22 @@ def step_summary(step: Step, delivery: Delivery | None, enrollment_active: bool,
 
 
 def delivery_history(delivery: Delivery | None) -> list[HistoryEntry]:
-    entries = []
+    """The row's history, oldest first. An email's "sent" entry is not stored (journeys/dispatch.py
+    `_mark_sent`): it is made here from sent_at, in its place among the others."""
+    entries, recorded_sent = [], False
     for item in (delivery.history if delivery else None) or []:
         if not isinstance(item, dict):
             continue
+        # The ESP's engagement entries carry the row's state ("sent") too, and their esp_event.
+        recorded_sent |= item.get("state") == Delivery.State.SENT and "esp_event" not in item
         try:
             at = dt.datetime.fromisoformat(str(item.get("at")))
         except ValueError:
             at = None
         entries.append(HistoryEntry(at=at, state=str(item.get("state", "")), reason=str(item.get("reason", ""))))
+    if delivery is not None and delivery.sent_at and not recorded_sent:
+        before = next((n for n, e in enumerate(entries) if e.at and e.at > delivery.sent_at), len(entries))
+        entries.insert(before, HistoryEntry(at=delivery.sent_at, state=Delivery.State.SENT, reason=""))
     return entries
 
 

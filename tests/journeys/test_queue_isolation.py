@@ -21,7 +21,7 @@ from django.db import connection
 from config.celery import app
 from journeys import tasks as journey_tasks
 from journeys.models import Delivery, Enrollment
-from journeys.schedule import deliveries_claim_by_tenant
+from journeys.schedule import deliveries_claim_by_tenant, deliveries_claimed
 from lifecycle import tasks as lifecycle_tasks
 from lifecycle.models import Event, OutboxMessage, Tenant
 from lifecycle.tenancy import system_scope
@@ -136,6 +136,11 @@ def first_orders_claimed(api, tenant) -> list[int]:
     return claimed[tenant.pk]
 
 
+def claimed_now(ids: list[int]) -> set[int]:
+    with system_scope():
+        return deliveries_claimed(ids=ids)
+
+
 def unprocessed_events(tenant) -> int:
     return Event.objects.for_tenant(tenant).filter(processed_at__isnull=True).count()
 
@@ -185,7 +190,9 @@ def test_event_sweeps_go_on_while_a_backlog_of_sends_waits_on_its_own_queue(tena
         assert Enrollment.objects.for_tenant(tenant).count() == 2 * ORDERS
         assert queued.llen("sends") == ORDERS
     deliveries = Delivery.objects.for_tenant(tenant)
-    assert sorted(deliveries.filter(pk__in=first_orders_claimed).values_list("state", flat=True)) == ["claimed"] * ORDERS
+    # Still claimed: pending, their leases held for the send tasks that wait.
+    assert sorted(deliveries.filter(pk__in=first_orders_claimed).values_list("state", flat=True)) == ["pending"] * ORDERS
+    assert claimed_now(first_orders_claimed) == set(first_orders_claimed)
     assert deliveries.exclude(pk__in=first_orders_claimed).filter(state="pending").count() == ORDERS
     assert OutboxMessage.objects.filter(tenant_id=tenant.pk).count() == 0
     assert queued.llen("sends") == ORDERS
@@ -193,9 +200,11 @@ def test_event_sweeps_go_on_while_a_backlog_of_sends_waits_on_its_own_queue(tena
 
 def test_the_dispatchers_next_claim_does_not_wait_behind_a_backlog_of_sends(tenant, first_orders_claimed,
                                                                             broker, tmp_path):
-    process_events()  # B's emails are now due, waiting for a claim
-    due = list(Delivery.objects.for_tenant(tenant).filter(state="pending").values_list("pk", flat=True))
-    assert len(due) == ORDERS
+    process_events()
+    # B's emails are now due, waiting for a claim (A's are pending too, claimed for the sends queued below).
+    due = list(Delivery.objects.for_tenant(tenant).filter(state="pending").exclude(pk__in=first_orders_claimed)
+               .values_list("pk", flat=True))
+    assert len(due) == ORDERS and claimed_now(due) == set()
     with publisher(broker) as producer:
         for delivery_id in first_orders_claimed:
             journey_tasks.send.apply_async(args=[[delivery_id]], kwargs={"tenant_id": tenant.pk}, producer=producer)
@@ -204,8 +213,7 @@ def test_the_dispatchers_next_claim_does_not_wait_behind_a_backlog_of_sends(tena
     assert (queued.llen("sends"), queued.llen("dispatch")) == (ORDERS, 1)
 
     with worker(broker, "dispatch", tmp_path):
-        wait_for(lambda: Delivery.objects.for_tenant(tenant).filter(pk__in=due, state="claimed").count() == ORDERS,
-                 25, "the dispatcher to claim B's emails")
+        wait_for(lambda: claimed_now(due) == set(due), 25, "the dispatcher to claim B's emails")
         # Its one send task for B's emails queued behind A's, and none of them was run by this worker.
         wait_for(lambda: queued.llen("sends") == ORDERS + 1, 10, "B's send task")
         assert queued.llen("dispatch") == 0

@@ -45,7 +45,7 @@ class Command(BaseCommand):
             instant = instant.replace(tzinfo=dt.UTC)
         sizes = Sizes(customers, orders, deliveries)
         stores = 2 if neighbour_share > 0 else 1
-        steps = len(STEPS_ORDER) * stores + 1 + (customers >= REBUILD_INDEXES_FROM)  # + ANALYZE, + indexes
+        steps = len(STEPS_ORDER) * stores + 2 + (customers >= REBUILD_INDEXES_FROM)  # + queue, ANALYZE, + indexes
         started = time.monotonic()
         with tqdm(total=steps, unit="step", file=sys.stderr, disable=no_progress,
                   desc=f"seeding {tenant}") as bar:
