@@ -38,7 +38,7 @@ from loyalty.models import LoyaltyAccount
 from referrals.rendering import referral_invite_contexts
 
 from .models import Delivery, Journey
-from .render_limits import RenderBudget, bounded_context
+from .render_limits import MAX_OUTPUT, RenderBudget, bounded_context
 
 ALLOWED_TAGS = {"a", "b", "strong", "i", "em", "u", "p", "br", "ul", "ol", "li", "h1", "h2", "h3", "blockquote",
                 "img", "table", "tr", "td", "th", "tbody", "thead", "span", "div", "hr"}
@@ -73,6 +73,55 @@ def render_fragment(source: str, context: dict[str, Any], budget: RenderBudget |
 def render_text_fragment(source: str, context: dict[str, Any], budget: RenderBudget | None = None) -> str:
     budget = budget or RenderBudget()
     return budget.check_total(compiled(source).render(bounded_context(context, autoescape=False, budget=budget)))
+
+
+def _sanitize(markup: str) -> str:
+    return nh3.clean(markup, tags=ALLOWED_TAGS, attributes=ALLOWED_ATTRIBUTES, url_schemes={"http", "https", "mailto"})
+
+
+def _is_static(source: str) -> bool:
+    """Text with no template syntax renders as itself (Django's TextNode): nothing to fill per email."""
+    return "{" not in source and len(source) <= MAX_OUTPUT
+
+
+@dataclasses.dataclass(frozen=True)
+class CompiledVariant:
+    """One language of an email template, ready to fill: its three fields compiled once, and a field with
+    no placeholders (a fixed preheader, say) rendered, sanitized and its whitespace collapsed once."""
+
+    subject: Template | str  # a str is the field's final text
+    preheader: Template | str
+    body: Template | str
+
+    def subject_line(self, context: dict[str, Any], budget: RenderBudget) -> str:
+        return _line(self.subject, context, budget)
+
+    def preheader_line(self, context: dict[str, Any], budget: RenderBudget) -> str:
+        return _line(self.preheader, context, budget)
+
+    def body_html(self, context: dict[str, Any], budget: RenderBudget) -> str:
+        """The marketer's body for one customer, sanitized (nh3)."""
+        if isinstance(self.body, str):
+            return self.body
+        return _sanitize(budget.check_total(self.body.render(bounded_context(context, autoescape=True, budget=budget))))
+
+
+def _line(field: Template | str, context: dict[str, Any], budget: RenderBudget) -> str:
+    if isinstance(field, str):
+        return field
+    return " ".join(budget.check_total(field.render(bounded_context(context, autoescape=False, budget=budget))).split())
+
+
+@functools.lru_cache(maxsize=512)
+def compiled_variant(subject: str, preheader: str, body: str) -> CompiledVariant:
+    """The fields of a template's variant (EmailTemplate.variant), compiled once per process per content.
+    Keyed by the content itself, not by the row's updated_at: an edit is a new entry however it was
+    written (an `.update()` leaves updated_at alone), and the next email renders exactly what was saved.
+    A syntax error raises every time (not cached)."""
+    return CompiledVariant(
+        subject=" ".join(subject.split()) if _is_static(subject) else compiled(subject),
+        preheader=" ".join(preheader.split()) if _is_static(preheader) else compiled(preheader),
+        body=_sanitize(body) if _is_static(body) else compiled(body))
 
 
 @functools.lru_cache(maxsize=4096)
@@ -211,13 +260,13 @@ def render_email(delivery: Delivery, *, context: dict[str, Any] | None = None,
     send's, journeys.render_limits); breaking it raises RenderLimitExceeded."""
     customer, tenant, template = delivery.customer, delivery.customer.tenant, delivery.step.template
     variant = template.variant(customer.locale)
+    fields = compiled_variant(variant["subject"], variant.get("preheader", ""), variant["body"])
     context = email_context(delivery) if context is None else context
     budget = budget or RenderBudget()
     marketing = delivery.message_class == Journey.MessageClass.MARKETING
-    body_html = nh3.clean(render_fragment(variant["body"], context, budget), tags=ALLOWED_TAGS,
-                          attributes=ALLOWED_ATTRIBUTES, url_schemes={"http", "https", "mailto"})
-    subject = " ".join(render_text_fragment(variant["subject"], context, budget).split())
-    preheader = " ".join(render_text_fragment(variant.get("preheader", ""), context, budget).split())
+    body_html = fields.body_html(context, budget)
+    subject = fields.subject_line(context, budget)
+    preheader = fields.preheader_line(context, budget)
     layout = {"subject": subject, "preheader": preheader, "store_name": tenant.name, "signature": template.signature,
               "postal_address": tenant.postal_address, "marketing": marketing, "brand_color": BRAND_COLOR,
               "unsubscribe_url": context["unsubscribe_url"], "lang": (customer.locale or "en").split("-")[0],
