@@ -7,7 +7,11 @@ its CSS inlined (css-inline) and a text part is always sent alongside.
 
 The layout is the same for every recipient of a store: it is rendered and CSS-inlined once per
 process (see `_layout`), and each email fills in its slots; only the marketer's body is inlined per
-email. A batch of emails (`render_emails`) reads its order lines and points balances in two queries.
+email. A template's variant is compiled once per process per content (`compiled_variant`: an edit is
+a new entry), a field without placeholders rendered and sanitized once. A batch of emails
+(`render_emails`) reads its order lines, points balances, survey requests and referral codes in one
+query each. The message is built once per email (`build_message`): its token computed once, its MIME
+boundary chosen from it, and the header lines every email of a store shares folded once per process.
 """
 
 import dataclasses
