@@ -170,8 +170,11 @@ def email_contexts(deliveries: Sequence[Delivery]) -> dict[int, dict[str, Any]]:
                                            .values_list("customer_id", "balance", "tier__name")):
             points[customer_id] = (balance, tier or "")
         extra.update(_kind_contexts(group))
-    return {d.pk: _context(d, lines.get(d.enrollment.order_id, []), points.get(d.customer_id, (0, "")),
-                           extra.get(d.pk, {})) for d in deliveries}
+    contexts = {d.pk: _context(d, lines.get(d.enrollment.order_id, []), points.get(d.customer_id, (0, "")))
+                for d in deliveries}
+    for pk, values in extra.items():
+        contexts[pk].update(values)
+    return contexts
 
 
 def _kind_contexts(group: list[Delivery]) -> dict[int, dict[str, Any]]:
@@ -189,8 +192,7 @@ def _kind_contexts(group: list[Delivery]) -> dict[int, dict[str, Any]]:
     return out
 
 
-def _context(delivery: Delivery, items: list[dict[str, Any]], points: tuple[int, str],
-             extra: dict[str, Any]) -> dict[str, Any]:
+def _context(delivery: Delivery, items: list[dict[str, Any]], points: tuple[int, str]) -> dict[str, Any]:
     customer, tenant = delivery.customer, delivery.customer.tenant
     order = delivery.enrollment.order
     fallback = (delivery.step.config or {}).get("first_name_fallback", "there")
@@ -209,7 +211,6 @@ def _context(delivery: Delivery, items: list[dict[str, Any]], points: tuple[int,
                             "items": items, "item_titles": ", ".join(i["title"] for i in items if i["title"])}
     context["points_balance"], context["tier"] = points
     context["loyalty_url"] = absolute(f"/l/{make_token('loyalty', tenant_id=tenant.pk, customer_id=customer.pk, delivery_id=delivery.pk)}")
-    context.update(extra)
     return context
 
 
