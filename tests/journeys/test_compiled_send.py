@@ -102,3 +102,61 @@ def test_one_wave_gives_each_customer_their_own_name_points_order_and_links(api,
             assert read_token(purpose, links[kind]) == {"t": tenant.pk, "c": customer.pk, "d": delivery_id}
         assert read_token("unsubscribe", message.extra_headers["List-Unsubscribe"].split("/u/")[1].split(">")[0]) == {
             "t": tenant.pk, "c": customer.pk, "d": delivery_id}
+
+
+# --- the MIME built once per message: the same bytes as Django's own ------------------------------
+
+
+def plain_and_journey_messages(subject: str):
+    from anymail.message import AnymailMessage
+
+    from journeys.rendering import JourneyMessage
+
+    built = []
+    for cls in (AnymailMessage, JourneyMessage):
+        message = cls(subject=subject, body="Hi Léa,\nthanks.", from_email="Acme Coffee <hello@acme.example>",
+                      to=["lea@example.com"], reply_to=["care@acme.example"],
+                      headers={"Message-ID": "<journey.1.2.abc@x.example>", "Date": "Mon, 07 Dec 2026 12:00:00 -0000",
+                               "List-Unsubscribe": "<https://x.example/u/" + "t" * 150 + ">, <mailto:care@acme.example>",
+                               "List-Unsubscribe-Post": "List-Unsubscribe=One-Click"})
+        message.attach_alternative("<p>Hi Léa</p>" * 40, "text/html")
+        if cls is JourneyMessage:
+            message.boundary = "==journey-abc=="
+        built.append(message.message())
+    built[0].set_boundary("==journey-abc==")  # what the generator would otherwise draw at random
+    return [m.as_bytes(linesep="\r\n") for m in built]
+
+
+@pytest.mark.parametrize("subject", ["Hello Ada", "Léa, wie gefällt dir deine Bestellung #100123?", "x " * 60,
+                                     "tab\there  and  spaces ", ""])
+def test_a_journey_message_is_byte_for_byte_the_mime_django_builds(subject):
+    plain, journey = plain_and_journey_messages(subject)
+    assert journey == plain
+    assert b"boundary=\"==journey-abc==\"" in journey
+
+
+def test_header_folding_gives_what_compat32_gives_for_every_kind_of_value():
+    import random
+    import string
+    from email.policy import compat32
+
+    from journeys.rendering import _FOLD_ONCE
+
+    def fold(policy, name, value, linesep):
+        try:
+            return policy.clone(linesep=linesep).fold_binary(name, value)
+        except Exception as exc:  # noqa: BLE001 - the same error both ways is the same answer
+            return type(exc)
+
+    rnd = random.Random(16)
+    alphabet = string.printable + " \t\xa0é"
+    fast = 0
+    for n in range(3000):
+        size = rnd.choice([1, 10, 60, 70, 75, 80, 120])
+        value = "".join(rnd.choice(alphabet if n % 3 else string.ascii_letters + " ;,<>@=")
+                        for _ in range(rnd.randint(0, size)))
+        for name in ("Subject", "To", "X-A-Long-Header-Name", "Content-Type", "From"):
+            for linesep in ("\n", "\r\n"):
+                assert fold(_FOLD_ONCE, name, value, linesep) == fold(compat32, name, value, linesep), (name, value)
+                fast += bool(rendering._PLAIN_WORDS.fullmatch(value))
+    assert fast > 1000  # the direct path was taken, not only compat32's
