@@ -63,6 +63,21 @@ def survey_email_context(*, tenant_id: int, delivery_id: int, locale: str, store
     """
     requests = list(SurveyRequest.objects.for_tenant(tenant_id).filter(delivery_id=delivery_id)
                     .select_related("survey", "product").order_by("pk"))
+    return _survey_context(requests, locale=locale, store_name=store_name)
+
+
+def survey_email_contexts(*, tenant_id: int, deliveries: dict[int, str], store_name: str) -> dict[int, dict[str, Any]]:
+    """`survey_email_context` for many deliveries of one store ({delivery id: locale}), by delivery id:
+    their survey requests come from one query."""
+    by_delivery: dict[int, list[SurveyRequest]] = {pk: [] for pk in deliveries}
+    for req in (SurveyRequest.objects.for_tenant(tenant_id).filter(delivery_id__in=deliveries)
+                .select_related("survey", "product").order_by("pk")):
+        by_delivery[req.delivery_id].append(req)
+    return {pk: _survey_context(requests, locale=deliveries[pk], store_name=store_name)
+            for pk, requests in by_delivery.items()}
+
+
+def _survey_context(requests: list[SurveyRequest], *, locale: str, store_name: str) -> dict[str, Any]:
     if not requests:
         return {"survey": None, "survey_url": "", "review_links": []}
     survey = requests[0].survey

@@ -22,7 +22,7 @@ from .schedule import deliveries_claim_by_tenant, deliveries_claimed_count, deli
 
 # Rows leased per claim: one indexed UPDATE … RETURNING, a few milliseconds.
 CLAIM_BATCH = 500
-# Ids per send task, sent in waves of services_send.send_wave() (10-25): waves amortize the task's
+# Ids per send task, sent in waves of services_send.send_wave() (10-50): waves amortize the task's
 # overhead and its per-batch reads; 5,000 claimed rows still make 50 tasks to spread over workers.
 SEND_CHUNK = 100
 # Claims per dispatch run, so one beat tick cannot monopolize a worker.

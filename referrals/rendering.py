@@ -64,3 +64,17 @@ def referral_invite_context(*, tenant: Tenant, customer_id: int) -> dict:
     if program is None or code is None:
         return {}
     return referral_email_context(tenant=tenant, customer_id=customer_id, code=code, program=program)
+
+
+def referral_invite_contexts(*, tenant: Tenant, customer_ids: set[int]) -> dict[int, dict]:
+    """`referral_invite_context` for many customers of one store, by customer id: the program and the codes
+    come from one query each."""
+    program = Program.objects.for_tenant(tenant).filter(active=True).first()
+    if program is None:
+        return dict.fromkeys(customer_ids, {})
+    codes: dict[int, ReferralCode] = {}
+    for code in (ReferralCode.objects.for_tenant(tenant).filter(customer_id__in=customer_ids, vanity=False)
+                 .order_by("-pk")):
+        codes[code.customer_id] = code  # the first by pk wins, as .first() picks it
+    return {pk: referral_email_context(tenant=tenant, customer_id=pk, code=codes[pk], program=program)
+            if pk in codes else {} for pk in customer_ids}
