@@ -83,7 +83,7 @@ def code_verify(request, user, code: str) -> Device | None:
         raise TwoFactorLocked()
     code = "".join((code or "").split())
     device: Device | None = None
-    if code.isdigit():
+    if len(code) == 6 and code.isdigit():  # the app's code; recovery codes are 10 letters and digits
         totp = authenticator(user)
         if totp is not None and totp.verify_token(code):
             device = totp
