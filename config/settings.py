@@ -304,6 +304,8 @@ AXES_HANDLER = "axes.handlers.cache.AxesCacheHandler" if REDIS_URL else "axes.ha
 OTP_TOTP_ISSUER = "Lifecycle"
 OTP_TOTP_THROTTLE_FACTOR = 1
 OTP_STATIC_THROTTLE_FACTOR = 1
+# Operators remove a lost authenticator in /admin/; they never see its secret or QR code.
+OTP_ADMIN_HIDE_SENSITIVE_DATA = True
 # The address is REMOTE_ADDR (as for referral clicks): behind a proxy, have it set REMOTE_ADDR, since
 # X-Forwarded-For is the client's to forge.
 # The API: this many requests with a wrong API key from one address within API_KEY_FAILURE_WINDOW_SECONDS,
