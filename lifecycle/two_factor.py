@@ -1,8 +1,8 @@
 """Two-factor sign-in (django-otp): an authenticator app's TOTP codes, and recovery codes for a lost phone.
 
 A person has at most one confirmed authenticator (a `TOTPDevice`) and, with it, one set of recovery codes
-(a `StaticDevice`): both are made together and removed together. Setting up is two steps: an unconfirmed
-device is made for the QR code, and a code from the app confirms it (so nobody turns on a device they cannot
+(a `StaticDevice`): both are made together and removed together. Setting up is two steps: a secret is shown
+as a QR code, and a code from the app confirms it (so nobody turns on a device they cannot
 read). Recovery codes are shown once, in that answer, and stored as a digest (`recovery_digest`), like
 API keys. The TOTP secret itself has to stay readable to check codes; it lives in django-otp's table.
 
@@ -19,6 +19,7 @@ code there too.
 """
 
 import hashlib
+import re
 import secrets
 
 from axes.handlers.proxy import AxesProxyHandler
@@ -27,6 +28,7 @@ from django.db import transaction
 from django_otp.models import Device
 from django_otp.plugins.otp_static.models import StaticDevice, StaticToken
 from django_otp.plugins.otp_totp.models import TOTPDevice
+from django_otp.util import random_hex
 
 from . import clock
 from .models import Membership, Tenant
@@ -38,6 +40,7 @@ RECOVERY_CODES = 10
 RECOVERY_ALPHABET = "23456789ABCDEFGHJKMNPQRSTUVWXYZ"
 RECOVERY_LENGTH = 10
 DEVICE_NAME = "Authenticator app"
+TOTP_CODE = re.compile(r"[0-9]{6}")  # ASCII digits only: a Unicode digit such as "²" is no code
 
 
 class TwoFactorLocked(Exception):
@@ -59,10 +62,19 @@ def authenticator(user) -> TOTPDevice | None:
     return TOTPDevice.objects.filter(user=user, confirmed=True).order_by("pk").first()
 
 
-def pending_authenticator(user) -> TOTPDevice:
-    """The unconfirmed device the setup page shows as a QR code (made on first need, kept until confirmed)."""
-    device = TOTPDevice.objects.filter(user=user, confirmed=False).order_by("pk").first()
-    return device or TOTPDevice.objects.create(user=user, name=DEVICE_NAME, confirmed=False)
+def new_secret() -> str:
+    """A fresh TOTP secret (hex, as django-otp stores it) for the setup page to show before anything is saved."""
+    return random_hex(20)
+
+
+def pending_authenticator(user, secret: str, *, save: bool) -> TOTPDevice:
+    """The unconfirmed device for `secret`: unsaved for the setup page's QR code (a GET writes nothing), saved when
+    a code is tried, so the device's own throttle counts the failures."""
+    if not save:
+        return TOTPDevice(user=user, name=DEVICE_NAME, key=secret, confirmed=False)
+    device, _ = TOTPDevice.objects.get_or_create(user=user, key=secret, confirmed=False,
+                                                 defaults={"name": DEVICE_NAME})
+    return device
 
 
 def _credentials(user) -> dict:
@@ -83,7 +95,7 @@ def code_verify(request, user, code: str) -> Device | None:
         raise TwoFactorLocked()
     code = "".join((code or "").split())
     device: Device | None = None
-    if len(code) == 6 and code.isdigit():  # the app's code; recovery codes are 10 letters and digits
+    if TOTP_CODE.fullmatch(code):  # the app's code; recovery codes are 10 letters and digits
         totp = authenticator(user)
         if totp is not None and totp.verify_token(code):
             device = totp
@@ -124,7 +136,13 @@ def member_event_append(*, user, type: str, data: dict) -> int:  # noqa: A002 - 
 def two_factor_enable(*, user, device: TOTPDevice, code: str) -> list[str] | None:
     """Confirm the pending authenticator with a code from it; returns the new recovery codes (shown once), or None
     when the code is wrong. Any earlier authenticator and recovery codes are replaced."""
-    if device.confirmed or device.user_id != user.pk or not device.verify_token("".join((code or "").split())):
+    code = "".join((code or "").split())
+    if device.confirmed or device.user_id != user.pk:
+        return None
+    if not TOTP_CODE.fullmatch(code):
+        device.throttle_increment()  # counted like a wrong code
+        return None
+    if not device.verify_token(code):
         return None
     codes = [_new_recovery_code() for _ in range(RECOVERY_CODES)]
     with transaction.atomic():

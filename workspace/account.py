@@ -29,12 +29,15 @@ from lifecycle.two_factor import (
     confirm_throttled,
     has_two_factor,
     member_event_append,
+    new_secret,
     pending_authenticator,
     recovery_codes_left,
     two_factor_disable,
     two_factor_enable,
 )
 from workspace.views import THROTTLED, WRONG_CODE, CodeForm, locked_out, safe_next
+
+PENDING_SECRET = "two_factor_pending_secret"  # noqa: S105 - a session key's name
 
 
 def _qr_svg(data: str) -> str:
@@ -57,7 +60,11 @@ def two_factor(request: HttpRequest) -> HttpResponse:
     if has_two_factor(user):
         return render(request, "workspace/account/two_factor.html", {
             **context, "enabled": True, "codes_left": recovery_codes_left(user)})
-    device = pending_authenticator(user)
+    # The secret on the page waits in the session: a GET saves nothing, and a reload shows the same one.
+    secret = request.session.get(PENDING_SECRET)
+    if not secret:
+        secret = request.session[PENDING_SECRET] = new_secret()
+    device = pending_authenticator(user, secret, save=request.method == "POST")
     status = 200
     if request.method == "POST":
         form = CodeForm(request.POST)
@@ -65,16 +72,17 @@ def two_factor(request: HttpRequest) -> HttpResponse:
         codes = two_factor_enable(user=user, device=device, code=request.POST.get("code", "")) \
             if form.is_valid() else None
         if codes is not None:
+            request.session.pop(PENDING_SECRET, None)
             otp_login(request, device)  # this session gave the code: it counts as signed in with two-factor
             return render(request, "workspace/account/two_factor.html", {
                 **context, "enabled": True, "recovery_codes": codes, "codes_left": len(codes)}, status=201)
         form.add_error("code", THROTTLED if throttled else
                        "That code is not right: type the 6 digits the app shows now for this account.")
         context["form"], status = form, 400
-    secret = base64.b32encode(device.bin_key).decode().rstrip("=")
+    b32 = base64.b32encode(device.bin_key).decode().rstrip("=")
     return render(request, "workspace/account/two_factor.html", {
         **context, "enabled": False, "qr_svg": mark_safe(_qr_svg(device.config_url)),  # noqa: S308 - qrcode's own SVG
-        "secret": secret, "secret_groups": " ".join(secret[i:i + 4] for i in range(0, len(secret), 4)),
+        "secret": b32, "secret_groups": " ".join(b32[i:i + 4] for i in range(0, len(b32), 4)),
     }, status=status)
 
 
