@@ -69,6 +69,9 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",
     "anymail",
     "axes",
+    "django_otp",
+    "django_otp.plugins.otp_totp",
+    "django_otp.plugins.otp_static",
     "lifecycle",
     "loyalty",
     "referrals",
@@ -86,6 +89,8 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # request.user.is_verified(): whether this session gave a two-factor code (lifecycle/two_factor.py).
+    "django_otp.middleware.OTPMiddleware",
     # Each request starts with no tenant; the view activates the one it finds (lifecycle/tenancy.py).
     "lifecycle.tenancy.TenantScopeMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
@@ -294,6 +299,13 @@ AXES_VERBOSE = False  # no "AXES: BEGIN …" banner on every manage.py command (
 # Redis (production) counts in the shared cache; the embedded profile counts in its database, which
 # every process of `make run` shares (a per-process local cache would let each process count alone).
 AXES_HANDLER = "axes.handlers.cache.AxesCacheHandler" if REDIS_URL else "axes.handlers.database.AxesDatabaseHandler"
+# Two-factor sign-in (django-otp, lifecycle/two_factor.py): a wrong code counts as a failed sign-in above, so
+# code guessing is locked out with password guessing; each device also waits 1, 2, 4… s after its own failures.
+OTP_TOTP_ISSUER = "Lifecycle"
+OTP_TOTP_THROTTLE_FACTOR = 1
+OTP_STATIC_THROTTLE_FACTOR = 1
+# Operators remove a lost authenticator in /admin/; they never see its secret or QR code.
+OTP_ADMIN_HIDE_SENSITIVE_DATA = True
 # The address is REMOTE_ADDR (as for referral clicks): behind a proxy, have it set REMOTE_ADDR, since
 # X-Forwarded-For is the client's to forge.
 # The API: this many requests with a wrong API key from one address within API_KEY_FAILURE_WINDOW_SECONDS,

@@ -77,6 +77,9 @@ class Tenant(models.Model):
     marketing_paused_reason = models.CharField(max_length=300, blank=True)
     # Rates are counted from here (at most 24 h back), so a resumed store is judged on what it sends next.
     marketing_resumed_at = models.DateTimeField(null=True, blank=True)
+    # An owner's rule: every member signs in with a two-factor code; one without a device is sent to set it up
+    # before any other page of this store (workspace/access.py). API keys are not people and are unaffected.
+    require_two_factor = models.BooleanField(default=False)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

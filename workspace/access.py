@@ -10,13 +10,16 @@ A user's memberships span tenants, so reading them is a lookup across tenants
 
 import functools
 from collections.abc import Callable
+from urllib.parse import urlencode
 
 from django.contrib.auth.views import redirect_to_login
 from django.http import Http404, HttpRequest, HttpResponse
-from django.shortcuts import render
+from django.shortcuts import redirect, render
+from django.urls import reverse
 
 from lifecycle.models import Membership, Tenant
 from lifecycle.tenancy import activate, system_scope
+from lifecycle.two_factor import has_two_factor
 
 ROLE_RANK = {Membership.Role.VIEWER: 0, Membership.Role.MARKETER: 1, Membership.Role.OWNER: 2}
 SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
@@ -65,6 +68,8 @@ def workspace_view(*, write_role: str = Membership.Role.MARKETER, read_role: str
             if not request.user.is_authenticated:
                 return redirect_to_login(request.get_full_path())
             tenant_obj, role = tenant_for(request.user, tenant)
+            if (detour := two_factor_detour(request, tenant_obj)) is not None:
+                return detour
             activate(tenant_obj)
             request.tenant, request.role = tenant_obj, role
             request.can_write = role_allows(role, write_role)
@@ -79,6 +84,25 @@ def workspace_view(*, write_role: str = Membership.Role.MARKETER, read_role: str
         return wrapper
 
     return decorate
+
+
+def two_factor_detour(request: HttpRequest, tenant: Tenant) -> HttpResponse | None:
+    """Where a signed-in member must go before this store's page, or None.
+
+    - someone with an authenticator whose session never gave a code (it signed in before the device was set up,
+      elsewhere): to the code step;
+    - a store that requires two-factor, and a member without an authenticator: to the setup page. Only the
+      account pages (password, two-factor) and signing out stay open to them.
+    """
+    user = request.user
+    if getattr(user, "is_verified", lambda: False)():
+        return None
+    after = urlencode({"next": request.get_full_path()})
+    if has_two_factor(user):
+        return redirect(f"{reverse('workspace:login-code')}?{after}")
+    if tenant.require_two_factor:
+        return redirect(f"{reverse('workspace:account-two-factor')}?{after}")
+    return None
 
 
 def forbidden(request: HttpRequest, message: str) -> HttpResponse:

@@ -330,8 +330,10 @@ def team_remove(request: HttpRequest, tenant: Tenant, membership_id: int) -> Htt
     membership = get_object_or_404(Membership.objects.select_related("user"), tenant=tenant, pk=membership_id)
     if (refused := refuse_write(request)) is not None:
         return refused
-    if request.method != "POST":
-        return redirect("workspace:settings-team", tenant=tenant.slug)
+    if request.method != "POST":  # the confirmation: a GET (a link, a prefetch) removes nobody
+        return render(request, "workspace/settings/team_remove.html", {
+            "section": "team", "member": membership, "is_self": membership.user_id == request.user.pk,
+            "last_owner": membership.role == OWNER and _owners_left(tenant, membership) == 0})
     try:
         member_remove(tenant=tenant, membership=membership, by=_by(request))
     except ServiceError as exc:

@@ -1,8 +1,10 @@
-"""/app/: the workspace. Each area keeps its own url list; every route takes the tenant slug."""
+"""/app/: the workspace. Each area keeps its own url list; every route takes the tenant slug, except signing in,
+the person's own account (workspace/account.py) and an invitation's link."""
 
 from django.urls import include, path, re_path
 
 from workspace import (
+    account,
     audit,
     customers,
     dashboard,
@@ -10,6 +12,7 @@ from workspace import (
     orders,
     programs,
     queues,
+    store_security,
     store_settings,
     views,
 )
@@ -22,6 +25,7 @@ tenant_pages = [
     *customers.urlpatterns,
     *orders.urlpatterns,
     *store_settings.urlpatterns,
+    *store_security.urlpatterns,
     *audit.urlpatterns,
     *programs.urlpatterns,
     *queues.urlpatterns,
@@ -32,6 +36,8 @@ urlpatterns = [
     path("", views.picker, name="picker"),
     path("login/", views.LoginView.as_view(), name="login"),
     path("logout/", views.LogoutView.as_view(), name="logout"),
+    path("login/code/", views.login_code, name="login-code"),
+    *account.urlpatterns,
     # A team invitation's link: the token's exact length keeps it apart from every store's pages.
     re_path(rf"^invite/(?P<token>{invitations.TOKEN_PATTERN})/$", invitations.invite, name="invite"),
     path("<slug:tenant>/", include(tenant_pages)),

@@ -107,7 +107,7 @@ def admin_urls(rows: dict[type, str], customer_pk: int, tenant_pk: int) -> list[
                 continue
             kwargs = {}
             for name in pattern.pattern.converters:
-                if name in ("object_id", "id"):  # "id": the user admin's password form
+                if name in ("object_id", "id", "pk"):  # "id": the user admin's password form; "pk": django-otp's
                     kwargs[name] = rows.get(model, MISSING)
                 elif name == "customer_id":
                     kwargs[name] = customer_pk

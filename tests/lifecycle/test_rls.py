@@ -384,6 +384,10 @@ SYSTEM_SCOPE_USES = {
     "lifecycle/webhooks.py": 2,
     "referrals/pages.py": 1,
     "workspace/access.py": 2,
+    # The stores a person is in: their account's changes are audited in each, and the stores that require
+    # two-factor of them.
+    "lifecycle/two_factor.py": 1,
+    "workspace/account.py": 1,
     # A team invitation's link: its token finds the store.
     "workspace/invitations.py": 1,
     # Is a shop domain connected to any store already? (It names one store.)

@@ -23,9 +23,12 @@ from tests.workspace.program_objects import programmes
 
 pytestmark = pytest.mark.django_db
 
-# Routes without a tenant: signing in, the store picker, and a team invitation's link (its token names the
-# store: test_another_stores_member_cannot_accept_an_invitation_by_its_link).
-UNSCOPED = {"workspace:login", "workspace:logout", "workspace:picker", "workspace:invite"}
+# Routes without a tenant: signing in (and its code step), the store picker, a team invitation's link (its token
+# names the store: test_another_stores_member_cannot_accept_an_invitation_by_its_link), and the person's own
+# account (test_the_account_pages_touch_only_the_persons_own_account).
+ACCOUNT = {"workspace:account-password", "workspace:account-two-factor", "workspace:account-two-factor-off"}
+UNSCOPED = {"workspace:login", "workspace:login-code", "workspace:logout", "workspace:picker", "workspace:invite",
+            *ACCOUNT}
 A_JOURNEY = {"name": "A welcome", "trigger": "order_paid",
              "steps": [{"position": 1, "wait": "P1D", "template": {"subject": "Hi {{ first_name }}", "body": "<p>Hi</p>"}}]}
 # URL argument -> how to find tenant A's object for it.
@@ -154,3 +157,27 @@ def test_another_stores_member_cannot_accept_an_invitation_by_its_link(a_objects
     assert as_outsider.get(reverse("workspace:home", kwargs={"tenant": tenant.slug})).status_code == 404
     assert snapshot(tenant) == before
     assert snapshot(other_tenant) == b_before
+
+
+def test_the_account_pages_touch_only_the_persons_own_account(a_objects, tenant, other_tenant, outsider, as_outsider):
+    """B's member on the account pages (and the code step): nothing of A is shown, nothing of A changes, and their
+    own changes are audited in B only."""
+    from django_otp.plugins.otp_totp.models import TOTPDevice
+
+    before, owner_pk = snapshot(tenant), Membership.objects.filter(tenant=tenant, role="owner").first().user_id
+    expected = {"workspace:account-password": (200, 400), "workspace:account-two-factor": (200, 400),
+                "workspace:account-two-factor-off": (405, 400), "workspace:login-code": (302, 302)}
+    for name, statuses in sorted(expected.items()):
+        path = reverse(name)
+        for method, data, status in (("get", None, statuses[0]),
+                                     ("post", {"code": "12345678", "old_password": "x"}, statuses[1])):
+            response = getattr(as_outsider, method)(path, data)
+            assert response.status_code == status, (name, method, response.status_code)
+            body = response.content.decode()
+            assert "Acme Coffee" not in body and "ada@a-store.example.com" not in body, (name, method)
+    assert snapshot(tenant) == before
+    assert not TOTPDevice.objects.filter(user_id=owner_pk).exists()
+    # The code tried on the setup page saved an unconfirmed device of the outsider's own, and nothing else.
+    assert list(TOTPDevice.objects.values_list("user_id", "confirmed")) == [(outsider.pk, False)]
+    assert not Event.objects.for_tenant(tenant).filter(type__in=["store.password_changed",
+                                                                 "store.member_2fa_enabled"]).exists()
