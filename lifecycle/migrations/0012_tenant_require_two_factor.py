@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('lifecycle', '0009_team_invitations'),
+        ('lifecycle', '0011_orderline_drop_unread_indexes'),
     ]
 
     operations = [
