@@ -138,6 +138,24 @@ UtcDatetime = Annotated[
 ]
 
 
+def _has_nul(value: Any) -> bool:
+    """Whether parsed JSON holds a NUL character anywhere (a key or a string): what every input model
+    asks of its data, nested ones again, so without the paths `_nul_at` builds to say where."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if type(item) is str:  # the usual leaf, checked without a call
+                if "\x00" in item:
+                    return True
+            elif _has_nul(item):
+                return True
+            if isinstance(key, str) and "\x00" in key:
+                return True
+        return False
+    if isinstance(value, list | tuple):
+        return any(_has_nul(item) for item in value)
+    return isinstance(value, str) and "\x00" in value
+
+
 def _nul_at(value: Any, path: tuple = ()) -> tuple | None:
     """Where a NUL character is in parsed JSON (a key or a string), or None."""
     if isinstance(value, str):
@@ -162,7 +180,7 @@ class Strict(BaseModel):
     @classmethod
     def _no_nul_characters(cls, data: Any) -> Any:
         # PostgreSQL cannot store U+0000 in text or JSON: refused here, with where it is, before any write.
-        where = _nul_at(data)
+        where = _nul_at(data) if _has_nul(data) else None
         if where is not None:
             raise ValueError(f"{'.'.join(map(str, where)) or 'the text'} must not contain a NUL (\\u0000) character")
         return data
