@@ -223,3 +223,19 @@ def test_an_order_by_email_alone_is_not_kept_and_tenants_never_share_answers(api
 
     assert (mine.status_code, theirs.status_code, other.status_code) == (201, 200, 201)
     assert Order.objects.for_tenant(other_tenant).filter(external_id="T1").count() == 1
+
+
+def test_the_kept_answer_is_read_in_the_rate_limits_redis_round_trip(api, tenant, monkeypatch):
+    body = order_payload()
+    first = api.post("/api/v1/orders", body)
+    client = redis_client()
+    own_reads: list[str] = []
+    real_get = client.get
+    monkeypatch.setattr(client, "get", lambda key: own_reads.append(key) or real_get(key))
+
+    replay = api.post("/api/v1/orders", body)
+    new = api.post("/api/v1/orders", order_payload())
+
+    assert (replay.status_code, replay.content) == (200, first.content)
+    assert new.status_code == 201
+    assert own_reads == []  # neither looked for a kept answer in a round trip of its own
