@@ -23,7 +23,7 @@ from .models import (
     Tenant,
 )
 from .money import money_str
-from .rows import execute
+from .rows import Batch, execute
 from .tables import CUSTOMERS, EVENTS, LINES, ORDERS
 from .timeline import event_row
 
@@ -131,19 +131,20 @@ def _lines_signature(lines) -> list[tuple]:
 
 
 def _replace_lines(tenant: Tenant, order: Order, lines: list, *, new_order: bool = False,
-                   products: dict[str, int] | None = None) -> tuple[OrderLine, ...]:
+                   products: dict[str, int] | None = None, batch: Batch | None = None) -> tuple[OrderLine, ...]:
     product_ids = line_product_ids(tenant, lines, products)
     if not new_order:  # an order created in this transaction has no lines to delete
         OrderLine.objects.for_tenant(tenant).filter(order=order).delete()
     rows = tuple(
+        # By id, not by object: setting a relation through its descriptor was most of building a line.
         OrderLine(
-            tenant=tenant, order=order, position=index, external_id=line.external_id,
+            tenant_id=tenant.pk, order_id=order.pk, position=index, external_id=line.external_id,
             product_external_id=line.product_external_id, product_id=product_ids.get(line.product_external_id),
             sku=line.sku, title=line.title, quantity=line.quantity, unit_price=line.unit_price,
         )
         for index, line in enumerate(lines)
     )
-    LINES.insert(rows, returning=False)
+    LINES.insert(rows, returning=False, batch=batch)
     return rows
 
 
@@ -401,8 +402,11 @@ def _order_write(
             raise _Raced
     else:
         order.save()
+    # The lines, the events and a new order's share of the aggregates return nothing: one round trip.
+    batch = Batch()
     if plan.created or (not plan.stale and data.lines and _lines_signature(lines) != _lines_signature(data.lines)):
-        lines = _replace_lines(tenant, order, data.lines, new_order=plan.created, products=seen.products)
+        lines = _replace_lines(tenant, order, data.lines, new_order=plan.created, products=seen.products,
+                               batch=batch)
     if plan.first_sight:
         events.append(event_row(tenant=tenant, type="order.placed", occurred_at=order.placed_at, customer=customer,
                              order=order, data=order_event_data(order), dedupe_key=f"order.placed:{order.pk}",
@@ -411,10 +415,11 @@ def _order_write(
         # The placeholder's events (order.refunded, order.delivered) did not know whose order it was.
         Event.objects.for_tenant(tenant).filter(order=order, customer__isnull=True).update(customer=customer)
     events.extend(_milestone_events(tenant, order, plan.before, backfill))
-    EVENTS.insert_dicts(events)
+    EVENTS.insert_dicts(events, batch=batch)
     if plan.created and not customer_created:
-        aggregates_add(tenant, customer, order)
-    elif not customer_created:
+        aggregates_add(tenant, customer, order, batch=batch)
+    batch.send()
+    if not plan.created and not customer_created:
         refresh_aggregates(tenant, {customer.pk})
     if plan.previous_customer_id and plan.previous_customer_id != customer.pk:
         refresh_aggregates(tenant, {plan.previous_customer_id})
