@@ -4,6 +4,7 @@ Pydantic gives field-level messages with exact locations (`lines.2.quantity`) an
 same models publish the OpenAPI schema through drf-spectacular's pydantic extension.
 """
 
+import contextvars
 import datetime as dt
 import re
 from decimal import Decimal
@@ -203,17 +204,28 @@ def _nul_at(value: Any, path: tuple = ()) -> tuple | None:
     return None
 
 
+# Set while a model's data, already searched for NUL characters whole, is validated: the models
+# nested in it (an order's customer and lines) need not search their part again.
+_NUL_CHECKED: contextvars.ContextVar[bool] = contextvars.ContextVar("nul_checked", default=False)
+
+
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
-    @model_validator(mode="before")
+    @model_validator(mode="wrap")
     @classmethod
-    def _no_nul_characters(cls, data: Any) -> Any:
+    def _no_nul_characters(cls, data: Any, handler) -> Any:
         # PostgreSQL cannot store U+0000 in text or JSON: refused here, with where it is, before any write.
+        if _NUL_CHECKED.get():
+            return handler(data)
         where = _nul_at(data) if _has_nul(data) else None
         if where is not None:
             raise ValueError(f"{'.'.join(map(str, where)) or 'the text'} must not contain a NUL (\\u0000) character")
-        return data
+        token = _NUL_CHECKED.set(True)
+        try:
+            return handler(data)
+        finally:
+            _NUL_CHECKED.reset(token)
 
 
 class CustomerIn(Strict):
