@@ -11,7 +11,7 @@ from .models import (
     Tenant,
 )
 from .money import MONEY_DECIMAL_PLACES, MONEY_MAX_DIGITS
-from .rows import execute
+from .rows import Batch, execute
 
 # The customers' aggregates, recounted from their orders in one statement. Raw SQL because it
 # runs for every order, refund and cancellation: the same UPDATE built from ORM Subquery
@@ -100,15 +100,20 @@ def order_share(tenant: Tenant, order: Order) -> tuple[Decimal, dt.datetime] | N
     return spent, order.placed_at or order.paid_at
 
 
-def aggregates_add(tenant: Tenant, customer: Customer, order: Order) -> None:
+def aggregates_add(tenant: Tenant, customer: Customer, order: Order, batch: Batch | None = None) -> None:
+    """Add a new order's share to its customer's aggregates (with `batch`: when the batch is sent)."""
     share = order_share(tenant, order)
     if share is None:
         return
     conn = connections[DEFAULT_DB_ALIAS]
     spent = _SPENT_FIELD.get_db_prep_save(share[0], conn)
     at = _AT_FIELD.get_db_prep_save(share[1], conn)
+    params = [spent, at, at, at, at, tenant.pk, customer.pk]
+    if batch is not None:
+        batch.add(_ADD_ORDER_SQL, params)
+        return
     with conn.cursor() as cursor:
-        execute(cursor, _ADD_ORDER_SQL, [spent, at, at, at, at, tenant.pk, customer.pk])
+        execute(cursor, _ADD_ORDER_SQL, params)
 
 
 def aggregates_first(tenant: Tenant, customer: Customer, order: Order) -> None:

@@ -212,7 +212,7 @@ def _resolve_customers(fresh: list[tuple[int, OrderIn]], known: _KnownCustomers,
 
 def _order_row(tenant: Tenant, data: OrderIn, now) -> Order:
     order = Order(
-        tenant=tenant, external_id=data.external_id, number=data.number,
+        tenant_id=tenant.pk, external_id=data.external_id, number=data.number,
         currency=data.currency, subtotal=data.subtotal, discount_total=data.discount_total, total=data.total,
         discount_codes=data.discount_codes, landing_site=data.landing_site, referring_site=data.referring_site,
         referral_code=data.referral_code, cancel_reason=data.cancel_reason, source=Order.Source.IMPORT,

@@ -2,6 +2,7 @@
 
 import dataclasses
 import datetime as dt
+import json
 from decimal import Decimal
 from typing import Any
 
@@ -22,7 +23,7 @@ from .models import (
     Tenant,
 )
 from .money import money_str
-from .rows import execute
+from .rows import Batch, execute
 from .tables import CUSTOMERS, EVENTS, LINES, ORDERS
 from .timeline import event_row
 
@@ -64,11 +65,16 @@ def _select_product_ids(tenant: Tenant, external_ids: list[str]) -> dict[str, in
         return dict(cursor.fetchall())
 
 
-def line_product_ids(tenant: Tenant, lines: list) -> dict[str, int]:
+def line_product_ids(tenant: Tenant, lines: list, known: dict[str, int] | None = None) -> dict[str, int]:
+    """The lines' products' ids, creating the products not known yet. `known`: the ids of those
+    products already read (the order's read, `_order_seen`), so they are not read again."""
     wanted = {line.product_external_id: line for line in lines if line.product_external_id}
     if not wanted:
         return {}
-    existing = _select_product_ids(tenant, list(wanted))
+    if known is None:
+        existing = _select_product_ids(tenant, list(wanted))
+    else:
+        existing = {ext: known[ext] for ext in wanted if ext in known}
     # Sorted: two writers creating the same new products insert them in one order, so neither
     # waits on a row the other holds while holding one it wants.
     missing = sorted(ext for ext in wanted if ext not in existing)
@@ -124,19 +130,21 @@ def _lines_signature(lines) -> list[tuple]:
     ]
 
 
-def _replace_lines(tenant: Tenant, order: Order, lines: list, *, new_order: bool = False) -> tuple[OrderLine, ...]:
-    product_ids = line_product_ids(tenant, lines)
+def _replace_lines(tenant: Tenant, order: Order, lines: list, *, new_order: bool = False,
+                   products: dict[str, int] | None = None, batch: Batch | None = None) -> tuple[OrderLine, ...]:
+    product_ids = line_product_ids(tenant, lines, products)
     if not new_order:  # an order created in this transaction has no lines to delete
         OrderLine.objects.for_tenant(tenant).filter(order=order).delete()
     rows = tuple(
+        # By id, not by object: setting a relation through its descriptor was most of building a line.
         OrderLine(
-            tenant=tenant, order=order, position=index, external_id=line.external_id,
+            tenant_id=tenant.pk, order_id=order.pk, position=index, external_id=line.external_id,
             product_external_id=line.product_external_id, product_id=product_ids.get(line.product_external_id),
             sku=line.sku, title=line.title, quantity=line.quantity, unit_price=line.unit_price,
         )
         for index, line in enumerate(lines)
     )
-    LINES.insert(rows, returning=False)
+    LINES.insert(rows, returning=False, batch=batch)
     return rows
 
 
@@ -157,15 +165,27 @@ def _milestone_events(tenant: Tenant, order: Order, before: dict[str, Any], back
 
 @dataclasses.dataclass
 class _Seen:
-    """One read of an order by external id: the order, its lines, and the customer the payload names."""
+    """One read of an order by external id: the order, its lines, the customer the payload names, and
+    the ids of the payload's products that exist (by product external id)."""
 
     order: Order | None
     customer: Customer | None
     lines: tuple[OrderLine, ...]
+    products: dict[str, int] | None  # None: not read (SQLite)
+
+
+# On PostgreSQL the read also brings the ids of the payload's products, so writing its lines needs
+# no read of its own (an uncorrelated subquery: run once, not per line row). SQLite (the embedded
+# profile) has neither json_object_agg nor ANY: there the lines read their products themselves.
+_PRODUCTS_COLUMN = {
+    True: f"(SELECT json_object_agg(p.external_id, p.id) FROM {Product._meta.db_table} p "  # noqa: S608
+    "WHERE p.tenant_id = %s AND p.external_id = ANY(%s))",
+    False: "NULL",
+}
 
 
 _SEEN_SQL = (
-    f"SELECT {ORDERS.columns('o')}, {CUSTOMERS.columns('c')}, {LINES.columns('l')} "  # noqa: S608
+    f"SELECT {ORDERS.columns('o')}, {CUSTOMERS.columns('c')}, {LINES.columns('l')}, {{products}} "  # noqa: S608
     f"FROM (SELECT 1 AS one) AS one "
     f"LEFT JOIN {ORDERS.name} o ON o.tenant_id = %s AND o.external_id = %s "
     f"LEFT JOIN {CUSTOMERS.name} c ON c.id = {{customer}} "
@@ -192,16 +212,21 @@ _CUSTOMER_BY_EMAIL = (
 )
 
 
-_SEEN_BY = {
-    "external_id": _SEEN_SQL.format(customer=_CUSTOMER_BY_EXTERNAL_ID),
-    # COALESCE inside its own scalar subquery: `c.id = COALESCE(…)` is not a leakproof condition
-    # (PostgreSQL does not look inside COALESCE), so under row-level security the join could not
-    # use the primary key and read every customer row (12 ms at 40,000 customers, bench/rls);
-    # `c.id = (SELECT COALESCE(…))` compares with a parameter and is an index lookup again.
-    "external_id_or_guest": _SEEN_SQL.format(
-        customer=f"(SELECT COALESCE({_CUSTOMER_BY_EXTERNAL_ID}, {_GUEST_BY_EMAIL}))"),
-    "email": _SEEN_SQL.format(customer=_CUSTOMER_BY_EMAIL),
-}
+def _seen_by(products: str) -> dict[str, str]:
+    return {
+        "external_id": _SEEN_SQL.format(customer=_CUSTOMER_BY_EXTERNAL_ID, products=products),
+        # COALESCE inside its own scalar subquery: `c.id = COALESCE(…)` is not a leakproof condition
+        # (PostgreSQL does not look inside COALESCE), so under row-level security the join could not
+        # use the primary key and read every customer row (12 ms at 40,000 customers, bench/rls);
+        # `c.id = (SELECT COALESCE(…))` compares with a parameter and is an index lookup again.
+        "external_id_or_guest": _SEEN_SQL.format(
+            customer=f"(SELECT COALESCE({_CUSTOMER_BY_EXTERNAL_ID}, {_GUEST_BY_EMAIL}))", products=products),
+        "email": _SEEN_SQL.format(customer=_CUSTOMER_BY_EMAIL, products=products),
+    }
+
+
+# The read on PostgreSQL (with the products) and elsewhere (without).
+_SEEN_BY, _SEEN_BY_PORTABLE = _seen_by(_PRODUCTS_COLUMN[True]), _seen_by(_PRODUCTS_COLUMN[False])
 
 
 def _order_seen(tenant: Tenant, data: OrderIn) -> _Seen:
@@ -209,18 +234,28 @@ def _order_seen(tenant: Tenant, data: OrderIn) -> _Seen:
     statement, so in one snapshot."""
     who = data.customer
     if who.external_id and who.email:
-        sql, customer_params = _SEEN_BY["external_id_or_guest"], [tenant.pk, who.external_id, tenant.pk, who.email]
+        kind, customer_params = "external_id_or_guest", [tenant.pk, who.external_id, tenant.pk, who.email]
     elif who.external_id:
-        sql, customer_params = _SEEN_BY["external_id"], [tenant.pk, who.external_id]
+        kind, customer_params = "external_id", [tenant.pk, who.external_id]
     else:
-        sql, customer_params = _SEEN_BY["email"], [tenant.pk, who.email]
+        kind, customer_params = "email", [tenant.pk, who.email]
+    if connection.vendor == "postgresql":
+        product_ids = sorted({line.product_external_id for line in data.lines if line.product_external_id})
+        sql, params = _SEEN_BY[kind], [tenant.pk, product_ids, tenant.pk, data.external_id, *customer_params]
+    else:
+        sql, params = _SEEN_BY_PORTABLE[kind], [tenant.pk, data.external_id, *customer_params]
     with connection.cursor() as cursor:
-        execute(cursor, sql, [tenant.pk, data.external_id, *customer_params])
+        execute(cursor, sql, params)
         rows = cursor.fetchall()
     split, end = ORDERS.width, ORDERS.width + CUSTOMERS.width
     order, customer = ORDERS.from_row(rows[0][:split]), CUSTOMERS.from_row(rows[0][split:end])
-    lines = tuple(line for line in (LINES.from_row(row[end:]) for row in rows) if line is not None)
-    return _Seen(order=order, customer=customer, lines=lines)
+    lines = tuple(line for line in (LINES.from_row(row[end:-1]) for row in rows) if line is not None)
+    products = rows[0][-1]
+    if isinstance(products, str):  # json arrives as text where a driver leaves it unparsed
+        products = json.loads(products)
+    if products is None and connection.vendor != "postgresql":
+        return _Seen(order=order, customer=customer, lines=lines, products=None)
+    return _Seen(order=order, customer=customer, lines=lines, products=products or {})
 
 
 def order_ingest(*, tenant: Tenant, data: OrderIn, source: str = Order.Source.API, backfill: bool = False) -> IngestResult:
@@ -254,7 +289,7 @@ def order_ingest(*, tenant: Tenant, data: OrderIn, source: str = Order.Source.AP
                 seen = _order_seen(tenant, data)
             customer, customer_created = customer_write(tenant, seen.customer, data.customer, source)
             plan = _order_plan(tenant, seen.order, customer, data, source)
-            return _order_write(tenant, plan, seen.lines, customer, customer_created, data, backfill, guarded=guarded)
+            return _order_write(tenant, plan, seen, customer, customer_created, data, backfill, guarded=guarded)
 
     if seen.order is None and customer_unchanged:
         try:
@@ -340,12 +375,12 @@ def _order_plan(tenant: Tenant, order: Order | None, customer: Customer, data: O
 
 
 def _order_write(
-    tenant: Tenant, plan: _Plan, lines: tuple[OrderLine, ...], customer: Customer, customer_created: bool,
+    tenant: Tenant, plan: _Plan, seen: _Seen, customer: Customer, customer_created: bool,
     data: OrderIn, backfill: bool, *, guarded: bool = False,
 ) -> IngestResult:
     """Write what the plan says. `guarded`: the plan comes from a read made before the locks, so
     the customer and order inserts give way to a row that exists by now (_Raced)."""
-    order = plan.order
+    order, lines = plan.order, seen.lines
     if customer_created:
         # The plan gave the order to this customer (whose id is not known yet) unless the payload
         # was stale; then the order stays with its customer and the new one has no orders.
@@ -367,8 +402,11 @@ def _order_write(
             raise _Raced
     else:
         order.save()
+    # The lines, the events and a new order's share of the aggregates return nothing: one round trip.
+    batch = Batch()
     if plan.created or (not plan.stale and data.lines and _lines_signature(lines) != _lines_signature(data.lines)):
-        lines = _replace_lines(tenant, order, data.lines, new_order=plan.created)
+        lines = _replace_lines(tenant, order, data.lines, new_order=plan.created, products=seen.products,
+                               batch=batch)
     if plan.first_sight:
         events.append(event_row(tenant=tenant, type="order.placed", occurred_at=order.placed_at, customer=customer,
                              order=order, data=order_event_data(order), dedupe_key=f"order.placed:{order.pk}",
@@ -377,10 +415,11 @@ def _order_write(
         # The placeholder's events (order.refunded, order.delivered) did not know whose order it was.
         Event.objects.for_tenant(tenant).filter(order=order, customer__isnull=True).update(customer=customer)
     events.extend(_milestone_events(tenant, order, plan.before, backfill))
-    EVENTS.insert_dicts(events)
+    EVENTS.insert_dicts(events, batch=batch)
     if plan.created and not customer_created:
-        aggregates_add(tenant, customer, order)
-    elif not customer_created:
+        aggregates_add(tenant, customer, order, batch=batch)
+    batch.send()
+    if not plan.created and not customer_created:
         refresh_aggregates(tenant, {customer.pk})
     if plan.previous_customer_id and plan.previous_customer_id != customer.pk:
         refresh_aggregates(tenant, {plan.previous_customer_id})

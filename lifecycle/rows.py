@@ -48,22 +48,52 @@ def execute(cursor, sql: str, params: Sequence[Any]) -> None:
     prepared statements cannot work there: DISABLE_SERVER_SIDE_CURSORS, Django's setting for
     that set-up, turns them off here too.
     """
+    cursor.execute(_as_prepared(cursor, sql, params), params)
+
+
+def _as_prepared(cursor, sql: str, params: Sequence[Any]) -> str:
+    """The statement to send for `sql`: EXECUTE of this connection's prepared statement (prepared
+    now if it is new), or `sql` itself where statements are not prepared."""
     conn = connections[DEFAULT_DB_ALIAS]
     if (conn.vendor != "postgresql" or len(params) > PREPARE_MAX_PARAMS
             or conn.settings_dict.get("DISABLE_SERVER_SIDE_CURSORS")):
-        cursor.execute(sql, params)
-        return
+        return sql
     names = _prepared.setdefault(conn.connection, {})
     name = names.get(sql)
     if name is None:
         if len(names) >= PREPARED_PER_CONNECTION:
-            cursor.execute(sql, params)
-            return
+            return sql
         name = f"lifecycle_rows_{len(names)}"
         counter = iter(range(1, len(params) + 1))
         cursor.execute(f"PREPARE {name} AS " + _PLACEHOLDER.sub(lambda _: f"${next(counter)}", sql))
         names[sql] = name
-    cursor.execute(f"EXECUTE {name}({', '.join(['%s'] * len(params))})" if params else f"EXECUTE {name}", params)
+    return f"EXECUTE {name}({', '.join(['%s'] * len(params))})" if params else f"EXECUTE {name}"
+
+
+class Batch:
+    """Writes that return nothing, sent together when the batch is: on PostgreSQL in one query
+    string, so one round trip for all (the order path's lines, events and aggregates). PostgreSQL
+    runs such a string's statements in order, in the caller's transaction, and stops at the first
+    error, which is raised as from a lone statement. Elsewhere one by one."""
+
+    def __init__(self) -> None:
+        self.statements: list[tuple[str, list[Any]]] = []
+
+    def add(self, sql: str, params: Sequence[Any]) -> None:
+        self.statements.append((sql, list(params)))
+
+    def send(self) -> None:
+        statements, self.statements = self.statements, []
+        if not statements:
+            return
+        conn = connections[DEFAULT_DB_ALIAS]
+        with conn.cursor() as cursor:
+            if conn.vendor != "postgresql" or len(statements) == 1:
+                for sql, params in statements:
+                    execute(cursor, sql, params)
+                return
+            sent = [_as_prepared(cursor, sql, params) for sql, params in statements]
+            cursor.execute("; ".join(sent), [value for _, params in statements for value in params])
 
 
 class Table(Generic[M]):
@@ -119,13 +149,16 @@ class Table(Generic[M]):
                 converted[i] = func(converted[i], col, conn)
         return self.model.from_db(conn.alias, self.attnames, converted)
 
-    def insert_dicts(self, rows: Sequence[dict[str, Any]], *, returning: bool = False) -> list[int]:
+    def insert_dicts(self, rows: Sequence[dict[str, Any]], *, returning: bool = False,
+                     batch: Batch | None = None) -> list[int]:
         """One multi-row INSERT of plain rows ({attname: value}), no model instances: for batches,
         where building thousands of instances cost more than writing them. A column a row does not
         name gets its field's default (auto_now and auto_now_add: now). With `returning`, the
-        new primary keys in row order."""
+        new primary keys in row order; with `batch` (and no `returning`), added to it, not sent."""
         if not rows:
             return []
+        if returning and batch is not None:
+            raise ValueError("a batched INSERT returns nothing")
         conn = connections[DEFAULT_DB_ALIAS]
         now = timezone.now()
         columns = []
@@ -150,6 +183,9 @@ class Table(Generic[M]):
                 else:
                     params.append(field.get_db_prep_save(value, conn))
         sql = f"INSERT INTO {self.name} ({self._insert_columns}) VALUES {', '.join([self._row] * len(rows))}"  # noqa: S608
+        if batch is not None:
+            batch.add(sql, params)
+            return []
         with conn.cursor() as cursor:
             if not returning:
                 execute(cursor, sql, params)
@@ -157,9 +193,11 @@ class Table(Generic[M]):
             execute(cursor, sql + " RETURNING id", params)
             return [pk for (pk,) in cursor.fetchall()]
 
-    def insert(self, objs: Iterable[M], *, returning: bool = True, ignore_conflicts: bool = False) -> bool:
+    def insert(self, objs: Iterable[M], *, returning: bool = True, ignore_conflicts: bool = False,
+               batch: Batch | None = None) -> bool:
         """One multi-row INSERT. Fills auto_now(_add) fields like save() does, and with
-        `returning` each object's primary key, in the order given.
+        `returning` each object's primary key, in the order given; with `batch` (and no
+        `returning`), added to it, to be sent with it.
 
         `ignore_conflicts` (one object only): ON CONFLICT DO NOTHING, and False when a unique
         constraint already held the row, which then is not written.
@@ -169,6 +207,8 @@ class Table(Generic[M]):
             return True
         if ignore_conflicts and (len(objs) != 1 or not returning):
             raise ValueError("ignore_conflicts inserts one object and returns its key")
+        if returning and batch is not None:
+            raise ValueError("a batched INSERT returns nothing")
         # The connection itself, not the `connection` proxy: every attribute read through the
         # proxy is a thread-local lookup, and preparing the values reads `ops` ~10 times a row.
         conn = connections[DEFAULT_DB_ALIAS]
@@ -190,17 +230,26 @@ class Table(Generic[M]):
         sql = f"INSERT INTO {self.name} ({self._insert_columns}) VALUES {', '.join([self._row] * len(objs))}"  # noqa: S608
         if ignore_conflicts:
             sql += " ON CONFLICT DO NOTHING"
-        with conn.cursor() as cursor:
-            if returning:
-                execute(cursor, sql + " RETURNING id", params)
-                keys = cursor.fetchall()
-                if not keys and ignore_conflicts:
-                    return False
-                for obj, (pk,) in zip(objs, keys, strict=True):
-                    obj.pk = pk
-            else:
-                execute(cursor, sql, params)
+        if batch is not None:
+            batch.add(sql, params)
+        elif not self._send(conn, sql, params, objs, returning, ignore_conflicts):
+            return False
         for obj in objs:
             obj._state.adding = False
             obj._state.db = conn.alias
+        return True
+
+    @staticmethod
+    def _send(conn, sql: str, params: list, objs: list[M], returning: bool, ignore_conflicts: bool) -> bool:
+        """Run the INSERT; False when `ignore_conflicts` kept the row out."""
+        with conn.cursor() as cursor:
+            if not returning:
+                execute(cursor, sql, params)
+                return True
+            execute(cursor, sql + " RETURNING id", params)
+            keys = cursor.fetchall()
+        if not keys and ignore_conflicts:
+            return False
+        for obj, (pk,) in zip(objs, keys, strict=True):
+            obj.pk = pk
         return True

@@ -38,7 +38,8 @@ _TOKEN_SQL = (
 )
 
 
-def _key(tenant_id: int, body: bytes) -> str:
+def answer_key(tenant_id: int, body: bytes) -> str:
+    """Where the answer to this body is kept (the rate limit may read it in its round trip)."""
     return f"t:{tenant_id}:order-answer:{hashlib.sha256(body).hexdigest()}"
 
 
@@ -47,12 +48,14 @@ def _token(updated_at, refunded_total, status, customer_id, customer_updated_at)
                      customer_updated_at.isoformat() if customer_updated_at else ""])
 
 
-def recall(tenant_id: int, body: bytes) -> bytes | None:
-    """The answer kept for this exact body, if the order is still as it was then."""
+def recall(tenant_id: int, body: bytes, read: dict[str, bytes | None] | None = None) -> bytes | None:
+    """The answer kept for this exact body, if the order is still as it was then. `read`: Redis
+    values already read for this request (the rate limit's), which may hold the kept answer."""
     client = redis_client()
     if client is None or connection.vendor != "postgresql":
         return None
-    kept = client.get(_key(tenant_id, body))
+    key = answer_key(tenant_id, body)
+    kept = read[key] if read is not None and key in read else client.get(key)
     if kept is None:
         return None
     head, _, answer = kept.partition(b"\n")
@@ -74,4 +77,4 @@ def keep(tenant_id: int, body: bytes, order: Order, answer: bytes) -> None:
     token = _token(order.updated_at, order.refunded_total, order.status, order.customer_id,
                    customer.updated_at if customer is not None else None)
     head = json.dumps([order.external_id, token]).encode()
-    client.set(_key(tenant_id, body), head + b"\n" + answer, ex=KEEP_SECONDS)
+    client.set(answer_key(tenant_id, body), head + b"\n" + answer, ex=KEEP_SECONDS)

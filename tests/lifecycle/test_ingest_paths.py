@@ -15,7 +15,7 @@ from django.test.utils import CaptureQueriesContext
 from lifecycle import aggregates, auth, orders, rows
 from lifecycle.api import replays
 from lifecycle.inputs import OrderIn
-from lifecycle.models import ApiKey, Customer, Event, Order, OrderLine
+from lifecycle.models import ApiKey, Customer, Event, Order, OrderLine, Product
 from lifecycle.throttling import redis_client
 from tests.factories import order_payload
 
@@ -72,9 +72,31 @@ def test_a_new_order_for_a_new_customer_is_a_fixed_handful_of_statements(api, te
         response = api.post("/api/v1/orders", order_payload())
 
     assert response.status_code == 201
-    # read, locks, customer, order, products, lines, events (BEGIN and COMMIT are not statements here)
-    assert len(statements(ctx)) == 7, statements(ctx)
+    # read (with the products' ids), locks, customer, order, then lines and events in one round trip
+    # (BEGIN and COMMIT are not statements here)
+    assert len(statements(ctx)) == 5, statements(ctx)
+    assert statements(ctx)[-1].count("; EXECUTE ") == 1  # the lines', then the events' INSERT
     assert not any("UPDATE" in sql for sql in statements(ctx))
+    assert not any(orders._PRODUCT_IDS_SQL.split(" WHERE")[0] in sql for sql in statements(ctx))
+
+
+def test_a_product_the_read_did_not_know_is_created_and_linked(api, tenant):
+    api.post("/api/v1/orders", order_payload())  # p-beans and p-filter exist
+    lines = [{"external_id": "n1", "product_external_id": "p-beans", "sku": "B", "title": "Beans", "quantity": 1,
+              "unit_price": "10.00"},
+             {"external_id": "n2", "product_external_id": "p-new", "sku": "N", "title": "New", "quantity": 1,
+              "unit_price": "5.00"},
+             {"external_id": "n3", "sku": "X", "title": "No product", "quantity": 1, "unit_price": "1.00"}]
+
+    response = api.post("/api/v1/orders", order_payload(external_id="N1", lines=lines, subtotal="16.00",
+                                                         total="16.00"))
+
+    assert response.status_code == 201
+    products = dict(Product.objects.for_tenant(tenant).values_list("external_id", "pk"))
+    assert sorted(products) == ["p-beans", "p-filter", "p-new"]
+    linked = list(OrderLine.objects.for_tenant(tenant).filter(order__external_id="N1").order_by("position")
+                  .values_list("product_external_id", "product_id"))
+    assert linked == [("p-beans", products["p-beans"]), ("p-new", products["p-new"]), ("", None)]
 
 
 def test_the_answer_from_hand_is_the_answer_read_back(api, tenant):
@@ -128,7 +150,7 @@ def test_a_new_order_written_meanwhile_by_another_is_found_under_the_lock(tenant
     def stale_first_read(tenant_, data_):
         reads.append(data_.external_id)
         if len(reads) == 1:
-            return orders._Seen(order=None, customer=None, lines=())
+            return orders._Seen(order=None, customer=None, lines=(), products={})
         return real_seen(tenant_, data_)
 
     monkeypatch.setattr(orders, "_order_seen", stale_first_read)
@@ -202,3 +224,19 @@ def test_an_order_by_email_alone_is_not_kept_and_tenants_never_share_answers(api
 
     assert (mine.status_code, theirs.status_code, other.status_code) == (201, 200, 201)
     assert Order.objects.for_tenant(other_tenant).filter(external_id="T1").count() == 1
+
+
+def test_the_kept_answer_is_read_in_the_rate_limits_redis_round_trip(api, tenant, monkeypatch):
+    body = order_payload()
+    first = api.post("/api/v1/orders", body)
+    client = redis_client()
+    own_reads: list[str] = []
+    real_get = client.get
+    monkeypatch.setattr(client, "get", lambda key: own_reads.append(key) or real_get(key))
+
+    replay = api.post("/api/v1/orders", body)
+    new = api.post("/api/v1/orders", order_payload())
+
+    assert (replay.status_code, replay.content) == (200, first.content)
+    assert new.status_code == 201
+    assert own_reads == []  # neither looked for a kept answer in a round trip of its own

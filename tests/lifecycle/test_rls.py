@@ -291,7 +291,8 @@ def test_the_order_read_finds_its_customer_by_index_under_the_policy(tenant):
         for kind, params in {"external_id_or_guest": [tenant.pk, "o1", tenant.pk, "c7", tenant.pk, "c7@example.com"],
                              "external_id": [tenant.pk, "o1", tenant.pk, "c7"],
                              "email": [tenant.pk, "o1", tenant.pk, "c7@example.com"]}.items():
-            cursor.execute("EXPLAIN " + _SEEN_BY[kind], params)
+            products = [tenant.pk, ["p-beans", "p-filter"]]  # the payload's products, by index too
+            cursor.execute("EXPLAIN " + _SEEN_BY[kind], [*products, *params])
             plans[kind] = "\n".join(row[0] for row in cursor.fetchall())
     for kind, plan in plans.items():
         assert "Seq Scan" not in plan, f"{kind}:\n{plan}"
