@@ -22,7 +22,6 @@ from lifecycle.events import reaction
 from lifecycle.locks import advisory_locks
 from lifecycle.models import Event, Order, OrderLine
 
-from . import enrollment  # noqa: F401 - the per-event reaction registers first
 from .enrollment import (
     ANCHOR_EVENTS,
     enrollment_exit,
