@@ -262,8 +262,10 @@ def schedule_step(*, enrollment: Enrollment, step: Step, previous_at: dt.datetim
     return row
 
 
-def step_delivery(*, enrollment: Enrollment, step: Step, previous_at: dt.datetime) -> Delivery:
-    """The unsaved Delivery row `schedule_step` writes (a batch writes many with one INSERT)."""
+def step_delivery(*, enrollment: Enrollment, step: Step, previous_at: dt.datetime,
+                  happened: bool | None = None) -> Delivery:
+    """The unsaved Delivery row `schedule_step` writes (a batch writes many with one INSERT, and
+    may say whether an "until event" step's event `happened` already, read for all its rows)."""
     now = clock.now()
     journey = enrollment.journey
     row = Delivery(
@@ -281,8 +283,10 @@ def step_delivery(*, enrollment: Enrollment, step: Step, previous_at: dt.datetim
             row.wait_deadline = now + (step.wait_max or DEFAULT_ANCHOR_WAIT_MAX)
             row.reason = f"waiting for {step.anchor.removesuffix('_at')}"
     elif step.wait_kind == Step.WaitKind.UNTIL_EVENT and step.wait_event:
-        happened = Event.objects.for_tenant(enrollment.tenant_id).filter(
-            customer_id=enrollment.customer_id, type=step.wait_event, occurred_at__gte=enrollment.enrolled_at).exists()
+        if happened is None:
+            happened = Event.objects.for_tenant(enrollment.tenant_id).filter(
+                customer_id=enrollment.customer_id, type=step.wait_event,
+                occurred_at__gte=enrollment.enrolled_at).exists()
         # "until X, at most N": due at the limit unless X comes first (then _release_waits moves it).
         row.due_at = now if happened else previous_at + (step.wait_max or step.wait)
         row.waiting_for = "" if happened else step.wait_event

@@ -9,12 +9,13 @@ and their first deliveries inserted in bulk (`step_delivery` builds each row). T
 (journey, trigger event) and (enrollment, step) constraints stay the idempotency guard: a batch that
 meets one fails whole, and the sweep handles its events one by one."""
 
+import dataclasses
 import datetime as dt
 import json
 from collections import defaultdict
 from collections.abc import Sequence
 
-from django.db.models import Min
+from django.db.models import Min, Q
 
 from lifecycle import clock
 from lifecycle.bulk_updates import values_update
@@ -59,20 +60,26 @@ def waits_release(tenant_id: int, events: Sequence[Event]) -> int:
     """Deliveries waiting for their customer's event move to pending: one read, one UPDATE."""
     now = clock.now()
     by_customer = {event.customer_id: event for event in events}
+    anchors = {event.type for event in events if event.type in ANCHOR_EVENTS.values()}
+    others = {event.type for event in events} - anchors
+    # A wait for an anchor (delivered_at…) is released by its own order's event only.
+    concerned = Q(waiting_for__in=others) | Q(waiting_for__in=anchors, enrollment__order_id__in=[
+        event.order_id for event in events if event.type in anchors and event.order_id is not None])
     waiting = Delivery.objects.for_tenant(tenant_id).filter(
-        customer_id__in=list(by_customer), state__in=[Delivery.State.WAITING, Delivery.State.PENDING],
-        waiting_for__in={event.type for event in events}, enrollment__state=Enrollment.State.ACTIVE,
-    ).select_related("step", "enrollment").order_by("pk")
+        concerned, customer_id__in=list(by_customer), state__in=[Delivery.State.WAITING, Delivery.State.PENDING],
+        enrollment__state=Enrollment.State.ACTIVE,
+    ).order_by("pk").values_list("pk", "state", "customer_id", "waiting_for", "history", "enrollment__order_id",
+                                 "step__wait_kind", "step__wait")
     rows = []
-    for delivery in waiting:
-        event = by_customer[delivery.customer_id]
-        if delivery.waiting_for != event.type:
+    for pk, state, customer_id, waiting_for, history, order_id, wait_kind, wait in waiting:
+        event = by_customer[customer_id]
+        if waiting_for != event.type:
             continue
-        if event.type in ANCHOR_EVENTS.values() and event.order_id != delivery.enrollment.order_id:
+        if event.type in anchors and event.order_id != order_id:
             continue
-        due = event.occurred_at + delivery.step.wait if delivery.step.wait_kind == Step.WaitKind.AFTER_ANCHOR else now
-        history = [*delivery.history, _history_entry(now, "pending", f"{event.type} happened")]
-        rows.append((delivery.pk, delivery.state, due, json.dumps(history)))
+        due = event.occurred_at + wait if wait_kind == Step.WaitKind.AFTER_ANCHOR else now
+        history = [*history, _history_entry(now, "pending", f"{event.type} happened")]
+        rows.append((pk, state, due, json.dumps(history)))
     values_update(Delivery, tenant_id=tenant_id, rows=rows,
                   columns=[("id", "bigint"), ("state", "text"), ("due", "timestamptz"), ("history", "jsonb")],
                   set_sql="state = 'pending', due_at = v.due, waiting_for = '', wait_deadline = NULL, "
@@ -81,17 +88,36 @@ def waits_release(tenant_id: int, events: Sequence[Event]) -> int:
     return len(rows)
 
 
+@dataclasses.dataclass(frozen=True)
+class _Running:
+    """What `exit_reason` reads of an enrollment and of its journey."""
+
+    pk: int
+    customer_id: int
+    order_id: int | None
+    enrolled_at: dt.datetime
+    exit_events: list[str]
+
+
 def exits_apply(tenant_id: int, events: Sequence[Event]) -> int:
     """Active enrollments their customer's event ends: one UPDATE for the enrollments, one for
-    their open deliveries (skipped with the reason), as `enrollment_exit` does for one."""
+    their open deliveries (skipped with the reason), as `enrollment_exit` does for one. Only the
+    enrollments of journeys that exit on one of the batch's event types are read."""
     by_customer = {event.customer_id: event for event in events}
+    types = {event.type for event in events}
+    exits = {pk: exit_events for pk, exit_events in Journey.objects.for_tenant(tenant_id).values_list(
+        "pk", "exit_events") if set(exit_events or []) & types}
+    if not exits:
+        return 0
     active = Enrollment.objects.for_tenant(tenant_id).filter(
-        customer_id__in=list(by_customer), state=Enrollment.State.ACTIVE).select_related("journey").order_by("pk")
+        customer_id__in=list(by_customer), journey_id__in=list(exits), state=Enrollment.State.ACTIVE,
+    ).order_by("pk").values_list("pk", "journey_id", "customer_id", "order_id", "enrolled_at")
     ending = []
-    for enrollment in active:
-        reason = exit_reason(enrollment.journey, enrollment, by_customer[enrollment.customer_id])
+    for pk, journey_id, customer_id, order_id, enrolled_at in active:
+        running = _Running(pk, customer_id, order_id, enrolled_at, exits[journey_id])
+        reason = exit_reason(running, running, by_customer[customer_id])  # type: ignore[arg-type]
         if reason:
-            ending.append((enrollment.pk, reason))
+            ending.append((pk, reason))
     return exits_write(tenant_id, ending)
 
 
@@ -164,10 +190,26 @@ def enroll(tenant_id: int, events: Sequence[Event]) -> list[Enrollment]:
     if replaced:
         _replace_running(tenant_id, replaced)
     Enrollment.objects.for_tenant(tenant_id).bulk_create(created)
+    starting = [row for row in created if row.state == Enrollment.State.ACTIVE]
+    happened = _events_since(tenant_id, [(row, first_steps[row.journey_id]) for row in starting], now)
     Delivery.objects.for_tenant(tenant_id).bulk_create([
-        step_delivery(enrollment=row, step=first_steps[row.journey_id], previous_at=now)
-        for row in created if row.state == Enrollment.State.ACTIVE])
+        step_delivery(enrollment=row, step=first_steps[row.journey_id], previous_at=now,
+                      happened=(row.customer_id, first_steps[row.journey_id].wait_event) in happened)
+        for row in starting])
     return created
+
+
+def _events_since(tenant_id: int, rows: Sequence[tuple[Enrollment, Step]], now: dt.datetime) -> set[tuple[int, str]]:
+    """(customer, event type) of the "until event" first steps whose event happened already (at or
+    after enrolment, which is now for all of them): one read for the batch."""
+    waits = {(row.customer_id, step.wait_event) for row, step in rows
+             if step.wait_kind == Step.WaitKind.UNTIL_EVENT and step.wait_event}
+    if not waits:
+        return set()
+    found = Event.objects.for_tenant(tenant_id).filter(
+        customer_id__in={c for c, _ in waits}, type__in={t for _, t in waits}, occurred_at__gte=now,
+    ).values_list("customer_id", "type").distinct()
+    return set(found) & waits
 
 
 def _replace_running(tenant_id: int, replaced: Sequence[tuple[int, int]]) -> None:

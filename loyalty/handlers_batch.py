@@ -14,7 +14,7 @@ a batch that meets it fails whole, and the sweep handles its events one by one."
 import dataclasses
 import datetime as dt
 from collections.abc import Sequence
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 
 from django.db.models import F, Q, Sum
 from django.db.models.functions import Coalesce
@@ -52,19 +52,38 @@ def on_events(events: Sequence[Event]) -> None:
     earning = [e for e in events if e.type == "order.paid" and e.order_id and program is not None
                and e.order.customer_id is not None and e.order.paid_at is not None]
     bonus = [e for e in events if e.type not in PER_EVENT and _bonus_points(program, e) > 0]
-    left = {e.pk for e in events if e.type in PER_EVENT}
-    if earning or bonus:
-        owners = [e.order.customer_id for e in earning] + [e.customer_id for e in bonus]
+    settled = _refunds_settled(tenant_id, [e for e in events if e.type == "order.refunded"]) if program else []
+    left = {e.pk for e in events if e.type in PER_EVENT} - {e.pk for e in settled}
+    if earning or bonus or settled:
+        owners = [e.order.customer_id for e in earning + settled] + [e.customer_id for e in bonus]
         if len(set(owners)) != len(owners):
             raise ValueError("two events of one batch move one account")  # the sweep goes one by one
         ledger = _Ledger(tenant_id, program, customers=set(owners))
         ledger.earn_orders(earning)
         ledger.award_bonuses(bonus)
+        ledger.checked = [ledger.accounts[e.order.customer_id] for e in settled]
         ledger.write()
         left |= ledger.by_event
     for event in events:
         if event.pk in left:
             handlers.on_event(event)
+
+
+def _refunds_settled(tenant_id: int, events: Sequence[Event]) -> list[Event]:
+    """Refund events whose clawback is written already (the order's earn applied the refund it
+    found recorded): for them `services.order_points_refund` writes nothing and only re-qualifies
+    the account's tier. Told apart with one read of the ledger."""
+    candidates = [e for e in events if e.order_id and e.order.customer_id is not None
+                  and (e.data or {}).get("refund_external_id")]
+    if not candidates:
+        return []
+    sources = {f"refund:{e.order_id}:{e.data['refund_external_id']}" for e in candidates}
+    sources |= {f"order:{e.order_id}" for e in candidates}
+    written = set(LedgerEntry.objects.for_tenant(tenant_id).filter(
+        customer_id__in={e.order.customer_id for e in candidates}, source__in=sources,
+        kind__in=[Kind.EARN, Kind.CLAWBACK]).values_list("customer_id", "source"))
+    return [e for e in candidates if (e.order.customer_id, f"order:{e.order_id}") in written
+            and (e.order.customer_id, f"refund:{e.order_id}:{e.data['refund_external_id']}") in written]
 
 
 @dataclasses.dataclass
@@ -84,10 +103,11 @@ class _Ledger:
                 "pk", "multiplier"))
         self.entries: list[LedgerEntry] = []
         self.activity: set[int] = set()
-        self.before = {account.pk: account.balance for account in self.accounts.values()}
+        self.credits: list[tuple[LoyaltyAccount, int, int]] = []  # (account, balance before, after) per credit
         self.touched: list[LoyaltyAccount] = []
         self.releases: list[tuple[LedgerEntry, dt.datetime]] = []
         self.by_event: set[int] = set()  # events left to the per-event reaction
+        self.checked: list[LoyaltyAccount] = []  # accounts only re-qualified for their tier
 
     def _lock_accounts(self) -> dict[int, LoyaltyAccount]:
         """Every customer's account, created if missing, locked (as `services.account_locked`)."""
@@ -113,8 +133,12 @@ class _Ledger:
         return entry
 
     def _credit(self, account: LoyaltyAccount, *, points: int, **fields) -> LedgerEntry:
+        before = account.balance
         to_balance, to_debt = services.credit_split(account, points)
-        return self._append(account, amount=points, points=to_balance, debt=to_debt, **fields)
+        entry = self._append(account, amount=points, points=to_balance, debt=to_debt, **fields)
+        if account.balance > before:
+            self.credits.append((account, before, account.balance))
+        return entry
 
     def earn_orders(self, events: Sequence[Event]) -> None:
         """`services.order_points_earn` for orders earning for the first time with no refund
@@ -124,8 +148,10 @@ class _Ledger:
         order_ids = [e.order_id for e in events]
         orders = {o.pk: o for o in Order.objects.for_tenant(self.tenant_id).select_related("tenant").filter(
             pk__in=order_ids)}
-        refunded = set(Refund.objects.for_tenant(self.tenant_id).filter(order_id__in=order_ids).values_list(
-            "order_id", flat=True))
+        refunds: dict[int, list[Refund]] = {}
+        for refund in Refund.objects.for_tenant(self.tenant_id).filter(order_id__in=order_ids).order_by(
+                "refunded_at", "pk"):
+            refunds.setdefault(refund.order_id, []).append(refund)
         sources = [f"order:{pk}" for pk in order_ids] + ["first_order"]
         existing = set(LedgerEntry.objects.for_tenant(self.tenant_id).filter(
             customer_id__in=self.customers, kind=Kind.EARN, source__in=sources).values_list("customer_id", "source"))
@@ -135,16 +161,18 @@ class _Ledger:
             "customer_id", "pk"))
         for event in events:
             order = orders.get(event.order_id)
-            if order is None or order.pk in refunded or (order.customer_id, f"order:{order.pk}") in existing:
+            first = (first_orders.get(order.customer_id) == order.pk and self.program.first_order_bonus > 0
+                     and (order.customer_id, "first_order") not in existing) if order is not None else False
+            # A refund of a first order may take its bonus back, whose source names the bonus's id.
+            if order is None or (order.customer_id, f"order:{order.pk}") in existing or (first and order.pk in refunds):
                 self.by_event.add(event.pk)
                 continue
             account = self.accounts[order.customer_id]
             if order.cancelled_at is not None or order.currency != order.tenant.currency:
                 continue
-            self._earn(account, order, first=first_orders.get(order.customer_id) == order.pk
-                       and (order.customer_id, "first_order") not in existing)
+            self._earn(account, order, first=first, refunds=refunds.get(order.pk, []))
 
-    def _earn(self, account: LoyaltyAccount, order: Order, *, first: bool) -> None:
+    def _earn(self, account: LoyaltyAccount, order: Order, *, first: bool, refunds: Sequence[Refund]) -> None:
         multiplier = self.multipliers.get(account.tier_id, Decimal("1")) if account.tier_id else Decimal("1")
         rate = services.order_rate(self.program, multiplier)
         points = services.points_for(order.total, rate, account)
@@ -160,10 +188,35 @@ class _Ledger:
             entry = self._append(account, amount=points, pending=points, available_at=release_at, **fields)
             self.releases.append((entry, release_at))
         else:
-            self._credit(account, points=points, available_at=self.now, **fields)
-        if first and self.program.first_order_bonus:
+            entry = self._credit(account, points=points, available_at=self.now, **fields)
+        if first:
             self._credit(account, kind=Kind.EARN, source="first_order", reason="First order bonus",
                          points=self.program.first_order_bonus, order=order)
+        self._clawbacks(account, entry, order, refunds)
+
+    def _clawbacks(self, account: LoyaltyAccount, earn: LedgerEntry, order: Order, refunds: Sequence[Refund]) -> None:
+        """The refunds recorded before the order earned, applied right after its earn as
+        `services._clawback_refund` does; the order's state (clawed, refunded, pending) is known
+        here, the earn being new. No first-order bonus rides on the order (see `earn_orders`)."""
+        clawed, refunded, pending = 0, Decimal(0), earn.pending_points
+        for refund in refunds:
+            left = earn.amount + clawed
+            if left <= 0:
+                continue
+            if refunded + refund.amount >= earn.base_amount:
+                points = left
+            else:
+                share = (Decimal(earn.amount) * refund.amount / earn.base_amount).quantize(Decimal(1), ROUND_HALF_UP)
+                points = min(int(share), left)
+            if points <= 0:
+                continue
+            from_pending = min(points, max(0, pending))
+            from_balance, debt = services.debit_split(account, points - from_pending)
+            self._append(account, kind=Kind.CLAWBACK, source=f"refund:{order.pk}:{refund.external_id}",
+                         reason=f"Refund on order {order.number or order.external_id}", amount=-points,
+                         points=from_balance, pending=-from_pending, debt=debt, activity=False, order=order,
+                         rate=earn.rate, base_amount=refund.amount, currency=order.currency)
+            clawed, refunded, pending = clawed - points, refunded + refund.amount, pending - from_pending
 
     def award_bonuses(self, events: Sequence[Event]) -> None:
         """`services.points_award` of each event's bonus, once per event (source event:<id>)."""
@@ -181,6 +234,7 @@ class _Ledger:
         """The entries (one INSERT), the pending lots, the accounts' sums (one UPDATE), then what
         services does after each movement: rewards unlocked, tiers re-qualified."""
         if not self.entries:
+            self._tiers_refresh()
             return
         LedgerEntry.objects.for_tenant(self.tenant_id).bulk_create(self.entries)
         PendingRelease.objects.for_tenant(self.tenant_id).bulk_create([
@@ -206,28 +260,26 @@ class _Ledger:
         self._tiers_refresh()
 
     def _rewards_unlocked(self) -> None:
-        """`services.rewards_unlocked` for every account whose balance grew, from one read."""
-        grew = [a for a in self.touched if a.balance > self.before.get(a.pk, 0)]
-        if not grew:
+        """`services.rewards_unlocked` after every credit that raised a balance, from one read."""
+        if not self.credits:
             return
         rewards = list(Reward.objects.for_tenant(self.tenant_id).filter(active=True, program__enabled=True)
                        .order_by("cost", "pk"))
-        for account in grew:
-            unlocked = [r for r in rewards if self.before[account.pk] < r.cost <= account.balance]
-            if unlocked:
+        for account, before, after in self.credits:
+            for reward in [r for r in rewards if before < r.cost <= after]:
                 customer = account.customer
-                for reward in unlocked:
-                    event_append(tenant=customer.tenant, type="loyalty.reward_unlocked", occurred_at=self.now,
-                                 customer=customer, data={"reward_id": reward.pk, "reward": reward.name,
-                                                          "cost": reward.cost, "balance": account.balance})
+                event_append(tenant=customer.tenant, type="loyalty.reward_unlocked", occurred_at=self.now,
+                             customer=customer, data={"reward_id": reward.pk, "reward": reward.name,
+                                                      "cost": reward.cost, "balance": after})
 
     def _tiers_refresh(self) -> None:
         """`services.tier_refresh` for the accounts whose tier would change, found with one
         aggregate of what each qualifies with."""
-        if not self.tiers:
+        accounts = self.touched + [a for a in self.checked if a not in self.touched]
+        if not self.tiers or not accounts:
             return
-        values = tiers_qualifying(self.tenant_id, self.program, self.touched, self.now)
-        for account in self.touched:
+        values = tiers_qualifying(self.tenant_id, self.program, accounts, self.now)
+        for account in accounts:
             target = None
             for tier in self.tiers:
                 if values.get(account.pk, Decimal(0)) >= tier.threshold:

@@ -123,7 +123,7 @@ def credit_split(account: LoyaltyAccount, points: int) -> tuple[int, int]:
     return points - repay, -repay
 
 
-def _debit_split(account: LoyaltyAccount, points: int) -> tuple[int, int]:
+def debit_split(account: LoyaltyAccount, points: int) -> tuple[int, int]:
     """(from balance, new debt) for points taken back: never below zero, the rest becomes debt."""
     take = min(points, account.balance)
     return -take, points - take
@@ -263,7 +263,7 @@ def _order_state(account: LoyaltyAccount, order_id: int) -> dict[str, int]:
 def _take_back(account: LoyaltyAccount, *, order: Order, source: str, reason: str, points: int, pending_left: int,
                now: dt.datetime, **fields) -> LedgerEntry:
     from_pending = min(points, pending_left)
-    from_balance, debt = _debit_split(account, points - from_pending)
+    from_balance, debt = debit_split(account, points - from_pending)
     return _append(account, kind=Kind.CLAWBACK, source=source, reason=reason, amount=-points, points=from_balance,
                    pending=-from_pending, debt=debt, now=now, activity=False, order=order, **fields)
 
@@ -298,7 +298,7 @@ def _bonus_back(account: LoyaltyAccount, order: Order, now: dt.datetime) -> None
         account=account, kind=Kind.EARN, source="first_order", order=order).first()
     if bonus is None or entry_exists(account, Kind.CLAWBACK, f"bonus:{bonus.pk}"):
         return
-    from_balance, debt = _debit_split(account, bonus.amount)
+    from_balance, debt = debit_split(account, bonus.amount)
     _append(account, kind=Kind.CLAWBACK, source=f"bonus:{bonus.pk}", reason="First order bonus: order returned",
             amount=-bonus.amount, points=from_balance, debt=debt, now=now, activity=False)
 
