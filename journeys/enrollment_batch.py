@@ -19,7 +19,7 @@ from django.db.models import Min, Q
 
 from lifecycle import clock
 from lifecycle.bulk_updates import values_update
-from lifecycle.events import reaction
+from lifecycle.events import reaction, sweep_memo
 from lifecycle.locks import advisory_locks
 from lifecycle.models import Event, Order, OrderLine
 
@@ -105,8 +105,9 @@ def exits_apply(tenant_id: int, events: Sequence[Event]) -> int:
     enrollments of journeys that exit on one of the batch's event types are read."""
     by_customer = {event.customer_id: event for event in events}
     types = {event.type for event in events}
-    exits = {pk: exit_events for pk, exit_events in Journey.objects.for_tenant(tenant_id).values_list(
-        "pk", "exit_events") if set(exit_events or []) & types}
+    every = sweep_memo(("journeys.exits", tenant_id), lambda: list(
+        Journey.objects.for_tenant(tenant_id).exclude(exit_events=[]).values_list("pk", "exit_events")))
+    exits = {pk: exit_events for pk, exit_events in every if set(exit_events or []) & types}
     if not exits:
         return 0
     active = Enrollment.objects.for_tenant(tenant_id).filter(
@@ -140,7 +141,11 @@ def exits_write(tenant_id: int, ending: Sequence[tuple[int, str]]) -> int:
 
 
 def _journeys(tenant_id: int) -> tuple[list[Journey], dict[int, Step]]:
-    """The tenant's active journeys (priority order) and each one's first step."""
+    """The tenant's active journeys (priority order) and each one's first step, once per sweep."""
+    return sweep_memo(("journeys.active", tenant_id), lambda: _journeys_load(tenant_id))
+
+
+def _journeys_load(tenant_id: int) -> tuple[list[Journey], dict[int, Step]]:
     journeys = list(Journey.objects.for_tenant(tenant_id).filter(status=Journey.Status.ACTIVE)
                     .order_by("-priority", "pk"))
     first: dict[int, Step] = {}

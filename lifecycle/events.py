@@ -30,9 +30,11 @@ its own savepoint, exactly as without batch reactions: the failing event is retr
 set with one UPDATE per batch.
 """
 
+import contextvars
 import logging
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Sequence
+from typing import TypeVar
 
 from django.conf import settings
 from django.db import OperationalError, connection, transaction
@@ -47,13 +49,15 @@ from .tenancy import system_scope, tenant_scope
 logger = logging.getLogger(__name__)
 
 # Events per sweep transaction: enough to keep up with bursts and to give the batch reactions
-# rounds worth their fixed statements, short enough to hold locks briefly.
-BATCH_SIZE = 200
+# rounds worth their fixed statements (a round reads its store's journeys and programmes once,
+# whatever its size), short enough to hold locks briefly: a batch is a few hundred ms of work.
+BATCH_SIZE = 500
 # An event that keeps failing is set aside (processed, with attempts recorded) instead of
 # blocking the sweep forever; the log says which and why.
 MAX_ATTEMPTS = 5
 
 
+T = TypeVar("T")
 Reaction = Callable[[Event], None]
 BatchReaction = Callable[[Sequence[Event]], None]
 _reactions: dict[str, Reaction] = {}
@@ -87,6 +91,21 @@ def _batch_of(handler: Reaction) -> BatchReaction | None:
     return _batch_reactions.get(app) if app is not None else None
 
 
+_memo: contextvars.ContextVar[dict | None] = contextvars.ContextVar("lifecycle_events_sweep_memo", default=None)
+
+
+def sweep_memo(key: Hashable, load: Callable[[], T]) -> T:
+    """What batch reactions read once per sweep transaction — a store's journeys, its programme —
+    loaded on first use and kept until the sweep's transaction ends (a change committed meanwhile
+    counts from the next sweep, as if it had come a moment later). Outside a sweep: loaded each time."""
+    memo = _memo.get()
+    if memo is None:
+        return load()
+    if key not in memo:
+        memo[key] = load()
+    return memo[key]
+
+
 # Advisory-lock class of the sweep slots (the two-int key space, apart from lifecycle.services' locks).
 SWEEP_LOCK_CLASS = 0x5EE9
 
@@ -111,6 +130,14 @@ def events_process_pending(*, limit: int = BATCH_SIZE, slot: int | None = None, 
     With `slot`, only that slot's customers' events, and None at once if another sweep holds
     the slot. Without, every customer's (tests and one-off drains). With batch=False every event
     goes through the per-event reactions only (the batch reactions' reference)."""
+    memo = _memo.set({})
+    try:
+        return _process(limit=limit, slot=slot, batch=batch)
+    finally:
+        _memo.reset(memo)
+
+
+def _process(*, limit: int, slot: int | None, batch: bool) -> int | None:
     with system_scope(), transaction.atomic():
         pending = Event.all_tenants.filter(processed_at__isnull=True)
         if slot is not None:

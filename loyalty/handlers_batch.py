@@ -21,7 +21,7 @@ from django.db.models.functions import Coalesce
 
 from lifecycle import clock
 from lifecycle.bulk_updates import values_update
-from lifecycle.events import reaction
+from lifecycle.events import reaction, sweep_memo
 from lifecycle.models import Event, Order, Refund
 from lifecycle.timeline import event_append
 
@@ -48,7 +48,7 @@ def on_events(events: Sequence[Event]) -> None:
     if not events:
         return
     tenant_id = events[0].tenant_id
-    program = services.program_for(tenant_id)
+    program = sweep_memo(("loyalty.program", tenant_id), lambda: services.program_for(tenant_id))
     earning = [e for e in events if e.type == "order.paid" and e.order_id and program is not None
                and e.order.customer_id is not None and e.order.paid_at is not None]
     bonus = [e for e in events if e.type not in PER_EVENT and _bonus_points(program, e) > 0]
@@ -95,7 +95,8 @@ class _Ledger:
     def __post_init__(self) -> None:
         self.now = clock.now()
         self.accounts = self._lock_accounts()
-        self.tiers = list(Tier.objects.for_tenant(self.tenant_id).filter(program=self.program).order_by("threshold"))
+        self.tiers = sweep_memo(("loyalty.tiers", self.tenant_id), lambda: list(
+            Tier.objects.for_tenant(self.tenant_id).filter(program=self.program).order_by("threshold")))
         tier_ids = {a.tier_id for a in self.accounts.values() if a.tier_id} - {t.pk for t in self.tiers}
         self.multipliers = {t.pk: t.multiplier for t in self.tiers}
         if tier_ids:
@@ -263,8 +264,8 @@ class _Ledger:
         """`services.rewards_unlocked` after every credit that raised a balance, from one read."""
         if not self.credits:
             return
-        rewards = list(Reward.objects.for_tenant(self.tenant_id).filter(active=True, program__enabled=True)
-                       .order_by("cost", "pk"))
+        rewards = sweep_memo(("loyalty.rewards", self.tenant_id), lambda: list(
+            Reward.objects.for_tenant(self.tenant_id).filter(active=True, program__enabled=True).order_by("cost", "pk")))
         for account, before, after in self.credits:
             for reward in [r for r in rewards if before < r.cost <= after]:
                 customer = account.customer

@@ -3,7 +3,7 @@ attribution is unique per order and every rejection is a conditional UPDATE."""
 
 from collections.abc import Sequence
 
-from lifecycle.events import reaction
+from lifecycle.events import reaction, sweep_memo
 from lifecycle.models import Event
 
 from .models import Program, Referral
@@ -43,7 +43,8 @@ def on_events(events: Sequence[Event]) -> None:
     left = [e for e in events if e.type == "customer.erased"]
     paid = [e for e in order_events if e.type == "order.paid" and e.order.customer_id is not None
             and e.order.paid_at is not None and order_codes(e.order)]
-    if paid and Program.objects.for_tenant(paid[0].tenant_id).filter(active=True).exists():
+    if paid and sweep_memo(("referrals.active", paid[0].tenant_id),
+                           Program.objects.for_tenant(paid[0].tenant_id).filter(active=True).exists):
         left += paid
     undone = [e for e in order_events if e.type != "order.paid"]
     if undone:
