@@ -8,7 +8,7 @@ class JourneysConfig(AppConfig):
         from anymail.signals import tracking
         from django.core import checks
 
-        from . import enrollment  # noqa: F401 - registers journeys' reaction to events
+        from . import enrollment, enrollment_batch  # noqa: F401 - register journeys' reactions to events
         from .checks import tracking_webhooks_secured
         from .tracking import on_tracking
 

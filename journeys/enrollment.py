@@ -65,6 +65,13 @@ def on_event(event: Event) -> None:
         journey_enroll(journey=journey, event=event)
 
 
+def triggers(journey: Journey, event_type: str) -> bool:
+    """Whether an event of this type starts the journey (the query in `_journeys_triggered_by`)."""
+    if journey.trigger == Journey.Trigger.CUSTOM and journey.custom_event_type == event_type:
+        return True
+    return TRIGGER_EVENTS.get(journey.trigger) == event_type
+
+
 def _journeys_triggered_by(event: Event) -> list[Journey]:
     triggers = [t for t, etype in TRIGGER_EVENTS.items() if etype == event.type]
     journeys = Journey.objects.for_tenant(event.tenant_id).filter(status=Journey.Status.ACTIVE)
@@ -138,12 +145,17 @@ def as_decimal(value: Any) -> Decimal | None:
         return None
 
 
-def journey_filter_reason(journey: Journey, customer: Customer, order: Order | None) -> str | None:
-    """Why this customer/order does not match the journey's filters, or None when it does."""
+def journey_filter_reason(journey: Journey, customer: Customer, order: Order | None, *, earlier: bool | None = None,
+                          lines: Sequence[Any] | None = None) -> str | None:
+    """Why this customer/order does not match the journey's filters, or None when it does.
+
+    `earlier` (a paid order of the customer's before this one) and `lines` (the order's lines) are
+    read here unless the caller, handling many events at once, read them already."""
     f = journey.filters or {}
     if journey.trigger in (Journey.Trigger.FIRST_ORDER, Journey.Trigger.REPEAT_ORDER) and order is not None:
-        earlier = Order.objects.for_tenant(journey.tenant_id).filter(
-            customer=customer, paid_at__isnull=False, paid_at__lt=order.paid_at).exclude(pk=order.pk).exists()
+        if earlier is None:
+            earlier = Order.objects.for_tenant(journey.tenant_id).filter(
+                customer=customer, paid_at__isnull=False, paid_at__lt=order.paid_at).exclude(pk=order.pk).exists()
         if journey.trigger == Journey.Trigger.FIRST_ORDER and earlier:
             return "filter: not the customer's first order"
         if journey.trigger == Journey.Trigger.REPEAT_ORDER and not earlier:
@@ -155,7 +167,7 @@ def journey_filter_reason(journey: Journey, customer: Customer, order: Order | N
         if high is not None and order.total > high:
             return f"filter: order total {order.total:.2f} is above {high}"
         if f.get("skus") or f.get("product_ids"):
-            lines = order.lines.all()
+            lines = order.lines.all() if lines is None else lines
             skus = {line.sku for line in lines}
             products = {line.product_external_id for line in lines}
             if not (skus & set(f.get("skus") or []) or products & set(f.get("product_ids") or [])):
@@ -174,15 +186,23 @@ def journey_filter_reason(journey: Journey, customer: Customer, order: Order | N
 
 def _entry_reason(journey: Journey, customer: Customer, order: Order | None, now: dt.datetime) -> str | None:
     previous = Enrollment.objects.for_tenant(journey.tenant_id).filter(journey=journey, customer=customer).exclude(
-        state=Enrollment.State.REJECTED)
+        state=Enrollment.State.REJECTED).values_list("order_id", "enrolled_at")
+    return entry_reason(journey, order.pk if order is not None else None, now, list(previous))
+
+
+def entry_reason(journey: Journey, order_id: int | None, now: dt.datetime,
+                 previous: Sequence[tuple[int | None, dt.datetime]]) -> str | None:
+    """Why the journey's entry policy keeps the customer out, given their earlier enrollments in it
+    that were not rejected, as (order id, enrolled_at); None when it lets them in."""
     policy = journey.entry_policy
-    if policy == Journey.EntryPolicy.ONCE_PER_CUSTOMER and previous.exists():
+    if policy == Journey.EntryPolicy.ONCE_PER_CUSTOMER and previous:
         return "entry: already went through this journey (once per customer)"
-    if policy == Journey.EntryPolicy.ONCE_PER_ORDER and order is not None and previous.filter(order=order).exists():
+    if policy == Journey.EntryPolicy.ONCE_PER_ORDER and order_id is not None and any(
+            previous_order == order_id for previous_order, _ in previous):
         return "entry: already enrolled for this order"
     if policy == Journey.EntryPolicy.COOLDOWN:
         cooldown = journey.cooldown or dt.timedelta(0)
-        if previous.filter(enrolled_at__gt=now - cooldown).exists():
+        if any(enrolled_at > now - cooldown for _, enrolled_at in previous):
             return f"entry: enrolled less than {cooldown.days} days ago (cooldown)"
     return None
 
@@ -242,8 +262,10 @@ def schedule_step(*, enrollment: Enrollment, step: Step, previous_at: dt.datetim
     return row
 
 
-def step_delivery(*, enrollment: Enrollment, step: Step, previous_at: dt.datetime) -> Delivery:
-    """The unsaved Delivery row `schedule_step` writes (a batch writes many with one INSERT)."""
+def step_delivery(*, enrollment: Enrollment, step: Step, previous_at: dt.datetime,
+                  happened: bool | None = None) -> Delivery:
+    """The unsaved Delivery row `schedule_step` writes (a batch writes many with one INSERT, and
+    may say whether an "until event" step's event `happened` already, read for all its rows)."""
     now = clock.now()
     journey = enrollment.journey
     row = Delivery(
@@ -261,8 +283,10 @@ def step_delivery(*, enrollment: Enrollment, step: Step, previous_at: dt.datetim
             row.wait_deadline = now + (step.wait_max or DEFAULT_ANCHOR_WAIT_MAX)
             row.reason = f"waiting for {step.anchor.removesuffix('_at')}"
     elif step.wait_kind == Step.WaitKind.UNTIL_EVENT and step.wait_event:
-        happened = Event.objects.for_tenant(enrollment.tenant_id).filter(
-            customer_id=enrollment.customer_id, type=step.wait_event, occurred_at__gte=enrollment.enrolled_at).exists()
+        if happened is None:
+            happened = Event.objects.for_tenant(enrollment.tenant_id).filter(
+                customer_id=enrollment.customer_id, type=step.wait_event,
+                occurred_at__gte=enrollment.enrolled_at).exists()
         # "until X, at most N": due at the limit unless X comes first (then _release_waits moves it).
         row.due_at = now if happened else previous_at + (step.wait_max or step.wait)
         row.waiting_for = "" if happened else step.wait_event

@@ -1,10 +1,11 @@
 """Every event type on a customer's timeline, declared once: its name, the shape of its data, and the
 apps that react to it, in the order they react.
 
-The core names the apps that react by label only; it imports none of them. Each app registers its one
-reaction (`lifecycle.events.reaction`) when Django starts it, and the event sweep calls, for each event,
-the reactions its type lists here, one after another in one transaction: no Django signals, and the order
-is data a reader (and a test) can see.
+The core names the apps that react by label only; it imports none of them. Each app registers its
+reaction (`lifecycle.events.reaction`, and optionally a batch reaction beside it) when Django starts it,
+and the event sweep calls, for each event, the reactions its type lists here, one after another in one
+transaction (a round of events at once where an app has a batch reaction): no Django signals, and the
+order is data a reader (and a test) can see.
 
 Why this order: loyalty first, so a journey reacting to the same event already sees the points; referrals
 before journeys, so a referral invitation sent on `order.paid` sees the attribution; feedback last (it only

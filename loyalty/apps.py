@@ -7,4 +7,4 @@ class LoyaltyConfig(AppConfig):
     def ready(self) -> None:
         # Registers the app's reaction to events (lifecycle/event_types.py says which and when). Imported
         # here because it imports models, which cannot be imported before the app registry is ready.
-        from . import handlers  # noqa: F401
+        from . import handlers, handlers_batch  # noqa: F401

@@ -84,31 +84,46 @@ def entry_exists(account: LoyaltyAccount, kind: str, source: str) -> LedgerEntry
 def _append(account: LoyaltyAccount, *, kind: str, source: str, reason: str, amount: int, points: int = 0,
             pending: int = 0, debt: int = 0, now: dt.datetime, activity: bool = True, **fields) -> LedgerEntry:
     """Insert one entry and move the locked account's sums by exactly its deltas."""
-    entry = LedgerEntry.objects.for_tenant(account.tenant_id).create(
-        tenant_id=account.tenant_id, account=account, customer_id=account.customer_id, kind=kind, source=source,
-        reason=reason[:200], amount=amount, points=points, pending_points=pending, debt_points=debt,
-        created_at=now, **fields)
-    earned = amount if kind in (Kind.EARN, Kind.CLAWBACK) else 0
+    entry = entry_build(account, kind=kind, source=source, reason=reason, amount=amount, points=points,
+                        pending=pending, debt=debt, now=now, activity=activity, **fields)
+    entry.save(force_insert=True)
     changes = {"balance": F("balance") + points, "pending": F("pending") + pending, "debt": F("debt") + debt,
-               "lifetime_earned": F("lifetime_earned") + earned}
+               "lifetime_earned": F("lifetime_earned") + entry_earned(entry)}
     if activity:
         changes["last_activity_at"] = now
-        account.last_activity_at = now
     LoyaltyAccount.objects.for_tenant(account.tenant_id).filter(pk=account.pk).update(**changes)
-    account.balance += points
-    account.pending += pending
-    account.debt += debt
-    account.lifetime_earned += earned
     return entry
 
 
-def _credit_split(account: LoyaltyAccount, points: int) -> tuple[int, int]:
+def entry_earned(entry: LedgerEntry) -> int:
+    """What an entry adds to the account's lifetime_earned."""
+    return entry.amount if entry.kind in (Kind.EARN, Kind.CLAWBACK) else 0
+
+
+def entry_build(account: LoyaltyAccount, *, kind: str, source: str, reason: str, amount: int, points: int = 0,
+                pending: int = 0, debt: int = 0, now: dt.datetime, activity: bool = True, **fields) -> LedgerEntry:
+    """The unsaved entry `_append` inserts, with the locked account's sums (in memory) moved by its
+    deltas: a batch writes many such entries with one INSERT and their sums with one UPDATE."""
+    entry = LedgerEntry(
+        tenant_id=account.tenant_id, account=account, customer_id=account.customer_id, kind=kind, source=source,
+        reason=reason[:200], amount=amount, points=points, pending_points=pending, debt_points=debt,
+        created_at=now, **fields)
+    if activity:
+        account.last_activity_at = now
+    account.balance += points
+    account.pending += pending
+    account.debt += debt
+    account.lifetime_earned += entry_earned(entry)
+    return entry
+
+
+def credit_split(account: LoyaltyAccount, points: int) -> tuple[int, int]:
     """(to balance, to debt) for points becoming available: an outstanding debt is repaid first."""
     repay = min(points, account.debt)
     return points - repay, -repay
 
 
-def _debit_split(account: LoyaltyAccount, points: int) -> tuple[int, int]:
+def debit_split(account: LoyaltyAccount, points: int) -> tuple[int, int]:
     """(from balance, new debt) for points taken back: never below zero, the rest becomes debt."""
     take = min(points, account.balance)
     return -take, points - take
@@ -117,10 +132,10 @@ def _debit_split(account: LoyaltyAccount, points: int) -> tuple[int, int]:
 def _credit(account: LoyaltyAccount, *, kind: str, source: str, reason: str, points: int, now: dt.datetime,
             **fields) -> LedgerEntry:
     before = account.balance
-    to_balance, to_debt = _credit_split(account, points)
+    to_balance, to_debt = credit_split(account, points)
     entry = _append(account, kind=kind, source=source, reason=reason, amount=points, points=to_balance, debt=to_debt,
                     now=now, **fields)
-    _rewards_unlocked(account, before, now)
+    rewards_unlocked(account, before, now)
     return entry
 
 
@@ -154,7 +169,7 @@ def points_award(*, tenant: Tenant, customer: Customer, points: int, kind: str =
                             now=now)
         program = program_for(tenant)
         if program is not None:
-            _tier_refresh(account, program, now)
+            tier_refresh(account, program, now)
     return entry
 
 
@@ -171,12 +186,12 @@ ORDER_POINTS_MAX = 100_000_000
 RATE_MAX = Decimal("999999.999999")
 
 
-def _order_rate(program: Program, multiplier: Decimal) -> Decimal:
+def order_rate(program: Program, multiplier: Decimal) -> Decimal:
     """Points per unit, multiplier included, never more than the entry's column holds."""
     return min(program.points_per_unit * multiplier, RATE_MAX)
 
 
-def _points_for(amount: Decimal, rate: Decimal, account: LoyaltyAccount) -> int:
+def points_for(amount: Decimal, rate: Decimal, account: LoyaltyAccount) -> int:
     """floor(amount × rate), bounded: at most ORDER_POINTS_MAX, and never so many that the
     account's sums (balance + pending, lifetime earned) would pass what their columns hold."""
     headroom = POINTS_COLUMN_MAX - max(account.balance + account.pending, account.lifetime_earned, 0)
@@ -200,8 +215,8 @@ def order_points_earn(*, order: Order) -> LedgerEntry | None:
         entry = entry_exists(account, Kind.EARN, source)
         if entry is None:
             multiplier = account.tier.multiplier if account.tier_id and account.tier else Decimal("1")
-            rate = _order_rate(program, multiplier)
-            points = _points_for(order.total, rate, account)
+            rate = order_rate(program, multiplier)
+            points = points_for(order.total, rate, account)
             if points <= 0:
                 return None
             fields = {"order": order, "rate": rate, "base_amount": order.total, "currency": order.currency}
@@ -219,7 +234,7 @@ def order_points_earn(*, order: Order) -> LedgerEntry | None:
             _first_order_bonus(account, program, order, now)
         for refund in Refund.objects.for_tenant(tenant).filter(order=order).order_by("refunded_at", "pk"):
             _clawback_refund(account, entry, order, refund.external_id, refund.amount, now)
-        _tier_refresh(account, program, now)
+        tier_refresh(account, program, now)
     return entry
 
 
@@ -248,7 +263,7 @@ def _order_state(account: LoyaltyAccount, order_id: int) -> dict[str, int]:
 def _take_back(account: LoyaltyAccount, *, order: Order, source: str, reason: str, points: int, pending_left: int,
                now: dt.datetime, **fields) -> LedgerEntry:
     from_pending = min(points, pending_left)
-    from_balance, debt = _debit_split(account, points - from_pending)
+    from_balance, debt = debit_split(account, points - from_pending)
     return _append(account, kind=Kind.CLAWBACK, source=source, reason=reason, amount=-points, points=from_balance,
                    pending=-from_pending, debt=debt, now=now, activity=False, order=order, **fields)
 
@@ -283,7 +298,7 @@ def _bonus_back(account: LoyaltyAccount, order: Order, now: dt.datetime) -> None
         account=account, kind=Kind.EARN, source="first_order", order=order).first()
     if bonus is None or entry_exists(account, Kind.CLAWBACK, f"bonus:{bonus.pk}"):
         return
-    from_balance, debt = _debit_split(account, bonus.amount)
+    from_balance, debt = debit_split(account, bonus.amount)
     _append(account, kind=Kind.CLAWBACK, source=f"bonus:{bonus.pk}", reason="First order bonus: order returned",
             amount=-bonus.amount, points=from_balance, debt=debt, now=now, activity=False)
 
@@ -303,7 +318,7 @@ def order_points_refund(*, order: Order, refund_external_id: str) -> LedgerEntry
         entry = _clawback_refund(account, earn, order, refund.external_id, refund.amount, now)
         program = program_for(order.tenant_id)
         if program is not None:
-            _tier_refresh(account, program, now)
+            tier_refresh(account, program, now)
     return entry
 
 
@@ -329,7 +344,7 @@ def order_points_cancel(*, order: Order) -> LedgerEntry | None:
         _bonus_back(account, order, now)
         program = program_for(order.tenant_id)
         if program is not None:
-            _tier_refresh(account, program, now)
+            tier_refresh(account, program, now)
     return entry
 
 
@@ -353,11 +368,11 @@ def points_release_due(*, limit: int = RELEASE_BATCH, after_pk: int = 0) -> tupl
                                 account.pending)
                 if remaining > 0:
                     before = account.balance
-                    to_balance, to_debt = _credit_split(account, remaining)
+                    to_balance, to_debt = credit_split(account, remaining)
                     _append(account, kind=Kind.RELEASE, source=earn.source, reason=f"{earn.reason}: return window over",
                             amount=remaining, points=to_balance, pending=-remaining, debt=to_debt, now=now,
                             activity=False, order_id=earn.order_id)
-                    _rewards_unlocked(account, before, now)
+                    rewards_unlocked(account, before, now)
             PendingRelease.all_tenants.filter(pk=lot.pk).delete()
     return len(batch), (batch[-1].pk if batch else after_pk)
 
@@ -378,7 +393,7 @@ def tier_qualifying(account: LoyaltyAccount, program: Program, now: dt.datetime)
     return Decimal(earned)
 
 
-def _tier_refresh(account: LoyaltyAccount, program: Program, now: dt.datetime) -> Tier | None:
+def tier_refresh(account: LoyaltyAccount, program: Program, now: dt.datetime) -> Tier | None:
     """Move the locked account to the tier it qualifies for. Upgrades are immediate and emit
     `loyalty.tier_reached`; downgrades happen only under the rolling rule."""
     tiers = list(Tier.objects.for_tenant(account.tenant_id).filter(program=program).order_by("threshold"))
@@ -418,11 +433,11 @@ def tiers_refresh_sweep(*, after_pk: int = 0, limit: int = SWEEP_BATCH) -> tuple
                 programs[account.tenant_id] = program_for(account.tenant_id)
             program = programs[account.tenant_id]
             if program is not None and program.tier_downgrade == Program.Downgrade.ROLLING:
-                _tier_refresh(account, program, now)
+                tier_refresh(account, program, now)
     return len(batch), (batch[-1].pk if batch else after_pk)
 
 
-def _rewards_unlocked(account: LoyaltyAccount, before: int, now: dt.datetime) -> None:
+def rewards_unlocked(account: LoyaltyAccount, before: int, now: dt.datetime) -> None:
     """`loyalty.reward_unlocked` for each reward the balance just reached (a journey can tell them)."""
     if account.balance <= before:
         return
