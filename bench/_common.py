@@ -1,4 +1,4 @@
-"""Helpers shared by the journey benchmarks (bench/dispatch, bench/claim, bench/crash).
+"""Helpers shared by the benchmarks (bench/dispatch, bench/claim, bench/crash, bench/pipeline …).
 
 Imported by scripts that have already re-executed themselves under .venv/bin/python (see
 `reexec_into_venv`). Nothing here runs at import time except constants. Standard library plus
