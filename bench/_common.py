@@ -1,4 +1,4 @@
-"""Helpers shared by the journey benchmarks (bench/dispatch, bench/claim, bench/crash).
+"""Helpers shared by the benchmarks (bench/dispatch, bench/claim, bench/crash, bench/pipeline …).
 
 Imported by scripts that have already re-executed themselves under .venv/bin/python (see
 `reexec_into_venv`). Nothing here runs at import time except constants. Standard library plus
@@ -249,3 +249,164 @@ class CeleryBeat(CeleryWorker):
 
     def __init__(self, env: dict[str, str], workdir: Path, name: str = "beat", loglevel: str = "WARNING"):
         super().__init__(env, workdir, pool="beat", concurrency=0, beat=False, name=name, loglevel=loglevel)
+
+
+# --- shared by bench/pipeline: a port, gunicorn, and CPU per kind of process ----------------------
+
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return sock.getsockname()[1]
+
+
+def process_tree(pid: int) -> list[int]:
+    """`pid` and its live descendants."""
+    found, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        found.append(current)
+        todo += children(current)
+    return found
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU (user + system) used so far by the process tree under `pid`, exited processes included.
+
+    Each live process adds its own time and its reaped children's (cutime, cstime); a process that
+    exited and was reaped inside the tree is in its parent's cutime, so nothing is counted twice.
+    Sampled before and after a phase, the difference is what the tree used meanwhile."""
+    total = 0.0
+    for member in process_tree(pid):
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            fields = Path(f"/proc/{member}/stat").read_text().rsplit(")", 1)[1].split()
+            total += sum(int(v) for v in fields[11:15]) / TICK
+    return total
+
+
+class PgBackendCpu:
+    """CPU seconds of the PostgreSQL processes serving database `db` (backends, and autovacuum workers
+    apart), found by their process title in /proc and sampled every `interval` s by a thread.
+
+    Backends come and go (CONN_MAX_AGE): one first seen after the start counts from zero, and the
+    last fraction of a second of one that exits between two samples is missed."""
+
+    def __init__(self, db: str, exclude: tuple[int, ...] = (), interval: float = 0.5):
+        import threading
+
+        self.needle, self.exclude, self.interval = f" {db} ".encode(), set(exclude), interval
+        self.seen: dict[int, float] = {}
+        self.used = {"pg": 0.0, "autovacuum": 0.0}
+        self.lock = threading.Lock()
+        self.stopped = threading.Event()
+        self._tick(first=True)
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _scan(self) -> dict[int, tuple[str, float]]:
+        found: dict[int, tuple[str, float]] = {}
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit() or int(entry) in self.exclude:
+                continue
+            with contextlib.suppress(OSError, IndexError, ValueError):
+                text = Path(f"/proc/{entry}/stat").read_text()
+                if text[text.find("(") + 1:text.rfind(")")] != "postgres":
+                    continue
+                title = Path(f"/proc/{entry}/cmdline").read_bytes().replace(b"\0", b" ") + b" "
+                if self.needle in title:
+                    fields = text[text.rfind(")") + 2:].split()
+                    kind = "autovacuum" if b"autovacuum" in title else "pg"
+                    found[int(entry)] = (kind, (int(fields[11]) + int(fields[12])) / TICK)
+        return found
+
+    def _tick(self, first: bool = False) -> None:
+        found = self._scan()
+        for pid, (kind, cpu) in found.items():
+            previous = self.seen.get(pid)
+            if previous is None and first:
+                continue
+            self.used[kind] += cpu - (previous or 0.0)
+        self.seen = {pid: cpu for pid, (_kind, cpu) in found.items()}
+
+    def _run(self) -> None:
+        while not self.stopped.wait(self.interval):
+            with self.lock:
+                self._tick()
+
+    def sample(self) -> dict[str, float]:
+        """CPU seconds so far, by kind ("pg", "autovacuum"); subtract two samples for a phase."""
+        with self.lock:
+            self._tick()
+            return dict(self.used)
+
+    def stop(self) -> None:
+        self.stopped.set()
+        self.thread.join(timeout=5)
+
+
+class Gunicorn:
+    """`gunicorn config.wsgi:application` on 127.0.0.1:`port` in its own process group; `start` waits
+    until an authenticated POST /api/v1/ping with `api_key` answers 200."""
+
+    def __init__(self, env: dict[str, str], workdir: Path, port: int, *, workers: int = 4,
+                 worker_class: str = "sync", threads: int = 1):
+        self.env, self.port, self.workers, self.worker_class, self.threads = env, port, workers, worker_class, threads
+        self.proc: subprocess.Popen | None = None
+        self.log_path = workdir / "gunicorn.log"
+
+    @property
+    def command(self) -> list[str]:
+        cmd = [str(VENV / "bin" / "gunicorn"), "config.wsgi:application", "--bind", f"127.0.0.1:{self.port}",
+               "--workers", str(self.workers), "--worker-class", self.worker_class, "--keep-alive", "30",
+               "--timeout", "120", "--graceful-timeout", "10", "--log-level", "warning",
+               "--error-logfile", str(self.log_path)]
+        return cmd + (["--threads", str(self.threads)] if self.worker_class == "gthread" else [])
+
+    def start(self, api_key: str, timeout: float = 60.0) -> None:
+        import http.client
+
+        self.proc = subprocess.Popen(self.command, env=self.env, cwd=ROOT, stdin=subprocess.DEVNULL,
+                                     stdout=self.log_path.open("ab"), stderr=subprocess.STDOUT, start_new_session=True)
+        headers = {"Authorization": f"Bearer {api_key}", "Content-Type": "application/json"}
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise SetupError(f"gunicorn exited with {self.proc.returncode}:\n{self.log_tail()}")
+            with contextlib.suppress(OSError, http.client.HTTPException):
+                conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=5)
+                conn.request("POST", "/api/v1/ping", b"{}", headers)
+                response = conn.getresponse()
+                payload = response.read()
+                conn.close()
+                if response.status == 200:
+                    return
+                raise SetupError(f"ping answered {response.status}: {payload[:300]!r}\n{self.log_tail()}")
+            time.sleep(0.2)
+        raise SetupError(f"gunicorn did not answer within {timeout:.0f} s:\n{self.log_tail()}")
+
+    def stop(self) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(timeout=10)
+
+    def log_tail(self, lines: int = 30) -> str:
+        with contextlib.suppress(OSError):
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        return ""
+
+    def logged_errors(self) -> list[str]:
+        text = ""
+        with contextlib.suppress(OSError):
+            text = self.log_path.read_text(errors="replace")
+        return [line for line in text.splitlines() if "Traceback" in line or "[ERROR]" in line or "WORKER TIMEOUT" in line]

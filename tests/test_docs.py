@@ -1,5 +1,6 @@
 """The README and .env.example stay true: every variable the settings read is documented."""
 
+import os
 import re
 from pathlib import Path
 
@@ -37,3 +38,19 @@ def test_every_api_route_has_a_curl_example():
         literal = re.sub(r"\(\?P<[a-z_]+>\[\^/\]\+\)", "X", pattern.pattern.regex.pattern)
         literal = literal.strip("^$").replace("/?", "").replace("X", "[^ /\"]+")
         assert re.search(r"\$API/" + literal + r"[\s\"?]", readme), f"no curl example for {pattern.name}"
+
+
+def test_sizing_table_names_the_command_behind_each_figure():
+    """Each measured row of README's sizing table says how it was measured: a benchmark that exists, with
+    options it accepts, so anyone can run it again."""
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("### Sizing", 1)[1].split("\n#", 1)[0]
+    commands = re.findall(r"^\|[^|\n]*\| `(bench/[^`]+)` \|", section, re.M)
+    assert len(commands) >= 4, commands
+    for command in commands:
+        script, *options = command.split()
+        path = ROOT / script
+        assert path.is_file() and os.access(path, os.X_OK), f"{script} is not an executable benchmark"
+        source = path.read_text()
+        for option in (o for o in options if o.startswith("--")):
+            assert f'"{option}"' in source, f"{script} takes no {option}"
