@@ -357,6 +357,12 @@ class BulkOrdersIn(BaseModel):
         max_length=1000,
         description="Up to 1,000 orders, each shaped like POST /api/v1/orders. Each one is validated on its own.",
     )
+    live: StrictBool = Field(
+        default=False,
+        description="false (the default): history, backfilled onto timelines, starting no journeys. true: new "
+        "orders arriving in bulk (a flash sale relayed from a queue, a storefront catching up after an outage): "
+        "their events start journeys exactly as single POSTs do.",
+    )
 
 
 class FulfillmentIn(Strict):

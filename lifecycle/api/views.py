@@ -98,15 +98,16 @@ class OrdersView(APIView):
 class OrdersBulkView(APIView):
     @extend_schema(
         request=BulkOrdersIn, parameters=[IDEMPOTENCY_HEADER], responses={200: BulkOut, **ERRORS},
-        summary="Backfill up to 1,000 orders",
-        description="For importing history. Each order is validated and written on its own: one bad order "
-        "does not stop the others, and `results` says what happened to each. Events from this path go on "
-        "customers' timelines but start no journeys.",
+        summary="Import or relay up to 1,000 orders",
+        description="Each order is validated and written on its own: one bad order does not stop the others, "
+        "and `results` says what happened to each. By default the orders are history: their events go on "
+        "customers' timelines but start no journeys. With `\"live\": true` they are new orders, and their events "
+        "start journeys as single POSTs do.",
     )
     @idempotent
     def post(self, request: Request) -> Response:
         body = parse(BulkOrdersIn, request)
-        return dump(orders_bulk_ingest(tenant=request.tenant, items=body.orders))
+        return dump(orders_bulk_ingest(tenant=request.tenant, items=body.orders, backfill=not body.live))
 
 
 class OrderDetailView(APIView):

@@ -1,4 +1,4 @@
-"""The bulk backfill path (API and JSON Lines command) and the set-up commands."""
+"""The bulk path (API and JSON Lines command: history by default, live orders on request) and the set-up commands."""
 
 import json
 from decimal import Decimal
@@ -6,11 +6,13 @@ from decimal import Decimal
 import pytest
 from django.core.management import CommandError, call_command
 
+from journeys.models import Delivery, Enrollment
 from lifecycle.models import ApiKey, Customer, Event, Membership, Order, OrderLine, StoreConnection, Tenant
 from lifecycle.tenancy import UnscopedQueryError
 from lifecycle.tenants import tenant_create
 from tests.conftest import Api
 from tests.factories import order_payload
+from tests.journeys.helpers import make_journey, process_events
 
 pytestmark = pytest.mark.django_db
 
@@ -185,3 +187,33 @@ def test_unscoped_queries_fail_closed(tenant):
         Customer.objects.filter(email="x@y.z").exists()
     with pytest.raises(UnscopedQueryError):
         Order.objects.for_tenant(None)
+
+
+def test_live_bulk_orders_start_journeys_and_history_does_not(api, tenant):
+    journey = make_journey(tenant, steps=(("PT0S", "Thanks"),))
+    history = [order_payload(external_id=f"H{i}", customer={"external_id": f"h{i}", "email": f"h{i}@ex.com"})
+               for i in range(3)]
+    live = [order_payload(external_id=f"L{i}", customer={"external_id": f"l{i}", "email": f"l{i}@ex.com"})
+            for i in range(4)]
+
+    assert api.post("/api/v1/orders/bulk", {"orders": history}).json()["created"] == 3
+    assert api.post("/api/v1/orders/bulk", {"orders": live, "live": True}).json()["created"] == 4
+    process_events()
+
+    events = Event.objects.for_tenant(tenant)
+    assert sorted(events.filter(backfill=False, type="order.paid").values_list("order__external_id", flat=True)) == [
+        "L0", "L1", "L2", "L3"]
+    assert events.filter(processed_at__isnull=True).count() == 0
+    enrolled = Enrollment.objects.for_tenant(tenant).filter(journey=journey)
+    assert sorted(enrolled.values_list("order__external_id", flat=True)) == ["L0", "L1", "L2", "L3"]
+    assert Delivery.objects.for_tenant(tenant).filter(journey=journey).count() == 4
+
+
+@pytest.mark.parametrize("live", ["true", 1, None])
+def test_bulk_live_must_be_a_json_boolean_and_nothing_is_written_otherwise(api, tenant, live):
+    response = api.post("/api/v1/orders/bulk", {"orders": [order_payload(external_id="Z1")], "live": live})
+
+    assert response.status_code == 400
+    assert "live" in response.json()["fields"]
+    assert Order.objects.for_tenant(tenant).count() == 0
+    assert Event.objects.for_tenant(tenant).count() == 0
