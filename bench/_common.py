@@ -145,8 +145,9 @@ class CeleryWorker:
     """
 
     def __init__(self, env: dict[str, str], workdir: Path, *, pool: str = "prefork", concurrency: int = 2,
-                 beat: bool = True, name: str = "worker", queues: str | None = None, loglevel: str = "WARNING"):
-        self.env, self.workdir, self.pool, self.concurrency = env, workdir, pool, concurrency
+                 beat: bool = True, name: str = "worker", queues: str | None = None, loglevel: str = "WARNING",
+                 nice: int = 0):
+        self.env, self.workdir, self.pool, self.concurrency, self.nice = env, workdir, pool, concurrency, nice
         self.beat, self.name, self.queues, self.loglevel = beat, name, queues, loglevel
         self.proc: subprocess.Popen | None = None
         self.log_path = workdir / f"{name}.log"
@@ -164,7 +165,7 @@ class CeleryWorker:
             cmd += ["--beat", "--schedule", str(self.workdir / f"{self.name}-beat-schedule")]
         if self.queues:
             cmd += ["-Q", self.queues]
-        return cmd
+        return ["nice", "-n", str(self.nice), *cmd] if self.nice else cmd
 
     def start(self) -> None:
         self.starts += 1
