@@ -7,6 +7,8 @@ come from `Survey.translations`. Unknown languages fall back to English.
 
 from typing import Any
 
+from lifecycle.preference_words import language as base_language
+
 STRINGS: dict[str, dict[str, str]] = {
     "en": {
         "question.nps": "How likely are you to recommend {store} to a friend or colleague?",
@@ -96,8 +98,7 @@ STRINGS: dict[str, dict[str, str]] = {
 
 
 def language(locale: str | None) -> str:
-    lang = (locale or "en").replace("_", "-").split("-")[0].lower()
-    return lang if lang in STRINGS else "en"
+    return base_language(locale, STRINGS)
 
 
 def t(locale: str | None, key: str, **values: Any) -> str:

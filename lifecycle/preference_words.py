@@ -5,6 +5,8 @@ A small table rather than .po files, as feedback's: a handful of strings, no com
 checks every language has every key. Unknown languages fall back to English.
 """
 
+from collections.abc import Collection
+
 STRINGS: dict[str, dict[str, str]] = {
     "en": {
         "title": "Your emails from {store}",
@@ -55,9 +57,11 @@ STRINGS: dict[str, dict[str, str]] = {
 }
 
 
-def language(locale: str | None) -> str:
+def language(locale: str | None, known: Collection[str] = STRINGS) -> str:
+    """The base language of `locale` ("de-AT", "de_AT" → "de") if `known` has it, else English. Every
+    shopper page's word table is looked up through it (feedback.i18n passes its own)."""
     lang = (locale or "en").replace("_", "-").split("-")[0].lower()
-    return lang if lang in STRINGS else "en"
+    return lang if lang in known else "en"
 
 
 def words(locale: str | None, **values: str) -> dict[str, str]:

@@ -1,4 +1,5 @@
 import datetime as dt
+import time
 
 from journeys.models import EmailTemplate, Journey, Step
 from lifecycle.events import events_process_pending
@@ -29,3 +30,14 @@ def process_events() -> int:
 
 def at(text: str) -> dt.datetime:
     return dt.datetime.fromisoformat(text)
+
+
+def wait_for(condition, timeout: float, what: str):
+    """Poll `condition` every 0.2 s until it returns something true (returned), or fail after `timeout` s."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.2)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")

@@ -28,7 +28,7 @@ from journeys.models import Delivery, Enrollment, Step
 from lifecycle.models import Customer, Tenant
 from tests.factories import order_payload
 
-from .helpers import make_journey
+from .helpers import make_journey, wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
@@ -114,16 +114,6 @@ def worker(smtp, broker, tmp_path):
     log.close()
     if os.environ.get("CI"):
         print((tmp_path / "worker.log").read_text()[-3000:])
-
-
-def wait_for(condition, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
 def always_open(tenant: Tenant) -> None:
