@@ -22,7 +22,10 @@ def _beat_schedule(sender, **kwargs) -> None:
 @signals.beat_init.connect
 def _assume_rls_role(**kwargs) -> None:
     """Workers and beat act on tenants' data: their connections assume DATABASE_RLS_ROLE
-    (lifecycle/rls.py). Eager tasks in a web process inherit that process's connections."""
+    (lifecycle/rls.py), and with BACKGROUND_NICE they and their sessions yield the CPU to the
+    API (lifecycle/session_priority.py). Eager tasks in a web process inherit that process's."""
     from lifecycle.rls import serve_as_role
+    from lifecycle.session_priority import lower_background_priority
 
     serve_as_role()
+    lower_background_priority()

@@ -143,6 +143,10 @@ SILENCED_SYSTEM_CHECKS = ["models.W040"]
 # new PostgreSQL connection, so every tenant table shows them only the tenant at hand. Set it in
 # production (the migrations create `lifecycle_app`); manage.py commands run as the owner.
 DATABASE_RLS_ROLE = env("DATABASE_RLS_ROLE", "")
+# Single-host deployments (gunicorn, workers and PostgreSQL on the same cores): the niceness of the
+# Celery worker and beat processes and of their PostgreSQL backends, so the API and its queries go
+# first (lifecycle/session_priority.py). Empty: unchanged.
+BACKGROUND_NICE = env("BACKGROUND_NICE", "")
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
