@@ -38,7 +38,7 @@ from typing import TypeVar
 
 from django.conf import settings
 from django.db import OperationalError, connection, transaction
-from django.db.models import F
+from django.db.models import BigIntegerField, F
 from django.db.models.functions import Coalesce, Mod
 
 from . import clock
@@ -173,7 +173,7 @@ def _claim(*, limit: int, slot: int | None) -> list[Event]:
     pending = Event.all_tenants.filter(processed_at__isnull=True)
     slots = sweep_slots() if slot is not None else 1
     if slots > 1:
-        pending = pending.alias(key=Mod(Coalesce(F("customer_id"), 0), SWEEP_KEYS)).filter(
+        pending = pending.alias(key=Mod(Coalesce(F("customer_id"), 0), SWEEP_KEYS, output_field=BigIntegerField())).filter(
             key__in=[key for key in range(SWEEP_KEYS) if key % slots == slot])
     ids = list(pending.select_for_update(skip_locked=True).order_by("created_at", "pk")
                .values_list("pk", flat=True)[:limit])
