@@ -138,7 +138,7 @@ def exits_write(tenant_id: int, ending: Sequence[tuple[int, str]]) -> int:
         Delivery, tenant_id=tenant_id, rows=ended, columns=[("id", "bigint"), ("reason", "text")],
         set_sql="state = 'skipped', reason = v.reason, updated_at = %s, history = t.history || "
                 "jsonb_build_array(jsonb_build_object('at', %s::text, 'state', 'skipped', 'reason', v.reason))",
-        params=[now, now.isoformat(), *open_states], join="t.enrollment_id = v.id",
+        params=[now, now.isoformat(), *open_states], key="enrollment_id",
         where="t.state IN (" + ", ".join(["%s"] * len(open_states)) + ")")
     return len(ended)
 

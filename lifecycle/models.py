@@ -479,7 +479,10 @@ class Event(TenantModel):
         ]
         indexes = [
             models.Index(fields=["tenant", "customer", "occurred_at"], name="event_tenant_customer_idx"),
-            models.Index(fields=["created_at"], condition=Q(processed_at__isnull=True), name="event_unprocessed_idx"),
+            # The sweep's claim walks this in its own order, (created_at, id), and stops after a batch
+            # (lifecycle/events.py): no sort of the backlog, whatever its size.
+            models.Index(fields=["created_at", "id"], condition=Q(processed_at__isnull=True),
+                         name="event_unprocessed_idx"),
             # Dashboards: customers with a support.contacted / product.registered … event, and those
             # events per week, read from the index alone (workspace/metrics.py).
             models.Index(fields=["tenant", "type", "occurred_at", "customer"], name="event_tenant_type_idx"),

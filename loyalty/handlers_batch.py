@@ -107,7 +107,7 @@ class _Ledger:
         self.entries: list[LedgerEntry] = []
         self.activity: set[int] = set()
         self.credits: list[tuple[LoyaltyAccount, int, int]] = []  # (account, balance before, after) per credit
-        self.touched: list[LoyaltyAccount] = []
+        self.touched: dict[int, LoyaltyAccount] = {}  # by id, in the order first moved
         self.releases: list[tuple[LedgerEntry, dt.datetime]] = []
         self.by_event: set[int] = set()  # events left to the per-event reaction
         self.checked: list[LoyaltyAccount] = []  # accounts only re-qualified for their tier
@@ -131,8 +131,7 @@ class _Ledger:
         self.entries.append(entry)
         if activity:
             self.activity.add(account.pk)
-        if account not in self.touched:
-            self.touched.append(account)
+        self.touched.setdefault(account.pk, account)
         return entry
 
     def _credit(self, account: LoyaltyAccount, *, points: int, **fields) -> LedgerEntry:
@@ -243,7 +242,7 @@ class _Ledger:
         PendingRelease.objects.for_tenant(self.tenant_id).bulk_create([
             PendingRelease(tenant_id=self.tenant_id, account=entry.account, entry=entry, release_at=release_at)
             for entry, release_at in self.releases])
-        sums: dict[int, list[int]] = {account.pk: [0, 0, 0, 0] for account in self.touched}
+        sums: dict[int, list[int]] = {pk: [0, 0, 0, 0] for pk in self.touched}
         for entry in self.entries:
             row = sums[entry.account.pk]
             row[0] += entry.points
@@ -278,7 +277,7 @@ class _Ledger:
     def _tiers_refresh(self) -> None:
         """`services.tier_refresh` for the accounts whose tier would change, found with one
         aggregate of what each qualifies with."""
-        accounts = self.touched + [a for a in self.checked if a not in self.touched]
+        accounts = [*self.touched.values(), *(a for a in self.checked if a.pk not in self.touched)]
         if not self.tiers or not accounts:
             return
         values = tiers_qualifying(self.tenant_id, self.program, accounts, self.now)
