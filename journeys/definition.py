@@ -31,6 +31,8 @@ from pydantic_core import InitErrorDetails, PydanticCustomError
 from lifecycle.inputs import EVENT_TYPE_PATTERN, Money
 
 from .durations import format_duration, parse_duration
+from .graph import loop_problem
+from .rules import MAX_RULES, RULE_FIELDS, RuleIn, RuleParts
 from .template_checks import syntax_problem, template_problems
 
 TriggerIn = Literal["order_paid", "first_order", "repeat_order", "order_delivered", "order_refunded",
@@ -69,12 +71,8 @@ PLATFORM_EVENTS = {
     "customer.preferences_changed",
 }
 CLOSED_EVENT_PREFIXES = ("order.", "customer.")
-# What a condition step may test (journeys.enrollment.condition_holds), and the type of its value.
-# latest_*: the customer's newest final survey score of that kind (feedback app); points_balance and
-# tier: the customer's available loyalty points and tier name ("" without one) when the step runs.
-CONDITION_FIELDS = {"order_count": "int", "total_spent": "money", "marketing_consent": "bool", "locale": "str",
-                    "ordered_since_enrollment": "bool", "latest_nps": "int", "latest_csat": "int",
-                    "latest_ces": "int", "latest_review": "int", "points_balance": "int", "tier": "str"}
+# What a condition step may test (journeys.rules), and the type of its value.
+CONDITION_FIELDS = RULE_FIELDS
 LOCALE_PATTERN = r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})*$"
 LOCALE_HINT = "is not a locale: use a language code such as de, or with a region such as fr-CA"
 MAX_STEPS = 50
@@ -212,40 +210,30 @@ class EmailConfigIn(Strict):
                                      description="Used for {{ first_name }} when the customer has none.")
 
 
-class ConditionConfigIn(Strict):
-    """A yes/no split on a customer fact; `then` / `else` are step positions (none: the journey ends)."""
+ArmTarget = Annotated[int, Field(ge=1)] | Literal["end"] | None
 
-    model_config = ConfigDict(populate_by_name=True)
 
-    field: Literal["order_count", "total_spent", "marketing_consent", "locale", "ordered_since_enrollment",
-                   "latest_nps", "latest_csat", "latest_ces", "latest_review", "points_balance", "tier"]
-    op: Literal["==", "!=", ">", ">=", "<", "<="] = "=="
-    value: Any = None
-    then: int | None = Field(default=None, ge=1)
-    else_: int | None = Field(default=None, ge=1, alias="else")
+class ConditionConfigIn(RuleParts):
+    """A yes/no split: one rule (field, op, value and its qualifiers, journeys.rules), or `all` / `any` of
+    several. `then` / `else`: the step a customer goes to when it holds / does not ("end" or left out:
+    the journey ends)."""
+
+    all: list[RuleIn] | None = Field(default=None, min_length=1, max_length=MAX_RULES)
+    any: list[RuleIn] | None = Field(default=None, min_length=1, max_length=MAX_RULES)
+    then: ArmTarget = None
+    else_: ArmTarget = Field(default=None, alias="else")
 
     @model_validator(mode="after")
-    def _value_matches_field(self) -> "ConditionConfigIn":
-        kind = CONDITION_FIELDS[self.field]
-        value = self.value
-        ok = {
-            "int": isinstance(value, int) and not isinstance(value, bool),
-            "bool": isinstance(value, bool),
-            "str": isinstance(value, str),
-            "money": isinstance(value, str | int | Decimal) and not isinstance(value, bool),
-        }[kind]
-        if not ok:
-            words = {"int": "a whole number", "bool": "true or false", "str": "a string",
-                     "money": 'an amount such as "50.00"'}
-            _fail([(("value",), f"must be {words[kind]} to compare with {self.field}")], "ConditionConfigIn")
-        if kind == "money":
-            try:
-                self.value = str(_MONEY.validate_python(value))
-            except ValidationError as exc:
-                _fail([(("value",), exc.errors()[0]["msg"].removeprefix("Value error, "))], "ConditionConfigIn")
-        if kind in ("bool", "str") and self.op not in ("==", "!="):
-            _fail([(("op",), f"must be '==' or '!=' for {self.field}")], "ConditionConfigIn")
+    def _one_test(self) -> "ConditionConfigIn":
+        given = [name for name in ("field", "all", "any") if getattr(self, name) is not None]
+        if len(given) != 1:
+            _fail([((given[1] if len(given) > 1 else "field",),
+                    "give one rule (field, op, value) or a list of rules under 'all' or 'any'")], "ConditionConfigIn")
         return self
+
+    def rules(self) -> list[RuleIn]:
+        return [RuleIn.model_validate(self.model_dump(include=set(RuleIn.model_fields)))] if self.field else (
+            self.all or self.any or [])
 
 
 class VariantIn(Strict):
@@ -302,6 +290,18 @@ class StepIn(Strict):
     kind: Annotated[KindIn, BeforeValidator(_available_kind)] = "email"
     config: dict[str, Any] = Field(default_factory=dict, validate_default=True)
     template: TemplateIn | None = Field(default=None, validate_default=True)
+    next: ArmTarget = Field(
+        default=None, description='What comes after this step: a position, or "end". Left out: the next step by '
+                                  "position. Condition and A/B steps branch through their config instead.")
+
+    @field_validator("next")
+    @classmethod
+    def _next(cls, value: int | str | None, info: ValidationInfo) -> int | str | None:
+        kind = info.data.get("kind")
+        if value is not None and kind in SENDS_NOTHING:
+            where = "then and else" if kind == "condition" else "each variant's step"
+            raise ValueError(f"must be left out: a {kind} step goes on through its config's {where}")
+        return value
 
     @field_validator("anchor")
     @classmethod
@@ -371,12 +371,24 @@ class StepIn(Strict):
     def targets(self) -> list[tuple[tuple[str | int, ...], int]]:
         """The positions this step branches to, with where each is written."""
         if self.kind == "condition":
-            return [(("config", key), self.config[key]) for key in ("then", "else") if self.config.get(key) is not None]
+            return [(("config", key), self.config[key]) for key in ("then", "else")
+                    if isinstance(self.config.get(key), int)]
         if self.kind == "ab_split":
             then = [(("config", "then"), self.config["then"])] if self.config.get("then") is not None else []
             return [(("config", "variants", i, "step"), v["step"])
                     for i, v in enumerate(self.config.get("variants", []))] + then
-        return []
+        return [(("next",), self.next)] if isinstance(self.next, int) else []
+
+    def looked_at(self) -> list[tuple[tuple[str | int, ...], int]]:
+        """The earlier steps a condition asks about (opened / clicked), with where each is written."""
+        if self.kind != "condition":
+            return []
+        config = self.config
+        single = [(("config", "step"), config["step"])] if config.get("field") in ("opened_step", "clicked_step") \
+            else []
+        return single + [(("config", group, i, "step"), rule["step"]) for group in ("all", "any")
+                         for i, rule in enumerate(config.get(group) or [])
+                         if rule.get("field") in ("opened_step", "clicked_step")]
 
 
 def _locale(value: str) -> str:
@@ -490,9 +502,19 @@ class JourneyIn(Strict):
             for loc, target in step.targets():
                 if target not in first_at:
                     errors.append((("steps", i, *loc), f"points at position {target}, and no step has that position"))
-                elif target <= step.position:
-                    errors.append((("steps", i, *loc), f"points at position {target}, which is not after this step "
-                                                       f"({step.position}): a step never runs twice"))
+                elif target == step.position:
+                    errors.append((("steps", i, *loc), f"points at this step itself ({target}): a step runs at most "
+                                                       "once for a customer"))
+            for loc, target in step.looked_at():
+                looked = self.steps[first_at[target]] if target in first_at else None
+                if looked is None or looked.kind not in NEEDS_TEMPLATE + ("referral_invite",):
+                    errors.append((("steps", i, *loc), f"must be the position of an email step of this journey; "
+                                                       f"{target} is {'not one' if looked else 'no step'}"))
+        if not errors and (closing := loop_problem(self.steps)):
+            position, target, message = closing
+            closer = self.steps[first_at[position]]
+            loc = next((loc for loc, t in closer.targets() if t == target), ("next",))
+            errors.append((("steps", first_at[position], *loc), message))
         template_names: dict[str, int] = {}
         for i, step in enumerate(self.steps):
             if step.template is not None and step.template.name:

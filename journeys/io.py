@@ -34,6 +34,7 @@ from lifecycle.models import Tenant
 from .categories import category_default
 from .definition import JourneyIn
 from .durations import format_duration, parse_duration
+from .graph import END, declared_next
 from .models import Delivery, EmailTemplate, Enrollment, Journey, Step
 from .rollups import MEASURE_FIELDS, outcomes_forget
 
@@ -94,6 +95,7 @@ def _step_shape(step, *, config: dict, template: dict[str, Any] | None) -> dict[
         "kind": step.kind,
         "config": config,
         "template": template,
+        "next": declared_next(step),
     }
 
 
@@ -221,6 +223,7 @@ def _write_steps(journey: Journey, wanted: dict[str, Any], owned: dict[str, Emai
             "anchor": spec["anchor"], "wait_event": spec["wait_event"],
             "wait_max": parse_duration(spec["wait_max"]) if spec["wait_max"] else None,
             "kind": spec["kind"], "config": spec["config"], "template": template,
+            "next_position": spec["next"] if isinstance(spec["next"], int) else None, "ends": spec["next"] == END,
         }
         if _assign(step, values) or step.pk is None:
             step.save()

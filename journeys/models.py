@@ -145,11 +145,18 @@ class Step(TenantModel):
     kind = models.CharField(max_length=20, choices=Kind.choices, default=Kind.EMAIL)
     template = models.ForeignKey(EmailTemplate, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
     config = models.JSONField(default=dict, blank=True)
+    # The journey graph (journeys.graph): what a step that does not branch leads to. Neither set: the
+    # next step by position (a linear journey, as every journey was before graphs); `next_position`: that
+    # step; `ends`: the journey ends after it. Condition and A/B steps branch through their config.
+    next_position = models.PositiveSmallIntegerField(null=True, blank=True)
+    ends = models.BooleanField(default=False)
 
     class Meta:
         ordering = ["position"]
         constraints = [
-            models.UniqueConstraint(fields=["tenant", "journey", "position"], name="step_journey_position_uniq")
+            models.UniqueConstraint(fields=["tenant", "journey", "position"], name="step_journey_position_uniq"),
+            models.CheckConstraint(condition=Q(next_position__isnull=True) | Q(ends=False),
+                                   name="step_next_or_ends"),
         ]
 
     def __str__(self) -> str:
