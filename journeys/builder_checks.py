@@ -56,6 +56,9 @@ TRIGGERS = {
     Journey.Trigger.FEEDBACK_NEGATIVE: ("a customer gives negative feedback", "negative feedback"),
     Journey.Trigger.FEEDBACK_POSITIVE: ("a customer gives positive feedback", "positive feedback"),
     Journey.Trigger.CUSTOM: ("a custom event happens", "event"),
+    Journey.Trigger.DATE: ("a date comes: birthday, order anniversary or days since the last order", "date"),
+    Journey.Trigger.SEGMENT_ENTERED: ("a customer enters a segment", "entered segment"),
+    Journey.Trigger.SUPPORT_CONTACTED: ("a customer contacts support", "support contact"),
 }
 # The order time each trigger happens at: an anchor equal to it counts from the moment of entry.
 TRIGGER_ANCHOR = {

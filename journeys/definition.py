@@ -36,7 +36,8 @@ from .rules import MAX_RULES, RULE_FIELDS, RuleIn, RuleParts
 from .template_checks import syntax_problem, template_problems
 
 TriggerIn = Literal["order_paid", "first_order", "repeat_order", "order_delivered", "order_refunded",
-                    "feedback_negative", "feedback_positive", "custom"]
+                    "feedback_negative", "feedback_positive", "custom", "date", "segment_entered",
+                    "support_contacted"]
 StatusIn = Literal["draft", "active", "paused", "archived"]
 EntryPolicyIn = Literal["once_per_customer", "once_per_order", "cooldown"]
 MessageClassIn = Literal["marketing", "transactional"]
@@ -408,6 +409,9 @@ class FiltersIn(Strict):
     max_order_count: int | None = Field(default=None, ge=0)
     locales: list[Annotated[str, AfterValidator(_locale)]] | None = Field(default=None, max_length=50)
     consent: Literal["required", "any"] | None = None
+    segment: int | None = Field(default=None, ge=1, description="Only customers in this segment (its id) enter.")
+    exit_segment: int | None = Field(default=None, ge=1,
+                                     description="A customer in this segment (its id) leaves before the next step.")
 
     @model_validator(mode="after")
     def _ranges(self) -> "FiltersIn":
@@ -421,6 +425,32 @@ class FiltersIn(Strict):
         return self
 
 
+class DateTriggerIn(Strict):
+    fact: Literal["birthday", "order_anniversary", "days_since_last_order"]
+    days: int | None = Field(default=None, ge=1, le=3650)
+
+    @model_validator(mode="after")
+    def _days(self) -> "DateTriggerIn":
+        if self.fact == "days_since_last_order" and self.days is None:
+            _fail([(("days",), "is required for days_since_last_order: how many days, such as 60")], "DateTriggerIn")
+        if self.fact != "days_since_last_order" and self.days is not None:
+            _fail([(("days",), f"is only used with days_since_last_order (this trigger's fact is '{self.fact}')")],
+                  "DateTriggerIn")
+        return self
+
+
+class SegmentTriggerIn(Strict):
+    segment: int = Field(ge=1, description="The segment's id.")
+
+
+class SupportTriggerIn(Strict):
+    topics: list[Annotated[str, Field(min_length=1, max_length=100)]] = Field(default_factory=list, max_length=50)
+
+
+TRIGGER_CONFIG_MODELS: dict[str, type[BaseModel]] = {
+    "date": DateTriggerIn, "segment_entered": SegmentTriggerIn, "support_contacted": SupportTriggerIn}
+
+
 class JourneyIn(Strict):
     """One journey with its steps and their email templates, inline. Upserted by `name`."""
 
@@ -431,6 +461,11 @@ class JourneyIn(Strict):
     trigger: TriggerIn
     custom_event_type: EventName = Field(default="", validate_default=True,
                                          description="The event type that starts it, when trigger is 'custom'.")
+    trigger_config: dict[str, Any] = Field(
+        default_factory=dict, validate_default=True,
+        description='date: {"fact": "birthday" | "order_anniversary" | "days_since_last_order", "days": N (the '
+                    'last only)}; segment_entered: {"segment": <segment id>}; support_contacted: {"topics": '
+                    '["shipping", …]} (left out: any topic).')
     filters: FiltersIn = Field(default_factory=FiltersIn)
     entry_policy: EntryPolicyIn = "once_per_order"
     cooldown: Duration | None = Field(default=None, validate_default=True)
@@ -461,6 +496,18 @@ class JourneyIn(Strict):
         if trigger and trigger != "custom" and value:
             raise ValueError(f"is only used when trigger is 'custom' (this journey's is '{trigger}')")
         return _event_name(value) if value else value
+
+    @field_validator("trigger_config")
+    @classmethod
+    def _trigger_config(cls, value: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
+        trigger = info.data.get("trigger")
+        model = TRIGGER_CONFIG_MODELS.get(trigger or "")
+        if model is None:
+            if value:
+                raise ValueError(f"is only used when trigger is 'date', 'segment_entered' or 'support_contacted' "
+                                 f"(this journey's is '{trigger}')")
+            return value
+        return model.model_validate(value).model_dump(mode="json", exclude_none=True)
 
     @field_validator("cooldown")
     @classmethod

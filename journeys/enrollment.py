@@ -21,7 +21,8 @@ from lifecycle.models import Customer, Event, Order
 
 from .conditions import condition_decide, enrollment_context
 from .graph import Arm, arm_target, fall_through, plain_next, split_arms, split_join  # noqa: F401 - their old home
-from .models import Delivery, Enrollment, Journey, Step
+from .models import Delivery, Enrollment, Journey, Segment, Step
+from .segments import customer_in_segment
 
 TRIGGER_EVENTS = {
     Journey.Trigger.ORDER_PAID: "order.paid",
@@ -31,6 +32,9 @@ TRIGGER_EVENTS = {
     Journey.Trigger.ORDER_REFUNDED: "order.refunded",
     Journey.Trigger.FEEDBACK_NEGATIVE: "feedback.negative",
     Journey.Trigger.FEEDBACK_POSITIVE: "feedback.positive",
+    Journey.Trigger.DATE: "date.reached",
+    Journey.Trigger.SEGMENT_ENTERED: "segment.entered",
+    Journey.Trigger.SUPPORT_CONTACTED: "support.contacted",
 }
 
 
@@ -64,18 +68,31 @@ def on_event(event: Event) -> None:
         journey_enroll(journey=journey, event=event)
 
 
-def triggers(journey: Journey, event_type: str) -> bool:
-    """Whether an event of this type starts the journey (the query in `_journeys_triggered_by`)."""
+def triggers(journey: Journey, event_type: str, data: dict[str, Any] | None = None) -> bool:
+    """Whether an event of this type (and data) starts the journey (the query in `_journeys_triggered_by`)."""
     if journey.trigger == Journey.Trigger.CUSTOM and journey.custom_event_type == event_type:
         return True
-    return TRIGGER_EVENTS.get(journey.trigger) == event_type
+    return TRIGGER_EVENTS.get(journey.trigger) == event_type and trigger_config_matches(journey, data or {})
+
+
+def trigger_config_matches(journey: Journey, data: dict[str, Any]) -> bool:
+    """The new triggers' settings (journeys.triggers): which date, which segment, which support topics."""
+    config = journey.trigger_config or {}
+    if journey.trigger == Journey.Trigger.DATE:
+        return data.get("fact") == config.get("fact") and (
+            config.get("fact") != "days_since_last_order" or data.get("days") == config.get("days"))
+    if journey.trigger == Journey.Trigger.SEGMENT_ENTERED:
+        return data.get("segment_id") == config.get("segment")
+    if journey.trigger == Journey.Trigger.SUPPORT_CONTACTED and config.get("topics"):
+        return str(data.get("topic") or "").strip().lower() in {str(t).lower() for t in config["topics"]}
+    return True
 
 
 def _journeys_triggered_by(event: Event) -> list[Journey]:
-    triggers = [t for t, etype in TRIGGER_EVENTS.items() if etype == event.type]
+    triggers_ = [t for t, etype in TRIGGER_EVENTS.items() if etype == event.type]
     journeys = Journey.objects.for_tenant(event.tenant_id).filter(status=Journey.Status.ACTIVE)
-    return list(journeys.filter(Q(trigger__in=triggers) | Q(trigger=Journey.Trigger.CUSTOM,
-                                                            custom_event_type=event.type)).order_by("-priority", "pk"))
+    found = journeys.filter(Q(trigger__in=triggers_) | Q(trigger=Journey.Trigger.CUSTOM, custom_event_type=event.type))
+    return [j for j in found.order_by("-priority", "pk") if triggers(j, event.type, event.data)]
 
 
 def _release_waits(event: Event) -> None:
@@ -180,6 +197,12 @@ def journey_filter_reason(journey: Journey, customer: Customer, order: Order | N
         return f"filter: locale {customer.locale or 'unknown'} is not one of {', '.join(locales)}"
     if f.get("consent") == "required" and customer.marketing_consent is not True:
         return "filter: no marketing consent"
+    if f.get("segment"):
+        segment = Segment.objects.for_tenant(journey.tenant_id).filter(pk=f["segment"]).first()
+        if segment is None:
+            return "filter: its segment was deleted"
+        if not customer_in_segment(segment=segment, customer=customer):
+            return f"filter: not in segment '{segment.name}'"
     return None
 
 

@@ -40,6 +40,9 @@ TRIGGER_WORDS = {
     Journey.Trigger.ORDER_REFUNDED: "an order is refunded",
     Journey.Trigger.FEEDBACK_NEGATIVE: "negative feedback arrives",
     Journey.Trigger.FEEDBACK_POSITIVE: "positive feedback arrives",
+    Journey.Trigger.DATE: "the customer's date comes (birthday, anniversary, days since the last order)",
+    Journey.Trigger.SEGMENT_ENTERED: "the customer enters the segment",
+    Journey.Trigger.SUPPORT_CONTACTED: "the customer contacts support",
 }
 
 

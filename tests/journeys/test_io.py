@@ -66,7 +66,7 @@ def written(tenant) -> tuple[int, int, int]:
 
 
 TRIGGERS = "'order_paid', 'first_order', 'repeat_order', 'order_delivered', 'order_refunded', " \
-           "'feedback_negative', 'feedback_positive' or 'custom'"
+           "'feedback_negative', 'feedback_positive', 'custom', 'date', 'segment_entered' or 'support_contacted'"
 ANCHORS = "'enrolled_at', 'placed_at', 'paid_at', 'fulfilled_at' or 'delivered_at'"
 
 INVALID = {
