@@ -9,15 +9,18 @@ from typing import Any
 from django import forms
 from pydantic import ValidationError
 
-from journeys.builder_checks import EMAIL_KINDS, KIND_WORDS, TRIGGERS, condition_field_choices
+from journeys.builder_checks import EMAIL_KINDS, KIND_WORDS, TRIGGERS
 from journeys.definition import (
-    CONDITION_FIELDS,
     ConditionConfigIn,
     FiltersIn,
     event_name_problem,
     plain_value,
 )
 from journeys.models import Journey, Step
+
+from .rule_fields import rule_form_fields, rule_from_data, rule_initial
+
+RULE_INPUTS = tuple(rule_form_fields("cond_"))
 
 CENT = Decimal("0.01")
 UNITS = {"minutes": 60, "hours": 3600, "days": 86400, "weeks": 7 * 86400, "seconds": 1}
@@ -38,8 +41,6 @@ KIND_CHOICES = [(k, KIND_WORDS[k]) for k in (Step.Kind.EMAIL, Step.Kind.FEEDBACK
                                             Step.Kind.AWARD_POINTS, Step.Kind.CONDITION, Step.Kind.AB_SPLIT)]
 COMMON_EXITS = [("order.placed", "another order is placed"), ("order.refunded", "the order is refunded"),
                 ("order.cancelled", "the order is cancelled"), ("customer.unsubscribed", "the customer unsubscribes")]
-OPS = [("==", "is"), ("!=", "is not"), (">", "is more than"), (">=", "is at least"), ("<", "is less than"),
-       ("<=", "is at most")]
 
 
 def split_amount(delta: dt.timedelta | None) -> tuple[int, str]:
@@ -229,12 +230,12 @@ class StepForm(forms.Form):
     survey = forms.ChoiceField(required=False, choices=[], label="Survey")
     points = forms.IntegerField(required=False, min_value=1, max_value=1_000_000, label="Points to award")
     points_reason = forms.CharField(required=False, max_length=200, label="Reason shown in the ledger")
-    cond_field = forms.ChoiceField(required=False, choices=condition_field_choices(), label="If the customer's")
-    cond_op = forms.ChoiceField(required=False, choices=OPS, label="")
-    cond_value = forms.CharField(required=False, max_length=100, label="value")
     cond_then = forms.TypedChoiceField(required=False, choices=[], coerce=int, empty_value=None, label="then go to")
     cond_else = forms.TypedChoiceField(required=False, choices=[], coerce=int, empty_value=None,
                                        label="otherwise go to")
+    next = forms.ChoiceField(required=False, choices=[], label="Then",
+                             help_text="Where the customer goes after this step: an arm of a split ends or rejoins "
+                                       "here.")
     variants = forms.CharField(required=False, max_length=500, label="Branches",
                                help_text="step:weight pairs, e.g. 3:50, 4:50. Each customer gets one branch: from its "
                                          "step up to the next branch's step.")
@@ -247,17 +248,20 @@ class StepForm(forms.Form):
     signature = forms.CharField(max_length=200, required=False, help_text="Who signs it, e.g. Lena, founder")
 
     STRUCTURE = ("timing", "wait_amount", "wait_unit", "wait_event", "give_up_days", "kind", "survey", "points",
-                 "points_reason", "cond_field", "cond_op", "cond_value", "cond_then", "cond_else", "variants",
-                 "ab_then")
+                 "points_reason", *RULE_INPUTS, "cond_then", "cond_else", "variants", "ab_then", "next")
     CONTENT = ("subject", "preheader", "body", "signature")
 
     def __init__(self, *args, step: Step, positions: list[int], surveys: list[tuple[str, str]],
-                 structure_locked: bool = False, **kwargs):
+                 structure_locked: bool = False, email_positions: list[int] | None = None, **kwargs):
         super().__init__(*args, **kwargs)
         self.step, self.structure_locked = step, structure_locked
+        self.fields.update(rule_form_fields("cond_", steps=[(p, f"step {p}") for p in email_positions or []
+                                                            if p != step.position]))
         later = [(p, f"step {p}") for p in positions if p > step.position]
-        self.fields["cond_then"].choices = [("", "the end")] + later
-        self.fields["cond_else"].choices = [("", "the end")] + later
+        others = [(p, f"step {p}") for p in positions if p != step.position]
+        self.fields["cond_then"].choices = [("", "the end")] + others
+        self.fields["cond_else"].choices = [("", "the end")] + others
+        self.fields["next"].choices = [("", "the next step below"), ("end", "the end of the journey")] + others
         self.fields["ab_then"].choices = [("", "the step after the last branch's step (or the end)")] + later
         self.fields["survey"].choices = [("", "choose a survey")] + surveys
         if step.kind not in dict(KIND_CHOICES):  # an imported kind the builder does not offer: keep it selectable
@@ -276,16 +280,17 @@ class StepForm(forms.Form):
             amount, unit = split_amount(step.wait)
             timing = step.anchor if step.wait_kind == Step.WaitKind.AFTER_ANCHOR and step.anchor else "previous"
         template = step.template if step.template_id else None
-        value = config.get("value")
         return {
             "name": step.name, "timing": timing, "wait_amount": amount, "wait_unit": unit,
             "wait_event": step.wait_event,
             "give_up_days": step.wait_max.days if step.wait_max and step.wait_kind == Step.WaitKind.AFTER_ANCHOR
             else None,
             "kind": step.kind, "survey": str(config.get("survey") or ""), "points": config.get("points"),
-            "points_reason": config.get("reason", ""), "cond_field": config.get("field"), "cond_op": config.get("op"),
-            "cond_value": ("true" if value else "false") if isinstance(value, bool) else value,
-            "cond_then": config.get("then"), "cond_else": config.get("else"),
+            "points_reason": config.get("reason", ""),
+            **(rule_initial(config, "cond_") if step.kind == Step.Kind.CONDITION and config.get("field") else {}),
+            "cond_then": config.get("then") if isinstance(config.get("then"), int) else None,
+            "cond_else": config.get("else") if isinstance(config.get("else"), int) else None,
+            "next": "end" if step.ends else step.next_position or "",
             "ab_then": config.get("then") if step.kind == Step.Kind.AB_SPLIT else None,
             "variants": ", ".join(f"{v.get('step')}:{v.get('weight', 1)}" for v in config.get("variants") or []
                                   if isinstance(v, dict)),
@@ -314,6 +319,10 @@ class StepForm(forms.Form):
             values.update(wait_kind=Step.WaitKind.AFTER_ANCHOR, anchor=timing,
                           wait_max=dt.timedelta(days=give_up) if give_up and timing != "enrolled_at" else None)
         values["config"] = self._config(kind, data)
+        chosen = data.get("next") or ""
+        branches = kind in (Step.Kind.CONDITION, Step.Kind.AB_SPLIT)
+        values["ends"] = chosen == "end" and not branches
+        values["next_position"] = int(chosen) if chosen.isdigit() and not branches else None
         data["structure"] = values
         return data
 
@@ -348,27 +357,19 @@ class StepForm(forms.Form):
         return current
 
     def _condition(self, data: dict[str, Any]) -> dict[str, Any]:
-        field, op, raw = data.get("cond_field"), data.get("cond_op") or "==", (data.get("cond_value") or "").strip()
-        if not field:
-            self.add_error("cond_field", "choose what to test")
+        current = self.step.config if self.step.kind == Step.Kind.CONDITION else {}
+        rule = rule_from_data(data, "cond_", self)
+        if rule is None and not self.errors:
+            if not (current.get("all") or current.get("any")):
+                self.add_error("cond_field", "choose what to test")
+                return {}
+            # Several rules (written in JSON): the builder keeps them and changes where the arms go.
+            rule = {k: v for k, v in current.items() if k in ("all", "any")}
+        if rule is None:
             return {}
-        value: Any = raw
-        kind = CONDITION_FIELDS[field]
-        try:
-            if kind == "int":
-                value = int(raw)
-            elif kind == "bool":
-                if raw.lower() not in ("true", "false", "yes", "no"):
-                    raise ValueError
-                value = raw.lower() in ("true", "yes")
-        except ValueError:
-            self.add_error("cond_value", "must be a whole number" if kind == "int" else "must be yes or no")
-            return {}
-        config: dict[str, Any] = {"field": field, "op": op, "value": value}
-        if data.get("cond_then") is not None:
-            config["then"] = data["cond_then"]
-        if data.get("cond_else") is not None:
-            config["else"] = data["cond_else"]
+        config: dict[str, Any] = dict(rule)
+        for key in ("then", "else"):
+            config[key] = data.get(f"cond_{key}") if data.get(f"cond_{key}") is not None else "end"
         try:
             parsed = ConditionConfigIn.model_validate(config)
         except ValidationError as exc:

@@ -32,6 +32,7 @@ from journeys.builder_checks import (
     wait_words,
 )
 from journeys.io import journey_export, library_install, library_keys, library_load
+from journeys.paths import paths, steps_reached, unreached_steps
 from journeys.models import EmailTemplate, Enrollment, Journey, Step
 from journeys.preview import PreviewError, TestNotSent, email_preview, email_send_test, recent_customers
 from lifecycle.models import Tenant
@@ -205,7 +206,8 @@ def _surveys(tenant: Tenant) -> list[tuple[str, str]]:
 
 def _step_form(tenant: Tenant, step: Step, steps: list[Step], lock: str | None, data=None) -> StepForm:
     return StepForm(data, initial=StepForm.initial_for(step), step=step, positions=[s.position for s in steps],
-                    surveys=_surveys(tenant), structure_locked=bool(lock))
+                    surveys=_surveys(tenant), structure_locked=bool(lock),
+                    email_positions=[s.position for s in steps if s.kind in EMAIL_KINDS])
 
 
 def _builder(request: HttpRequest, tenant: Tenant, journey: Journey, *, selected: Step | None = None,
@@ -225,6 +227,10 @@ def _builder(request: HttpRequest, tenant: Tenant, journey: Journey, *, selected
                   "kind": KIND_WORDS.get(s.kind, s.kind), "problems": [p for p in problems if p.position == s.position],
                   "first": i == 0, "last": i == len(steps) - 1}
                  for i, s in enumerate(steps)]
+    graph = paths(steps, steps_reached(journey))
+    for root in graph:
+        for node in root.walk():
+            node.title, node.does = step_title(node.step), step_does(node.step, by_position)
     preview, customers, preview_error = None, recent_customers(tenant), ""
     customer_key = request.GET.get("customer") or customers[0].key
     if selected is not None and step_form is None:
@@ -245,6 +251,8 @@ def _builder(request: HttpRequest, tenant: Tenant, journey: Journey, *, selected
                      for p in problems],
         "trigger_sentence": trigger_sentence(journey, tenant), "lock": lock,
         "active_people": builder.people_words(people) if people else "", "selected": selected,
+        "paths": graph, "unreached": unreached_steps(steps),
+        "selected_does": step_does(selected, by_position) if selected is not None else "",
         "step_form": step_form,
         "settings_form": settings_form or SettingsForm(initial=SettingsForm.initial_for(journey),
                                                        structure_locked=bool(lock), prefix=SETTINGS_PREFIX),
