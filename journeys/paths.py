@@ -86,9 +86,11 @@ def paths(steps: Sequence[Any], reached: dict[int, int] | None = None) -> list[N
                 common = set.intersection(*reaches) if reaches else set()
                 join = min(common, key=lambda p: order.get(p, 0)) if common else None
                 for label, target in zip(_arm_labels(step), targets, strict=False):
-                    arm_nodes, ends, goes_to = walk(target, join)
-                    node.arms.append(Arm(label=label, nodes=arm_nodes, ends=ends and join is None or target is None,
-                                         goes_to=goes_to))
+                    # An arm runs to where the arms meet again, or (none) to where the arm around it ends.
+                    arm_nodes, ends, goes_to = walk(target, join if join is not None else stop)
+                    node.arms.append(Arm(label=label, nodes=arm_nodes, ends=ends, goes_to=goes_to))
+                if join is None:  # nothing after the split: this path ends where all its arms end
+                    return nodes, all(arm.ends for arm in node.arms), None
                 position = join
             else:
                 position = targets[0] if targets else None

@@ -32,8 +32,8 @@ from journeys.builder_checks import (
     wait_words,
 )
 from journeys.io import journey_export, library_install, library_keys, library_load
-from journeys.paths import paths, steps_reached, unreached_steps
 from journeys.models import EmailTemplate, Enrollment, Journey, Step
+from journeys.paths import paths, steps_reached, unreached_steps
 from journeys.preview import PreviewError, TestNotSent, email_preview, email_send_test, recent_customers
 from lifecycle.models import Tenant
 from workspace.access import workspace_view

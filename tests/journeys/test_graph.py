@@ -231,3 +231,30 @@ def test_health_band_is_the_customer_pages_health(api, tenant):
     assert decide(customer, {"field": "health_band", "value": "red"}) == (True, "health is red: yes")
     assert decide(customer, {"field": "health_band", "op": "!=", "value": "red"})[0] is False
     assert customer.total_spent == Decimal("59.90")
+
+
+def test_paths_put_a_splits_arms_side_by_side_and_rejoin_where_they_meet():
+    from types import SimpleNamespace
+
+    from journeys.paths import paths
+
+    def step(position, kind="email", config=None, next_position=None, ends=False):
+        return SimpleNamespace(pk=position * 10, position=position, kind=kind, config=config or {},
+                               next_position=next_position, ends=ends)
+
+    steps = [step(1), step(2, "condition", {"field": "order_count", "value": 1, "then": 3, "else": 5}),
+             step(3, "condition", {"field": "order_count", "value": 2, "then": 4, "else": 5}),
+             step(4, ends=True), step(5), step(6, "ab_split", {"variants": [{"step": 7}, {"step": 8, "weight": 3}]}),
+             step(7, next_position=9), step(8, ends=True), step(9)]
+
+    def shape(nodes):
+        return [(n.step.position, n.reached, [(a.label, shape(a.nodes), a.ends, a.goes_to) for a in n.arms])
+                for n in nodes]
+
+    assert shape(paths(steps, {10: 5, 20: 5, 30: 3})) == [
+        (1, 5, []),
+        (2, 5, [("Yes", [(3, 3, [("Yes", [(4, 0, [])], True, None), ("No", [], False, None)])], False, None),
+                ("No", [], False, None)]),
+        (5, 0, []),
+        (6, 0, [("A · 25%", [(7, 0, []), (9, 0, [])], True, None), ("B · 75%", [(8, 0, [])], True, None)]),
+    ]
