@@ -32,7 +32,7 @@ from .enrollment import DEFAULT_ANCHOR_WAIT_MAX
 from .graph import loop_problem, split_join, topological
 from .graph import successors as graph_successors
 from .io import journey_export
-from .models import EmailTemplate, Journey, Step
+from .models import EmailTemplate, Journey, Segment, Step
 from .rendering import SandboxEngine
 from .template_checks import template_problems
 
@@ -139,6 +139,18 @@ def trigger_sentence(journey: Journey, tenant: Tenant) -> str:
     when, _ = TRIGGERS.get(journey.trigger, (journey.trigger, ""))
     if journey.trigger == Journey.Trigger.CUSTOM:
         when = f"the event “{journey.custom_event_type or '?'}” happens"
+    config = journey.trigger_config or {}
+    if journey.trigger == Journey.Trigger.DATE:
+        when = {"birthday": "it is the customer's birthday",
+                "order_anniversary": "it is the anniversary of the customer's first order",
+                "days_since_last_order": f"{config.get('days')} days have passed since the customer's last order",
+                }.get(config.get("fact"), when)
+    if journey.trigger == Journey.Trigger.SEGMENT_ENTERED:
+        name = Segment.objects.for_tenant(journey.tenant_id).filter(pk=config.get("segment")).values_list(
+            "name", flat=True).first()
+        when = f"a customer enters the segment “{name or '?'}”"
+    if journey.trigger == Journey.Trigger.SUPPORT_CONTACTED and config.get("topics"):
+        when = f"a customer contacts support about {_or(config['topics'])}"
     parts = [f"When {when}"]
     f = journey.filters or {}
     low, high = f.get("min_total"), f.get("max_total")
@@ -162,14 +174,21 @@ def trigger_sentence(journey: Journey, tenant: Tenant) -> str:
         parts.append("who speak " + _or(f["locales"]))
     if f.get("consent") == "required":
         parts.append("who agreed to marketing email")
+    named = dict(Segment.objects.for_tenant(journey.tenant_id).filter(
+        pk__in=[f[k] for k in ("segment", "exit_segment") if f.get(k)]).values_list("pk", "name"))
+    if f.get("segment"):
+        parts.append(f"in the segment “{named.get(f['segment'], '?')}”")
     policy = {Journey.EntryPolicy.ONCE_PER_ORDER: "once per order",
               Journey.EntryPolicy.ONCE_PER_CUSTOMER: "once per customer"}.get(journey.entry_policy)
     if journey.entry_policy == Journey.EntryPolicy.COOLDOWN:
         policy = f"at most once every {duration_words(journey.cooldown)} per customer"
     parts.append(policy or journey.entry_policy)
     sentence = ", ".join(parts) + "."
-    if journey.exit_events:
-        sentence += " It stops when " + _or([event_words(e) for e in journey.exit_events]) + "."
+    stops = [event_words(e) for e in journey.exit_events or []]
+    if f.get("exit_segment"):
+        stops.append(f"the customer is in the segment “{named.get(f['exit_segment'], '?')}”")
+    if stops:
+        sentence += " It stops when " + _or(stops) + "."
     return sentence
 
 

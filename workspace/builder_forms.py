@@ -103,6 +103,19 @@ class SettingsForm(forms.Form):
     max_order_count = forms.IntegerField(required=False, min_value=0, label="…and at most … orders")
     locales = forms.CharField(required=False, max_length=500, label="Languages", help_text="e.g. de, fr-CA")
     consent_required = forms.BooleanField(required=False, label="Only customers who agreed to marketing email")
+    segment = forms.TypedChoiceField(required=False, choices=[], coerce=int, empty_value=None,
+                                     label="Only customers in the segment")
+    exit_segment = forms.TypedChoiceField(required=False, choices=[], coerce=int, empty_value=None,
+                                          label="Stop when the customer is in the segment")
+    trigger_fact = forms.ChoiceField(required=False, label="The date", choices=[
+        ("birthday", "the customer's birthday"), ("order_anniversary", "the anniversary of their first order"),
+        ("days_since_last_order", "… days after their last order")])
+    trigger_days = forms.IntegerField(required=False, min_value=1, max_value=3650, label="Days after the last order")
+    trigger_segment = forms.TypedChoiceField(required=False, choices=[], coerce=int, empty_value=None,
+                                             label="Entering the segment")
+    trigger_topics = forms.CharField(required=False, max_length=1000, label="Support topics",
+                                     help_text="Comma-separated, as your help desk sends them in the event's topic; "
+                                               "blank: any topic")
     entry_policy = forms.ChoiceField(choices=[("once_per_order", "once per order"),
                                               ("once_per_customer", "once per customer"),
                                               ("cooldown", "at most once every … days per customer")])
@@ -121,13 +134,17 @@ class SettingsForm(forms.Form):
                                   help_text="Higher wins when two journeys' emails compete for the cap.")
     replace_running = forms.BooleanField(required=False, label="A newer order restarts it")
 
-    STRUCTURE = ("trigger", "custom_event_type", "min_total", "max_total", "skus", "product_ids", "min_order_count",
+    STRUCTURE = ("trigger", "custom_event_type", "trigger_fact", "trigger_days", "trigger_segment", "trigger_topics",
+                 "segment", "exit_segment", "min_total", "max_total", "skus", "product_ids", "min_order_count",
                  "max_order_count", "locales", "consent_required", "entry_policy", "cooldown_days", "exit_events",
                  "exit_custom", "attribution_days", "holdout_percent", "message_class", "priority", "replace_running")
 
-    def __init__(self, *args, structure_locked: bool = False, **kwargs):
+    def __init__(self, *args, structure_locked: bool = False, segments: list[tuple[int, str]] | None = None,
+                 **kwargs):
         super().__init__(*args, **kwargs)
         self.structure_locked = structure_locked
+        for name in ("segment", "exit_segment", "trigger_segment"):
+            self.fields[name].choices = [("", "—")] + list(segments or [])
         if structure_locked:
             for name in self.STRUCTURE:
                 self.fields[name].disabled = True
@@ -142,6 +159,11 @@ class SettingsForm(forms.Form):
             "product_ids": ", ".join(f.get("product_ids") or []), "min_order_count": f.get("min_order_count"),
             "max_order_count": f.get("max_order_count"), "locales": ", ".join(f.get("locales") or []),
             "consent_required": f.get("consent") == "required", "entry_policy": journey.entry_policy,
+            "segment": f.get("segment"), "exit_segment": f.get("exit_segment"),
+            "trigger_fact": (journey.trigger_config or {}).get("fact"),
+            "trigger_days": (journey.trigger_config or {}).get("days"),
+            "trigger_segment": (journey.trigger_config or {}).get("segment"),
+            "trigger_topics": ", ".join((journey.trigger_config or {}).get("topics") or []),
             "cooldown_days": journey.cooldown.days if journey.cooldown else None,
             "exit_events": [e for e in journey.exit_events or [] if e in dict(COMMON_EXITS)],
             "exit_custom": ", ".join(e for e in journey.exit_events or [] if e not in dict(COMMON_EXITS)),
@@ -160,6 +182,7 @@ class SettingsForm(forms.Form):
             if problem:
                 self.add_error("custom_event_type", problem)
         data["custom_event_type"] = event if trigger == Journey.Trigger.CUSTOM else ""
+        data["trigger_config"] = self._trigger_config(trigger, data)
         if data.get("entry_policy") == "cooldown" and not data.get("cooldown_days"):
             self.add_error("cooldown_days", "is needed when customers may enter again after a while")
         exits = list(data.get("exit_events") or [])
@@ -174,7 +197,8 @@ class SettingsForm(forms.Form):
                "skus": _words(data.get("skus", "")) or None, "product_ids": _words(data.get("product_ids", "")) or None,
                "min_order_count": data.get("min_order_count"), "max_order_count": data.get("max_order_count"),
                "locales": _words(data.get("locales", "")) or None,
-               "consent": "required" if data.get("consent_required") else None}
+               "consent": "required" if data.get("consent_required") else None,
+               "segment": data.get("segment"), "exit_segment": data.get("exit_segment")}
         try:
             # Amounts as the API writes them ("50.00"), so a save compares equal to an import.
             parsed = FiltersIn.model_validate({k: (str(v.quantize(CENT)) if isinstance(v, Decimal) else v)
@@ -187,6 +211,22 @@ class SettingsForm(forms.Form):
                 self.add_error(field, f"{error['msg'].removeprefix('Value error, ')}")
         return data
 
+    def _trigger_config(self, trigger: str, data: dict[str, Any]) -> dict[str, Any]:
+        config: dict[str, Any] = {}
+        if trigger == Journey.Trigger.DATE:
+            config = {"fact": data.get("trigger_fact") or "birthday"}
+            if config["fact"] == "days_since_last_order":
+                if not data.get("trigger_days"):
+                    self.add_error("trigger_days", "say how many days after the last order, such as 60")
+                config["days"] = data.get("trigger_days")
+        elif trigger == Journey.Trigger.SEGMENT_ENTERED:
+            if not data.get("trigger_segment"):
+                self.add_error("trigger_segment", "choose the segment (add one under Segments)")
+            config = {"segment": data.get("trigger_segment")}
+        elif trigger == Journey.Trigger.SUPPORT_CONTACTED:
+            config = {"topics": _words(data.get("trigger_topics", ""))}
+        return config
+
     def values(self) -> dict[str, Any]:
         """What journey_settings_update takes: words and category always, structure when it may change."""
         data = self.cleaned_data
@@ -195,7 +235,8 @@ class SettingsForm(forms.Form):
         if self.structure_locked:
             return values
         values.update({
-            "trigger": data["trigger"], "custom_event_type": data["custom_event_type"], "filters": data["filters"],
+            "trigger": data["trigger"], "custom_event_type": data["custom_event_type"],
+            "trigger_config": data["trigger_config"], "filters": data["filters"],
             "entry_policy": data["entry_policy"],
             "cooldown": dt.timedelta(days=data["cooldown_days"]) if data["entry_policy"] == "cooldown" else None,
             "exit_events": data["exit_list"], "attribution_window": dt.timedelta(days=data["attribution_days"]),

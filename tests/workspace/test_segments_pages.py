@@ -105,3 +105,30 @@ def test_a_segment_a_journey_uses_cannot_be_deleted(api, tenant, as_marketer):
     assert "journeys use this segment: Champions only. Change them first" in response.content.decode()
     assert Segment.objects.for_tenant(tenant).filter(pk=segment.pk).exists()
     assert Journey.objects.for_tenant(tenant).get().filters == {"segment": segment.pk}
+
+
+def test_the_builder_sets_a_segment_trigger_entry_filter_and_exit_and_says_them(api, tenant, as_marketer):
+    from journeys.segments import builtin_definition, segment_save
+    from tests.workspace.test_journey_builder import settings_post
+
+    champions = segment_save(tenant=tenant, data=builtin_definition("champions"))
+    at_risk = segment_save(tenant=tenant, data=builtin_definition("at_risk"))
+    journey = Journey.objects.for_tenant(tenant).create(tenant=tenant, name="Rescue", trigger="order_paid")
+    data = settings_post(journey, trigger="segment_entered", trigger_segment=str(at_risk.pk),
+                         segment=str(at_risk.pk), exit_segment=str(champions.pk))
+    response = as_marketer.post(url("journey_settings", journey_id=journey.pk), data)
+    assert response.status_code == 302, response.context["settings_form"].errors
+    journey.refresh_from_db()
+    assert (journey.trigger, journey.trigger_config) == ("segment_entered", {"segment": at_risk.pk})
+    assert journey.filters == {"segment": at_risk.pk, "exit_segment": champions.pk}
+    page = as_marketer.get(url("journey", journey_id=journey.pk)).content.decode()
+    assert ("When a customer enters the segment “At risk”, in the segment “At risk”, once per order. It stops when "
+            "the customer is in the segment “Champions”.") in page
+
+    data.update({"journey-trigger": "date", "journey-trigger_fact": "days_since_last_order",
+                 "journey-trigger_days": ""})
+    response = as_marketer.post(url("journey_settings", journey_id=journey.pk), data)
+    assert response.status_code == 400
+    assert "say how many days after the last order, such as 60" in response.content.decode()
+    journey.refresh_from_db()
+    assert journey.trigger == "segment_entered"
