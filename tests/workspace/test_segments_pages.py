@@ -132,3 +132,24 @@ def test_the_builder_sets_a_segment_trigger_entry_filter_and_exit_and_says_them(
     assert "say how many days after the last order, such as 60" in response.content.decode()
     journey.refresh_from_db()
     assert journey.trigger == "segment_entered"
+
+
+def test_the_dashboard_filters_its_customer_figures_by_a_segment(api, tenant, as_marketer, other_tenant):
+    from journeys.segments import SegmentIn, segment_save
+
+    with clock.frozen(NOON):
+        shoppers(api)
+    segment = segment_save(tenant=tenant, data=SegmentIn(name="Repeat", rules=[
+        {"field": "order_count", "op": ">=", "value": 2}]))
+    with clock.frozen(NOON):
+        everyone = as_marketer.get(url("home") + "?range=30d")
+        repeat = as_marketer.get(url("home") + f"?range=30d&segment={segment.pk}")
+        foreign = segment_save(tenant=other_tenant, data=SegmentIn(name="B's", rules=[
+            {"field": "order_count", "op": ">=", "value": 0}]))
+        refused = as_marketer.get(url("home") + f"?range=30d&segment={foreign.pk}")
+    assert '<span class="value" id="kpi-new-customers">3</span>' in everyone.content.decode()
+    body = repeat.content.decode()
+    assert '<span class="value" id="kpi-new-customers">2</span>' in body
+    assert "of the 2 customers now in “Repeat”" in body
+    assert refused.status_code == 400
+    assert "That segment is not one of this store&#x27;s: choose one from the list." in refused.content.decode()
