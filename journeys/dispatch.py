@@ -357,7 +357,8 @@ def delivery_settle(delivery: Delivery, decision: GateDecision, now: dt.datetime
     if delivery.step.kind in (Step.Kind.CONDITION, Step.Kind.AB_SPLIT):
         with transaction.atomic():
             nxt, why = branch_decide(delivery, now)
-            delivery_finish(delivery, now, state=Delivery.State.SENT, reason=why[:300], sent_at=now)
+            # No sent_at: nothing was emailed, so the frequency cap does not count it (as a points award).
+            delivery_finish(delivery, now, state=Delivery.State.SENT, reason=why[:300])
             delivery_advance(delivery, now, nxt)
         return Delivery.State.SENT
     if delivery.step.kind == Step.Kind.AWARD_POINTS:

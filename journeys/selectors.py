@@ -150,7 +150,7 @@ def step_summary(step: Step, delivery: Delivery | None, enrollment_active: bool,
     if state == Delivery.State.SENT:
         if step.kind in (Step.Kind.CONDITION, Step.Kind.AB_SPLIT):
             why = f": {reason}" if reason and reason != "branch evaluated" else ""
-            return f"Step {n} ({step.kind}) evaluated {_local(delivery.sent_at, zone)}{why}"
+            return f"Step {n} ({step.kind}) evaluated {_local(delivery.sent_at or delivery.updated_at, zone)}{why}"
         return f"Step {n} sent {_local(delivery.sent_at, zone)}{_engagement(delivery, zone)}"
     if state == Delivery.State.SKIPPED:
         return f"Step {n} skipped: {reason or 'no reason recorded'}"
