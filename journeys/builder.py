@@ -40,10 +40,11 @@ from .template_checks import is_limit_problem
 
 STARTER_SUBJECT = "A note from {{ store.name }}"
 STARTER_BODY = "<p>Hi {{ first_name }},</p>\n<p>Write your message here.</p>"
-STRUCTURE_FIELDS = ("trigger", "custom_event_type", "filters", "entry_policy", "cooldown", "replace_running",
+STRUCTURE_FIELDS = ("trigger", "custom_event_type", "trigger_config", "filters", "entry_policy", "cooldown", "replace_running",
                     "exit_events", "goal_event", "attribution_window", "holdout_percent", "message_class", "priority")
 WORD_FIELDS = ("name", "description")
-STEP_STRUCTURE_FIELDS = ("wait_kind", "wait", "anchor", "wait_event", "wait_max", "kind", "config")
+STEP_STRUCTURE_FIELDS = ("wait_kind", "wait", "anchor", "wait_event", "wait_max", "kind", "config", "next_position",
+                         "ends")
 TEMPLATE_FIELDS = ("subject", "preheader", "body", "signature")
 
 

@@ -19,6 +19,7 @@ from pydantic import ValidationError
 from feedback.selectors import survey_for_config
 from lifecycle.models import Tenant
 
+from .conditions import rule_words, rules_of
 from .definition import (
     CONDITION_FIELDS,
     AbSplitConfigIn,
@@ -27,9 +28,11 @@ from .definition import (
     JourneyIn,
     event_name_problem,
 )
-from .enrollment import DEFAULT_ANCHOR_WAIT_MAX, fall_through, split_join
+from .enrollment import DEFAULT_ANCHOR_WAIT_MAX
+from .graph import loop_problem, split_join, topological
+from .graph import successors as graph_successors
 from .io import journey_export
-from .models import EmailTemplate, Journey, Step
+from .models import EmailTemplate, Journey, Segment, Step
 from .rendering import SandboxEngine
 from .template_checks import template_problems
 
@@ -53,6 +56,9 @@ TRIGGERS = {
     Journey.Trigger.FEEDBACK_NEGATIVE: ("a customer gives negative feedback", "negative feedback"),
     Journey.Trigger.FEEDBACK_POSITIVE: ("a customer gives positive feedback", "positive feedback"),
     Journey.Trigger.CUSTOM: ("a custom event happens", "event"),
+    Journey.Trigger.DATE: ("a date comes: birthday, order anniversary or days since the last order", "date"),
+    Journey.Trigger.SEGMENT_ENTERED: ("a customer enters a segment", "entered segment"),
+    Journey.Trigger.SUPPORT_CONTACTED: ("a customer contacts support", "support contact"),
 }
 # The order time each trigger happens at: an anchor equal to it counts from the moment of entry.
 TRIGGER_ANCHOR = {
@@ -75,7 +81,11 @@ EVENT_WORDS = {
 FIELD_WORDS = {"order_count": "orders placed", "total_spent": "total spent", "marketing_consent": "marketing consent",
                "locale": "language", "ordered_since_enrollment": "ordered since entering",
                "latest_nps": "latest NPS score", "latest_csat": "latest CSAT score", "latest_ces": "latest CES score",
-               "latest_review": "latest review stars", "points_balance": "points balance", "tier": "loyalty tier"}
+               "latest_review": "latest review stars", "points_balance": "points balance", "tier": "loyalty tier",
+               "bought": "bought a product, SKU or collection", "opened_step": "opened an earlier email",
+               "clicked_step": "clicked an earlier email", "did_event": "sent an event (such as feature.used)",
+               "days_since_last_order": "days since the last order", "health_band": "health (green, amber, red)",
+               "trigger_data": "a field of the triggering event"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -129,6 +139,18 @@ def trigger_sentence(journey: Journey, tenant: Tenant) -> str:
     when, _ = TRIGGERS.get(journey.trigger, (journey.trigger, ""))
     if journey.trigger == Journey.Trigger.CUSTOM:
         when = f"the event “{journey.custom_event_type or '?'}” happens"
+    config = journey.trigger_config or {}
+    if journey.trigger == Journey.Trigger.DATE:
+        when = {"birthday": "it is the customer's birthday",
+                "order_anniversary": "it is the anniversary of the customer's first order",
+                "days_since_last_order": f"{config.get('days')} days have passed since the customer's last order",
+                }.get(config.get("fact"), when)
+    if journey.trigger == Journey.Trigger.SEGMENT_ENTERED:
+        name = Segment.objects.for_tenant(journey.tenant_id).filter(pk=config.get("segment")).values_list(
+            "name", flat=True).first()
+        when = f"a customer enters the segment “{name or '?'}”"
+    if journey.trigger == Journey.Trigger.SUPPORT_CONTACTED and config.get("topics"):
+        when = f"a customer contacts support about {_or(config['topics'])}"
     parts = [f"When {when}"]
     f = journey.filters or {}
     low, high = f.get("min_total"), f.get("max_total")
@@ -152,14 +174,21 @@ def trigger_sentence(journey: Journey, tenant: Tenant) -> str:
         parts.append("who speak " + _or(f["locales"]))
     if f.get("consent") == "required":
         parts.append("who agreed to marketing email")
+    named = dict(Segment.objects.for_tenant(journey.tenant_id).filter(
+        pk__in=[f[k] for k in ("segment", "exit_segment") if f.get(k)]).values_list("pk", "name"))
+    if f.get("segment"):
+        parts.append(f"in the segment “{named.get(f['segment'], '?')}”")
     policy = {Journey.EntryPolicy.ONCE_PER_ORDER: "once per order",
               Journey.EntryPolicy.ONCE_PER_CUSTOMER: "once per customer"}.get(journey.entry_policy)
     if journey.entry_policy == Journey.EntryPolicy.COOLDOWN:
         policy = f"at most once every {duration_words(journey.cooldown)} per customer"
     parts.append(policy or journey.entry_policy)
     sentence = ", ".join(parts) + "."
-    if journey.exit_events:
-        sentence += " It stops when " + _or([event_words(e) for e in journey.exit_events]) + "."
+    stops = [event_words(e) for e in journey.exit_events or []]
+    if f.get("exit_segment"):
+        stops.append(f"the customer is in the segment “{named.get(f['exit_segment'], '?')}”")
+    if stops:
+        sentence += " It stops when " + _or(stops) + "."
     return sentence
 
 
@@ -200,9 +229,11 @@ def step_does(step: Step, by_position: dict[int, Step]) -> str:
     if step.kind == Step.Kind.AWARD_POINTS:
         return f"awards {config.get('points', '?')} points"
     if step.kind == Step.Kind.CONDITION:
-        field = FIELD_WORDS.get(config.get("field", ""), config.get("field", "?"))
+        match, rules = rules_of(config)
+        joined = f" {'and' if match == 'all' else 'or'} ".join(rule_words(r) for r in rules if r.get("field"))
         then, else_ = config.get("then"), config.get("else")
-        return (f"if {field} {config.get('op', '==')} {config.get('value')!s}: "
+        then, else_ = (t if isinstance(t, int) else None for t in (then, else_))
+        return (f"if {joined or '?'}: "
                 f"{f'go to step {then}' if then else 'end'}; otherwise {f'go to step {else_}' if else_ else 'end'}")
     if step.kind == Step.Kind.AB_SPLIT:
         variants = config.get("variants") or []
@@ -229,14 +260,8 @@ class TimelineNode:
 
 def successors(step: Step, by_position: dict[int, Step]) -> list[int]:
     """The positions a step can lead to, as journeys.enrollment.next_step walks them."""
-    config = step.config or {}
-    if step.kind == Step.Kind.CONDITION:
-        targets = [config.get("then"), config.get("else")]
-    elif step.kind == Step.Kind.AB_SPLIT:
-        targets = [v.get("step") for v in config.get("variants") or [] if isinstance(v, dict)]
-    else:
-        targets = [fall_through(list(by_position.values()), step.position)]
-    return [t for t in targets if isinstance(t, int) and t in by_position and t > step.position]
+    targets = graph_successors(step, list(by_position.values()))
+    return [t for t in targets if t is not None and t in by_position and t != step.position]
 
 
 def _due(step: Step, previous: dt.timedelta, trigger: str) -> tuple[dt.timedelta, bool]:
@@ -258,7 +283,7 @@ def schedule(steps: list[Step], trigger: str) -> tuple[dict[int, tuple[dt.timede
         return {}, set()
     first = min(by_position)
     due = {first: _due(by_position[first], dt.timedelta(0), trigger)}
-    for position in sorted(by_position):  # branches only point forward, so position order is topological
+    for position in [s.position for s in topological(steps)]:
         if position not in due:
             continue
         at, exact = due[position]
@@ -411,9 +436,9 @@ def _step_problems(step: Step, by_position: dict[int, Step], tenant_id: int) -> 
             if target not in by_position:
                 problems.append(Problem(f"A branch goes to step {target}, and there is no step {target}: "
                                         "pick another step or add one.", n, "config"))
-            elif target <= n:
-                problems.append(Problem(f"A branch goes back to step {target}; branches may only go to later steps "
-                                        "(a step never runs twice).", n, "config"))
+            elif target == n:
+                problems.append(Problem(f"A branch goes back to this step ({target}): a step runs at most once for a "
+                                        "customer.", n, "config"))
         if step.kind == Step.Kind.AB_SPLIT and any(t is None for t in targets):
             problems.append(Problem("An A/B branch has no step to go to.", n, "config"))
     if step.wait_kind == Step.WaitKind.UNTIL_EVENT:
@@ -450,6 +475,15 @@ def journey_problems(journey: Journey, steps: list[Step] | None = None) -> list[
             problems.append(Problem(f"Stops when: {problem}.", field="exit_events"))
 
     by_position = {s.position: s for s in steps}
+    if (closing := loop_problem(steps)) is not None:
+        # A branch set wrongly (said beside its step) can make the loop: say that first.
+        said = [p for step in steps for p in _step_problems(step, by_position, journey.tenant_id)]
+        return problems + (said or [Problem(f"This step {closing[2]}.", closing[0], "next")])
+    for step in steps:
+        target = step.next_position
+        if target is not None and target not in by_position:
+            problems.append(Problem(f"This step goes on to step {target}, and there is no step {target}: "
+                                    "pick another step, or end the journey here.", step.position, "next"))
     due, reachable = schedule(steps, journey.trigger)
     for step in steps:
         problems += _step_problems(step, by_position, journey.tenant_id)

@@ -31,10 +31,13 @@ from pydantic_core import InitErrorDetails, PydanticCustomError
 from lifecycle.inputs import EVENT_TYPE_PATTERN, Money
 
 from .durations import format_duration, parse_duration
+from .graph import loop_problem
+from .rules import MAX_RULES, RULE_FIELDS, RuleIn, RuleParts
 from .template_checks import syntax_problem, template_problems
 
 TriggerIn = Literal["order_paid", "first_order", "repeat_order", "order_delivered", "order_refunded",
-                    "feedback_negative", "feedback_positive", "custom"]
+                    "feedback_negative", "feedback_positive", "custom", "date", "segment_entered",
+                    "support_contacted"]
 StatusIn = Literal["draft", "active", "paused", "archived"]
 EntryPolicyIn = Literal["once_per_customer", "once_per_order", "cooldown"]
 MessageClassIn = Literal["marketing", "transactional"]
@@ -69,12 +72,8 @@ PLATFORM_EVENTS = {
     "customer.preferences_changed",
 }
 CLOSED_EVENT_PREFIXES = ("order.", "customer.")
-# What a condition step may test (journeys.enrollment.condition_holds), and the type of its value.
-# latest_*: the customer's newest final survey score of that kind (feedback app); points_balance and
-# tier: the customer's available loyalty points and tier name ("" without one) when the step runs.
-CONDITION_FIELDS = {"order_count": "int", "total_spent": "money", "marketing_consent": "bool", "locale": "str",
-                    "ordered_since_enrollment": "bool", "latest_nps": "int", "latest_csat": "int",
-                    "latest_ces": "int", "latest_review": "int", "points_balance": "int", "tier": "str"}
+# What a condition step may test (journeys.rules), and the type of its value.
+CONDITION_FIELDS = RULE_FIELDS
 LOCALE_PATTERN = r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})*$"
 LOCALE_HINT = "is not a locale: use a language code such as de, or with a region such as fr-CA"
 MAX_STEPS = 50
@@ -212,40 +211,30 @@ class EmailConfigIn(Strict):
                                      description="Used for {{ first_name }} when the customer has none.")
 
 
-class ConditionConfigIn(Strict):
-    """A yes/no split on a customer fact; `then` / `else` are step positions (none: the journey ends)."""
+ArmTarget = Annotated[int, Field(ge=1)] | Literal["end"] | None
 
-    model_config = ConfigDict(populate_by_name=True)
 
-    field: Literal["order_count", "total_spent", "marketing_consent", "locale", "ordered_since_enrollment",
-                   "latest_nps", "latest_csat", "latest_ces", "latest_review", "points_balance", "tier"]
-    op: Literal["==", "!=", ">", ">=", "<", "<="] = "=="
-    value: Any = None
-    then: int | None = Field(default=None, ge=1)
-    else_: int | None = Field(default=None, ge=1, alias="else")
+class ConditionConfigIn(RuleParts):
+    """A yes/no split: one rule (field, op, value and its qualifiers, journeys.rules), or `all` / `any` of
+    several. `then` / `else`: the step a customer goes to when it holds / does not ("end" or left out:
+    the journey ends)."""
+
+    all: list[RuleIn] | None = Field(default=None, min_length=1, max_length=MAX_RULES)
+    any: list[RuleIn] | None = Field(default=None, min_length=1, max_length=MAX_RULES)
+    then: ArmTarget = None
+    else_: ArmTarget = Field(default=None, alias="else")
 
     @model_validator(mode="after")
-    def _value_matches_field(self) -> "ConditionConfigIn":
-        kind = CONDITION_FIELDS[self.field]
-        value = self.value
-        ok = {
-            "int": isinstance(value, int) and not isinstance(value, bool),
-            "bool": isinstance(value, bool),
-            "str": isinstance(value, str),
-            "money": isinstance(value, str | int | Decimal) and not isinstance(value, bool),
-        }[kind]
-        if not ok:
-            words = {"int": "a whole number", "bool": "true or false", "str": "a string",
-                     "money": 'an amount such as "50.00"'}
-            _fail([(("value",), f"must be {words[kind]} to compare with {self.field}")], "ConditionConfigIn")
-        if kind == "money":
-            try:
-                self.value = str(_MONEY.validate_python(value))
-            except ValidationError as exc:
-                _fail([(("value",), exc.errors()[0]["msg"].removeprefix("Value error, "))], "ConditionConfigIn")
-        if kind in ("bool", "str") and self.op not in ("==", "!="):
-            _fail([(("op",), f"must be '==' or '!=' for {self.field}")], "ConditionConfigIn")
+    def _one_test(self) -> "ConditionConfigIn":
+        given = [name for name in ("field", "all", "any") if getattr(self, name) is not None]
+        if len(given) != 1:
+            _fail([((given[1] if len(given) > 1 else "field",),
+                    "give one rule (field, op, value) or a list of rules under 'all' or 'any'")], "ConditionConfigIn")
         return self
+
+    def rules(self) -> list[RuleIn]:
+        return [RuleIn.model_validate(self.model_dump(include=set(RuleIn.model_fields)))] if self.field else (
+            self.all or self.any or [])
 
 
 class VariantIn(Strict):
@@ -302,6 +291,18 @@ class StepIn(Strict):
     kind: Annotated[KindIn, BeforeValidator(_available_kind)] = "email"
     config: dict[str, Any] = Field(default_factory=dict, validate_default=True)
     template: TemplateIn | None = Field(default=None, validate_default=True)
+    next: ArmTarget = Field(
+        default=None, description='What comes after this step: a position, or "end". Left out: the next step by '
+                                  "position. Condition and A/B steps branch through their config instead.")
+
+    @field_validator("next")
+    @classmethod
+    def _next(cls, value: int | str | None, info: ValidationInfo) -> int | str | None:
+        kind = info.data.get("kind")
+        if value is not None and kind in SENDS_NOTHING:
+            where = "then and else" if kind == "condition" else "each variant's step"
+            raise ValueError(f"must be left out: a {kind} step goes on through its config's {where}")
+        return value
 
     @field_validator("anchor")
     @classmethod
@@ -371,12 +372,24 @@ class StepIn(Strict):
     def targets(self) -> list[tuple[tuple[str | int, ...], int]]:
         """The positions this step branches to, with where each is written."""
         if self.kind == "condition":
-            return [(("config", key), self.config[key]) for key in ("then", "else") if self.config.get(key) is not None]
+            return [(("config", key), self.config[key]) for key in ("then", "else")
+                    if isinstance(self.config.get(key), int)]
         if self.kind == "ab_split":
             then = [(("config", "then"), self.config["then"])] if self.config.get("then") is not None else []
             return [(("config", "variants", i, "step"), v["step"])
                     for i, v in enumerate(self.config.get("variants", []))] + then
-        return []
+        return [(("next",), self.next)] if isinstance(self.next, int) else []
+
+    def looked_at(self) -> list[tuple[tuple[str | int, ...], int]]:
+        """The earlier steps a condition asks about (opened / clicked), with where each is written."""
+        if self.kind != "condition":
+            return []
+        config = self.config
+        single = [(("config", "step"), config["step"])] if config.get("field") in ("opened_step", "clicked_step") \
+            else []
+        return single + [(("config", group, i, "step"), rule["step"]) for group in ("all", "any")
+                         for i, rule in enumerate(config.get(group) or [])
+                         if rule.get("field") in ("opened_step", "clicked_step")]
 
 
 def _locale(value: str) -> str:
@@ -396,6 +409,9 @@ class FiltersIn(Strict):
     max_order_count: int | None = Field(default=None, ge=0)
     locales: list[Annotated[str, AfterValidator(_locale)]] | None = Field(default=None, max_length=50)
     consent: Literal["required", "any"] | None = None
+    segment: int | None = Field(default=None, ge=1, description="Only customers in this segment (its id) enter.")
+    exit_segment: int | None = Field(default=None, ge=1,
+                                     description="A customer in this segment (its id) leaves before the next step.")
 
     @model_validator(mode="after")
     def _ranges(self) -> "FiltersIn":
@@ -409,6 +425,32 @@ class FiltersIn(Strict):
         return self
 
 
+class DateTriggerIn(Strict):
+    fact: Literal["birthday", "order_anniversary", "days_since_last_order"]
+    days: int | None = Field(default=None, ge=1, le=3650)
+
+    @model_validator(mode="after")
+    def _days(self) -> "DateTriggerIn":
+        if self.fact == "days_since_last_order" and self.days is None:
+            _fail([(("days",), "is required for days_since_last_order: how many days, such as 60")], "DateTriggerIn")
+        if self.fact != "days_since_last_order" and self.days is not None:
+            _fail([(("days",), f"is only used with days_since_last_order (this trigger's fact is '{self.fact}')")],
+                  "DateTriggerIn")
+        return self
+
+
+class SegmentTriggerIn(Strict):
+    segment: int = Field(ge=1, description="The segment's id.")
+
+
+class SupportTriggerIn(Strict):
+    topics: list[Annotated[str, Field(min_length=1, max_length=100)]] = Field(default_factory=list, max_length=50)
+
+
+TRIGGER_CONFIG_MODELS: dict[str, type[BaseModel]] = {
+    "date": DateTriggerIn, "segment_entered": SegmentTriggerIn, "support_contacted": SupportTriggerIn}
+
+
 class JourneyIn(Strict):
     """One journey with its steps and their email templates, inline. Upserted by `name`."""
 
@@ -419,6 +461,11 @@ class JourneyIn(Strict):
     trigger: TriggerIn
     custom_event_type: EventName = Field(default="", validate_default=True,
                                          description="The event type that starts it, when trigger is 'custom'.")
+    trigger_config: dict[str, Any] = Field(
+        default_factory=dict, validate_default=True,
+        description='date: {"fact": "birthday" | "order_anniversary" | "days_since_last_order", "days": N (the '
+                    'last only)}; segment_entered: {"segment": <segment id>}; support_contacted: {"topics": '
+                    '["shipping", …]} (left out: any topic).')
     filters: FiltersIn = Field(default_factory=FiltersIn)
     entry_policy: EntryPolicyIn = "once_per_order"
     cooldown: Duration | None = Field(default=None, validate_default=True)
@@ -449,6 +496,18 @@ class JourneyIn(Strict):
         if trigger and trigger != "custom" and value:
             raise ValueError(f"is only used when trigger is 'custom' (this journey's is '{trigger}')")
         return _event_name(value) if value else value
+
+    @field_validator("trigger_config")
+    @classmethod
+    def _trigger_config(cls, value: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
+        trigger = info.data.get("trigger")
+        model = TRIGGER_CONFIG_MODELS.get(trigger or "")
+        if model is None:
+            if value:
+                raise ValueError(f"is only used when trigger is 'date', 'segment_entered' or 'support_contacted' "
+                                 f"(this journey's is '{trigger}')")
+            return value
+        return model.model_validate(value).model_dump(mode="json", exclude_none=True)
 
     @field_validator("cooldown")
     @classmethod
@@ -490,9 +549,19 @@ class JourneyIn(Strict):
             for loc, target in step.targets():
                 if target not in first_at:
                     errors.append((("steps", i, *loc), f"points at position {target}, and no step has that position"))
-                elif target <= step.position:
-                    errors.append((("steps", i, *loc), f"points at position {target}, which is not after this step "
-                                                       f"({step.position}): a step never runs twice"))
+                elif target == step.position:
+                    errors.append((("steps", i, *loc), f"points at this step itself ({target}): a step runs at most "
+                                                       "once for a customer"))
+            for loc, target in step.looked_at():
+                looked = self.steps[first_at[target]] if target in first_at else None
+                if looked is None or looked.kind not in NEEDS_TEMPLATE + ("referral_invite",):
+                    errors.append((("steps", i, *loc), f"must be the position of an email step of this journey; "
+                                                       f"{target} is {'not one' if looked else 'no step'}"))
+        if not errors and (closing := loop_problem(self.steps)):
+            position, target, message = closing
+            closer = self.steps[first_at[position]]
+            loc = next((loc for loc, t in closer.targets() if t == target), ("next",))
+            errors.append((("steps", first_at[position], *loc), message))
         template_names: dict[str, int] = {}
         for i, step in enumerate(self.steps):
             if step.template is not None and step.template.name:

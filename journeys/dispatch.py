@@ -51,7 +51,8 @@ from loyalty.services import points_award
 from referrals.services import invite_record
 
 from .builder_checks import EMAIL_KINDS
-from .enrollment import delivery_advance, delivery_history, enrollment_exit, fall_through, step_delivery
+from .enrollment import branch_decide, delivery_advance, delivery_history, enrollment_exit, step_delivery
+from .graph import plain_next
 from .models import Delivery, Enrollment, Journey, Step
 from .rendering import SendResult, build_message, esp_send, render_emails
 from .schedule import GateDecision, deliveries_begin_sending, esp_honours_idempotency, gate_decisions
@@ -165,7 +166,7 @@ class _Cache:
     def next_step(self, delivery: Delivery) -> Step | None:
         """The step after an email step (branches and splits go through delivery_settle)."""
         steps = self.steps_of[delivery.journey_id]
-        target = fall_through(steps, delivery.step.position)
+        target = plain_next(delivery.step, steps)
         return next((s for s in steps if s.position == target), None) if target is not None else None
 
 
@@ -355,8 +356,10 @@ def delivery_settle(delivery: Delivery, decision: GateDecision, now: dt.datetime
         return Delivery.State.SKIPPED
     if delivery.step.kind in (Step.Kind.CONDITION, Step.Kind.AB_SPLIT):
         with transaction.atomic():
-            delivery_finish(delivery, now, state=Delivery.State.SENT, reason="branch evaluated", sent_at=now)
-            delivery_advance(delivery, now)
+            nxt, why = branch_decide(delivery, now)
+            # No sent_at: nothing was emailed, so the frequency cap does not count it (as a points award).
+            delivery_finish(delivery, now, state=Delivery.State.SENT, reason=why[:300])
+            delivery_advance(delivery, now, nxt)
         return Delivery.State.SENT
     if delivery.step.kind == Step.Kind.AWARD_POINTS:
         return _award_points(delivery, now)

@@ -4,7 +4,6 @@ leaves (exits, released waits), and which step comes next.
 Called by the event sweep (lifecycle/events.py) for each event, in the event's tenant scope. Idempotent per
 event: an enrollment is unique per (journey, customer, trigger) and a delivery per (enrollment, step)."""
 
-import dataclasses
 import datetime as dt
 import hashlib
 import random
@@ -15,14 +14,15 @@ from typing import Any
 from django.db import IntegrityError, transaction
 from django.db.models import Q
 
-from feedback.selectors import customer_latest_scores
 from lifecycle import clock
 from lifecycle.events import reaction
 from lifecycle.locks import advisory_lock
 from lifecycle.models import Customer, Event, Order
-from loyalty.selectors import customer_points
 
-from .models import Delivery, Enrollment, Journey, Step
+from .conditions import condition_decide, enrollment_context
+from .graph import Arm, arm_target, fall_through, plain_next, split_arms, split_join  # noqa: F401 - their old home
+from .models import Delivery, Enrollment, Journey, Segment, Step
+from .segments import customer_in_segment
 
 TRIGGER_EVENTS = {
     Journey.Trigger.ORDER_PAID: "order.paid",
@@ -32,6 +32,9 @@ TRIGGER_EVENTS = {
     Journey.Trigger.ORDER_REFUNDED: "order.refunded",
     Journey.Trigger.FEEDBACK_NEGATIVE: "feedback.negative",
     Journey.Trigger.FEEDBACK_POSITIVE: "feedback.positive",
+    Journey.Trigger.DATE: "date.reached",
+    Journey.Trigger.SEGMENT_ENTERED: "segment.entered",
+    Journey.Trigger.SUPPORT_CONTACTED: "support.contacted",
 }
 
 
@@ -65,18 +68,31 @@ def on_event(event: Event) -> None:
         journey_enroll(journey=journey, event=event)
 
 
-def triggers(journey: Journey, event_type: str) -> bool:
-    """Whether an event of this type starts the journey (the query in `_journeys_triggered_by`)."""
+def triggers(journey: Journey, event_type: str, data: dict[str, Any] | None = None) -> bool:
+    """Whether an event of this type (and data) starts the journey (the query in `_journeys_triggered_by`)."""
     if journey.trigger == Journey.Trigger.CUSTOM and journey.custom_event_type == event_type:
         return True
-    return TRIGGER_EVENTS.get(journey.trigger) == event_type
+    return TRIGGER_EVENTS.get(journey.trigger) == event_type and trigger_config_matches(journey, data or {})
+
+
+def trigger_config_matches(journey: Journey, data: dict[str, Any]) -> bool:
+    """The new triggers' settings (journeys.triggers): which date, which segment, which support topics."""
+    config = journey.trigger_config or {}
+    if journey.trigger == Journey.Trigger.DATE:
+        return data.get("fact") == config.get("fact") and (
+            config.get("fact") != "days_since_last_order" or data.get("days") == config.get("days"))
+    if journey.trigger == Journey.Trigger.SEGMENT_ENTERED:
+        return data.get("segment_id") == config.get("segment")
+    if journey.trigger == Journey.Trigger.SUPPORT_CONTACTED and config.get("topics"):
+        return str(data.get("topic") or "").strip().lower() in {str(t).lower() for t in config["topics"]}
+    return True
 
 
 def _journeys_triggered_by(event: Event) -> list[Journey]:
-    triggers = [t for t, etype in TRIGGER_EVENTS.items() if etype == event.type]
+    triggers_ = [t for t, etype in TRIGGER_EVENTS.items() if etype == event.type]
     journeys = Journey.objects.for_tenant(event.tenant_id).filter(status=Journey.Status.ACTIVE)
-    return list(journeys.filter(Q(trigger__in=triggers) | Q(trigger=Journey.Trigger.CUSTOM,
-                                                            custom_event_type=event.type)).order_by("-priority", "pk"))
+    found = journeys.filter(Q(trigger__in=triggers_) | Q(trigger=Journey.Trigger.CUSTOM, custom_event_type=event.type))
+    return [j for j in found.order_by("-priority", "pk") if triggers(j, event.type, event.data)]
 
 
 def _release_waits(event: Event) -> None:
@@ -181,6 +197,12 @@ def journey_filter_reason(journey: Journey, customer: Customer, order: Order | N
         return f"filter: locale {customer.locale or 'unknown'} is not one of {', '.join(locales)}"
     if f.get("consent") == "required" and customer.marketing_consent is not True:
         return "filter: no marketing consent"
+    if f.get("segment"):
+        segment = Segment.objects.for_tenant(journey.tenant_id).filter(pk=f["segment"]).first()
+        if segment is None:
+            return "filter: its segment was deleted"
+        if not customer_in_segment(segment=segment, customer=customer):
+            return f"filter: not in segment '{segment.name}'"
     return None
 
 
@@ -295,68 +317,6 @@ def step_delivery(*, enrollment: Enrollment, step: Step, previous_at: dt.datetim
     return row
 
 
-@dataclasses.dataclass(frozen=True)
-class Arm:
-    """One arm of an A/B split: the steps at positions [start, end) (end None: to the journey's end).
-    A customer in it who runs past its last step goes on at `join` (None: the journey ends)."""
-
-    split: int
-    start: int
-    end: int | None
-    join: int | None
-
-    def __contains__(self, position: int) -> bool:
-        return self.start <= position and (self.end is None or position < self.end)
-
-
-def split_join(split: Any, positions: Sequence[int]) -> int | None:
-    """Where an A/B split's arms meet again: its config's "then", else the step after its last arm's
-    first step (each arm is then one step, as the builder lays a split out), else nowhere."""
-    config = split.config or {}
-    if isinstance(config.get("then"), int) and not isinstance(config.get("then"), bool):
-        return config["then"]
-    starts = [v.get("step") for v in config.get("variants") or [] if isinstance(v, dict)]
-    starts = [s for s in starts if isinstance(s, int)]
-    if not starts:
-        return None
-    return next((p for p in sorted(positions) if p > max(starts)), None)
-
-
-def split_arms(steps: Sequence[Any]) -> list[Arm]:
-    """Every A/B split's arms. Arm i runs from its first step up to the next arm's first step; the
-    last arm up to the split's join (or to the journey's end when nothing comes after it)."""
-    positions = [s.position for s in steps]
-    arms = []
-    for split in steps:
-        if split.kind != Step.Kind.AB_SPLIT:
-            continue
-        config = split.config or {}
-        starts = sorted({v.get("step") for v in config.get("variants") or []
-                         if isinstance(v, dict) and isinstance(v.get("step"), int) and v["step"] > split.position})
-        join = split_join(split, positions)
-        for i, start in enumerate(starts):
-            end = starts[i + 1] if i + 1 < len(starts) else (join if join is not None and join > start else None)
-            arms.append(Arm(split=split.position, start=start, end=end, join=join))
-    return arms
-
-
-def fall_through(steps: Sequence[Any], position: int) -> int | None:
-    """The position a step that does not branch leads to: the next step, except that a customer never
-    runs from one A/B arm into another: past the end of their arm they go on where the split's arms
-    meet again, or the journey ends. `steps`: the journey's steps (anything with position, kind and
-    config), for the engine and the builder's timeline alike."""
-    target = next((s.position for s in sorted(steps, key=lambda s: s.position) if s.position > position), None)
-    arms = split_arms(steps)
-    for _ in range(len(arms) + 1):
-        if target is None:
-            return None
-        leaving = [arm for arm in arms if position in arm and target not in arm and target != arm.join]
-        if not leaving:
-            return target
-        target = max(leaving, key=lambda arm: (arm.split, arm.start)).join  # the innermost arm first
-    return target
-
-
 def ab_pick(step: Step, customer_id: int) -> dict[str, Any] | None:
     """The variant of an A/B split a customer gets: the same one every time (seeded by step and customer)."""
     variants = (step.config or {}).get("variants") or []
@@ -366,51 +326,52 @@ def ab_pick(step: Step, customer_id: int) -> dict[str, Any] | None:
     return rng.choices(variants, weights=[v.get("weight", 1) for v in variants])[0]
 
 
-def next_step(delivery: Delivery) -> Step | None:
+def _journey_steps(delivery: Delivery) -> list[Step]:
+    return list(Step.objects.for_tenant(delivery.tenant_id).filter(journey_id=delivery.journey_id).order_by("position"))
+
+
+def branch_decide(delivery: Delivery, now: dt.datetime) -> tuple[Step | None, str]:
+    """Where a condition or A/B step sends the customer (None: the journey ends), and why in words
+    ("bought SKU MUG-1 in this order: yes → step 3"): the explain view shows it as the step's reason."""
     step = delivery.step
-    steps = list(Step.objects.for_tenant(delivery.tenant_id).filter(journey_id=delivery.journey_id)
-                 .order_by("position"))
+    steps = _journey_steps(delivery)
     by_position = {s.position: s for s in steps}
     if step.kind == Step.Kind.CONDITION:
-        target = step.config.get("then" if condition_holds(step.config, delivery) else "else")
-        return by_position.get(target) if target is not None else None
-    if step.kind == Step.Kind.AB_SPLIT:
+        holds, why = condition_decide(step.config or {}, enrollment_context(delivery.enrollment, now),
+                                      delivery.customer)
+        target = arm_target((step.config or {}).get("then" if holds else "else"))
+    elif step.kind == Step.Kind.AB_SPLIT:
         pick = ab_pick(step, delivery.customer_id)
-        if pick is not None:
-            return by_position.get(pick.get("step"))
-    target = fall_through(steps, step.position)
-    return by_position.get(target) if target is not None else None
+        variants = (step.config or {}).get("variants") or []
+        target = pick.get("step") if pick else None
+        label = chr(ord("A") + variants.index(pick)) if pick in variants else "?"
+        why = f"variant {label}"
+    else:
+        target, why = plain_next(step, steps), ""
+    nxt = by_position.get(target) if target is not None else None
+    return nxt, f"{why} → {f'step {nxt.position}' if nxt else 'end'}"
+
+
+def next_step(delivery: Delivery) -> Step | None:
+    if delivery.step.kind in (Step.Kind.CONDITION, Step.Kind.AB_SPLIT):
+        return branch_decide(delivery, clock.now())[0]
+    steps = _journey_steps(delivery)
+    target = plain_next(delivery.step, steps)
+    return next((s for s in steps if s.position == target), None) if target is not None else None
 
 
 def condition_holds(config: dict[str, Any], delivery: Delivery) -> bool:
-    """A yes/no split on a customer fact: {"field": "order_count", "op": ">=", "value": 2}."""
-    customer = delivery.customer
-    customer.refresh_from_db(fields=["order_count", "total_spent", "marketing_consent", "locale", "last_order_at"])
-    facts: dict[str, Any] = {
-        "order_count": customer.order_count,
-        "total_spent": customer.total_spent,
-        "marketing_consent": customer.marketing_consent,
-        "locale": customer.locale,
-        "ordered_since_enrollment": bool(customer.last_order_at and customer.last_order_at > delivery.enrollment.enrolled_at),
-    }
-    if str(config.get("field", "")).startswith("latest_"):
-        latest = customer_latest_scores(tenant=delivery.tenant_id, customer_id=customer.pk)
-        facts.update({f"latest_{kind}": score for kind, score in latest.items()})
-    if config.get("field") in ("points_balance", "tier"):
-        facts["points_balance"], facts["tier"] = customer_points(tenant=delivery.tenant_id, customer_id=customer.pk)
-    left, right, op = facts.get(config.get("field", "")), config.get("value"), config.get("op", "==")
-    if isinstance(left, Decimal):
-        right = as_decimal(right)
-    try:
-        return {"==": left == right, "!=": left != right, ">": left > right, ">=": left >= right,
-                "<": left < right, "<=": left <= right}[op]
-    except (TypeError, KeyError):
-        return False
+    """Whether a condition step's config holds for the delivery's customer now (journeys.conditions)."""
+    return condition_decide(config, enrollment_context(delivery.enrollment, clock.now()), delivery.customer)[0]
 
 
-def delivery_advance(delivery: Delivery, now: dt.datetime) -> None:
-    """Write the next step's row, or complete the enrollment."""
-    nxt = next_step(delivery)
+_NOT_DECIDED = object()
+
+
+def delivery_advance(delivery: Delivery, now: dt.datetime, nxt: Any = _NOT_DECIDED) -> None:
+    """Write the next step's row (`nxt` when the caller decided it already), or complete the enrollment."""
+    if nxt is _NOT_DECIDED:
+        nxt = next_step(delivery)
     if nxt is None:
         Enrollment.objects.for_tenant(delivery.tenant_id).filter(
             pk=delivery.enrollment_id, state=Enrollment.State.ACTIVE).update(

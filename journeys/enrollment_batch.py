@@ -163,7 +163,7 @@ def enroll(tenant_id: int, events: Sequence[Event]) -> list[Enrollment]:
     """`journey_enroll` for every (event, journey it triggers): decisions from facts read in bulk,
     enrollments and first deliveries inserted in bulk. Locks every (journey, customer) first."""
     journeys, first_steps = _journeys(tenant_id)
-    pairs = [(event, journey) for event in events for journey in journeys if triggers(journey, event.type)]
+    pairs = [(event, journey) for event in events for journey in journeys if triggers(journey, event.type, event.data)]
     if not pairs:
         return []
     advisory_locks(tenant_id, *sorted({(f"journey:{j.pk}", str(e.customer_id)) for e, j in pairs}))

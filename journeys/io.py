@@ -34,7 +34,8 @@ from lifecycle.models import Tenant
 from .categories import category_default
 from .definition import JourneyIn
 from .durations import format_duration, parse_duration
-from .models import Delivery, EmailTemplate, Enrollment, Journey, Step
+from .graph import END, declared_next
+from .models import Delivery, EmailTemplate, Enrollment, Journey, Segment, Step
 from .rollups import MEASURE_FIELDS, outcomes_forget
 
 LIBRARY_DIR = Path(__file__).resolve().parent / "library"
@@ -67,6 +68,7 @@ def _shape(journey: Journey | JourneyIn, *, status: str, category: str, filters:
         "status": status,
         "trigger": journey.trigger,
         "custom_event_type": journey.custom_event_type,
+        "trigger_config": dict(journey.trigger_config or {}),
         "filters": filters,
         "entry_policy": journey.entry_policy,
         "cooldown": _duration(journey.cooldown),
@@ -94,6 +96,7 @@ def _step_shape(step, *, config: dict, template: dict[str, Any] | None) -> dict[
         "kind": step.kind,
         "config": config,
         "template": template,
+        "next": declared_next(step),
     }
 
 
@@ -221,6 +224,7 @@ def _write_steps(journey: Journey, wanted: dict[str, Any], owned: dict[str, Emai
             "anchor": spec["anchor"], "wait_event": spec["wait_event"],
             "wait_max": parse_duration(spec["wait_max"]) if spec["wait_max"] else None,
             "kind": spec["kind"], "config": spec["config"], "template": template,
+            "next_position": spec["next"] if isinstance(spec["next"], int) else None, "ends": spec["next"] == END,
         }
         if _assign(step, values) or step.pk is None:
             step.save()
@@ -250,6 +254,18 @@ def _check_surveys(tenant: Tenant, data: JourneyIn) -> None:
               if (problem := survey_id_problem(tenant, step.config))}
     if fields:
         raise ServiceError("journeys.unknown_survey", next(iter(fields.values()))[0], fields)
+
+
+def _check_segments(tenant: Tenant, data: JourneyIn) -> None:
+    """Segment ids (entry filter, exit condition, trigger) must be this store's segments."""
+    named = {"filters.segment": data.filters.segment, "filters.exit_segment": data.filters.exit_segment,
+             "trigger_config.segment": data.trigger_config.get("segment")}
+    known = set(Segment.objects.for_tenant(tenant).filter(pk__in=[v for v in named.values() if v])
+                .values_list("pk", flat=True))
+    fields = {where: [f"no segment with id {value} in this store: see Segments in the workspace"]
+              for where, value in named.items() if value and value not in known}
+    if fields:
+        raise ServiceError("journeys.unknown_segment", next(iter(fields.values()))[0], fields)
 
 
 class NotReady(ServiceError):
@@ -286,6 +302,7 @@ def journey_import(*, tenant: Tenant, data: JourneyIn) -> tuple[Journey, bool]:
     """
     index = {step.position: i for i, step in enumerate(data.steps)}
     _check_surveys(tenant, data)
+    _check_segments(tenant, data)
     with transaction.atomic():
         advisory_lock(tenant.pk, "journey-name", data.name)
         journey = Journey.objects.for_tenant(tenant).select_for_update().filter(name=data.name).first()

@@ -57,6 +57,11 @@ class Journey(TenantModel):
         FEEDBACK_NEGATIVE = "feedback_negative"
         FEEDBACK_POSITIVE = "feedback_positive"
         CUSTOM = "custom"
+        # journeys.triggers: a date relative to a customer fact, a customer entering a segment, a
+        # support contact (its topic in the event's data). Their settings are in `trigger_config`.
+        DATE = "date"
+        SEGMENT_ENTERED = "segment_entered"
+        SUPPORT_CONTACTED = "support_contacted"
 
     class EntryPolicy(models.TextChoices):
         ONCE_PER_CUSTOMER = "once_per_customer"
@@ -72,6 +77,9 @@ class Journey(TenantModel):
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.DRAFT)
     trigger = models.CharField(max_length=32, choices=Trigger.choices)
     custom_event_type = models.CharField(max_length=100, blank=True)
+    # date: {"fact": "birthday" | "order_anniversary" | "days_since_last_order", "days": N};
+    # segment_entered: {"segment": id}; support_contacted: {"topics": [...]} (none: any topic).
+    trigger_config = models.JSONField(default=dict, blank=True)
     # {"min_total": "50", "max_total": …, "skus": […], "product_ids": […], "min_order_count": 1,
     #  "max_order_count": …, "locales": ["de"], "consent": "required"|"any"}
     filters = models.JSONField(default=dict, blank=True)
@@ -145,11 +153,18 @@ class Step(TenantModel):
     kind = models.CharField(max_length=20, choices=Kind.choices, default=Kind.EMAIL)
     template = models.ForeignKey(EmailTemplate, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
     config = models.JSONField(default=dict, blank=True)
+    # The journey graph (journeys.graph): what a step that does not branch leads to. Neither set: the
+    # next step by position (a linear journey, as every journey was before graphs); `next_position`: that
+    # step; `ends`: the journey ends after it. Condition and A/B steps branch through their config.
+    next_position = models.PositiveSmallIntegerField(null=True, blank=True)
+    ends = models.BooleanField(default=False)
 
     class Meta:
         ordering = ["position"]
         constraints = [
-            models.UniqueConstraint(fields=["tenant", "journey", "position"], name="step_journey_position_uniq")
+            models.UniqueConstraint(fields=["tenant", "journey", "position"], name="step_journey_position_uniq"),
+            models.CheckConstraint(condition=Q(next_position__isnull=True) | Q(ends=False),
+                                   name="step_next_or_ends"),
         ]
 
     def __str__(self) -> str:
@@ -356,3 +371,38 @@ class OutcomeBucket(TenantModel):
 
     def __str__(self) -> str:
         return f"{self.journey_id} {self.kind} {self.bucket:%Y-%m-%d %H:%M}"
+
+
+class Segment(TenantModel):
+    """A saved audience: the customers the rules select (journeys.rules, the conditions' vocabulary).
+
+    Counted and sampled live (journeys.segments); `SegmentMember` keeps who was in it at the last
+    refresh, so that entering it can start a journey."""
+
+    name = models.CharField(max_length=200)
+    description = models.CharField(max_length=500, blank=True)
+    builtin = models.CharField(max_length=32, blank=True, help_text="The built-in it was installed from.")
+    match = models.CharField(max_length=3, choices=[("all", "all"), ("any", "any")], default="all")
+    rules = models.JSONField(default=list)
+    # The first refresh records who is in it without starting anything: a segment made today does not
+    # "enter" every customer it already holds.
+    refreshed_at = models.DateTimeField(null=True, blank=True, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["tenant", "name"], name="segment_tenant_name_uniq")]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class SegmentMember(TenantModel):
+    tenant = models.ForeignKey("lifecycle.Tenant", on_delete=models.CASCADE, related_name="+", db_index=False)
+    segment = models.ForeignKey(Segment, on_delete=models.CASCADE, related_name="members", db_index=False)
+    customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="+")
+    entered_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["tenant", "segment", "customer"],
+                                               name="segmentmember_uniq")]

@@ -19,7 +19,8 @@ from lifecycle.models import Customer, Event, Tenant
 from lifecycle.preferences import category_skip_reason
 
 from .enrollment import ORDER_SCOPED_EXITS, delivery_advance, delivery_history, exit_reason
-from .models import Delivery, DueDelivery, Enrollment, Journey, Step
+from .models import Delivery, DueDelivery, Enrollment, Journey, Segment, Step
+from .segments import segment_members_among
 
 # How long a claim holds a row before another dispatcher may take it back
 # (settings.DELIVERY_CLAIM_LEASE_SECONDS overrides it).
@@ -260,6 +261,8 @@ class _GateFacts:
     last_sent: dict[int, dt.datetime]  # customer id → latest marketing email inside the store's cap
     rivals: dict[int, list[tuple[int, int, str]]]  # customer id → (id, priority, journey name), due now
     capped: dict[int, str] = dataclasses.field(default_factory=dict)  # customer id → journey going first
+    # journey id → the customers of the batch in its exit segment (journeys.segments)
+    in_exit_segment: dict[int, tuple[str, set[int]]] = dataclasses.field(default_factory=dict)
 
     @classmethod
     def read(cls, deliveries: Sequence[Delivery], now: dt.datetime) -> "_GateFacts":
@@ -269,6 +272,7 @@ class _GateFacts:
             by_tenant.setdefault(delivery.tenant_id, []).append(delivery)
         marketing_class, sent = Journey.MessageClass.MARKETING, Delivery.State.SENT
         for tenant_id, group in by_tenant.items():
+            facts.in_exit_segment.update(exit_segment_members(tenant_id, group, now))
             exit_types = {t for d in group for t in d.journey.exit_events or []}
             if exit_types:
                 # An exit about the enrollment's own order counts whenever it happened: a refund or a
@@ -313,6 +317,22 @@ class _GateFacts:
         return facts
 
 
+def exit_segment_members(tenant_id: int, group: Sequence[Delivery],
+                         now: dt.datetime) -> dict[int, tuple[str, set[int]]]:
+    """Per journey with an exit segment: its name, and which of the group's customers are in it now."""
+    out: dict[int, tuple[str, set[int]]] = {}
+    wanted: dict[int, set[int]] = {}
+    for d in group:
+        if (d.journey.filters or {}).get("exit_segment"):
+            wanted.setdefault(d.journey_id, set()).add(d.customer_id)
+    for journey_id, customers in wanted.items():
+        journey = next(d.journey for d in group if d.journey_id == journey_id)
+        segment = Segment.objects.for_tenant(tenant_id).filter(pk=journey.filters["exit_segment"]).first()
+        if segment is not None:
+            out[journey_id] = (segment.name, segment_members_among(segment=segment, customer_ids=customers, now=now))
+    return out
+
+
 def _gate(delivery: Delivery, now: dt.datetime, facts: _GateFacts) -> GateDecision:
     customer, tenant, enrollment, journey = delivery.customer, delivery.customer.tenant, delivery.enrollment, delivery.journey
     if enrollment.state != Enrollment.State.ACTIVE:
@@ -328,6 +348,9 @@ def _gate(delivery: Delivery, now: dt.datetime, facts: _GateFacts) -> GateDecisi
             reason = exit_reason(journey, enrollment, event)
             if reason:
                 return GateDecision("exit", reason)
+    segment_name, in_segment = facts.in_exit_segment.get(journey.pk, ("", set()))
+    if customer.pk in in_segment:
+        return GateDecision("exit", f"exit: in segment '{segment_name}'")
     if customer.erased_at:
         return GateDecision("skip", "customer erased")
     if delivery.step.kind in (Step.Kind.CONDITION, Step.Kind.AB_SPLIT, Step.Kind.AWARD_POINTS):

@@ -40,6 +40,9 @@ TRIGGER_WORDS = {
     Journey.Trigger.ORDER_REFUNDED: "an order is refunded",
     Journey.Trigger.FEEDBACK_NEGATIVE: "negative feedback arrives",
     Journey.Trigger.FEEDBACK_POSITIVE: "positive feedback arrives",
+    Journey.Trigger.DATE: "the customer's date comes (birthday, anniversary, days since the last order)",
+    Journey.Trigger.SEGMENT_ENTERED: "the customer enters the segment",
+    Journey.Trigger.SUPPORT_CONTACTED: "the customer contacts support",
 }
 
 
@@ -146,7 +149,8 @@ def step_summary(step: Step, delivery: Delivery | None, enrollment_active: bool,
     state, reason = delivery.state, delivery.reason
     if state == Delivery.State.SENT:
         if step.kind in (Step.Kind.CONDITION, Step.Kind.AB_SPLIT):
-            return f"Step {n} ({step.kind}) evaluated {_local(delivery.sent_at, zone)}"
+            why = f": {reason}" if reason and reason != "branch evaluated" else ""
+            return f"Step {n} ({step.kind}) evaluated {_local(delivery.sent_at or delivery.updated_at, zone)}{why}"
         return f"Step {n} sent {_local(delivery.sent_at, zone)}{_engagement(delivery, zone)}"
     if state == Delivery.State.SKIPPED:
         return f"Step {n} skipped: {reason or 'no reason recorded'}"

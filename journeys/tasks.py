@@ -16,9 +16,11 @@ from lifecycle.tenancy import system_scope, tenant_scope
 
 from .deliverability import deliverability_check_all
 from .dispatch import deliveries_send
-from .models import Delivery
+from .models import Delivery, Journey
 from .rollups import journeys_to_settle, journeys_with_open_sends, outcomes_refresh_open, outcomes_settle
 from .schedule import deliveries_claim_by_tenant, deliveries_claimed_count, deliveries_reclaim
+from .segments import segments_refresh
+from .triggers import date_events_append
 
 # Rows leased per claim: one indexed UPDATE … RETURNING, a few milliseconds.
 CLAIM_BATCH = 500
@@ -120,3 +122,39 @@ def check_deliverability() -> dict[str, int]:
     """Beat, every 15 minutes: warn or pause stores whose complaint or bounce rate is too high."""
     with system_scope():
         return deliverability_check_all()
+
+
+@every(3600.0, key="journey-date-triggers")
+# PERIODIC: a scan of each store's customers once an hour; a birthday an hour late is on time.
+@on_queue(PERIODIC)
+@shared_task(name="journeys.date_triggers", ignore_result=True)
+def date_triggers() -> int:
+    """Append today's `date.reached` events (birthdays, order anniversaries, N days since the last order)
+    for every store with an active date journey (journeys/triggers.py)."""
+    with system_scope():
+        tenant_ids = set(Journey.all_tenants.filter(trigger=Journey.Trigger.DATE, status=Journey.Status.ACTIVE)
+                         .values_list("tenant_id", flat=True))
+        tenants = Tenant.objects.in_bulk(tenant_ids)
+    appended = 0
+    for tenant_id in sorted(tenant_ids):
+        with tenant_scope(tenant_id):
+            appended += date_events_append(tenant=tenants[tenant_id])
+    return appended
+
+
+@every(900.0, key="journey-segment-refresh")
+# PERIODIC: each segment a journey starts on is evaluated whole, seconds for a large store.
+@on_queue(PERIODIC)
+@shared_task(name="journeys.refresh_segments", ignore_result=True)
+def refresh_segments() -> int:
+    """Record who is in each segment an active journey starts on, and append `segment.entered` for the
+    customers new since the last refresh (journeys/segments.py)."""
+    with system_scope():
+        tenant_ids = set(Journey.all_tenants.filter(trigger=Journey.Trigger.SEGMENT_ENTERED,
+                                                    status=Journey.Status.ACTIVE).values_list("tenant_id", flat=True))
+        tenants = Tenant.objects.in_bulk(tenant_ids)
+    appended = 0
+    for tenant_id in sorted(tenant_ids):
+        with tenant_scope(tenant_id):
+            appended += segments_refresh(tenant=tenants[tenant_id])
+    return appended

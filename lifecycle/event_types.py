@@ -71,6 +71,18 @@ class StoreData(Data):
     by: str | None = None
 
 
+class SegmentData(Data):
+    segment_id: int
+    segment: str
+
+
+class DateData(Data):
+    fact: str  # birthday | order_anniversary | days_since_last_order
+    date: str  # the day it is about, in the store's time zone (ISO)
+    days: int | None = None
+    years: int | None = None
+
+
 class CustomData(Data):
     """A storefront's own event: whatever it posted, as posted."""
 
@@ -118,6 +130,10 @@ _TYPES = (
       for what in ("tier_reached", "tier_lost", "reward_unlocked", "points_expiring")),
     *(EventType(f"referral.{what}", ReferralData, _BONUS_AND_JOURNEYS, f"A referral {what}.")
       for what in ("converted", "rejected", "rewarded")),
+    EventType("segment.entered", SegmentData, (JOURNEYS,),
+              "A customer entered a saved segment (journeys.segments, at its refresh)."),
+    EventType("date.reached", DateData, (JOURNEYS,),
+              "A day relative to a customer fact came: birthday, order anniversary, N days since the last order."),
     *(EventType(f"deliverability.{what}", StoreData, _BONUS_AND_JOURNEYS, f"The store's deliverability {what}.")
       for what in ("alert", "paused", "resumed", "recovered")),
     *(EventType(f"store.{what}", StoreData, _BONUS_AND_JOURNEYS, f"Store settings: {what.replace('_', ' ')}.")

@@ -300,6 +300,9 @@ class ProductIn(Strict):
     sku: str = Field(default="", max_length=255)
     url: WebUrl = ""
     image_url: WebUrl = ""
+    collections: list[Annotated[str, Field(min_length=1, max_length=255)]] | None = Field(
+        default=None, max_length=100, description="The collections (categories) it is in, by name or handle. "
+                                                  "Left out: the stored ones stay.")
 
 
 OrderStatusIn = Literal["pending", "paid", "fulfilled", "delivered", "cancelled"]

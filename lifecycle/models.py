@@ -319,6 +319,9 @@ class Product(TenantModel):
     image_url = models.URLField(max_length=1000, blank=True)
     # Typical days until a customer runs out: drives replenishment reminders.
     replenishment_days = models.PositiveIntegerField(null=True, blank=True)
+    # The store's collections (categories) the product is in, by name or handle: a journey's
+    # condition and a segment can ask whether a customer bought from one.
+    collections = models.JSONField(default=list, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

@@ -112,6 +112,8 @@ def product_upsert(*, tenant: Tenant, data: ProductIn) -> tuple[Product, bool]:
     image leaves the stored one. Returns (product, created)."""
     values = {"url": data.url, **{name: getattr(data, name) for name in ("title", "sku", "image_url")
                                    if getattr(data, name)}}
+    if data.collections is not None:
+        values["collections"] = sorted(set(data.collections))
     with transaction.atomic():
         product, created = Product.objects.for_tenant(tenant).get_or_create(
             tenant=tenant, external_id=data.external_id, defaults=values)

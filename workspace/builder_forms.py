@@ -9,15 +9,18 @@ from typing import Any
 from django import forms
 from pydantic import ValidationError
 
-from journeys.builder_checks import EMAIL_KINDS, KIND_WORDS, TRIGGERS, condition_field_choices
+from journeys.builder_checks import EMAIL_KINDS, KIND_WORDS, TRIGGERS
 from journeys.definition import (
-    CONDITION_FIELDS,
     ConditionConfigIn,
     FiltersIn,
     event_name_problem,
     plain_value,
 )
 from journeys.models import Journey, Step
+
+from .rule_fields import rule_form_fields, rule_from_data, rule_initial
+
+RULE_INPUTS = tuple(rule_form_fields("cond_"))
 
 CENT = Decimal("0.01")
 UNITS = {"minutes": 60, "hours": 3600, "days": 86400, "weeks": 7 * 86400, "seconds": 1}
@@ -38,8 +41,6 @@ KIND_CHOICES = [(k, KIND_WORDS[k]) for k in (Step.Kind.EMAIL, Step.Kind.FEEDBACK
                                             Step.Kind.AWARD_POINTS, Step.Kind.CONDITION, Step.Kind.AB_SPLIT)]
 COMMON_EXITS = [("order.placed", "another order is placed"), ("order.refunded", "the order is refunded"),
                 ("order.cancelled", "the order is cancelled"), ("customer.unsubscribed", "the customer unsubscribes")]
-OPS = [("==", "is"), ("!=", "is not"), (">", "is more than"), (">=", "is at least"), ("<", "is less than"),
-       ("<=", "is at most")]
 
 
 def split_amount(delta: dt.timedelta | None) -> tuple[int, str]:
@@ -102,6 +103,19 @@ class SettingsForm(forms.Form):
     max_order_count = forms.IntegerField(required=False, min_value=0, label="…and at most … orders")
     locales = forms.CharField(required=False, max_length=500, label="Languages", help_text="e.g. de, fr-CA")
     consent_required = forms.BooleanField(required=False, label="Only customers who agreed to marketing email")
+    segment = forms.TypedChoiceField(required=False, choices=[], coerce=int, empty_value=None,
+                                     label="Only customers in the segment")
+    exit_segment = forms.TypedChoiceField(required=False, choices=[], coerce=int, empty_value=None,
+                                          label="Stop when the customer is in the segment")
+    trigger_fact = forms.ChoiceField(required=False, label="The date", choices=[
+        ("birthday", "the customer's birthday"), ("order_anniversary", "the anniversary of their first order"),
+        ("days_since_last_order", "… days after their last order")])
+    trigger_days = forms.IntegerField(required=False, min_value=1, max_value=3650, label="Days after the last order")
+    trigger_segment = forms.TypedChoiceField(required=False, choices=[], coerce=int, empty_value=None,
+                                             label="Entering the segment")
+    trigger_topics = forms.CharField(required=False, max_length=1000, label="Support topics",
+                                     help_text="Comma-separated, as your help desk sends them in the event's topic; "
+                                               "blank: any topic")
     entry_policy = forms.ChoiceField(choices=[("once_per_order", "once per order"),
                                               ("once_per_customer", "once per customer"),
                                               ("cooldown", "at most once every … days per customer")])
@@ -120,13 +134,17 @@ class SettingsForm(forms.Form):
                                   help_text="Higher wins when two journeys' emails compete for the cap.")
     replace_running = forms.BooleanField(required=False, label="A newer order restarts it")
 
-    STRUCTURE = ("trigger", "custom_event_type", "min_total", "max_total", "skus", "product_ids", "min_order_count",
+    STRUCTURE = ("trigger", "custom_event_type", "trigger_fact", "trigger_days", "trigger_segment", "trigger_topics",
+                 "segment", "exit_segment", "min_total", "max_total", "skus", "product_ids", "min_order_count",
                  "max_order_count", "locales", "consent_required", "entry_policy", "cooldown_days", "exit_events",
                  "exit_custom", "attribution_days", "holdout_percent", "message_class", "priority", "replace_running")
 
-    def __init__(self, *args, structure_locked: bool = False, **kwargs):
+    def __init__(self, *args, structure_locked: bool = False, segments: list[tuple[int, str]] | None = None,
+                 **kwargs):
         super().__init__(*args, **kwargs)
         self.structure_locked = structure_locked
+        for name in ("segment", "exit_segment", "trigger_segment"):
+            self.fields[name].choices = [("", "—")] + list(segments or [])
         if structure_locked:
             for name in self.STRUCTURE:
                 self.fields[name].disabled = True
@@ -141,6 +159,11 @@ class SettingsForm(forms.Form):
             "product_ids": ", ".join(f.get("product_ids") or []), "min_order_count": f.get("min_order_count"),
             "max_order_count": f.get("max_order_count"), "locales": ", ".join(f.get("locales") or []),
             "consent_required": f.get("consent") == "required", "entry_policy": journey.entry_policy,
+            "segment": f.get("segment"), "exit_segment": f.get("exit_segment"),
+            "trigger_fact": (journey.trigger_config or {}).get("fact"),
+            "trigger_days": (journey.trigger_config or {}).get("days"),
+            "trigger_segment": (journey.trigger_config or {}).get("segment"),
+            "trigger_topics": ", ".join((journey.trigger_config or {}).get("topics") or []),
             "cooldown_days": journey.cooldown.days if journey.cooldown else None,
             "exit_events": [e for e in journey.exit_events or [] if e in dict(COMMON_EXITS)],
             "exit_custom": ", ".join(e for e in journey.exit_events or [] if e not in dict(COMMON_EXITS)),
@@ -159,6 +182,7 @@ class SettingsForm(forms.Form):
             if problem:
                 self.add_error("custom_event_type", problem)
         data["custom_event_type"] = event if trigger == Journey.Trigger.CUSTOM else ""
+        data["trigger_config"] = self._trigger_config(trigger, data)
         if data.get("entry_policy") == "cooldown" and not data.get("cooldown_days"):
             self.add_error("cooldown_days", "is needed when customers may enter again after a while")
         exits = list(data.get("exit_events") or [])
@@ -173,7 +197,8 @@ class SettingsForm(forms.Form):
                "skus": _words(data.get("skus", "")) or None, "product_ids": _words(data.get("product_ids", "")) or None,
                "min_order_count": data.get("min_order_count"), "max_order_count": data.get("max_order_count"),
                "locales": _words(data.get("locales", "")) or None,
-               "consent": "required" if data.get("consent_required") else None}
+               "consent": "required" if data.get("consent_required") else None,
+               "segment": data.get("segment"), "exit_segment": data.get("exit_segment")}
         try:
             # Amounts as the API writes them ("50.00"), so a save compares equal to an import.
             parsed = FiltersIn.model_validate({k: (str(v.quantize(CENT)) if isinstance(v, Decimal) else v)
@@ -186,6 +211,22 @@ class SettingsForm(forms.Form):
                 self.add_error(field, f"{error['msg'].removeprefix('Value error, ')}")
         return data
 
+    def _trigger_config(self, trigger: str, data: dict[str, Any]) -> dict[str, Any]:
+        config: dict[str, Any] = {}
+        if trigger == Journey.Trigger.DATE:
+            config = {"fact": data.get("trigger_fact") or "birthday"}
+            if config["fact"] == "days_since_last_order":
+                if not data.get("trigger_days"):
+                    self.add_error("trigger_days", "say how many days after the last order, such as 60")
+                config["days"] = data.get("trigger_days")
+        elif trigger == Journey.Trigger.SEGMENT_ENTERED:
+            if not data.get("trigger_segment"):
+                self.add_error("trigger_segment", "choose the segment (add one under Segments)")
+            config = {"segment": data.get("trigger_segment")}
+        elif trigger == Journey.Trigger.SUPPORT_CONTACTED:
+            config = {"topics": _words(data.get("trigger_topics", ""))}
+        return config
+
     def values(self) -> dict[str, Any]:
         """What journey_settings_update takes: words and category always, structure when it may change."""
         data = self.cleaned_data
@@ -194,7 +235,8 @@ class SettingsForm(forms.Form):
         if self.structure_locked:
             return values
         values.update({
-            "trigger": data["trigger"], "custom_event_type": data["custom_event_type"], "filters": data["filters"],
+            "trigger": data["trigger"], "custom_event_type": data["custom_event_type"],
+            "trigger_config": data["trigger_config"], "filters": data["filters"],
             "entry_policy": data["entry_policy"],
             "cooldown": dt.timedelta(days=data["cooldown_days"]) if data["entry_policy"] == "cooldown" else None,
             "exit_events": data["exit_list"], "attribution_window": dt.timedelta(days=data["attribution_days"]),
@@ -229,12 +271,12 @@ class StepForm(forms.Form):
     survey = forms.ChoiceField(required=False, choices=[], label="Survey")
     points = forms.IntegerField(required=False, min_value=1, max_value=1_000_000, label="Points to award")
     points_reason = forms.CharField(required=False, max_length=200, label="Reason shown in the ledger")
-    cond_field = forms.ChoiceField(required=False, choices=condition_field_choices(), label="If the customer's")
-    cond_op = forms.ChoiceField(required=False, choices=OPS, label="")
-    cond_value = forms.CharField(required=False, max_length=100, label="value")
     cond_then = forms.TypedChoiceField(required=False, choices=[], coerce=int, empty_value=None, label="then go to")
     cond_else = forms.TypedChoiceField(required=False, choices=[], coerce=int, empty_value=None,
                                        label="otherwise go to")
+    next = forms.ChoiceField(required=False, choices=[], label="Then",
+                             help_text="Where the customer goes after this step: an arm of a split ends or rejoins "
+                                       "here.")
     variants = forms.CharField(required=False, max_length=500, label="Branches",
                                help_text="step:weight pairs, e.g. 3:50, 4:50. Each customer gets one branch: from its "
                                          "step up to the next branch's step.")
@@ -247,17 +289,20 @@ class StepForm(forms.Form):
     signature = forms.CharField(max_length=200, required=False, help_text="Who signs it, e.g. Lena, founder")
 
     STRUCTURE = ("timing", "wait_amount", "wait_unit", "wait_event", "give_up_days", "kind", "survey", "points",
-                 "points_reason", "cond_field", "cond_op", "cond_value", "cond_then", "cond_else", "variants",
-                 "ab_then")
+                 "points_reason", *RULE_INPUTS, "cond_then", "cond_else", "variants", "ab_then", "next")
     CONTENT = ("subject", "preheader", "body", "signature")
 
     def __init__(self, *args, step: Step, positions: list[int], surveys: list[tuple[str, str]],
-                 structure_locked: bool = False, **kwargs):
+                 structure_locked: bool = False, email_positions: list[int] | None = None, **kwargs):
         super().__init__(*args, **kwargs)
         self.step, self.structure_locked = step, structure_locked
+        self.fields.update(rule_form_fields("cond_", steps=[(p, f"step {p}") for p in email_positions or []
+                                                            if p != step.position]))
         later = [(p, f"step {p}") for p in positions if p > step.position]
-        self.fields["cond_then"].choices = [("", "the end")] + later
-        self.fields["cond_else"].choices = [("", "the end")] + later
+        others = [(p, f"step {p}") for p in positions if p != step.position]
+        self.fields["cond_then"].choices = [("", "the end")] + others
+        self.fields["cond_else"].choices = [("", "the end")] + others
+        self.fields["next"].choices = [("", "the next step below"), ("end", "the end of the journey")] + others
         self.fields["ab_then"].choices = [("", "the step after the last branch's step (or the end)")] + later
         self.fields["survey"].choices = [("", "choose a survey")] + surveys
         if step.kind not in dict(KIND_CHOICES):  # an imported kind the builder does not offer: keep it selectable
@@ -276,16 +321,17 @@ class StepForm(forms.Form):
             amount, unit = split_amount(step.wait)
             timing = step.anchor if step.wait_kind == Step.WaitKind.AFTER_ANCHOR and step.anchor else "previous"
         template = step.template if step.template_id else None
-        value = config.get("value")
         return {
             "name": step.name, "timing": timing, "wait_amount": amount, "wait_unit": unit,
             "wait_event": step.wait_event,
             "give_up_days": step.wait_max.days if step.wait_max and step.wait_kind == Step.WaitKind.AFTER_ANCHOR
             else None,
             "kind": step.kind, "survey": str(config.get("survey") or ""), "points": config.get("points"),
-            "points_reason": config.get("reason", ""), "cond_field": config.get("field"), "cond_op": config.get("op"),
-            "cond_value": ("true" if value else "false") if isinstance(value, bool) else value,
-            "cond_then": config.get("then"), "cond_else": config.get("else"),
+            "points_reason": config.get("reason", ""),
+            **(rule_initial(config, "cond_") if step.kind == Step.Kind.CONDITION and config.get("field") else {}),
+            "cond_then": config.get("then") if isinstance(config.get("then"), int) else None,
+            "cond_else": config.get("else") if isinstance(config.get("else"), int) else None,
+            "next": "end" if step.ends else step.next_position or "",
             "ab_then": config.get("then") if step.kind == Step.Kind.AB_SPLIT else None,
             "variants": ", ".join(f"{v.get('step')}:{v.get('weight', 1)}" for v in config.get("variants") or []
                                   if isinstance(v, dict)),
@@ -314,6 +360,10 @@ class StepForm(forms.Form):
             values.update(wait_kind=Step.WaitKind.AFTER_ANCHOR, anchor=timing,
                           wait_max=dt.timedelta(days=give_up) if give_up and timing != "enrolled_at" else None)
         values["config"] = self._config(kind, data)
+        chosen = data.get("next") or ""
+        branches = kind in (Step.Kind.CONDITION, Step.Kind.AB_SPLIT)
+        values["ends"] = chosen == "end" and not branches
+        values["next_position"] = int(chosen) if chosen.isdigit() and not branches else None
         data["structure"] = values
         return data
 
@@ -348,27 +398,19 @@ class StepForm(forms.Form):
         return current
 
     def _condition(self, data: dict[str, Any]) -> dict[str, Any]:
-        field, op, raw = data.get("cond_field"), data.get("cond_op") or "==", (data.get("cond_value") or "").strip()
-        if not field:
-            self.add_error("cond_field", "choose what to test")
+        current = self.step.config if self.step.kind == Step.Kind.CONDITION else {}
+        rule = rule_from_data(data, "cond_", self)
+        if rule is None and not self.errors:
+            if not (current.get("all") or current.get("any")):
+                self.add_error("cond_field", "choose what to test")
+                return {}
+            # Several rules (written in JSON): the builder keeps them and changes where the arms go.
+            rule = {k: v for k, v in current.items() if k in ("all", "any")}
+        if rule is None:
             return {}
-        value: Any = raw
-        kind = CONDITION_FIELDS[field]
-        try:
-            if kind == "int":
-                value = int(raw)
-            elif kind == "bool":
-                if raw.lower() not in ("true", "false", "yes", "no"):
-                    raise ValueError
-                value = raw.lower() in ("true", "yes")
-        except ValueError:
-            self.add_error("cond_value", "must be a whole number" if kind == "int" else "must be yes or no")
-            return {}
-        config: dict[str, Any] = {"field": field, "op": op, "value": value}
-        if data.get("cond_then") is not None:
-            config["then"] = data["cond_then"]
-        if data.get("cond_else") is not None:
-            config["else"] = data["cond_else"]
+        config: dict[str, Any] = dict(rule)
+        for key in ("then", "else"):
+            config[key] = data.get(f"cond_{key}") if data.get(f"cond_{key}") is not None else "end"
         try:
             parsed = ConditionConfigIn.model_validate(config)
         except ValidationError as exc:

@@ -15,6 +15,8 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.urls import path
 
+from journeys.models import Segment
+from journeys.segments import segment_member_ids
 from lifecycle import clock
 from lifecycle.models import Tenant
 from lifecycle.numbers import calendar_date
@@ -111,8 +113,16 @@ def _lift_chart(lifts: list) -> dict:
 
 @workspace_view()
 def home(request: HttpRequest, tenant: Tenant) -> HttpResponse:
+    segments = list(Segment.objects.for_tenant(tenant).order_by("name"))
+    chosen = next((s for s in segments if str(s.pk) == request.GET.get("segment", "")), None)
+    if request.GET.get("segment") and chosen is None:
+        return render(request, "workspace/home.html", {
+            "period": period_from(request, tenant, clock.now())[1], "tabs": TABS, "segments": segments,
+            "errors": ["That segment is not one of this store's: choose one from the list."]}, status=400)
+
     def build(period: metrics.Period, now: dt.datetime) -> dict:
-        customers = metrics.customer_metrics(tenant, period)
+        among = segment_member_ids(segment=chosen, now=now) if chosen is not None else None
+        customers = metrics.customer_metrics(tenant, period, among)
         cohorts = metrics.ltv_cohorts(tenant, period, now)
         lifts = metrics_journeys.lifts(tenant, period, now)
         gaps = customers["time_to_second"]
@@ -127,7 +137,8 @@ def home(request: HttpRequest, tenant: Tenant) -> HttpResponse:
             "chart-lift": _lift_chart(lifts),
         }
         return {"customers": customers, "cohorts": cohorts, "lifts": lifts, "charts": charts,
-                "lift_chart": any(lift.conversion for lift in lifts)}
+                "lift_chart": any(lift.conversion for lift in lifts), "segments": segments, "segment": chosen,
+                "segment_size": len(among) if among is not None else None}
 
     return _page(request, tenant, "workspace/home.html", build)
 

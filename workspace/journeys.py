@@ -32,7 +32,8 @@ from journeys.builder_checks import (
     wait_words,
 )
 from journeys.io import journey_export, library_install, library_keys, library_load
-from journeys.models import EmailTemplate, Enrollment, Journey, Step
+from journeys.models import EmailTemplate, Enrollment, Journey, Segment, Step
+from journeys.paths import paths, steps_reached, unreached_steps
 from journeys.preview import PreviewError, TestNotSent, email_preview, email_send_test, recent_customers
 from lifecycle.models import Tenant
 from workspace.access import workspace_view
@@ -203,9 +204,14 @@ def _surveys(tenant: Tenant) -> list[tuple[str, str]]:
     return own + [(k.value, k.label) for k in Survey.Kind if k.value not in keys]
 
 
+def _segments(tenant: Tenant) -> list[tuple[int, str]]:
+    return list(Segment.objects.for_tenant(tenant).order_by("name").values_list("pk", "name"))
+
+
 def _step_form(tenant: Tenant, step: Step, steps: list[Step], lock: str | None, data=None) -> StepForm:
     return StepForm(data, initial=StepForm.initial_for(step), step=step, positions=[s.position for s in steps],
-                    surveys=_surveys(tenant), structure_locked=bool(lock))
+                    surveys=_surveys(tenant), structure_locked=bool(lock),
+                    email_positions=[s.position for s in steps if s.kind in EMAIL_KINDS])
 
 
 def _builder(request: HttpRequest, tenant: Tenant, journey: Journey, *, selected: Step | None = None,
@@ -225,6 +231,10 @@ def _builder(request: HttpRequest, tenant: Tenant, journey: Journey, *, selected
                   "kind": KIND_WORDS.get(s.kind, s.kind), "problems": [p for p in problems if p.position == s.position],
                   "first": i == 0, "last": i == len(steps) - 1}
                  for i, s in enumerate(steps)]
+    graph = paths(steps, steps_reached(journey))
+    for root in graph:
+        for node in root.walk():
+            node.title, node.does = step_title(node.step), step_does(node.step, by_position)
     preview, customers, preview_error = None, recent_customers(tenant), ""
     customer_key = request.GET.get("customer") or customers[0].key
     if selected is not None and step_form is None:
@@ -245,8 +255,10 @@ def _builder(request: HttpRequest, tenant: Tenant, journey: Journey, *, selected
                      for p in problems],
         "trigger_sentence": trigger_sentence(journey, tenant), "lock": lock,
         "active_people": builder.people_words(people) if people else "", "selected": selected,
+        "paths": graph, "unreached": unreached_steps(steps),
+        "selected_does": step_does(selected, by_position) if selected is not None else "",
         "step_form": step_form,
-        "settings_form": settings_form or SettingsForm(initial=SettingsForm.initial_for(journey),
+        "settings_form": settings_form or SettingsForm(initial=SettingsForm.initial_for(journey), segments=_segments(tenant),
                                                        structure_locked=bool(lock), prefix=SETTINGS_PREFIX),
         "add_form": AddStepForm(prefix=ADD_PREFIX), "preview": preview, "preview_error": preview_error, "customers": customers,
         "customer_key": customer_key, "horizon_days": HORIZON.days, "selected_sends_email":
@@ -271,7 +283,7 @@ def journey_settings(request: HttpRequest, tenant: Tenant, journey_id: int) -> H
         return redirect(_builder_url(tenant, journey))
     lock = builder.structure_lock(journey)
     form = SettingsForm(request.POST, initial=SettingsForm.initial_for(journey), structure_locked=bool(lock),
-                        prefix=SETTINGS_PREFIX)
+                        prefix=SETTINGS_PREFIX, segments=_segments(tenant))
     if not form.is_valid():
         messages.error(request, "The trigger and filters were not saved: see the messages beside the fields.")
         return _builder(request, tenant, journey, settings_form=form, status=400)

@@ -120,27 +120,32 @@ def _local_date(value: dt.datetime | dt.date, zone: zoneinfo.ZoneInfo) -> dt.dat
 # --- customers and revenue --------------------------------------------------------------
 
 
-def customer_metrics(tenant: Tenant, period: Period) -> dict[str, Any]:
-    """New customers, repeat rate, orders and revenue, and the time to a second order."""
+def customer_metrics(tenant: Tenant, period: Period, among: list[int] | None = None) -> dict[str, Any]:
+    """New customers, repeat rate, orders and revenue, and the time to a second order; of the customers
+    `among` (a segment's, journeys.segments) when given."""
     cohort = Customer.objects.for_tenant(tenant).filter(period.q("first_order_at"))
+    orders_in = Order.objects.for_tenant(tenant).filter(period.q("paid_at"), cancelled_at__isnull=True)
+    if among is not None:
+        cohort, orders_in = cohort.filter(pk__in=among), orders_in.filter(customer_id__in=among)
     counts = cohort.aggregate(new=Count("pk"), repeat=Count("pk", filter=Q(order_count__gte=2)))
-    orders = (Order.objects.for_tenant(tenant).filter(period.q("paid_at"), cancelled_at__isnull=True)
-              .aggregate(n=Count("pk"), revenue=Sum(F("total") - F("refunded_total"),
-                                                    filter=Q(currency=tenant.currency))))
+    orders = orders_in.aggregate(n=Count("pk"), revenue=Sum(F("total") - F("refunded_total"),
+                                                            filter=Q(currency=tenant.currency)))
     return {
         "new_customers": counts["new"],
         "repeat_customers": counts["repeat"],
         "repeat_rate": ratio(counts["repeat"], counts["new"]),
         "orders": orders["n"],
         "revenue": _money(orders["revenue"]),
-        "time_to_second": time_to_second_order(tenant, period),
+        "time_to_second": time_to_second_order(tenant, period, among),
     }
 
 
-def time_to_second_order(tenant: Tenant, period: Period) -> dict[str, Any]:
+def time_to_second_order(tenant: Tenant, period: Period, among: list[int] | None = None) -> dict[str, Any]:
     """For new customers of the period who ordered again: days to the second order, as a histogram."""
     orders = Order.objects.for_tenant(tenant).filter(paid_at__isnull=False, cancelled_at__isnull=True)
     repeaters = Customer.objects.for_tenant(tenant).filter(period.q("first_order_at"), order_count__gte=2)
+    if among is not None:
+        repeaters = repeaters.filter(pk__in=among)
     # With exactly two orders the second is the last (an aggregate the customer row keeps); only
     # customers with three or more need a look at their orders (order_tenant_customer_idx).
     # The database gives days as numbers: turning a year's pairs of timestamps into Python datetimes

@@ -12,6 +12,7 @@ from workspace import (
     orders,
     programs,
     queues,
+    segments,
     store_security,
     store_settings,
     views,
@@ -30,6 +31,7 @@ tenant_pages = [
     *programs.urlpatterns,
     *queues.urlpatterns,
     *journeys_pages.urlpatterns,
+    *segments.urlpatterns,
 ]
 
 urlpatterns = [

@@ -292,8 +292,13 @@ def product_in(payload: dict[str, Any], *, shop_domain: str) -> ProductIn:
     image = next((src for src in (url_or_empty(i.get("src")) for i in images) if src), "")
     # A SKU names the product only when it has one variant; else each variant has its own.
     skus = [text(v.get("sku"), 255) for v in items(payload.get("variants"))]
+    # Its product type and tags stand for collections (a journey's condition: bought from a collection):
+    # the product webhook does not name a product's collections.
+    tags = payload.get("tags") if isinstance(payload.get("tags"), str) else ""
+    collections = sorted({t for t in (text(payload.get("product_type"), 255), *(
+        text(tag.strip(), 255) for tag in tags.split(","))) if t})[:100]
     return ProductIn(external_id=product_id, title=text(payload.get("title"), 500),
-                     sku=skus[0] if len(skus) == 1 else "", url=url, image_url=image)
+                     sku=skus[0] if len(skus) == 1 else "", url=url, image_url=image, collections=collections)
 
 
 def _position(image: dict[str, Any]) -> int:

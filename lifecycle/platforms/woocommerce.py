@@ -192,8 +192,11 @@ def product_in(payload: dict[str, Any]) -> ProductIn:
         raise PayloadError("the product has no id")
     url = url_or_empty(payload.get("permalink")) if payload.get("status", "publish") == "publish" else ""
     image = next((src for src in (url_or_empty(i.get("src")) for i in items(payload.get("images"))) if src), "")
+    # Its categories are the store's collections (a journey's condition: bought from a collection).
+    collections = sorted({name for c in items(payload.get("categories")) for name in (
+        text(c.get("slug"), 255), text(c.get("name"), 255)) if name})[:100]
     return ProductIn(external_id=product_id, title=text(payload.get("name"), 500), sku=text(payload.get("sku"), 255),
-                     url=url, image_url=image)
+                     url=url, image_url=image, collections=collections)
 
 
 def product_links(data: OrderIn, site_url: str, *, with_pages: set[str] = frozenset()) -> OrderIn:

@@ -395,7 +395,7 @@ def test_a_branch_step_is_not_held_by_quiet_hours_or_the_cap(api, tenant):
 
     assert send_due(NOON + dt.timedelta(hours=13)) == ["sent"]
     branch, after = Delivery.objects.for_tenant(tenant).order_by("step__position")
-    assert branch.reason == "branch evaluated"
+    assert branch.reason == "order count is at least 1: yes → step 2"
     assert after.step.position == 2 and after.state == "pending"
 
 

@@ -66,7 +66,7 @@ def written(tenant) -> tuple[int, int, int]:
 
 
 TRIGGERS = "'order_paid', 'first_order', 'repeat_order', 'order_delivered', 'order_refunded', " \
-           "'feedback_negative', 'feedback_positive' or 'custom'"
+           "'feedback_negative', 'feedback_positive', 'custom', 'date', 'segment_entered' or 'support_contacted'"
 ANCHORS = "'enrolled_at', 'placed_at', 'paid_at', 'fulfilled_at' or 'delivered_at'"
 
 INVALID = {
@@ -110,12 +110,16 @@ INVALID = {
                                     {"steps.1.config.then": ["points at position 7, and no step has that position"]}),
     "condition backwards": (with_step(1, config={"field": "order_count", "value": 2, "else": 1}),
                             {"steps.1.config.else": [
-                                "points at position 1, which is not after this step (2): a step never runs twice"]}),
+                                "goes back to step 1, making a loop (steps 1 → 2 → 1): a step runs at most once for a "
+                                'customer, so the loop would stop there. End it there ("end") or point it at a step '
+                                "outside the loop"]}),
     "condition value of the wrong type": (with_step(1, config={"field": "order_count", "value": "two", "then": 3}),
                                           {"steps.1.config.value": ["must be a whole number to compare with order_count"]}),
     "condition on an unknown fact": (with_step(1, config={"field": "age", "value": 2}), {"steps.1.config.field": [
-        "must be one of 'order_count', 'total_spent', 'marketing_consent', 'locale', 'ordered_since_enrollment', "
-        "'latest_nps', 'latest_csat', 'latest_ces', 'latest_review', 'points_balance' or 'tier'"]}),
+        "must be one of 'bought', 'opened_step', 'clicked_step', 'did_event', 'order_count', 'total_spent', "
+        "'days_since_last_order', 'points_balance', 'tier', 'latest_nps', 'latest_csat', 'latest_ces', "
+        "'latest_review', 'health_band', 'marketing_consent', 'locale', 'ordered_since_enrollment' or "
+        "'trigger_data'"]}),
     "a tier compared with a number": (with_step(1, config={"field": "tier", "value": 2}), {"steps.1.config.value": [
         "must be a string to compare with tier"]}),
     "ab_split joining before its variants": (

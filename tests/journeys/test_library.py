@@ -19,14 +19,16 @@ from journeys.rendering import render_email
 from lifecycle import clock
 from lifecycle.errors import ServiceError
 from lifecycle.models import Order, Product
+from tests.factories import order_payload
 
 from .helpers import at, make_journey, process_events
 from .test_engine import NOON, paid_order, send_due
 
 pytestmark = pytest.mark.django_db
 
-KEYS = ["day-7-check-in", "delivery-and-unboxing", "detractor-follow-up", "first-use-tips", "loyalty-invite",
-        "referral-invite", "refund-follow-up", "replenishment-reminder", "review-request", "win-back"]
+KEYS = ["at-risk-rescue", "day-7-check-in", "delivery-and-unboxing", "detractor-follow-up", "first-use-tips",
+        "loyalty-invite", "order-anniversary", "referral-invite", "refund-follow-up", "replenishment-reminder",
+        "review-request", "support-help-content", "third-order-celebration", "underused-feature-nudge", "win-back"]
 
 
 def counts(tenant) -> tuple[int, int, int]:
@@ -75,6 +77,8 @@ def test_every_library_file_imports_cleanly_and_round_trips(key, tenant, other_t
 def test_library_content_follows_the_house_rules(key):
     data = library_load(key)
     for step in data.steps:
+        if step.kind == "condition":
+            continue  # a branch sends nothing (its arms are the emails below)
         template = step.template
         # An email, or an email that uses a feature: a survey with one-click answers, the referral link.
         assert template is not None and step.kind in ("email", "feedback_request", "referral_invite")
@@ -117,7 +121,8 @@ def test_review_and_check_in_end_on_a_refund_or_a_new_order():
         assert data.steps[0].wait_kind == "after_anchor" and data.steps[0].anchor == "paid_at"
     assert "replenishment days" in library_load("replenishment-reminder").steps[0].name
     transactional = sorted(k for k in KEYS if library_load(k).message_class == "transactional")
-    assert transactional == ["delivery-and-unboxing", "detractor-follow-up", "refund-follow-up"]
+    assert transactional == ["delivery-and-unboxing", "detractor-follow-up", "refund-follow-up",
+                             "support-help-content"]
 
 
 def test_install_library_installs_every_journey_exactly_once(tenant, run):
@@ -129,7 +134,7 @@ def test_install_library_installs_every_journey_exactly_once(tenant, run):
     assert result == {"installed": {key: journeys[key].pk for key in KEYS}, "skipped": {}}
     assert {j.status for j in journeys.values()} == {"draft"}
     before = counts(tenant)
-    assert before == (10, 12, 12)
+    assert before == (15, 24, 19)  # journeys, steps (five of them splits), templates
 
     code, out, _ = run("install_library", "acme")
 
@@ -163,7 +168,7 @@ def test_the_library_never_overwrites_a_marketers_journey(tenant):
     assert installed.skipped == {"review-request": "a journey named 'Review request' already exists"}
     assert again.skipped["win-back"] == "already installed as 'Come back!'"
     assert again.skipped["review-request"] == "a journey named 'Review request' already exists"
-    assert len(again.installed) == 8
+    assert len(again.installed) == len(KEYS) - 2
     mine.refresh_from_db()
     assert (mine.status, mine.library_key, Step.objects.for_tenant(tenant).filter(journey=mine).count()) == (
         "active", "", 1)
@@ -208,7 +213,8 @@ def test_every_library_email_renders(key, tenant, delivered_order):
         tenant=tenant, journey=journey, customer=delivered_order.customer, order=delivered_order,
         state=Enrollment.State.ACTIVE, enrolled_at=NOON)
 
-    for step in Step.objects.for_tenant(tenant).filter(journey=journey).select_related("template"):
+    for step in Step.objects.for_tenant(tenant).filter(journey=journey).exclude(kind="condition").select_related(
+            "template"):
         with clock.frozen(NOON):
             delivery = schedule_step(enrollment=enrollment, step=step, previous_at=NOON)
         delivery = Delivery.objects.for_tenant(tenant).select_related(
@@ -371,3 +377,37 @@ def test_delivery_and_unboxing_follows_shipping_and_delivery_without_marketing_c
     assert [m.subject for m in mail.outbox] == ["Order #1001 is on its way", "It's arrived. Start here, Ada"]
     assert "Check everything is there: House beans 1 kg, Paper filters." in mail.outbox[1].body
     assert Enrollment.objects.for_tenant(tenant).get().state == "completed"
+
+
+def test_the_support_journey_sends_the_help_of_the_contacts_topic(api, tenant):
+    journey = activate(tenant, "support-help-content")
+    with clock.frozen(NOON):
+        for customer, topic in (("c1", "shipping"), ("c2", "returns"), ("c3", "billing")):
+            assert api.post("/api/v1/events", {"type": "support.contacted", "customer": {
+                "external_id": customer, "email": f"{customer}@example.com"}, "data": {"topic": topic}}).status_code < 300
+        process_events()
+    for hours in (1, 2):
+        while send_due(NOON + dt.timedelta(hours=hours)):
+            pass
+    got = {m.to[0]: m.subject for m in mail.outbox}
+    assert got == {"c1@example.com": "Where your order is, and how to check", "c2@example.com": "How returns work",
+                   "c3@example.com": "Answers to what customers ask most"}
+    assert set(journey.enrollments.values_list("state", flat=True)) == {"completed"}
+
+
+def test_the_third_order_celebration_thanks_the_third_order_only(api, tenant):
+    """And the split before the email is no email: the frequency cap does not hold the thank-you back."""
+    activate(tenant, "third-order-celebration")
+    with clock.frozen(NOON):
+        for i in range(4):
+            assert api.post("/api/v1/orders", order_payload(
+                external_id=f"T{i}", placed_at=f"2026-11-1{i}T08:00:00Z",
+                customer={"external_id": "fan", "email": "fan@example.com", "first_name": "Ada",
+                          "marketing_consent": True})).status_code == 201
+            process_events()
+            while send_due(NOON):  # the split runs as the order comes, when its count is this order's
+                pass
+    while send_due(NOON + dt.timedelta(hours=3)):
+        pass
+    assert [m.subject for m in mail.outbox] == ["Three orders, Ada: thank you"]
+

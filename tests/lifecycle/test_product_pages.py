@@ -63,6 +63,9 @@ def test_a_shopify_product_webhook_fills_the_products_page_and_image(tenant, oth
     assert media(tenant)[BEANS] == ("House beans", "https://acme-coffee.myshopify.com/products/house-beans",
                                     "https://cdn.shopify.com/s/files/1/0001/products/beans.jpg?v=1")
     assert Product.objects.for_tenant(tenant).get(external_id=BEANS).sku == "BEANS-500"
+    # Its type and tags stand for collections (a journey's condition: bought from a collection).
+    shopify_post(encode(shopify_product(tags="organic, Gift ideas")), topic="products/update", event_id="e2b")
+    assert Product.objects.for_tenant(tenant).get(external_id=BEANS).collections == ["Coffee", "Gift ideas", "organic"]
     # Another store's product with the same id is not touched.
     assert media(other_tenant)[BEANS] == ("Other store's", "", "")
 
@@ -91,13 +94,15 @@ def test_woocommerce_order_lines_bring_images_and_a_link_and_product_webhooks_th
 
     product = {"id": 31, "name": "Café crème blend – 1 kg", "slug": "cafe-creme", "status": "publish",
                "permalink": "https://shop.example.com/product/cafe-creme/", "sku": "CREME-1KG",
-               "images": [{"id": 44, "src": "https://shop.example.com/wp-content/uploads/2026/11/creme-new.jpg"}]}
+               "images": [{"id": 44, "src": "https://shop.example.com/wp-content/uploads/2026/11/creme-new.jpg"}],
+               "categories": [{"id": 9, "name": "Espresso", "slug": "espresso"}]}
     response = woo_post(conn.public_id, php_json(product), topic="product.updated", delivery_id="p-1")
 
     assert response.status_code == 200, response.content
     assert json.loads(response.content) == {"status": "processed", "detail": "product 31 updated"}
     assert media(tenant)["31"] == ("Café crème blend – 1 kg", "https://shop.example.com/product/cafe-creme/",
                                    "https://shop.example.com/wp-content/uploads/2026/11/creme-new.jpg")
+    assert Product.objects.for_tenant(tenant).get(external_id="31").collections == ["Espresso", "espresso"]
     # A later order's line keeps the permalink (a product's page beats WordPress's link to it).
     again = json.loads(raw("woocommerce/order_created.json"))
     again.update(id=728, number="728")

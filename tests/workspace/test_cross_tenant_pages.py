@@ -11,7 +11,7 @@ import pytest
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 
 from feedback.models import Review, Survey
-from journeys.models import Delivery, EmailTemplate, Enrollment, Journey, Step
+from journeys.models import Delivery, EmailTemplate, Enrollment, Journey, Segment, Step
 from lifecycle.models import ApiKey, Customer, Event, Invitation, Membership, Order, StoreConnection, Tenant
 from lifecycle.tenants import store_connect
 from loyalty.models import Program as LoyaltyProgram
@@ -47,6 +47,7 @@ OBJECT_KWARGS = {
     "reward_id": lambda a: a["reward"].pk,
     "survey_id": lambda a: a["survey"].pk,
     "invitation_id": lambda a: a["invitation"].pk,
+    "segment_id": lambda a: a["segment"].pk,
 }
 
 
@@ -69,7 +70,8 @@ def workspace_routes() -> dict[str, list[str]]:
 def snapshot(tenant) -> str:
     rows = {model._meta.label: list(model.objects.for_tenant(tenant).order_by("pk").values())
             for model in (Customer, Order, Journey, Step, EmailTemplate, Enrollment, Delivery, ApiKey, StoreConnection,
-                          LoyaltyProgram, Tier, LoyaltyReward, ReferralProgram, Referral, Survey, Review, Invitation)}
+                          LoyaltyProgram, Tier, LoyaltyReward, ReferralProgram, Referral, Survey, Review, Invitation,
+                          Segment)}
     rows["memberships"] = list(Membership.objects.filter(tenant=tenant).order_by("pk").values())
     rows["tenant"] = list(Tenant.objects.filter(pk=tenant.pk).values())
     rows["events"] = Event.objects.for_tenant(tenant).count()
@@ -78,6 +80,7 @@ def snapshot(tenant) -> str:
 
 @pytest.fixture
 def a_objects(api, tenant, a_customer):
+    from journeys.segments import builtin_definition, segment_save
     from workspace.invitations import invitation_create
 
     owner = Membership.objects.filter(tenant=tenant, role="owner").first().user
@@ -92,7 +95,8 @@ def a_objects(api, tenant, a_customer):
             "api_key": ApiKey.objects.for_tenant(tenant).first(),
             "connection": store_connect(tenant=tenant, platform="woocommerce", address="https://a-store.example.com",
                                         secret="a-store-secret"),
-            "invitation": invitation, "invitation_token": token}
+            "invitation": invitation, "invitation_token": token,
+            "segment": segment_save(tenant=tenant, data=builtin_definition("champions"))}
 
 
 def url_for(name: str, params: list[str], tenant_slug: str, a: dict) -> str:

@@ -356,7 +356,7 @@ def test_turning_an_email_into_a_split_drops_its_email(as_marketer, tenant, draf
     assert response.status_code == 302
     step.refresh_from_db()
     assert (step.kind, step.template_id, step.config) == (
-        "condition", None, {"field": "order_count", "op": ">=", "value": 2, "then": 3})
+        "condition", None, {"field": "order_count", "op": ">=", "value": 2, "then": 3, "else": "end"})
     assert not EmailTemplate.objects.for_tenant(tenant).filter(pk=template_id).exists()
 
 
