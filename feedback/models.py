@@ -13,6 +13,7 @@ import datetime as dt
 from django.db import models
 from django.db.models import Q
 
+from lifecycle.citus import TenantForeignKey
 from lifecycle.models import Customer, Order, Product
 from lifecycle.tenancy import TenantModel
 
@@ -85,10 +86,10 @@ class Survey(TenantModel):
 class SurveyRequest(TenantModel):
     """One question put to one customer. Its link's token carries this row's id."""
 
-    survey = models.ForeignKey(Survey, on_delete=models.PROTECT, related_name="requests")
-    customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="+")
-    order = models.ForeignKey(Order, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
-    product = models.ForeignKey(Product, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    survey = TenantForeignKey(Survey, on_delete=models.PROTECT, related_name="requests")
+    customer = TenantForeignKey(Customer, on_delete=models.CASCADE, related_name="+")
+    order = TenantForeignKey(Order, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    product = TenantForeignKey(Product, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     # journeys.Delivery / Journey ids: plain integers, because feedback never imports journeys.
     delivery_id = models.BigIntegerField(null=True, blank=True)
     journey_id = models.BigIntegerField(null=True, blank=True)
@@ -132,11 +133,11 @@ class SurveyResponse(TenantModel):
         POSITIVE = "positive"
         NONE = "none"
 
-    request = models.ForeignKey(SurveyRequest, on_delete=models.CASCADE, related_name="responses")
-    survey = models.ForeignKey(Survey, on_delete=models.PROTECT, related_name="responses")
-    customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="+")
-    order = models.ForeignKey(Order, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
-    product = models.ForeignKey(Product, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    request = TenantForeignKey(SurveyRequest, on_delete=models.CASCADE, related_name="responses")
+    survey = TenantForeignKey(Survey, on_delete=models.PROTECT, related_name="responses")
+    customer = TenantForeignKey(Customer, on_delete=models.CASCADE, related_name="+")
+    order = TenantForeignKey(Order, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    product = TenantForeignKey(Product, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     journey_id = models.BigIntegerField(null=True, blank=True)
     score = models.SmallIntegerField(null=True, blank=True)
     comment = models.TextField(blank=True)
@@ -171,7 +172,7 @@ class AnswerAttempt(TenantModel):
         AUTO = "auto", "one-click (the page's script)"
         CONFIRM = "confirm", "confirmed by a person (a button)"
 
-    request = models.ForeignKey(SurveyRequest, on_delete=models.CASCADE, related_name="attempts")
+    request = TenantForeignKey(SurveyRequest, on_delete=models.CASCADE, related_name="attempts")
     score = models.SmallIntegerField(null=True, blank=True)
     mode = models.CharField(max_length=8, choices=Mode.choices)
     at = models.DateTimeField()
@@ -189,11 +190,11 @@ class Review(TenantModel):
         APPROVED = "approved"
         REJECTED = "rejected"
 
-    response = models.ForeignKey(SurveyResponse, null=True, blank=True, on_delete=models.SET_NULL,
+    response = TenantForeignKey(SurveyResponse, null=True, blank=True, on_delete=models.SET_NULL,
                                  related_name="reviews")
-    product = models.ForeignKey(Product, on_delete=models.PROTECT, related_name="+")
-    customer = models.ForeignKey(Customer, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
-    order = models.ForeignKey(Order, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    product = TenantForeignKey(Product, on_delete=models.PROTECT, related_name="+")
+    customer = TenantForeignKey(Customer, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    order = TenantForeignKey(Order, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     rating = models.SmallIntegerField()
     title = models.CharField(max_length=200, blank=True)
     body = models.TextField(blank=True)
@@ -230,7 +231,7 @@ class FeedbackAlert(TenantModel):
         FAILED = "failed"
         SKIPPED = "skipped"
 
-    response = models.ForeignKey(SurveyResponse, on_delete=models.CASCADE, related_name="alerts")
+    response = TenantForeignKey(SurveyResponse, on_delete=models.CASCADE, related_name="alerts")
     email_to = models.CharField(max_length=254, blank=True)
     webhook_url = models.URLField(max_length=1000, blank=True)
     payload = models.JSONField(default=dict)

@@ -47,6 +47,7 @@ from feedback.services import survey_request_for_delivery
 from lifecycle import clock
 from lifecycle.errors import ServiceError
 from lifecycle.models import Tenant
+from lifecycle.tenancy import current_tenant_id
 from loyalty.services import points_award
 from referrals.services import invite_record
 
@@ -172,7 +173,7 @@ class _Cache:
 
 def _begin(ids: list[int], now: dt.datetime) -> list[int]:
     """claimed → sending for those of `ids` still claimed (in the order given); the others are not ours."""
-    return deliveries_begin_sending(ids=ids, now=now)
+    return deliveries_begin_sending(ids=ids, now=now, tenant_id=current_tenant_id())
 
 
 def _prepare(ids: list[int], cache: _Cache, outcomes: collections.Counter) -> _Wave:
@@ -244,9 +245,10 @@ def _mark_sent(sent: list[tuple[Delivery, SendResult]], now: dt.datetime) -> set
             f"""UPDATE journeys_delivery AS d SET state = 'sent', reason = '', lease_until = NULL, sent_at = %s,
                     updated_at = %s, message_id = v.message_id, esp_message_id = v.esp_message_id
                 FROM (VALUES {values}) AS v (id, message_id, esp_message_id)
-                WHERE d.id = v.id AND d.state = 'sending'
+                WHERE d.id = v.id AND d.state = 'sending' AND d.tenant_id = ANY(%s)
                 RETURNING d.id""",  # noqa: S608 - only placeholders are interpolated
-            params)
+            # The tenants named (one, from a send task): on Citus the UPDATE goes to their shards only.
+            [*params, sorted({delivery.tenant_id for delivery, _ in sent})])
         return {row[0] for row in cursor.fetchall()}
 
 

@@ -9,6 +9,7 @@ import datetime as dt
 from django.db import models
 from django.db.models import Q
 
+from lifecycle.citus import TenantForeignKey, TenantOneToOneField
 from lifecycle.models import Customer, Event, Order
 from lifecycle.preferences import Category
 from lifecycle.tenancy import TenantModel
@@ -141,7 +142,7 @@ class Step(TenantModel):
         CONDITION = "condition"
         AB_SPLIT = "ab_split"
 
-    journey = models.ForeignKey(Journey, on_delete=models.CASCADE, related_name="steps")
+    journey = TenantForeignKey(Journey, on_delete=models.CASCADE, related_name="steps")
     position = models.PositiveSmallIntegerField()
     name = models.CharField(max_length=200, blank=True)
     wait_kind = models.CharField(max_length=16, choices=WaitKind.choices, default=WaitKind.AFTER_PREVIOUS)
@@ -151,7 +152,7 @@ class Step(TenantModel):
     # For anchors that have not happened yet and events that never come: give up after this long.
     wait_max = models.DurationField(null=True, blank=True)
     kind = models.CharField(max_length=20, choices=Kind.choices, default=Kind.EMAIL)
-    template = models.ForeignKey(EmailTemplate, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    template = TenantForeignKey(EmailTemplate, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
     config = models.JSONField(default=dict, blank=True)
     # The journey graph (journeys.graph): what a step that does not branch leads to. Neither set: the
     # next step by position (a linear journey, as every journey was before graphs); `next_position`: that
@@ -184,10 +185,10 @@ class Enrollment(TenantModel):
     # An enrollment's state changes when it ends (each of its index entries written again): no index of
     # its own for tenant, journey or customer, which lead the composite indexes below, all per tenant.
     tenant = models.ForeignKey("lifecycle.Tenant", on_delete=models.CASCADE, related_name="+", db_index=False)
-    journey = models.ForeignKey(Journey, on_delete=models.CASCADE, related_name="enrollments", db_index=False)
-    customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="enrollments", db_index=False)
-    order = models.ForeignKey(Order, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
-    trigger_event = models.ForeignKey(Event, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    journey = TenantForeignKey(Journey, on_delete=models.CASCADE, related_name="enrollments", db_index=False)
+    customer = TenantForeignKey(Customer, on_delete=models.CASCADE, related_name="enrollments", db_index=False)
+    order = TenantForeignKey(Order, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    trigger_event = TenantForeignKey(Event, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     state = models.CharField(max_length=16, choices=State.choices)
     reason = models.CharField(max_length=300, blank=True)
     enrolled_at = models.DateTimeField()
@@ -235,10 +236,10 @@ class Delivery(TenantModel):
     # deliveries are never deleted by customer, enrollment or journey (erasure anonymizes; journeys
     # are archived, never deleted). A step's own index stays: removing a step checks its history.
     tenant = models.ForeignKey("lifecycle.Tenant", on_delete=models.CASCADE, related_name="+", db_index=False)
-    enrollment = models.ForeignKey(Enrollment, on_delete=models.CASCADE, related_name="deliveries", db_index=False)
-    step = models.ForeignKey(Step, on_delete=models.CASCADE, related_name="deliveries")
-    journey = models.ForeignKey(Journey, on_delete=models.CASCADE, related_name="+", db_index=False)
-    customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="deliveries", db_index=False)
+    enrollment = TenantForeignKey(Enrollment, on_delete=models.CASCADE, related_name="deliveries", db_index=False)
+    step = TenantForeignKey(Step, on_delete=models.CASCADE, related_name="deliveries")
+    journey = TenantForeignKey(Journey, on_delete=models.CASCADE, related_name="+", db_index=False)
+    customer = TenantForeignKey(Customer, on_delete=models.CASCADE, related_name="deliveries", db_index=False)
     message_class = models.CharField(max_length=16, choices=Journey.MessageClass.choices)
     priority = models.SmallIntegerField(default=0)
     state = models.CharField(max_length=16, choices=State.choices, default=State.PENDING)
@@ -305,7 +306,7 @@ class DueDelivery(TenantModel):
     and the reclaim all keep it true without calling anything. Leases are the only thing the code
     writes here: the claim sets them, the reclaim clears expired ones, the send task deletes them."""
 
-    delivery = models.OneToOneField(Delivery, primary_key=True, on_delete=models.CASCADE, related_name="+")
+    delivery = TenantOneToOneField(Delivery, primary_key=True, on_delete=models.CASCADE, related_name="+")
     # Read to group a claim by tenant; never looked up by, so no index of its own.
     tenant = models.ForeignKey("lifecycle.Tenant", on_delete=models.CASCADE, related_name="+", db_index=False)
     due_at = models.DateTimeField()
@@ -344,9 +345,9 @@ class OutcomeBucket(TenantModel):
         STEP = "step"
         OPEN = "open"
 
-    journey = models.ForeignKey(Journey, on_delete=models.CASCADE, related_name="+", db_index=False)
+    journey = TenantForeignKey(Journey, on_delete=models.CASCADE, related_name="+", db_index=False)
     kind = models.CharField(max_length=8, choices=Kind.choices)
-    step = models.ForeignKey(Step, null=True, blank=True, on_delete=models.CASCADE, related_name="+", db_index=False)
+    step = TenantForeignKey(Step, null=True, blank=True, on_delete=models.CASCADE, related_name="+", db_index=False)
     bucket = models.DateTimeField()
     held = models.BooleanField(default=False)
     count = models.PositiveIntegerField(default=0)

@@ -14,7 +14,7 @@ from django.db import connection, transaction
 from django.db.models import F, Max, Q
 
 from feedback.selectors import survey_for_config, survey_throttle_until
-from lifecycle import clock
+from lifecycle import citus, clock
 from lifecycle.models import Customer, Event, Tenant
 from lifecycle.preferences import category_skip_reason
 
@@ -58,6 +58,30 @@ def deliveries_claim_by_tenant(*, limit: int, now: dt.datetime | None = None) ->
     return claimed
 
 
+_CLAIM_SQL = """
+    UPDATE journeys_duedelivery SET lease_until = %s
+    WHERE ctid = ANY(ARRAY(
+        SELECT ctid FROM journeys_duedelivery
+        WHERE lease_until IS NULL AND due_at <= %s
+        ORDER BY due_at
+        LIMIT %s
+        FOR UPDATE SKIP LOCKED
+    ))
+    RETURNING delivery_id, tenant_id, due_at
+"""
+
+# On Citus, one store's rows of the claim: those still unleased and due when locked.
+_CLAIM_ONE_TENANT_SQL = """
+    UPDATE journeys_duedelivery SET lease_until = %s
+    WHERE ctid = ANY(ARRAY(
+        SELECT ctid FROM journeys_duedelivery
+        WHERE tenant_id = %s AND delivery_id = ANY(%s) AND lease_until IS NULL AND due_at <= %s
+        FOR UPDATE SKIP LOCKED
+    )) AND tenant_id = %s
+    RETURNING delivery_id, tenant_id, due_at
+"""
+
+
 def _claim(limit: int, now: dt.datetime) -> list[tuple[int, int]]:
     """(id, tenant_id) of up to `limit` rows leased now, oldest due first.
 
@@ -72,21 +96,22 @@ def _claim(limit: int, now: dt.datetime) -> list[tuple[int, int]]:
         # each one up again in the primary key. The lock re-checked the lease on the row's latest version,
         # so the UPDATE needs no other condition.
         with connection.cursor() as cursor:
-            cursor.execute(
-                """
-                UPDATE journeys_duedelivery SET lease_until = %s
-                WHERE ctid = ANY(ARRAY(
-                    SELECT ctid FROM journeys_duedelivery
-                    WHERE lease_until IS NULL AND due_at <= %s
-                    ORDER BY due_at
-                    LIMIT %s
-                    FOR UPDATE SKIP LOCKED
-                ))
-                RETURNING delivery_id, tenant_id, due_at
-                """,
-                [now + claim_lease(), now, limit],
-            )
-            return [(row[0], row[1]) for row in sorted(cursor.fetchall(), key=lambda row: (row[2], row[0]))]
+            if not citus.enabled(connection):
+                cursor.execute(_CLAIM_SQL, [now + claim_lease(), now, limit])
+                rows = cursor.fetchall()
+            else:
+                # Citus refuses a FOR UPDATE over several shards: the due rows found first, oldest first, by
+                # one read across the shards without a lock; then each store's claimed by its own statement.
+                due = list(DueDelivery.all_tenants.filter(lease_until__isnull=True, due_at__lte=now)
+                           .order_by("due_at").values_list("tenant_id", "delivery_id")[:limit])
+                by_tenant: dict[int, list[int]] = {}
+                for tenant_id, pk in due:
+                    by_tenant.setdefault(tenant_id, []).append(pk)
+                rows = []
+                for tenant_id, pks in by_tenant.items():
+                    cursor.execute(_CLAIM_ONE_TENANT_SQL, [now + claim_lease(), tenant_id, pks, now, tenant_id])
+                    rows += cursor.fetchall()
+            return [(row[0], row[1]) for row in sorted(rows, key=lambda row: (row[2], row[0]))]
     # SQLite (embedded profile): one writer at a time, so select-then-update is exclusive; the lease is
     # the delivery row's own 'claimed' state.
     with transaction.atomic():
@@ -97,7 +122,16 @@ def _claim(limit: int, now: dt.datetime) -> list[tuple[int, int]]:
     return rows
 
 
-def deliveries_begin_sending(*, ids: Sequence[int], now: dt.datetime) -> list[int]:
+_BEGIN_SQL = """
+    UPDATE journeys_delivery SET state = 'sending', lease_until = %s, attempts = attempts + 1, updated_at = %s
+    WHERE id IN (SELECT delivery_id FROM journeys_duedelivery
+                 WHERE {tenant} delivery_id = ANY(%s) AND lease_until IS NOT NULL)
+      AND {tenant} state IN ('pending', 'deferred')
+    RETURNING id
+"""
+
+
+def deliveries_begin_sending(*, ids: Sequence[int], now: dt.datetime, tenant_id: int | None = None) -> list[int]:
     """claimed → sending for those of `ids` still claimed (in the order given): the others are not ours
     (a redelivered or duplicated send task, a lease that expired and went to another task, a row that
     an exit or a skip ended meanwhile). Exactly once: the conditional UPDATE of the delivery's state is
@@ -108,15 +142,10 @@ def deliveries_begin_sending(*, ids: Sequence[int], now: dt.datetime) -> list[in
         return [pk for pk in ids if Delivery.all_tenants.filter(pk=pk, state=Delivery.State.CLAIMED).update(
             state=Delivery.State.SENDING, lease_until=now + send_lease(), attempts=F("attempts") + 1,
             updated_at=now)]
+    # With its tenant (a send task acts for one) named in both, one shard group on Citus.
+    named, tenant = ("tenant_id = %s AND", [tenant_id]) if tenant_id is not None else ("", [])
     with connection.cursor() as cursor:
-        cursor.execute(
-            """UPDATE journeys_delivery SET state = 'sending', lease_until = %s, attempts = attempts + 1,
-                   updated_at = %s
-               WHERE id IN (SELECT delivery_id FROM journeys_duedelivery
-                            WHERE delivery_id = ANY(%s) AND lease_until IS NOT NULL)
-                 AND state IN ('pending', 'deferred')
-               RETURNING id""",
-            [now + send_lease(), now, list(ids)])
+        cursor.execute(_BEGIN_SQL.format(tenant=named), [now + send_lease(), now, *tenant, list(ids), *tenant])
         taken = {row[0] for row in cursor.fetchall()}
     return [pk for pk in ids if pk in taken]
 
@@ -146,7 +175,7 @@ def due_queue_fill() -> int:
             """INSERT INTO journeys_duedelivery (delivery_id, tenant_id, due_at, lease_until)
                SELECT id, tenant_id, due_at, NULL FROM journeys_delivery
                WHERE state IN ('pending', 'deferred') AND due_at IS NOT NULL
-               ON CONFLICT (delivery_id) DO NOTHING""")
+               ON CONFLICT DO NOTHING""")
         return cursor.rowcount
 
 

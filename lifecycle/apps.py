@@ -9,11 +9,12 @@ class LifecycleConfig(AppConfig):
     def ready(self) -> None:
         from django.db.models import CharField, TextField
 
-        from . import extreme_times
+        from . import citus, extreme_times
         from .api import openapi  # noqa: F401 - registers the OpenAPI auth extension
         from .rls import Prefix
 
         extreme_times.install()
+        citus.install()
 
         # `field__prefix=…`: a prefix match that can use an index under row-level security.
         CharField.register_lookup(Prefix)

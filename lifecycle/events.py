@@ -41,7 +41,7 @@ from django.db import OperationalError, connection, transaction
 from django.db.models import BigIntegerField, F
 from django.db.models.functions import Coalesce, Mod
 
-from . import clock
+from . import citus, clock
 from .event_types import REACTION_ORDER, event_type
 from .models import Event
 from .tenancy import system_scope, tenant_scope
@@ -175,8 +175,9 @@ def _claim(*, limit: int, slot: int | None) -> list[Event]:
     if slots > 1:
         pending = pending.alias(key=Mod(Coalesce(F("customer_id"), 0), SWEEP_KEYS, output_field=BigIntegerField())).filter(
             key__in=[key for key in range(SWEEP_KEYS) if key % slots == slot])
-    ids = list(pending.select_for_update(skip_locked=True).order_by("created_at", "pk")
-               .values_list("pk", flat=True)[:limit])
+    # On Citus store by store (lifecycle/citus.py): a FOR UPDATE stays in one shard group.
+    ids = [event.pk for event in citus.locked_batch(pending.only("pk", "tenant_id").order_by("created_at", "pk"),
+                                                     limit)]
     if not ids:
         return []
     return list(Event.all_tenants.filter(pk__in=ids).order_by("created_at", "pk").prefetch_related(
@@ -253,7 +254,8 @@ def _events_handle_one_by_one(events: list[Event]) -> list[Event]:
             logger.exception("event %s (%s) failed in a handler, attempt %s", event.pk, event.type,
                              event.process_attempts)
             if event.process_attempts < MAX_ATTEMPTS:
-                Event.all_tenants.filter(pk=event.pk).update(process_attempts=event.process_attempts)
+                Event.all_tenants.filter(tenant_id=event.tenant_id, pk=event.pk).update(
+                    process_attempts=event.process_attempts)
                 continue
         done.append(event)
     return done
@@ -267,5 +269,7 @@ def _mark_processed(done: list[Event]) -> None:
     attempts: dict[int, list[int]] = defaultdict(list)
     for event in done:
         attempts[event.process_attempts].append(event.pk)
+    # The tenants named, so that on Citus the UPDATE goes to their shards only.
+    tenants = {event.tenant_id for event in done}
     for count, pks in attempts.items():
-        Event.all_tenants.filter(pk__in=pks).update(processed_at=now, process_attempts=count)
+        Event.all_tenants.filter(tenant_id__in=tenants, pk__in=pks).update(processed_at=now, process_attempts=count)

@@ -17,6 +17,7 @@ from django.db import models
 from django.db.models import Q
 
 from . import crypto
+from .citus import TenantForeignKey
 from .money import MONEY_DECIMAL_PLACES, MONEY_MAX_DIGITS, is_currency
 from .tenancy import TenantModel
 
@@ -351,7 +352,7 @@ class Order(TenantModel):
 
     external_id = models.CharField(max_length=255)
     number = models.CharField(max_length=64, blank=True)
-    customer = models.ForeignKey(Customer, null=True, blank=True, on_delete=models.PROTECT, related_name="orders")
+    customer = TenantForeignKey(Customer, null=True, blank=True, on_delete=models.PROTECT, related_name="orders")
     # Derived from the timestamps below, which are only ever set once: status cannot move backwards.
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
     placed_at = models.DateTimeField(null=True, blank=True)
@@ -419,8 +420,8 @@ class OrderLine(TenantModel):
     # query, which the order's lines all share): no index on tenant, nor on (tenant, order), which
     # duplicated the order's and no query read (pg_stat_user_indexes after the suite and bench/scale).
     tenant = models.ForeignKey("lifecycle.Tenant", on_delete=models.CASCADE, related_name="+", db_index=False)
-    order = models.ForeignKey(Order, on_delete=models.CASCADE, related_name="lines")
-    product = models.ForeignKey(Product, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    order = TenantForeignKey(Order, on_delete=models.CASCADE, related_name="lines")
+    product = TenantForeignKey(Product, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     position = models.PositiveIntegerField(default=0)
     external_id = models.CharField(max_length=255, blank=True)
     product_external_id = models.CharField(max_length=255, blank=True)
@@ -437,7 +438,7 @@ class OrderLine(TenantModel):
 
 
 class Refund(TenantModel):
-    order = models.ForeignKey(Order, on_delete=models.CASCADE, related_name="refunds")
+    order = TenantForeignKey(Order, on_delete=models.CASCADE, related_name="refunds")
     external_id = models.CharField(max_length=255)
     amount = MoneyField()
     currency = models.CharField(max_length=3, validators=[validate_currency])
@@ -460,8 +461,8 @@ class Event(TenantModel):
 
     type = models.CharField(max_length=100)
     occurred_at = models.DateTimeField()
-    customer = models.ForeignKey(Customer, null=True, blank=True, on_delete=models.SET_NULL, related_name="events")
-    order = models.ForeignKey(Order, null=True, blank=True, on_delete=models.SET_NULL, related_name="events")
+    customer = TenantForeignKey(Customer, null=True, blank=True, on_delete=models.SET_NULL, related_name="events")
+    order = TenantForeignKey(Order, null=True, blank=True, on_delete=models.SET_NULL, related_name="events")
     data = models.JSONField(default=dict, blank=True)
     # Backfilled history lands on the timeline but never starts a journey.
     backfill = models.BooleanField(default=False)
@@ -523,7 +524,7 @@ class WebhookDelivery(TenantModel):
         IGNORED = "ignored"
         FAILED = "failed"
 
-    connection = models.ForeignKey(StoreConnection, on_delete=models.CASCADE, related_name="deliveries")
+    connection = TenantForeignKey(StoreConnection, on_delete=models.CASCADE, related_name="deliveries")
     topic = models.CharField(max_length=100)
     # Shopify: topic + X-Shopify-Event-Id. WooCommerce has no event id: topic + SHA-256 of the body.
     dedupe_key = models.CharField(max_length=255)

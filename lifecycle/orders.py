@@ -190,10 +190,11 @@ _SEEN_SQL = (
     f"SELECT {ORDERS.columns('o')}, {CUSTOMERS.columns('c')}, {LINES.columns('l')}, {{products}} "  # noqa: S608
     f"FROM (SELECT 1 AS one) AS one "
     f"LEFT JOIN {ORDERS.name} o ON o.tenant_id = %s AND o.external_id = %s "
-    f"LEFT JOIN {CUSTOMERS.name} c ON c.id = {{customer}} "
-    # Lines by order alone (the order is the tenant's): the planner then takes the order_id index
+    # Every table with its tenant named, so that on Citus the statement goes to the store's shard group.
+    f"LEFT JOIN {CUSTOMERS.name} c ON c.tenant_id = %s AND c.id = {{customer}} "
+    # Lines by their order (orderline has no tenant index): the planner then takes the order_id index
     # even before a new database has statistics, instead of reading the tenant's every line.
-    f"LEFT JOIN {LINES.name} l ON l.order_id = o.id "
+    f"LEFT JOIN {LINES.name} l ON l.tenant_id = %s AND l.order_id = o.id "
     "ORDER BY l.position, l.id"
 )
 
@@ -243,9 +244,10 @@ def _order_seen(tenant: Tenant, data: OrderIn) -> _Seen:
         kind, customer_params = "email", [tenant.pk, who.email]
     if connection.vendor == "postgresql":
         product_ids = sorted({line.product_external_id for line in data.lines if line.product_external_id})
-        sql, params = _SEEN_BY[kind], [tenant.pk, product_ids, tenant.pk, data.external_id, *customer_params]
+        sql, params = _SEEN_BY[kind], [tenant.pk, product_ids, tenant.pk, data.external_id, tenant.pk,
+                                       *customer_params, tenant.pk]
     else:
-        sql, params = _SEEN_BY_PORTABLE[kind], [tenant.pk, data.external_id, *customer_params]
+        sql, params = _SEEN_BY_PORTABLE[kind], [tenant.pk, data.external_id, tenant.pk, *customer_params, tenant.pk]
     with connection.cursor() as cursor:
         execute(cursor, sql, params)
         rows = cursor.fetchall()

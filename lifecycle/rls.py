@@ -78,6 +78,7 @@ from django.db.backends.signals import connection_created
 from django.db.models import Lookup, Model
 from django.db.models.lookups import StartsWith
 
+from . import citus
 from .tenancy import SYSTEM, Scope, current_scope
 
 logger = logging.getLogger(__name__)
@@ -102,12 +103,15 @@ def _has_tenant_column(model: type[Model]) -> bool:
     return any(field.column == "tenant_id" for field in model._meta.concrete_fields)
 
 
-def _settings_sql(scope: Scope | None) -> str:
-    """The two set_config calls for a scope: (kind, tenant id) or None (no tenant)."""
+def _settings_sql(scope: Scope | None, on_citus: bool = False) -> str:
+    """The two set_config calls for a scope: (kind, tenant id) or None (no tenant). On Citus the
+    function lifecycle_scope() of migration 0013, whose SET LOCAL reaches the workers too."""
     tenant, kind = "", ""
     if scope is not None:
         kind = scope[0] if scope[0] == SYSTEM else ""
         tenant = str(int(scope[1])) if scope[1] is not None else ""
+    if on_citus:
+        return f"SELECT lifecycle_scope('{tenant}', '{kind}')"
     return (f"SELECT set_config('{TENANT_SETTING}', '{tenant}', true), "
             f"set_config('{SCOPE_SETTING}', '{kind}', true)")
 
@@ -120,8 +124,8 @@ def _needs_scope(sql) -> bool:
 
 
 # What ScopedCursor puts in front of a statement, as psycopg2 reports the query it sent.
-_SENT_PREFIX = re.compile(rb"^SELECT set_config\('app\.tenant_id', '\d*', true\), "
-                          rb"set_config\('app\.scope', '[a-z]*', true\); ")
+_SENT_PREFIX = re.compile(rb"^SELECT (set_config\('app\.tenant_id', '\d*', true\), "
+                          rb"set_config\('app\.scope', '[a-z]*', true\)|lifecycle_scope\('\d*', '[a-z]*'\)); ")
 
 
 class ScopedCursor(psycopg2.extensions.cursor):
@@ -136,7 +140,7 @@ class ScopedCursor(psycopg2.extensions.cursor):
     def execute(self, query, vars=None):
         if not _needs_scope(query):
             return super().execute(query, vars)
-        prefix = _settings_sql(current_scope())
+        prefix = _settings_sql(current_scope(), citus.enabled_for_raw(self.connection))
         if self.name is None:
             # Neither part contains a %, so psycopg2's interpolation of `vars` is unchanged.
             return super().execute(f"{prefix}; {query}", vars)
@@ -144,7 +148,7 @@ class ScopedCursor(psycopg2.extensions.cursor):
 
     def executemany(self, query, vars_list):
         if _needs_scope(query):
-            query = f"{_settings_sql(current_scope())}; {query}"
+            query = f"{_settings_sql(current_scope(), citus.enabled_for_raw(self.connection))}; {query}"
         return super().executemany(query, vars_list)
 
     def _declare_in_scope(self, prefix, query, vars):

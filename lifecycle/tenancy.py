@@ -14,7 +14,9 @@ import contextlib
 import contextvars
 from collections.abc import Iterator
 
-from django.db import models
+from django.db import connections, models
+
+from . import citus
 
 
 class UnscopedQueryError(RuntimeError):
@@ -35,6 +37,20 @@ class TenantManager(models.Manager):
         return super().get_queryset().filter(tenant_id=tenant_id)
 
 
+class AllTenantsManager(models.Manager):
+    """`Model.all_tenants`: every tenant's rows, as far as the database shows them. Inside a
+    `tenant_scope` row-level security shows one tenant's only; on Citus the queryset also names that
+    tenant, so that its statements go to the tenant's shard group instead of every shard
+    (lifecycle/citus.py). Elsewhere it is Django's plain manager."""
+
+    def get_queryset(self):
+        queryset = super().get_queryset()
+        tenant_id = current_tenant_id()
+        if tenant_id is not None and citus.enabled(connections[queryset.db]):
+            return queryset.filter(tenant_id=tenant_id)
+        return queryset
+
+
 class TenantModel(models.Model):
     """Base of every tenant-owned row. `tenant_id` leads its indexes and unique constraints."""
 
@@ -42,11 +58,19 @@ class TenantModel(models.Model):
 
     # The first manager is Django's default: related lookups, admin unique checks and
     # deletion use it. Application code uses `objects`, which is scoped.
-    all_tenants = models.Manager()
+    all_tenants = AllTenantsManager()
     objects = TenantManager()
 
     class Meta:
         abstract = True
+
+    def _do_update(self, base_qs, using, pk_val, values, update_fields, forced_update):
+        # `save()` of a row: on Citus the UPDATE names the row's tenant (its shard) and leaves tenant_id
+        # alone, since Citus refuses any UPDATE that sets the distribution column.
+        if citus.enabled(connections[using]):
+            base_qs = base_qs.filter(tenant_id=self.tenant_id)
+            values = [value for value in values if value[0].attname != "tenant_id"]
+        return super()._do_update(base_qs, using, pk_val, values, update_fields, forced_update)
 
 
 # --- The tenant of the work at hand, for row-level security (lifecycle/rls.py) ---------------

@@ -13,6 +13,7 @@ from decimal import Decimal
 from django.db import models
 from django.db.models import Q
 
+from lifecycle.citus import TenantForeignKey, TenantOneToOneField
 from lifecycle.models import Customer, MoneyField, Order
 from lifecycle.tenancy import TenantModel
 
@@ -59,7 +60,7 @@ class Program(TenantModel):
 
 
 class Tier(TenantModel):
-    program = models.ForeignKey(Program, on_delete=models.CASCADE, related_name="tiers")
+    program = TenantForeignKey(Program, on_delete=models.CASCADE, related_name="tiers")
     name = models.CharField(max_length=100)
     # Points earned (tier_basis=points) or money spent (tier_basis=spend) over a rolling 12 months.
     threshold = models.DecimalField(max_digits=19, decimal_places=4)
@@ -89,7 +90,7 @@ class Reward(TenantModel):
         POOL = "pool", "From codes the store uploaded"
         GENERATED = "generated", "Generated here and sent to the store's webhook"
 
-    program = models.ForeignKey(Program, on_delete=models.CASCADE, related_name="rewards")
+    program = TenantForeignKey(Program, on_delete=models.CASCADE, related_name="rewards")
     name = models.CharField(max_length=200)
     kind = models.CharField(max_length=24, choices=Kind.choices)
     cost = models.PositiveIntegerField(help_text="Points it takes.")
@@ -114,12 +115,12 @@ class Reward(TenantModel):
 class LoyaltyAccount(TenantModel):
     """A customer's running sums. Only loyalty.services writes here, always with its ledger entry."""
 
-    customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="+")
+    customer = TenantForeignKey(Customer, on_delete=models.CASCADE, related_name="+")
     balance = models.IntegerField(default=0, help_text="Available: can be spent now.")
     pending = models.IntegerField(default=0, help_text="Earned, still inside the return window.")
     debt = models.IntegerField(default=0, help_text="Clawed back after it was spent; repaid by future points.")
     lifetime_earned = models.IntegerField(default=0, help_text="Earned, net of clawbacks, ever.")
-    tier = models.ForeignKey(Tier, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    tier = TenantForeignKey(Tier, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     tier_changed_at = models.DateTimeField(null=True, blank=True)
     last_activity_at = models.DateTimeField(null=True, blank=True)
     # The last_activity_at the expiry warning was sent for: one warning per period of inactivity.
@@ -160,8 +161,8 @@ class LedgerEntry(TenantModel):
         EXPIRE = "expire"
         ADJUST = "adjust"
 
-    account = models.ForeignKey(LoyaltyAccount, on_delete=models.CASCADE, related_name="entries")
-    customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="+")
+    account = TenantForeignKey(LoyaltyAccount, on_delete=models.CASCADE, related_name="entries")
+    customer = TenantForeignKey(Customer, on_delete=models.CASCADE, related_name="+")
     kind = models.CharField(max_length=16, choices=Kind.choices)
     # What caused it, unique per (customer, kind): "order:123", "refund:123:R-1", "delivery:9", "review:4".
     source = models.CharField(max_length=200)
@@ -170,7 +171,7 @@ class LedgerEntry(TenantModel):
     points = models.IntegerField(default=0)
     pending_points = models.IntegerField(default=0)
     debt_points = models.IntegerField(default=0)
-    order = models.ForeignKey(Order, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    order = TenantForeignKey(Order, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     # An order's earn keeps what it was computed on, so a refund claws back at the same rate.
     rate = models.DecimalField(max_digits=12, decimal_places=6, null=True, blank=True,
                                help_text="Points per unit of currency, multiplier included.")
@@ -202,8 +203,8 @@ class PendingRelease(TenantModel):
     A small table the release sweep scans, instead of every earn entry ever written.
     """
 
-    account = models.ForeignKey(LoyaltyAccount, on_delete=models.CASCADE, related_name="+")
-    entry = models.OneToOneField(LedgerEntry, on_delete=models.CASCADE, related_name="+")
+    account = TenantForeignKey(LoyaltyAccount, on_delete=models.CASCADE, related_name="+")
+    entry = TenantOneToOneField(LedgerEntry, on_delete=models.CASCADE, related_name="+")
     release_at = models.DateTimeField()
 
     class Meta:
@@ -215,10 +216,10 @@ class Redemption(TenantModel):
         ISSUED = "issued", "Code issued"
         AWAITING_STORE = "awaiting_store", "Code sent to the store's webhook, not yet confirmed"
 
-    account = models.ForeignKey(LoyaltyAccount, on_delete=models.CASCADE, related_name="redemptions")
-    customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="+")
-    reward = models.ForeignKey(Reward, on_delete=models.PROTECT, related_name="redemptions")
-    entry = models.OneToOneField(LedgerEntry, on_delete=models.PROTECT, related_name="redemption")
+    account = TenantForeignKey(LoyaltyAccount, on_delete=models.CASCADE, related_name="redemptions")
+    customer = TenantForeignKey(Customer, on_delete=models.CASCADE, related_name="+")
+    reward = TenantForeignKey(Reward, on_delete=models.PROTECT, related_name="redemptions")
+    entry = TenantOneToOneField(LedgerEntry, on_delete=models.PROTECT, related_name="redemption")
     points = models.PositiveIntegerField()
     code = models.CharField(max_length=100)
     state = models.CharField(max_length=16, choices=State.choices, default=State.ISSUED)
@@ -235,9 +236,9 @@ class Redemption(TenantModel):
 class RewardCode(TenantModel):
     """A discount code the store uploaded for a pool reward; taken by at most one redemption."""
 
-    reward = models.ForeignKey(Reward, on_delete=models.CASCADE, related_name="codes")
+    reward = TenantForeignKey(Reward, on_delete=models.CASCADE, related_name="codes")
     code = models.CharField(max_length=100)
-    redemption = models.OneToOneField(Redemption, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    redemption = TenantOneToOneField(Redemption, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -254,7 +255,7 @@ class CodeWebhook(TenantModel):
         SENT = "sent"
         FAILED = "failed"
 
-    redemption = models.OneToOneField(Redemption, on_delete=models.CASCADE, related_name="webhook")
+    redemption = TenantOneToOneField(Redemption, on_delete=models.CASCADE, related_name="webhook")
     url = models.URLField()
     payload = models.JSONField()
     state = models.CharField(max_length=16, choices=State.choices, default=State.PENDING)

@@ -27,7 +27,7 @@ from django.db import transaction
 from django.db.models import F, Q, Sum
 from django.db.models.functions import Coalesce
 
-from lifecycle import clock
+from lifecycle import citus, clock
 from lifecycle.errors import Conflict, ServiceError
 from lifecycle.models import Customer, Order, Refund, Tenant
 from lifecycle.timeline import event_append
@@ -358,8 +358,8 @@ def points_release_due(*, limit: int = RELEASE_BATCH, after_pk: int = 0) -> tupl
     """
     now = clock.now()
     with transaction.atomic():
-        batch = list(PendingRelease.all_tenants.select_for_update(skip_locked=True).select_related("entry")
-                     .filter(release_at__lte=now, pk__gt=after_pk).order_by("pk")[:limit])
+        batch = citus.locked_batch(PendingRelease.all_tenants.select_related("entry")
+                                   .filter(release_at__lte=now, pk__gt=after_pk).order_by("pk"), limit)
         for lot in batch:
             account = account_locked(tenant=lot.tenant_id, customer_id=lot.entry.customer_id)
             earn = lot.entry
@@ -425,8 +425,8 @@ def tiers_refresh_sweep(*, after_pk: int = 0, limit: int = SWEEP_BATCH) -> tuple
     """Re-qualify tiered accounts (the rolling window moves daily). One short transaction per call."""
     now = clock.now()
     with transaction.atomic():
-        batch = list(LoyaltyAccount.all_tenants.select_for_update(skip_locked=True)
-                     .filter(tier__isnull=False, pk__gt=after_pk).order_by("pk")[:limit])
+        batch = citus.locked_batch(LoyaltyAccount.all_tenants.filter(tier__isnull=False, pk__gt=after_pk)
+                                   .order_by("pk"), limit)
         programs: dict[int, Program | None] = {}
         for account in batch:
             if account.tenant_id not in programs:
@@ -466,9 +466,9 @@ def points_expiry_sweep(*, after_pk: int = 0, limit: int = SWEEP_BATCH) -> tuple
     """
     now = clock.now()
     with transaction.atomic():
-        batch = list(LoyaltyAccount.all_tenants.select_for_update(skip_locked=True)
-                     .filter(balance__gt=0, last_activity_at__isnull=False, pk__gt=after_pk)
-                     .select_related("customer__tenant").order_by("pk")[:limit])
+        batch = citus.locked_batch(LoyaltyAccount.all_tenants
+                                   .filter(balance__gt=0, last_activity_at__isnull=False, pk__gt=after_pk)
+                                   .select_related("customer__tenant").order_by("pk"), limit, of=("self",))
         programs: dict[int, Program | None] = {}
         for account in batch:
             if account.tenant_id not in programs:
@@ -521,9 +521,9 @@ def birthday_bonus_sweep(*, after_pk: int = 0, limit: int = SWEEP_BATCH) -> tupl
     if not bonus:
         return 0, after_pk
     with transaction.atomic():
-        batch = list(LoyaltyAccount.all_tenants.select_for_update(skip_locked=True)
-                     .filter(tenant_id__in=list(bonus), birthday__month=today.month, birthday__day__in=days,
-                             pk__gt=after_pk).order_by("pk")[:limit])
+        batch = citus.locked_batch(LoyaltyAccount.all_tenants.filter(
+            tenant_id__in=list(bonus), birthday__month=today.month, birthday__day__in=days, pk__gt=after_pk)
+            .order_by("pk"), limit)
         for account in batch:
             source = f"birthday:{today.year}"
             if not entry_exists(account, Kind.EARN, source):

@@ -12,6 +12,7 @@ from django.core.validators import MinValueValidator
 from django.db import models
 from django.db.models import Q
 
+from lifecycle.citus import TenantForeignKey
 from lifecycle.models import MoneyField, validate_currency
 from lifecycle.tenancy import TenantModel
 
@@ -86,7 +87,7 @@ class ReferralCode(TenantModel):
     """An advocate's code. Stored upper-case; matched case-insensitively. One generated code
     per customer; vanity codes (set by the store) may be added beside it."""
 
-    customer = models.ForeignKey("lifecycle.Customer", on_delete=models.CASCADE, related_name="+")
+    customer = TenantForeignKey("lifecycle.Customer", on_delete=models.CASCADE, related_name="+")
     code = models.CharField(max_length=32)
     vanity = models.BooleanField(default=False)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -106,7 +107,7 @@ class ReferralCode(TenantModel):
 class Click(TenantModel):
     """One human-looking visit of /r/<code>. Bots and HEAD requests are never recorded."""
 
-    code = models.ForeignKey(ReferralCode, on_delete=models.CASCADE, related_name="clicks")
+    code = TenantForeignKey(ReferralCode, on_delete=models.CASCADE, related_name="clicks")
     at = models.DateTimeField()
     ip_hash = models.CharField(max_length=64)
     device_hash = models.CharField(max_length=64, help_text="HMAC of IP + user agent.")
@@ -125,7 +126,7 @@ class Click(TenantModel):
 class Invite(TenantModel):
     """A referral-invite email prepared for a customer by a journey step (one per delivery)."""
 
-    customer = models.ForeignKey("lifecycle.Customer", on_delete=models.CASCADE, related_name="+")
+    customer = TenantForeignKey("lifecycle.Customer", on_delete=models.CASCADE, related_name="+")
     delivery_id = models.BigIntegerField()
     created_at = models.DateTimeField()
 
@@ -152,10 +153,10 @@ class Referral(TenantModel):
         NOTE_ATTRIBUTE = "note_attribute"
         API_FIELD = "api_field"
 
-    code = models.ForeignKey(ReferralCode, on_delete=models.PROTECT, related_name="referrals")
-    advocate = models.ForeignKey("lifecycle.Customer", on_delete=models.PROTECT, related_name="+")
-    friend = models.ForeignKey("lifecycle.Customer", on_delete=models.PROTECT, related_name="+")
-    order = models.ForeignKey("lifecycle.Order", on_delete=models.PROTECT, related_name="+")
+    code = TenantForeignKey(ReferralCode, on_delete=models.PROTECT, related_name="referrals")
+    advocate = TenantForeignKey("lifecycle.Customer", on_delete=models.PROTECT, related_name="+")
+    friend = TenantForeignKey("lifecycle.Customer", on_delete=models.PROTECT, related_name="+")
+    order = TenantForeignKey("lifecycle.Order", on_delete=models.PROTECT, related_name="+")
     carrier = models.CharField(max_length=16, choices=Carrier.choices)
     state = models.CharField(max_length=16, choices=State.choices)
     reason = models.CharField(max_length=300, blank=True, help_text="Why it was rejected, or why it waits.")
@@ -209,8 +210,8 @@ class Reward(TenantModel):
         # Over the advocate's monthly cap: recorded, never issued.
         CAPPED = "capped"
 
-    referral = models.ForeignKey(Referral, on_delete=models.PROTECT, related_name="rewards")
-    customer = models.ForeignKey("lifecycle.Customer", on_delete=models.PROTECT, related_name="+")
+    referral = TenantForeignKey(Referral, on_delete=models.PROTECT, related_name="rewards")
+    customer = TenantForeignKey("lifecycle.Customer", on_delete=models.PROTECT, related_name="+")
     side = models.CharField(max_length=8, choices=Side.choices)
     kind = models.CharField(max_length=16, choices=RewardKind.choices)
     amount = MoneyField()
