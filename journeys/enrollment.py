@@ -22,7 +22,7 @@ from lifecycle.locks import advisory_lock
 from lifecycle.models import Customer, Event, Order
 from loyalty.selectors import customer_points
 
-from .models import Delivery, Enrollment, Journey, Step
+from .models import AbTest, Delivery, Enrollment, Journey, Step
 
 TRIGGER_EVENTS = {
     Journey.Trigger.ORDER_PAID: "order.paid",
@@ -375,6 +375,12 @@ def next_step(delivery: Delivery) -> Step | None:
         target = step.config.get("then" if condition_holds(step.config, delivery) else "else")
         return by_position.get(target) if target is not None else None
     if step.kind == Step.Kind.AB_SPLIT:
+        # A promoted winner (journeys/abtests.py) takes everyone from now on; else the seeded pick.
+        promoted = (AbTest.objects.for_tenant(delivery.tenant_id).filter(step=step, promoted_at__isnull=False)
+                    .values_list("winner_id", flat=True).first())
+        winner = next((s for s in steps if s.pk == promoted), None) if promoted else None
+        if winner is not None:
+            return winner
         pick = ab_pick(step, delivery.customer_id)
         if pick is not None:
             return by_position.get(pick.get("step"))

@@ -356,3 +356,50 @@ class OutcomeBucket(TenantModel):
 
     def __str__(self) -> str:
         return f"{self.journey_id} {self.kind} {self.bucket:%Y-%m-%d %H:%M}"
+
+
+class AbTest(TenantModel):
+    """What an A/B split is testing for, when it stops, and the arm it promoted (journeys/abtests.py).
+
+    One per split step, made when the marketer first sets its goal. The arms are the split's variants,
+    each named by the step it starts at (`winner` points at that step, so moving steps keeps it).
+    Promoting sends every customer who reaches the split from then on down the winner's arm; customers
+    already in an arm finish it. A split without a row is still an A/B test: goal and rule by default."""
+
+    class Goal(models.TextChoices):
+        ORDER = "order", "ordered within the window"
+        CLICK = "click", "clicked the arm's email"
+
+    class Rule(models.TextChoices):
+        SAMPLE = "sample", "a fixed number of customers in each arm"
+        SIGNIFICANCE = "significance", "a significant difference, after a minimum number in each arm"
+
+    journey = models.ForeignKey(Journey, on_delete=models.CASCADE, related_name="+", db_index=False)
+    step = models.ForeignKey(Step, on_delete=models.CASCADE, related_name="+", db_index=False)
+    goal = models.CharField(max_length=16, choices=Goal.choices, default=Goal.ORDER)
+    window = models.DurationField(default=dt.timedelta(days=7), help_text="How long after the split a goal counts.")
+    rule = models.CharField(max_length=16, choices=Rule.choices, default=Rule.SIGNIFICANCE)
+    sample_size = models.PositiveIntegerField(default=1000)
+    min_sample = models.PositiveIntegerField(default=100)
+    confidence = models.PositiveSmallIntegerField(default=95, help_text="Percent: 90, 95 or 99.")
+    auto_promote = models.BooleanField(default=False)
+    winner = models.ForeignKey(Step, null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
+                               db_index=False)
+    promoted_at = models.DateTimeField(null=True, blank=True)
+    promoted_by = models.CharField(max_length=254, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["tenant", "step"], name="abtest_tenant_step_uniq"),
+            models.CheckConstraint(condition=Q(confidence__in=[90, 95, 99]), name="abtest_confidence_choices"),
+        ]
+        indexes = [
+            # The auto-promote sweep: the undecided tests of every store that asked for it.
+            models.Index(fields=["tenant", "journey"], condition=Q(auto_promote=True, promoted_at__isnull=True),
+                         name="abtest_auto_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"A/B test at step {self.step_id}"

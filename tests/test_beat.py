@@ -16,6 +16,7 @@ EXPECTED = {
     "retry-loyalty-code-webhooks": ("loyalty.retry_code_webhooks", 30.0),
     "check-deliverability": ("journeys.check_deliverability", 900.0),
     "settle-journey-outcomes": ("journeys.settle_outcomes", 300.0),
+    "promote-ab-winners": ("journeys.promote_winners", 600.0),
 }
 
 

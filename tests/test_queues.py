@@ -27,6 +27,7 @@ EXPECTED = {
     "referrals.reward_send": "sends",
     "journeys.settle_outcomes": "periodic",
     "journeys.check_deliverability": "periodic",
+    "journeys.promote_winners": "periodic",
     "loyalty.release_pending": "periodic",
     "loyalty.expire_points": "periodic",
     "loyalty.retry_code_webhooks": "periodic",

@@ -1,0 +1,454 @@
+"""A/B tests that decide: each split's arms with their funnel, conversion and revenue and their
+intervals, the stopping rule's verdict, and promoting the winner (by a click or by beat).
+
+An arm is a variant of an `ab_split` step: the steps from the variant's step up to the next arm's
+(journeys.enrollment.split_arms). A customer is *assigned* when the split is evaluated (its delivery's
+`sent_at`); the test counts an assignment once its window (AbTest.window) has closed, so every
+customer counted had the same time to reach the goal:
+- goal "order": a paid, not cancelled order in (assigned, assigned + window] — as the holdout lift;
+- goal "click": a click on one of the arm's emails in that window.
+Revenue is the net total (less refunds) of the orders paid in the window, in the store's currency.
+
+Intervals are the holdout lift's (lifecycle/stats.py): Wilson for each arm's rate, Newcombe for an
+arm's difference from arm A, Welch for revenue per customer; the stopping rule decides on Newcombe
+(`ab_decide`). Beside them, the difference adjusted with CUPED on what was known before enrollment
+(the customer's paid orders and net spend up to enrolled_at): same estimate in expectation, narrower
+when the past predicts the goal. `lift_cuped` does the same for a journey's holdout lift.
+
+Reads here load each assignment (and its customer's orders) into Python: an A/B test of a small or
+mid-sized store is thousands of customers, and the exact per-customer covariates CUPED needs are not
+in the outcome buckets. The bench (manage.py cuped_demo) times it on the 3,000-customer demo store.
+"""
+
+import dataclasses
+import datetime as dt
+import string
+from collections import defaultdict
+from collections.abc import Iterable
+from decimal import Decimal
+from typing import Any
+
+from django.db import transaction
+
+from lifecycle import clock
+from lifecycle.changes import json_safe
+from lifecycle.errors import NotFound, ServiceError
+from lifecycle.models import Event, Order, Tenant
+from lifecycle.stats import (
+    CONFIDENCE,
+    Arm,
+    Decision,
+    Difference,
+    GroupSums,
+    Moments,
+    ab_decide,
+    cuped_difference,
+    newcombe_difference,
+    welch_difference,
+    wilson_interval,
+)
+from lifecycle.timeline import event_append
+
+from .builder_checks import EMAIL_KINDS
+from .enrollment import split_arms
+from .models import AbTest, Delivery, Enrollment, Journey, Step
+from .rollups import MEASURED, ORDER_GOALS
+
+CENT = Decimal("0.01")
+# What the settings form accepts: a test shorter than a day or longer than a quarter is a mistake,
+# and a sample beyond ten million customers is not a store's A/B test.
+MIN_WINDOW, MAX_WINDOW = dt.timedelta(days=1), dt.timedelta(days=90)
+MIN_SAMPLE, MAX_SAMPLE = 10, 10_000_000
+CONFIDENCES = (90, 95, 99)
+AUTO_PROMOTER = "auto-promote"
+
+
+class AbTestError(ServiceError):
+    """A test setting or promotion refused; `fields` names the form field to fix."""
+
+
+# --- the report ------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class ArmReport:
+    label: str  # "A", "B", … in the split's order of variants
+    step: Step  # the arm's first step
+    weight: int
+    enrolled: int = 0  # assigned, window closed
+    sent: int = 0
+    opened: int = 0
+    clicked: int = 0
+    converted: int = 0
+    revenue: Decimal = Decimal(0)
+    revenue_squares: Decimal = Decimal(0)
+    maturing: int = 0  # assigned, window still open
+    rate_low: float = 0.0
+    rate_high: float = 1.0
+    versus_a: Difference | None = None  # this arm's rate − arm A's (Newcombe)
+    versus_a_cuped: Difference | None = None
+    revenue_versus_a: Difference | None = None  # revenue per customer − arm A's (Welch)
+    moments: Moments | None = None
+
+    @property
+    def rate(self) -> float | None:
+        return self.converted / self.enrolled if self.enrolled else None
+
+    @property
+    def revenue_per_customer(self) -> Decimal | None:
+        return (self.revenue / self.enrolled).quantize(CENT) if self.enrolled else None
+
+
+@dataclasses.dataclass
+class SplitReport:
+    split: Step
+    test: AbTest  # unsaved (the defaults) until the marketer sets a goal
+    arms: list[ArmReport]
+    decision: Decision
+    confidence: float = CONFIDENCE
+
+    @property
+    def winner(self) -> ArmReport | None:
+        return next((arm for arm in self.arms if arm.label == self.decision.winner), None)
+
+    @property
+    def promoted(self) -> ArmReport | None:
+        if self.test.promoted_at is None:
+            return None
+        return next((arm for arm in self.arms if arm.step.pk == self.test.winner_id), None)
+
+
+def _labels() -> Iterable[str]:
+    yield from string.ascii_uppercase
+
+
+def abtest_for(tenant: Tenant, split: Step) -> AbTest:
+    """The split's saved test, or the defaults (unsaved): goal order within the journey's window."""
+    test = AbTest.objects.for_tenant(tenant).filter(step=split).first()
+    if test is None:
+        test = AbTest(tenant=tenant, journey_id=split.journey_id, step=split,
+                      window=min(MAX_WINDOW, max(MIN_WINDOW, split.journey.attribution_window)))
+    return test
+
+
+def _arm_steps(steps: list[Step], split: Step) -> dict[int, list[Step]]:
+    """The split's arms: their first step's position → every step in the arm."""
+    arms = {}
+    for arm in split_arms(steps):
+        if arm.split == split.position:
+            arms[arm.start] = [s for s in steps if s.position in arm]
+    return arms
+
+
+@dataclasses.dataclass
+class _Assignment:
+    enrollment_id: int
+    customer_id: int
+    assigned_at: dt.datetime
+    enrolled_at: dt.datetime
+    arm: int | None = None  # the arm's first position
+    sent: bool = False
+    opened: bool = False
+    clicked_at: list[dt.datetime] = dataclasses.field(default_factory=list)
+
+
+def _net(total: Decimal, refunded: Decimal) -> Decimal:
+    return total - refunded
+
+
+def _orders_by_customer(tenant: Tenant, customer_ids: Iterable[int]) -> dict[int, list[tuple]]:
+    """Each customer's paid, not cancelled orders: (paid_at, net in the store's currency or None)."""
+    out: dict[int, list[tuple]] = defaultdict(list)
+    ids = list(set(customer_ids))
+    for start in range(0, len(ids), 5000):  # a bounded IN list per query
+        rows = (Order.objects.for_tenant(tenant)
+                .filter(customer_id__in=ids[start:start + 5000], paid_at__isnull=False, cancelled_at__isnull=True)
+                .values_list("customer_id", "paid_at", "total", "refunded_total", "currency"))
+        for customer_id, paid_at, total, refunded, currency in rows:
+            out[customer_id].append((paid_at, _net(total, refunded) if currency == tenant.currency else None))
+    return out
+
+
+def _pre_period(orders: list[tuple], enrolled_at: dt.datetime) -> tuple[float, float]:
+    """What was known at enrollment: paid orders up to then, and their net spend."""
+    before = [(paid_at, net) for paid_at, net in orders if paid_at <= enrolled_at]
+    return float(len(before)), float(sum((net for _, net in before if net is not None), Decimal(0)))
+
+
+def _in_window(orders: list[tuple], start: dt.datetime, window: dt.timedelta) -> tuple[bool, Decimal]:
+    hits = [(paid_at, net) for paid_at, net in orders if start < paid_at <= start + window]
+    return bool(hits), sum((net for _, net in hits if net is not None), Decimal(0))
+
+
+class _MomentSums:
+    """Accumulates a group's Moments with y and two covariates."""
+
+    def __init__(self) -> None:
+        self.n, self.y, self.yy = 0, 0.0, 0.0
+        self.x, self.xx, self.xy = [0.0, 0.0], [[0.0, 0.0], [0.0, 0.0]], [0.0, 0.0]
+
+    def add(self, y: float, x: tuple[float, float]) -> None:
+        self.n += 1
+        self.y += y
+        self.yy += y * y
+        for i in range(2):
+            self.x[i] += x[i]
+            self.xy[i] += x[i] * y
+            for j in range(2):
+                self.xx[i][j] += x[i] * x[j]
+
+    def moments(self) -> Moments:
+        return Moments(self.n, self.y, self.yy, tuple(self.x), tuple(tuple(r) for r in self.xx), tuple(self.xy))
+
+
+def split_report(tenant: Tenant, split: Step, now: dt.datetime, steps: list[Step] | None = None) -> SplitReport:
+    """One A/B split's arms, their intervals and the stopping rule's verdict (the module's docstring)."""
+    journey = split.journey
+    steps = steps if steps is not None else list(Step.objects.for_tenant(tenant).filter(journey=journey)
+                                                 .order_by("position"))
+    test = abtest_for(tenant, split)
+    by_position = {s.position: s for s in steps}
+    arm_steps = _arm_steps(steps, split)
+    variants = [v for v in (split.config or {}).get("variants") or []
+                if isinstance(v, dict) and v.get("step") in arm_steps and v.get("step") in by_position]
+    labels = _labels()
+    arms = {v["step"]: ArmReport(next(labels), by_position[v["step"]], int(v.get("weight", 1))) for v in variants}
+    step_arm = {s.pk: start for start, members in arm_steps.items() if start in arms for s in members}
+    email_steps = {s.pk for members in arm_steps.values() for s in members if s.kind in EMAIL_KINDS}
+
+    assigned = (Delivery.objects.for_tenant(tenant)
+                .filter(step=split, state=Delivery.State.SENT, sent_at__isnull=False))
+    rows: dict[int, _Assignment] = {
+        enrollment_id: _Assignment(enrollment_id, customer_id, sent_at, enrolled_at)
+        for enrollment_id, customer_id, sent_at, enrolled_at in assigned.values_list(
+            "enrollment_id", "customer_id", "sent_at", "enrollment__enrolled_at")}
+    for enrollment_id, step_id, sent_at, opened_at, clicked_at in (
+            Delivery.objects.for_tenant(tenant)
+            .filter(journey=journey, step_id__in=list(step_arm), enrollment_id__in=assigned.values("enrollment_id"))
+            .values_list("enrollment_id", "step_id", "sent_at", "opened_at", "clicked_at")):
+        row = rows.get(enrollment_id)
+        if row is None:
+            continue
+        row.arm = step_arm[step_id]
+        if step_id in email_steps:
+            row.sent |= sent_at is not None
+            row.opened |= opened_at is not None
+            if clicked_at is not None:
+                row.clicked_at.append(clicked_at)
+    orders = _orders_by_customer(tenant, (row.customer_id for row in rows.values() if row.arm is not None))
+    sums = {start: _MomentSums() for start in arms}
+    for row in rows.values():
+        arm = arms.get(row.arm) if row.arm is not None else None
+        if arm is None:
+            continue
+        if row.assigned_at + test.window > now:
+            arm.maturing += 1
+            continue
+        mine = orders.get(row.customer_id, [])
+        ordered, revenue = _in_window(mine, row.assigned_at, test.window)
+        clicked = any(row.assigned_at < at <= row.assigned_at + test.window for at in row.clicked_at)
+        goal = ordered if test.goal == AbTest.Goal.ORDER else clicked
+        arm.enrolled += 1
+        arm.sent += row.sent
+        arm.opened += row.opened
+        arm.clicked += bool(row.clicked_at)
+        arm.converted += goal
+        arm.revenue += revenue
+        arm.revenue_squares += revenue * revenue
+        sums[row.arm].add(float(goal), _pre_period(mine, row.enrolled_at))
+    confidence = test.confidence / 100
+    reports = list(arms.values())
+    for arm, start in zip(reports, arms, strict=True):
+        arm.moments = sums[start].moments()
+        arm.rate_low, arm.rate_high = wilson_interval(arm.converted, arm.enrolled, confidence)
+    if reports:
+        control = reports[0]
+        for arm in reports[1:]:
+            if arm.enrolled and control.enrolled:
+                arm.versus_a = newcombe_difference(arm.converted, arm.enrolled, control.converted, control.enrolled,
+                                                   confidence)
+            if arm.enrolled >= 2 and control.enrolled >= 2:
+                arm.revenue_versus_a = welch_difference(
+                    GroupSums(arm.enrolled, float(arm.revenue), float(arm.revenue_squares)),
+                    GroupSums(control.enrolled, float(control.revenue), float(control.revenue_squares)), confidence)
+                arm.versus_a_cuped = cuped_difference(arm.moments, control.moments, confidence)
+    if len(reports) < 2:
+        decision = Decision(False, None, None, "This split needs two arms with a step each before it can be tested.")
+    else:
+        decision = ab_decide([Arm(a.label, a.converted, a.enrolled) for a in reports], rule=test.rule,
+                             sample_size=test.sample_size, confidence=confidence, min_sample=test.min_sample)
+    return SplitReport(split, test, reports, decision, confidence)
+
+
+def journey_tests(tenant: Tenant, journey: Journey, now: dt.datetime) -> list[SplitReport]:
+    steps = list(Step.objects.for_tenant(tenant).filter(journey=journey).select_related("journey")
+                 .order_by("position"))
+    return [split_report(tenant, s, now, steps) for s in steps if s.kind == Step.Kind.AB_SPLIT]
+
+
+def running_tests(tenant: Tenant, now: dt.datetime) -> list[SplitReport]:
+    """Every split of the store's active or paused journeys that has assigned anyone: the dashboard's list."""
+    journeys = Journey.objects.for_tenant(tenant).filter(status__in=[Journey.Status.ACTIVE, Journey.Status.PAUSED])
+    splits = (Step.objects.for_tenant(tenant).filter(kind=Step.Kind.AB_SPLIT, journey__in=journeys)
+              .select_related("journey").order_by("-journey__priority", "journey__name", "position"))
+    reports = []
+    for journey_id in dict.fromkeys(s.journey_id for s in splits):
+        journey = next(s.journey for s in splits if s.journey_id == journey_id)
+        reports += [r for r in journey_tests(tenant, journey, now) if any(a.enrolled or a.maturing for a in r.arms)]
+    return reports
+
+
+# --- CUPED on the holdout lift -------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class LiftCuped:
+    plain: Difference | None  # Newcombe, as the dashboard's lift
+    cuped: Difference | None
+    treated: Moments
+    holdout: Moments
+
+
+def lift_cuped(tenant: Tenant, journey: Journey, since: dt.datetime, until: dt.datetime,
+               now: dt.datetime) -> LiftCuped:
+    """The journey's holdout lift (conversion, treated − held out) over enrollments in [since, until)
+    whose window has closed, before and after CUPED on pre-period orders and spend."""
+    closed_before = now - journey.attribution_window
+    enrollments = list(Enrollment.objects.for_tenant(tenant)
+                       .filter(journey=journey, state__in=MEASURED, enrolled_at__gte=since,
+                               enrolled_at__lt=min(until, closed_before + dt.timedelta(microseconds=1)))
+                       .values_list("customer_id", "enrolled_at", "state"))
+    orders = _orders_by_customer(tenant, (c for c, _, _ in enrollments))
+    events: dict[int, list[tuple]] = defaultdict(list)
+    if journey.goal_event and journey.goal_event not in ORDER_GOALS:
+        for customer_id, at in (Event.objects.for_tenant(tenant)
+                                .filter(type=journey.goal_event, customer_id__in={c for c, _, _ in enrollments})
+                                .values_list("customer_id", "occurred_at")):
+            events[customer_id].append((at, None))
+    sums = {True: _MomentSums(), False: _MomentSums()}
+    custom_goal = bool(journey.goal_event) and journey.goal_event not in ORDER_GOALS
+    for customer_id, enrolled_at, state in enrollments:
+        mine = orders.get(customer_id, [])
+        source = events.get(customer_id, []) if custom_goal else mine
+        goal, _ = _in_window(source, enrolled_at, journey.attribution_window)
+        sums[state == Enrollment.State.HOLDOUT].add(float(goal), _pre_period(mine, enrolled_at))
+    treated, holdout = sums[False].moments(), sums[True].moments()
+    plain = cuped = None
+    if treated.n and holdout.n:
+        plain = newcombe_difference(int(treated.y), treated.n, int(holdout.y), holdout.n)
+    if treated.n >= 2 and holdout.n >= 2:
+        cuped = cuped_difference(treated, holdout)
+    return LiftCuped(plain, cuped, treated, holdout)
+
+
+# --- writes -------------------------------------------------------------------------------------
+
+
+def _record(tenant: Tenant, journey: Journey, split: Step, type_: str, by: str, **data: Any) -> None:
+    """The audit log's line, on the store's timeline, as the builder's changes."""
+    event_append(tenant=tenant, type=type_, occurred_at=clock.now(),
+                 data={"journey": journey.name, "journey_id": journey.pk, "step": split.position, **data, "by": by})
+
+
+def _locked_split(tenant: Tenant, journey_id: int, step_id: int) -> tuple[Journey, Step]:
+    journey = Journey.objects.for_tenant(tenant).select_for_update().filter(pk=journey_id).first()
+    split = (Step.objects.for_tenant(tenant).filter(pk=step_id, journey_id=journey_id, kind=Step.Kind.AB_SPLIT)
+             .select_related("journey").first() if journey else None)
+    if journey is None or split is None:
+        raise NotFound("journeys.not_found", "This journey or its A/B split no longer exists.")
+    if journey.status == Journey.Status.ARCHIVED:
+        raise AbTestError("journeys.archived", "This journey is archived: duplicate it to test again.")
+    return journey, split
+
+
+def _saved_test(tenant: Tenant, journey: Journey, split: Step) -> AbTest:
+    test = AbTest.objects.for_tenant(tenant).select_for_update().filter(step=split).first()
+    if test is None:
+        test = abtest_for(tenant, split)
+        test.save()
+    return test
+
+
+def abtest_configure(*, tenant: Tenant, journey_id: int, step_id: int, values: dict[str, Any], by: str) -> AbTest:
+    """Set a split's goal, window, stopping rule and auto-promote. Validates everything before writing;
+    writes and audits only what differs. One transaction holding the journey row."""
+    problems: dict[str, list[str]] = {}
+    if values.get("goal") not in AbTest.Goal.values:
+        problems["goal"] = ["choose what counts as a conversion: an order or a click"]
+    window = values.get("window")
+    if not isinstance(window, dt.timedelta) or not MIN_WINDOW <= window <= MAX_WINDOW:
+        problems["window"] = [f"give the window in whole days, from {MIN_WINDOW.days} to {MAX_WINDOW.days}"]
+    if values.get("rule") not in AbTest.Rule.values:
+        problems["rule"] = ["choose when the test stops: a sample size or significance"]
+    for name in ("sample_size", "min_sample"):
+        value = values.get(name)
+        if isinstance(value, bool) or not isinstance(value, int) or not MIN_SAMPLE <= value <= MAX_SAMPLE:
+            problems[name] = [f"give a number of customers per arm from {MIN_SAMPLE} to {MAX_SAMPLE:,}"]
+    if values.get("confidence") not in CONFIDENCES:
+        problems["confidence"] = ["choose 90, 95 or 99 percent"]
+    if not isinstance(values.get("auto_promote"), bool):
+        problems["auto_promote"] = ["say whether the winner is promoted by itself"]
+    if problems:
+        raise AbTestError("journeys.test_invalid", "Some of the test's settings need fixing.", problems)
+    fields = ("goal", "window", "rule", "sample_size", "min_sample", "confidence", "auto_promote")
+    with transaction.atomic():
+        journey, split = _locked_split(tenant, journey_id, step_id)
+        test = _saved_test(tenant, journey, split)
+        changed = {name: values[name] for name in fields if getattr(test, name) != values[name]}
+        if changed:
+            _record(tenant, journey, split, "store.journey_test_changed", by, changes={
+                name: [json_safe(getattr(test, name)), json_safe(value)] for name, value in changed.items()})
+            for name, value in changed.items():
+                setattr(test, name, value)
+            test.save(update_fields=[*changed, "updated_at"])
+    return test
+
+
+def abtest_promote(*, tenant: Tenant, journey_id: int, step_id: int, arm_step_id: int, by: str) -> AbTest:
+    """Send everyone who reaches the split from now on down one arm (the engine's ab_pick reads it).
+    Customers already in another arm finish it. Promoting the arm already promoted changes nothing.
+    One transaction holding the journey row (and so holding back enrollments into it)."""
+    with transaction.atomic():
+        journey, split = _locked_split(tenant, journey_id, step_id)
+        steps = list(Step.objects.for_tenant(tenant).filter(journey=journey).order_by("position"))
+        starts = {s.pk: s for s in steps if s.position in _arm_steps(steps, split)}
+        arm = starts.get(arm_step_id)
+        if arm is None:
+            raise AbTestError("journeys.test_no_such_arm", "That is not one of this split's arms: reload the page "
+                                                           "and choose an arm it lists.", {"arm": ["not an arm"]})
+        test = _saved_test(tenant, journey, split)
+        if test.promoted_at is not None and test.winner_id == arm.pk:
+            return test
+        labels = dict(zip(sorted(starts.values(), key=lambda s: _variant_order(split, s)), _labels(), strict=False))
+        before = labels.get(test.winner) if test.winner_id and test.promoted_at else None
+        test.winner, test.promoted_at, test.promoted_by = arm, clock.now(), by
+        test.save(update_fields=["winner", "promoted_at", "promoted_by", "updated_at"])
+        _record(tenant, journey, split, "store.journey_test_promoted", by, arm=labels[arm],
+                arm_step=arm.position, **({"changes": {"winner": [before, labels[arm]]}} if before else {}))
+    return test
+
+
+def _variant_order(split: Step, step: Step) -> int:
+    positions = [v.get("step") for v in (split.config or {}).get("variants") or [] if isinstance(v, dict)]
+    return positions.index(step.position) if step.position in positions else len(positions)
+
+
+def abtests_auto_promote(*, tenant: Tenant, now: dt.datetime) -> int:
+    """Promote the winner of every test in the store that asked for it and whose rule is met. Returns how many."""
+    promoted = 0
+    for test in (AbTest.objects.for_tenant(tenant).filter(auto_promote=True, promoted_at__isnull=True,
+                                                          step__kind=Step.Kind.AB_SPLIT,
+                                                          journey__status=Journey.Status.ACTIVE)
+                 .select_related("step__journey")):
+        report = split_report(tenant, test.step, now)
+        if report.winner is not None:
+            abtest_promote(tenant=tenant, journey_id=test.journey_id, step_id=test.step_id,
+                           arm_step_id=report.winner.step.pk, by=AUTO_PROMOTER)
+            promoted += 1
+    return promoted
+
+
+def tenants_auto_promoting() -> list[int]:
+    """Stores with an undecided auto-promote test (system scope: across tenants)."""
+    return sorted(set(AbTest.all_tenants.filter(auto_promote=True, promoted_at__isnull=True)
+                      .values_list("tenant_id", flat=True)))
