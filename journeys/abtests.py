@@ -22,6 +22,7 @@ in the outcome buckets. The bench (manage.py cuped_demo) times it on the 3,000-c
 
 import dataclasses
 import datetime as dt
+import math
 import string
 from collections import defaultdict
 from collections.abc import Iterable
@@ -170,9 +171,11 @@ def _orders_by_customer(tenant: Tenant, customer_ids: Iterable[int]) -> dict[int
 
 
 def _pre_period(orders: list[tuple], enrolled_at: dt.datetime) -> tuple[float, float]:
-    """What was known at enrollment: paid orders up to then, and their net spend."""
+    """What was known at enrollment: paid orders up to then, and the log of 1 + their net spend (the log,
+    because spend is heavy-tailed: one 149.00 grinder would otherwise weigh more than what a basket says)."""
     before = [(paid_at, net) for paid_at, net in orders if paid_at <= enrolled_at]
-    return float(len(before)), float(sum((net for _, net in before if net is not None), Decimal(0)))
+    spend = sum((net for _, net in before if net is not None), Decimal(0))
+    return float(len(before)), math.log1p(max(0.0, float(spend)))
 
 
 def _in_window(orders: list[tuple], start: dt.datetime, window: dt.timedelta) -> tuple[bool, Decimal]:
