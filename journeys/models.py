@@ -367,7 +367,7 @@ class AbTest(TenantModel):
     already in an arm finish it. A split without a row is still an A/B test: goal and rule by default."""
 
     class Goal(models.TextChoices):
-        ORDER = "order", "ordered within the window"
+        ORDER = "order", "placed an order"
         CLICK = "click", "clicked the arm's email"
 
     class Rule(models.TextChoices):

@@ -35,7 +35,7 @@ class Migration(migrations.Migration):
             name='AbTest',
             fields=[
                 ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('goal', models.CharField(choices=[('order', 'ordered within the window'), ('click', "clicked the arm's email")], default='order', max_length=16)),
+                ('goal', models.CharField(choices=[('order', 'placed an order'), ('click', "clicked the arm's email")], default='order', max_length=16)),
                 ('window', models.DurationField(default=datetime.timedelta(days=7), help_text='How long after the split a goal counts.')),
                 ('rule', models.CharField(choices=[('sample', 'a fixed number of customers in each arm'), ('significance', 'a significant difference, after a minimum number in each arm')], default='significance', max_length=16)),
                 ('sample_size', models.PositiveIntegerField(default=1000)),
