@@ -50,9 +50,9 @@ from lifecycle.stats import (
 )
 from lifecycle.timeline import event_append
 
-from .builder_checks import EMAIL_KINDS
+from .builder_checks import EMAIL_KINDS, content_problems
 from .enrollment import split_arms
-from .models import AbTest, Delivery, Enrollment, Journey, Step
+from .models import VERSION_LABELS, AbTest, Delivery, EmailTemplate, Enrollment, Journey, Step
 from .rollups import MEASURED, ORDER_GOALS
 
 CENT = Decimal("0.01")
@@ -73,9 +73,10 @@ class AbTestError(ServiceError):
 
 @dataclasses.dataclass
 class ArmReport:
-    label: str  # "A", "B", … in the split's order of variants
-    step: Step  # the arm's first step
+    label: str  # "A", "B", … in the split's order of variants (a content test: the version)
+    step: Step  # the arm's first step (a content test: the email step)
     weight: int
+    key: str = ""  # what the promote button posts: the arm's first step's id, or the version's label
     enrolled: int = 0  # assigned, window closed
     sent: int = 0
     opened: int = 0
@@ -116,6 +117,8 @@ class SplitReport:
     def promoted(self) -> ArmReport | None:
         if self.test.promoted_at is None:
             return None
+        if self.split.kind != Step.Kind.AB_SPLIT:
+            return next((arm for arm in self.arms if arm.label == self.test.winner_version), None)
         return next((arm for arm in self.arms if arm.step.pk == self.test.winner_id), None)
 
 
@@ -215,7 +218,8 @@ def split_report(tenant: Tenant, split: Step, now: dt.datetime, steps: list[Step
     variants = [v for v in (split.config or {}).get("variants") or []
                 if isinstance(v, dict) and v.get("step") in arm_steps and v.get("step") in by_position]
     labels = _labels()
-    arms = {v["step"]: ArmReport(next(labels), by_position[v["step"]], int(v.get("weight", 1))) for v in variants}
+    arms = {v["step"]: ArmReport(next(labels), by_position[v["step"]], int(v.get("weight", 1)),
+                                 key=str(by_position[v["step"]].pk)) for v in variants}
     step_arm = {s.pk: start for start, members in arm_steps.items() if start in arms for s in members}
     email_steps = {s.pk for members in arm_steps.values() for s in members if s.kind in EMAIL_KINDS}
 
@@ -238,12 +242,42 @@ def split_report(tenant: Tenant, split: Step, now: dt.datetime, steps: list[Step
             row.opened |= opened_at is not None
             if clicked_at is not None:
                 row.clicked_at.append(clicked_at)
-    orders = _orders_by_customer(tenant, (row.customer_id for row in rows.values() if row.arm is not None))
-    sums = {start: _MomentSums() for start in arms}
-    for row in rows.values():
-        arm = arms.get(row.arm) if row.arm is not None else None
-        if arm is None:
-            continue
+    if len(arms) < 2:
+        decision = Decision(False, None, None, "This split needs two arms with a step each before it can be tested.")
+        return SplitReport(split, test, list(arms.values()), decision, test.confidence / 100)
+    return _measure(tenant, split, test, arms, rows.values(), now)
+
+
+def content_report(tenant: Tenant, step: Step, now: dt.datetime) -> SplitReport:
+    """An email step's content test: version A (the template) against its other versions, each customer's
+    version picked as the send picked it, over the emails sent since the test (re)started and before a
+    version was promoted (after that everyone gets the winner)."""
+    test = abtest_for(tenant, step)
+    template = step.template
+    arms = {label: ArmReport(label, step, 1, key=label)
+            for label in VERSION_LABELS[:1 + len(template.versions if template else [])]}
+    sends = Delivery.objects.for_tenant(tenant).filter(step=step, state=Delivery.State.SENT, sent_at__isnull=False)
+    if test.started_at:
+        sends = sends.filter(sent_at__gte=test.started_at)
+    if test.promoted_at:
+        sends = sends.filter(sent_at__lt=test.promoted_at)
+    rows = []
+    for enrollment_id, customer_id, sent_at, enrolled_at, opened_at, clicked_at in sends.values_list(
+            "enrollment_id", "customer_id", "sent_at", "enrollment__enrolled_at", "opened_at", "clicked_at"):
+        label = template.version_drawn(step.pk, customer_id) if template and template.versions else "A"
+        rows.append(_Assignment(enrollment_id, customer_id, sent_at, enrolled_at, arm=label, sent=True,
+                                opened=opened_at is not None, clicked_at=[clicked_at] if clicked_at else []))
+    return _measure(tenant, step, test, arms, rows, now)
+
+
+def _measure(tenant: Tenant, step: Step, test: AbTest, arms: dict[Any, ArmReport], rows: Iterable[_Assignment],
+             now: dt.datetime) -> SplitReport:
+    """Add each assignment whose window has closed to its arm; the intervals and the verdict."""
+    rows = [row for row in rows if row.arm in arms]
+    orders = _orders_by_customer(tenant, (row.customer_id for row in rows))
+    sums = {key: _MomentSums() for key in arms}
+    for row in rows:
+        arm = arms[row.arm]
         if row.assigned_at + test.window > now:
             arm.maturing += 1
             continue
@@ -261,42 +295,42 @@ def split_report(tenant: Tenant, split: Step, now: dt.datetime, steps: list[Step
         sums[row.arm].add(float(goal), _pre_period(mine, row.enrolled_at))
     confidence = test.confidence / 100
     reports = list(arms.values())
-    for arm, start in zip(reports, arms, strict=True):
-        arm.moments = sums[start].moments()
+    for arm, key in zip(reports, arms, strict=True):
+        arm.moments = sums[key].moments()
         arm.rate_low, arm.rate_high = wilson_interval(arm.converted, arm.enrolled, confidence)
-    if reports:
-        control = reports[0]
-        for arm in reports[1:]:
-            if arm.enrolled and control.enrolled:
-                arm.versus_a = newcombe_difference(arm.converted, arm.enrolled, control.converted, control.enrolled,
-                                                   confidence)
-            if arm.enrolled >= 2 and control.enrolled >= 2:
-                arm.revenue_versus_a = welch_difference(
-                    GroupSums(arm.enrolled, float(arm.revenue), float(arm.revenue_squares)),
-                    GroupSums(control.enrolled, float(control.revenue), float(control.revenue_squares)), confidence)
-                arm.versus_a_cuped = cuped_difference(arm.moments, control.moments, confidence)
-    if len(reports) < 2:
-        decision = Decision(False, None, None, "This split needs two arms with a step each before it can be tested.")
-    else:
-        decision = ab_decide([Arm(a.label, a.converted, a.enrolled) for a in reports], rule=test.rule,
-                             sample_size=test.sample_size, confidence=confidence, min_sample=test.min_sample)
-    return SplitReport(split, test, reports, decision, confidence)
+    control = reports[0]
+    for arm in reports[1:]:
+        if arm.enrolled and control.enrolled:
+            arm.versus_a = newcombe_difference(arm.converted, arm.enrolled, control.converted, control.enrolled,
+                                               confidence)
+        if arm.enrolled >= 2 and control.enrolled >= 2:
+            arm.revenue_versus_a = welch_difference(
+                GroupSums(arm.enrolled, float(arm.revenue), float(arm.revenue_squares)),
+                GroupSums(control.enrolled, float(control.revenue), float(control.revenue_squares)), confidence)
+            arm.versus_a_cuped = cuped_difference(arm.moments, control.moments, confidence)
+    decision = ab_decide([Arm(a.label, a.converted, a.enrolled) for a in reports], rule=test.rule,
+                         sample_size=test.sample_size, confidence=confidence, min_sample=test.min_sample)
+    return SplitReport(step, test, reports, decision, confidence)
+
+
+def is_content_test(step: Step) -> bool:
+    return step.kind in EMAIL_KINDS and step.template is not None and bool(step.template.versions)
 
 
 def journey_tests(tenant: Tenant, journey: Journey, now: dt.datetime) -> list[SplitReport]:
-    steps = list(Step.objects.for_tenant(tenant).filter(journey=journey).select_related("journey")
+    """The journey's A/B splits and its email steps with versions, in step order."""
+    steps = list(Step.objects.for_tenant(tenant).filter(journey=journey).select_related("journey", "template")
                  .order_by("position"))
-    return [split_report(tenant, s, now, steps) for s in steps if s.kind == Step.Kind.AB_SPLIT]
+    return [split_report(tenant, s, now, steps) if s.kind == Step.Kind.AB_SPLIT else content_report(tenant, s, now)
+            for s in steps if s.kind == Step.Kind.AB_SPLIT or is_content_test(s)]
 
 
 def running_tests(tenant: Tenant, now: dt.datetime) -> list[SplitReport]:
-    """Every split of the store's active or paused journeys that has assigned anyone: the dashboard's list."""
-    journeys = Journey.objects.for_tenant(tenant).filter(status__in=[Journey.Status.ACTIVE, Journey.Status.PAUSED])
-    splits = (Step.objects.for_tenant(tenant).filter(kind=Step.Kind.AB_SPLIT, journey__in=journeys)
-              .select_related("journey").order_by("-journey__priority", "journey__name", "position"))
+    """Every test of the store's active or paused journeys that has assigned anyone: the dashboard's list."""
+    journeys = (Journey.objects.for_tenant(tenant).filter(status__in=[Journey.Status.ACTIVE, Journey.Status.PAUSED])
+                .order_by("-priority", "name"))
     reports = []
-    for journey_id in dict.fromkeys(s.journey_id for s in splits):
-        journey = next(s.journey for s in splits if s.journey_id == journey_id)
+    for journey in journeys:
         reports += [r for r in journey_tests(tenant, journey, now) if any(a.enrolled or a.maturing for a in r.arms)]
     return reports
 
@@ -353,21 +387,23 @@ def _record(tenant: Tenant, journey: Journey, split: Step, type_: str, by: str, 
                  data={"journey": journey.name, "journey_id": journey.pk, "step": split.position, **data, "by": by})
 
 
-def _locked_split(tenant: Tenant, journey_id: int, step_id: int) -> tuple[Journey, Step]:
+def _locked_step(tenant: Tenant, journey_id: int, step_id: int, *, content: bool = False) -> tuple[Journey, Step]:
+    """The journey (locked FOR UPDATE) and its split, or (content=True, or either) its email step."""
     journey = Journey.objects.for_tenant(tenant).select_for_update().filter(pk=journey_id).first()
-    split = (Step.objects.for_tenant(tenant).filter(pk=step_id, journey_id=journey_id, kind=Step.Kind.AB_SPLIT)
-             .select_related("journey").first() if journey else None)
-    if journey is None or split is None:
-        raise NotFound("journeys.not_found", "This journey or its A/B split no longer exists.")
+    step = (Step.objects.for_tenant(tenant).filter(pk=step_id, journey_id=journey_id)
+            .select_related("journey", "template").first() if journey else None)
+    kinds = EMAIL_KINDS if content else (Step.Kind.AB_SPLIT, *EMAIL_KINDS)
+    if journey is None or step is None or step.kind not in kinds:
+        raise NotFound("journeys.not_found", "This journey or its tested step no longer exists.")
     if journey.status == Journey.Status.ARCHIVED:
         raise AbTestError("journeys.archived", "This journey is archived: duplicate it to test again.")
-    return journey, split
+    return journey, step
 
 
-def _saved_test(tenant: Tenant, journey: Journey, split: Step) -> AbTest:
-    test = AbTest.objects.for_tenant(tenant).select_for_update().filter(step=split).first()
+def _saved_test(tenant: Tenant, journey: Journey, step: Step) -> AbTest:
+    test = AbTest.objects.for_tenant(tenant).select_for_update().filter(step=step).first()
     if test is None:
-        test = abtest_for(tenant, split)
+        test = abtest_for(tenant, step)
         test.save()
     return test
 
@@ -395,7 +431,7 @@ def abtest_configure(*, tenant: Tenant, journey_id: int, step_id: int, values: d
         raise AbTestError("journeys.test_invalid", "Some of the test's settings need fixing.", problems)
     fields = ("goal", "window", "rule", "sample_size", "min_sample", "confidence", "auto_promote")
     with transaction.atomic():
-        journey, split = _locked_split(tenant, journey_id, step_id)
+        journey, split = _locked_step(tenant, journey_id, step_id)
         test = _saved_test(tenant, journey, split)
         changed = {name: values[name] for name in fields if getattr(test, name) != values[name]}
         if changed:
@@ -407,28 +443,94 @@ def abtest_configure(*, tenant: Tenant, journey_id: int, step_id: int, values: d
     return test
 
 
-def abtest_promote(*, tenant: Tenant, journey_id: int, step_id: int, arm_step_id: int, by: str) -> AbTest:
-    """Send everyone who reaches the split from now on down one arm (the engine's ab_pick reads it).
-    Customers already in another arm finish it. Promoting the arm already promoted changes nothing.
-    One transaction holding the journey row (and so holding back enrollments into it)."""
+def abtest_promote(*, tenant: Tenant, journey_id: int, step_id: int, arm: str, by: str) -> AbTest:
+    """Give everyone who reaches the step from now on one arm: a split's arm (`arm` is its first step's id;
+    the engine's next_step reads it) or an email's version (`arm` is its label; rendering reads it from the
+    template). Customers already in another arm finish it. Promoting the arm already promoted changes
+    nothing. One transaction holding the journey row (and so holding back enrollments into it)."""
     with transaction.atomic():
-        journey, split = _locked_split(tenant, journey_id, step_id)
-        steps = list(Step.objects.for_tenant(tenant).filter(journey=journey).order_by("position"))
-        starts = {s.pk: s for s in steps if s.position in _arm_steps(steps, split)}
-        arm = starts.get(arm_step_id)
-        if arm is None:
-            raise AbTestError("journeys.test_no_such_arm", "That is not one of this split's arms: reload the page "
+        journey, step = _locked_step(tenant, journey_id, step_id)
+        if step.kind == Step.Kind.AB_SPLIT:
+            steps = list(Step.objects.for_tenant(tenant).filter(journey=journey).order_by("position"))
+            starts = sorted((s for s in steps if s.position in _arm_steps(steps, step)),
+                            key=lambda s: _variant_order(step, s))
+            labels = {str(s.pk): label for s, label in zip(starts, _labels(), strict=False)}
+            by_key = {str(s.pk): s for s in starts}
+        else:
+            versions = step.template.versions if step.template else []
+            labels = {label: label for label in VERSION_LABELS[:1 + len(versions)]} if versions else {}
+        if arm not in labels:
+            raise AbTestError("journeys.test_no_such_arm", "That is not one of this test's arms: reload the page "
                                                            "and choose an arm it lists.", {"arm": ["not an arm"]})
-        test = _saved_test(tenant, journey, split)
-        if test.promoted_at is not None and test.winner_id == arm.pk:
+        test = _saved_test(tenant, journey, step)
+        current = (labels.get(str(test.winner_id)) if step.kind == Step.Kind.AB_SPLIT
+                   else test.winner_version) if test.promoted_at else None
+        if current == labels[arm]:
             return test
-        labels = dict(zip(sorted(starts.values(), key=lambda s: _variant_order(split, s)), _labels(), strict=False))
-        before = labels.get(test.winner) if test.winner_id and test.promoted_at else None
-        test.winner, test.promoted_at, test.promoted_by = arm, clock.now(), by
-        test.save(update_fields=["winner", "promoted_at", "promoted_by", "updated_at"])
-        _record(tenant, journey, split, "store.journey_test_promoted", by, arm=labels[arm],
-                arm_step=arm.position, **({"changes": {"winner": [before, labels[arm]]}} if before else {}))
+        test.promoted_at, test.promoted_by = clock.now(), by
+        if step.kind == Step.Kind.AB_SPLIT:
+            test.winner = by_key[arm]
+        else:
+            test.winner_version = arm
+            EmailTemplate.objects.for_tenant(tenant).filter(pk=step.template_id).update(promoted_version=arm)
+        test.save(update_fields=["winner", "winner_version", "promoted_at", "promoted_by", "updated_at"])
+        _record(tenant, journey, step, "store.journey_test_promoted", by, arm=labels[arm],
+                **({"arm_step": test.winner.position} if step.kind == Step.Kind.AB_SPLIT else {}),
+                **({"changes": {"winner": [current, labels[arm]]}} if current else {}))
     return test
+
+
+MAX_VERSIONS = len(VERSION_LABELS) - 1
+
+
+def template_version_add(*, tenant: Tenant, journey_id: int, step_id: int, content: dict[str, str], by: str) -> str:
+    """Add a version of an email step's content (subject, preheader, body; an empty field keeps version A's) and
+    (re)start its content test: only emails sent from now on count, and a promoted version is forgotten.
+    Returns the new version's label. The same checks as the builder's content."""
+    fields = {k: str(content.get(k, "") or "") for k in ("subject", "preheader", "body")}
+    with transaction.atomic():
+        journey, step = _locked_step(tenant, journey_id, step_id, content=True)
+        template = step.template
+        if template is None:
+            raise AbTestError("journeys.test_no_template", f"Step {step.position} has no email yet: write it first.")
+        if not any(fields.values()):
+            raise AbTestError("journeys.test_empty_version", "Write at least a subject or a body for the new version.",
+                              {"subject": ["write what version B changes"]})
+        versions = list(template.versions)
+        if len(versions) >= MAX_VERSIONS:
+            raise AbTestError("journeys.test_too_many_versions",
+                              f"An email has at most {MAX_VERSIONS + 1} versions: remove one first.")
+        whole = {k: fields[k] or getattr(template, k) for k in fields}
+        problems = content_problems(**whole, kind=step.kind, position=step.position)
+        if problems:
+            raise AbTestError("journeys.content_problems", "The new version was not added. Fix these first:",
+                              {p.field or "body": [p.message] for p in problems})
+        versions.append({k: v for k, v in fields.items() if v})
+        label = VERSION_LABELS[len(versions)]
+        _restart(tenant, journey, step, versions)
+        _record(tenant, journey, step, "store.journey_test_changed", by, version_added=label)
+    return label
+
+
+def template_version_remove(*, tenant: Tenant, journey_id: int, step_id: int, label: str, by: str) -> None:
+    """Remove version `label` (B…; the later ones move up a letter) and restart the content test."""
+    with transaction.atomic():
+        journey, step = _locked_step(tenant, journey_id, step_id, content=True)
+        versions = list(step.template.versions if step.template else [])
+        index = VERSION_LABELS.index(label) if label in VERSION_LABELS[1:1 + len(versions)] else None
+        if index is None:
+            raise AbTestError("journeys.test_no_such_arm", "That version does not exist: reload the page.")
+        del versions[index - 1]
+        _restart(tenant, journey, step, versions)
+        _record(tenant, journey, step, "store.journey_test_changed", by, version_removed=label)
+
+
+def _restart(tenant: Tenant, journey: Journey, step: Step, versions: list[dict[str, str]]) -> None:
+    EmailTemplate.objects.for_tenant(tenant).filter(pk=step.template_id).update(
+        versions=versions, promoted_version="", updated_at=clock.now())
+    test = _saved_test(tenant, journey, step)
+    test.started_at, test.promoted_at, test.promoted_by, test.winner_version = clock.now(), None, "", ""
+    test.save(update_fields=["started_at", "promoted_at", "promoted_by", "winner_version", "updated_at"])
 
 
 def _variant_order(split: Step, step: Step) -> int:
@@ -440,13 +542,17 @@ def abtests_auto_promote(*, tenant: Tenant, now: dt.datetime) -> int:
     """Promote the winner of every test in the store that asked for it and whose rule is met. Returns how many."""
     promoted = 0
     for test in (AbTest.objects.for_tenant(tenant).filter(auto_promote=True, promoted_at__isnull=True,
-                                                          step__kind=Step.Kind.AB_SPLIT,
                                                           journey__status=Journey.Status.ACTIVE)
-                 .select_related("step__journey")):
-        report = split_report(tenant, test.step, now)
+                 .select_related("step__journey", "step__template")):
+        if test.step.kind == Step.Kind.AB_SPLIT:
+            report = split_report(tenant, test.step, now)
+        elif is_content_test(test.step):
+            report = content_report(tenant, test.step, now)
+        else:
+            continue
         if report.winner is not None:
-            abtest_promote(tenant=tenant, journey_id=test.journey_id, step_id=test.step_id,
-                           arm_step_id=report.winner.step.pk, by=AUTO_PROMOTER)
+            abtest_promote(tenant=tenant, journey_id=test.journey_id, step_id=test.step_id, arm=report.winner.key,
+                           by=AUTO_PROMOTER)
             promoted += 1
     return promoted
 

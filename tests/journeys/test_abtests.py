@@ -9,8 +9,16 @@ import pytest
 from django.core import mail
 
 from journeys import builder
-from journeys.abtests import AUTO_PROMOTER, AbTestError, abtest_configure, abtest_promote, split_report
-from journeys.models import AbTest, Delivery, Journey, Step
+from journeys.abtests import (
+    AUTO_PROMOTER,
+    AbTestError,
+    abtest_configure,
+    abtest_promote,
+    content_report,
+    split_report,
+    template_version_add,
+)
+from journeys.models import AbTest, Delivery, EmailTemplate, Journey, Step
 from journeys.tasks import promote_winners
 from lifecycle import clock
 from lifecycle.errors import NotFound
@@ -18,7 +26,8 @@ from lifecycle.models import Event
 from lifecycle.stats import Arm, ab_decide
 
 from .ab_data import ASSIGNED, NOW, ab_store
-from .test_engine import NOON
+from .helpers import process_events
+from .test_engine import NOON, paid_order
 from .test_one_arm import emails_by_customer, orders_for, rows_by_customer, send_everything
 
 pytestmark = pytest.mark.django_db
@@ -102,7 +111,7 @@ def test_promoting_changes_the_test_row_and_audits_it_and_nothing_else(tenant):
     journey_row = Journey.objects.for_tenant(tenant).filter(pk=journey.pk).values().get()
 
     with clock.frozen(NOW):
-        test = abtest_promote(tenant=tenant, journey_id=journey.pk, step_id=steps[1].pk, arm_step_id=steps[3].pk,
+        test = abtest_promote(tenant=tenant, journey_id=journey.pk, step_id=steps[1].pk, arm=str(steps[3].pk),
                               by="mia@example.com")
     assert (test.winner_id, test.promoted_at, test.promoted_by) == (steps[3].pk, NOW, "mia@example.com")
     assert list(AbTest.objects.for_tenant(tenant).values_list("step_id", "winner_id")) == [(steps[1].pk, steps[3].pk)]
@@ -117,17 +126,17 @@ def test_promoting_changes_the_test_row_and_audits_it_and_nothing_else(tenant):
     assert split_report(tenant, other_steps[1], NOW).promoted is None
 
     # Again: nothing changes, nothing more is logged.
-    abtest_promote(tenant=tenant, journey_id=journey.pk, step_id=steps[1].pk, arm_step_id=steps[3].pk, by="bo")
+    abtest_promote(tenant=tenant, journey_id=journey.pk, step_id=steps[1].pk, arm=str(steps[3].pk), by="bo")
     assert AbTest.objects.for_tenant(tenant).get().promoted_by == "mia@example.com"
     assert Event.objects.for_tenant(tenant).filter(type__startswith="store.").count() == 1
 
     # Not an arm of this split (the join step, another journey's arm): refused, nothing written.
     for wrong in (steps[4].pk, other_steps[2].pk):
         with pytest.raises(AbTestError) as refused:
-            abtest_promote(tenant=tenant, journey_id=journey.pk, step_id=steps[1].pk, arm_step_id=wrong, by="bo")
+            abtest_promote(tenant=tenant, journey_id=journey.pk, step_id=steps[1].pk, arm=str(wrong), by="bo")
         assert refused.value.code == "journeys.test_no_such_arm"
     with pytest.raises(NotFound):  # a split of another journey
-        abtest_promote(tenant=tenant, journey_id=journey.pk, step_id=other_steps[1].pk, arm_step_id=other_steps[2].pk,
+        abtest_promote(tenant=tenant, journey_id=journey.pk, step_id=other_steps[1].pk, arm=str(other_steps[2].pk),
                        by="bo")
     assert AbTest.objects.for_tenant(tenant).get().winner_id == steps[3].pk
     assert Event.objects.for_tenant(tenant).filter(type__startswith="store.").count() == 1
@@ -180,7 +189,7 @@ def test_after_promotion_every_new_customer_gets_the_winning_arm(api, tenant):
     steps = {s.position: s for s in Step.objects.for_tenant(tenant).filter(journey=journey)}
     # The starter email is step 1, the split step 2, its arms steps 3 (A) and 4 (B), and they meet at 5.
     assert split.position == 2 and split.config["variants"] == [{"step": 3, "weight": 1}, {"step": 4, "weight": 1}]
-    abtest_promote(tenant=tenant, journey_id=journey.pk, step_id=split.pk, arm_step_id=steps[4].pk, by="mia")
+    abtest_promote(tenant=tenant, journey_id=journey.pk, step_id=split.pk, arm=str(steps[4].pk), by="mia")
 
     orders_for(api, 20)
     send_everything(NOON + dt.timedelta(days=1))
@@ -191,3 +200,54 @@ def test_after_promotion_every_new_customer_gets_the_winning_arm(api, tenant):
     subjects = emails_by_customer()
     assert all(found[1:] == ["Variant B", "Both arms go on here"] for found in subjects.values()), subjects
     assert len(mail.outbox) == 60
+
+
+def test_a_content_test_sends_each_customer_one_version_counts_them_and_promotes_one(api, tenant):
+    journey = builder.journey_create(tenant=tenant, name="Subject test", trigger=Journey.Trigger.ORDER_PAID)
+    builder.journey_settings_update(tenant=tenant, journey_id=journey.pk, values={"message_class": "transactional"})
+    step = Step.objects.for_tenant(tenant).get(journey=journey)
+    builder.step_update(tenant=tenant, journey_id=journey.pk, step_id=step.pk, values={},
+                        content={"subject": "Version A", "body": "<p>Hi {{ first_name }}</p>", "preheader": "",
+                                 "signature": ""})
+    builder.journey_set_status(tenant=tenant, journey_id=journey.pk, action="activate")
+    with clock.frozen(NOON - dt.timedelta(days=1)):
+        assert template_version_add(tenant=tenant, journey_id=journey.pk, step_id=step.pk,
+                                    content={"subject": "Version B"}, by="mia") == "B"
+    step.refresh_from_db()
+
+    orders_for(api, 40)
+    send_everything(NOON + dt.timedelta(days=1))
+    subjects = [message.subject for message in mail.outbox]
+    assert len(subjects) == 40 and set(subjects) == {"Version A", "Version B"}
+    by_customer = {d.customer_id: d for d in Delivery.objects.for_tenant(tenant).filter(step=step)}
+    # Each customer got the version the seeded pick gives them; the report counts exactly those.
+    assert {step.template.version_drawn(step.pk, cid) for cid in by_customer} == {"A", "B"}
+    report = content_report(tenant, step, NOON + dt.timedelta(days=30))
+    assert [arm.label for arm in report.arms] == ["A", "B"]
+    assert [arm.enrolled for arm in report.arms] == [subjects.count("Version A"), subjects.count("Version B")]
+
+    with clock.frozen(NOON + dt.timedelta(days=1, hours=12)):
+        abtest_promote(tenant=tenant, journey_id=journey.pk, step_id=step.pk, arm="B", by="mia")
+    assert EmailTemplate.objects.for_tenant(tenant).get(pk=step.template_id).promoted_version == "B"
+    mail.outbox.clear()
+    with clock.frozen(NOON + dt.timedelta(days=2)):
+        for i in range(40, 60):
+            paid_order(api, external_id=f"O{i}", customer={"external_id": f"c{i}", "email": f"c{i}@example.com",
+                                                            "marketing_consent": True})
+        process_events()
+    send_everything(NOON + dt.timedelta(days=3))
+    assert [message.subject for message in mail.outbox] == ["Version B"] * 20
+    # Sends after the promotion are not part of the test.
+    again = content_report(tenant, step, NOON + dt.timedelta(days=30))
+    assert [arm.enrolled for arm in again.arms] == [arm.enrolled for arm in report.arms]
+    assert again.promoted.label == "B"
+
+
+def test_a_version_with_a_broken_placeholder_is_refused_and_nothing_is_written(tenant):
+    journey, steps = ab_store(tenant)
+    with pytest.raises(AbTestError) as refused:
+        template_version_add(tenant=tenant, journey_id=journey.pk, step_id=steps[2].pk,
+                             content={"subject": "Hi {{ nosuch }}"}, by="mia")
+    assert refused.value.code == "journeys.content_problems" and "subject" in refused.value.fields
+    assert EmailTemplate.objects.for_tenant(tenant).get(pk=steps[2].template_id).versions == []
+    assert not AbTest.objects.for_tenant(tenant).exists()

@@ -93,7 +93,7 @@ def test_an_owner_sets_the_goal_and_rule_and_bad_input_is_a_400_that_changes_not
     assert not AbTest.objects.for_tenant(tenant).exists()
     wrong_arm = owner.post(url(tenant, "journey_test_promote", journey_id=journey.pk, step_id=steps[1].pk),
                            {"arm": steps[4].pk})
-    assert wrong_arm.status_code == 400 and "That is not one of this split's arms" in text(wrong_arm)
+    assert wrong_arm.status_code == 400 and "That is not one of this test's arms" in text(wrong_arm)
     assert not AbTest.objects.for_tenant(tenant).exists()
 
     response = owner.post(path, form(steps[1], rule="sample", sample_size="500", auto_promote="on"))
@@ -117,14 +117,15 @@ def test_another_stores_journey_is_a_404_and_changes_nothing(as_outsider, tenant
     assert not AbTest.all_tenants.exists()
 
 
-def test_a_split_of_another_journey_of_the_same_store_is_a_404(as_marketer, tenant, ab):
+def test_a_split_of_another_journey_of_the_same_store_is_a_404_and_an_email_without_versions_a_400(as_marketer, tenant, ab):
     journey, steps = ab
     other, other_steps = ab_store(tenant, name="Another test")
     path = url(tenant, "journey_test_promote", journey_id=journey.pk, step_id=other_steps[1].pk)
     assert as_marketer.post(path, {"arm": other_steps[2].pk}).status_code == 404
-    # An email step is not a split.
+    # An email step without versions has no arm to promote.
     path = url(tenant, "journey_test_promote", journey_id=journey.pk, step_id=steps[2].pk)
-    assert as_marketer.post(path, {"arm": steps[3].pk}).status_code == 404
+    refused = as_marketer.post(path, {"arm": steps[3].pk})
+    assert refused.status_code == 400 and "That is not one of this test's arms" in text(refused)
     assert not AbTest.objects.for_tenant(tenant).exists()
 
 
@@ -137,3 +138,28 @@ def test_the_journeys_dashboard_shows_the_test_and_the_cuped_lift_table(as_viewe
     assert "Winner: B" in page
     journey, steps = ab
     assert f"chart-arms-{steps[1].pk}" in response.context["charts"]
+
+
+def test_a_marketer_adds_a_version_of_an_email_and_bad_content_is_a_400(as_marketer, as_viewer, tenant, ab):
+    journey, steps = ab
+    path = url(tenant, "journey_step_versions", journey_id=journey.pk, step_id=steps[4].pk)
+    assert as_viewer.post(path, {f"v{steps[4].pk}-subject": "Hello B"}).status_code == 403
+    bad = as_marketer.post(path, {f"v{steps[4].pk}-subject": "Hi {{ nosuch }}"})
+    assert bad.status_code == 400 and "The new version was not added" in text(bad)
+    empty = as_marketer.post(path, {f"v{steps[4].pk}-subject": ""})
+    assert empty.status_code == 400 and "Write at least a subject or a body" in text(empty)
+    assert Step.objects.for_tenant(tenant).get(pk=steps[4].pk).template.versions == []
+    assert not Event.objects.for_tenant(tenant).filter(type__startswith="store.").exists()
+
+    added = as_marketer.post(path, {f"v{steps[4].pk}-subject": "Your review, in one click",
+                                    f"v{steps[4].pk}-body": '<p><a href="https://example.com">Review now</a></p>'})
+    assert added.status_code == 302
+    template = Step.objects.for_tenant(tenant).get(pk=steps[4].pk).template
+    assert template.versions == [{"subject": "Your review, in one click",
+                                  "body": '<p><a href="https://example.com">Review now</a></p>'}]
+    assert Event.objects.for_tenant(tenant).get(type="store.journey_test_changed").data["version_added"] == "B"
+    page = text(as_marketer.get(url(tenant, "journey_tests", journey_id=journey.pk)))
+    assert "Versions of the email at step 4" in page and "Version B: Your review, in one click" in page
+    removed = as_marketer.post(path, {"remove": "B"})
+    assert removed.status_code == 302
+    assert Step.objects.for_tenant(tenant).get(pk=steps[4].pk).template.versions == []
