@@ -15,8 +15,8 @@ The "Post-delivery check-in" journey has no effect at all.
 
 `regulars` (0 by default: the store above, draw for draw) gives the past something to tell: a share
 REGULAR_SHARE of customers are regulars, drawn from a stream of their own, whose first basket has
-REGULAR_EXTRA_UNITS more of each item and whose chance of a second order is higher, the others' lower, by
-`regulars` × BASE/REGULAR_SHARE between them, so the average stays BASE_REPEAT and the effect of the
+1 + REGULAR_EXTRA_UNITS times as much of each item and whose chance of a second order is higher,
+the others' lower, by `regulars` × BASE/REGULAR_SHARE between them, so the average stays BASE_REPEAT and the effect of the
 journey stays exactly `true_lift` for everyone. What CUPED (journeys/abtests.py) needs to narrow an
 interval: a fact known at enrollment (the first order's spend) that predicts the goal.
 """
@@ -42,7 +42,7 @@ BASE_REPEAT = 0.20
 # P(a second order after the window | none within it), and the gap after the window (mean days).
 LATE_REPEAT = 0.35
 LATE_GAP_DAYS = 60
-# With Params.regulars > 0: the share of regulars, and how many times more of each item their first basket has.
+# With Params.regulars > 0: the share of regulars, and how many more of each item their first basket has (3x).
 REGULAR_SHARE = 0.3
 REGULAR_EXTRA_UNITS = 2
 # After the second order: P(one more), again and again, and the mean gap between them.
