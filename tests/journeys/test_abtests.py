@@ -18,6 +18,7 @@ from journeys.abtests import (
     split_report,
     template_version_add,
 )
+from journeys.io import journey_export
 from journeys.models import AbTest, Delivery, EmailTemplate, Journey, Step
 from journeys.tasks import promote_winners
 from lifecycle import clock
@@ -251,3 +252,16 @@ def test_a_version_with_a_broken_placeholder_is_refused_and_nothing_is_written(t
     assert refused.value.code == "journeys.content_problems" and "subject" in refused.value.fields
     assert EmailTemplate.objects.for_tenant(tenant).get(pk=steps[2].template_id).versions == []
     assert not AbTest.objects.for_tenant(tenant).exists()
+
+
+def test_an_emails_versions_travel_with_the_journeys_json_and_its_copy(tenant):
+    journey, steps = ab_store(tenant)
+    template_version_add(tenant=tenant, journey_id=journey.pk, step_id=steps[4].pk,
+                         content={"subject": "Thanks, {{ first_name }}", "body": "<p>B</p>"}, by="mia")
+    exported = journey_export(Journey.objects.for_tenant(tenant).get(pk=journey.pk))
+    assert exported["steps"][3]["template"]["versions"] == [{"subject": "Thanks, {{ first_name }}", "body": "<p>B</p>"}]
+    assert exported["steps"][1]["template"]["versions"] == []
+    copy = builder.journey_duplicate(tenant=tenant, journey_id=journey.pk, by="mia")
+    template = Step.objects.for_tenant(tenant).select_related("template").get(journey=copy, position=4).template
+    assert template.versions == [{"subject": "Thanks, {{ first_name }}", "body": "<p>B</p>"}]
+    assert template.pk != steps[4].template_id
