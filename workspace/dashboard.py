@@ -32,7 +32,7 @@ MAX_DAYS = 3 * 366
 FIRST_DAY, LAST_DAY = dt.date(1900, 1, 1), dt.date(2999, 12, 31)
 # CUPED reads each enrollment and its customer's orders: done for journeys up to this many measured
 # enrollments (the small stores whose intervals need narrowing), shown as "not computed" beyond.
-CUPED_MAX_ENROLLMENTS = 20_000
+CUPED_MAX_ENROLLMENTS = 10_000
 TABS = [("home", "Overview"), ("dashboard_funnels", "Journeys and lift"), ("dashboard_feedback", "Feedback and support"),
         ("dashboard_programs", "Loyalty and referrals")]
 
