@@ -3,8 +3,11 @@ intervals, the stopping rule's verdict, and promoting the winner (by a click or 
 
 An arm is a variant of an `ab_split` step: the steps from the variant's step up to the next arm's
 (journeys.enrollment.split_arms). A customer is *assigned* when the split is evaluated (its delivery's
-`sent_at`); the test counts an assignment once its window (AbTest.window) has closed, so every
-customer counted had the same time to reach the goal:
+`sent_at`). A content test (a subject, content or call-to-action test without copying the journey) is
+an email step whose template has versions: version A is the template, B… its `versions`; a customer is
+assigned the version `EmailTemplate.version_drawn` gives them when the email is sent. The test counts
+an assignment once its window (AbTest.window) has closed, so every customer counted had the same time
+to reach the goal:
 - goal "order": a paid, not cancelled order in (assigned, assigned + window] — as the holdout lift;
 - goal "click": a click on one of the arm's emails in that window.
 Revenue is the net total (less refunds) of the orders paid in the window, in the store's currency.
@@ -12,7 +15,7 @@ Revenue is the net total (less refunds) of the orders paid in the window, in the
 Intervals are the holdout lift's (lifecycle/stats.py): Wilson for each arm's rate, Newcombe for an
 arm's difference from arm A, Welch for revenue per customer; the stopping rule decides on Newcombe
 (`ab_decide`). Beside them, the difference adjusted with CUPED on what was known before enrollment
-(the customer's paid orders and net spend up to enrolled_at): same estimate in expectation, narrower
+(the customer's paid orders and log(1 + net spend) up to enrolled_at): same estimate in expectation, narrower
 when the past predicts the goal. `lift_cuped` does the same for a journey's holdout lift.
 
 Reads here load each assignment (and its customer's orders) into Python: an A/B test of a small or
