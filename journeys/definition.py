@@ -190,6 +190,10 @@ class TemplateIn(Strict):
                            description="The team member who signs it.")
     translations: dict[str, TranslationIn] = Field(
         default_factory=dict, description='By locale ("de", "fr-CA"): subject, preheader and/or body.')
+    versions: list[TranslationIn] = Field(
+        default_factory=list, max_length=9,
+        description="A content test: versions B, C… of this email (subject, preheader and/or body; what is left "
+                    "out is version A's). Each customer gets one version; journeys/abtests.py compares them.")
 
     @field_validator("translations")
     @classmethod

@@ -21,7 +21,7 @@ from lifecycle.models import Customer, Event, Order
 
 from .conditions import condition_decide, enrollment_context
 from .graph import Arm, arm_target, fall_through, plain_next, split_arms, split_join  # noqa: F401 - their old home
-from .models import Delivery, Enrollment, Journey, Segment, Step
+from .models import AbTest, Delivery, Enrollment, Journey, Segment, Step
 from .segments import customer_in_segment
 
 TRIGGER_EVENTS = {
@@ -341,6 +341,12 @@ def branch_decide(delivery: Delivery, now: dt.datetime) -> tuple[Step | None, st
                                       delivery.customer)
         target = arm_target((step.config or {}).get("then" if holds else "else"))
     elif step.kind == Step.Kind.AB_SPLIT:
+        # A promoted winner (journeys/abtests.py) takes everyone from now on; else the seeded pick.
+        promoted = (AbTest.objects.for_tenant(delivery.tenant_id).filter(step=step, promoted_at__isnull=False)
+                    .values_list("winner_id", flat=True).first())
+        winner = next((s for s in steps if s.pk == promoted), None) if promoted else None
+        if winner is not None:
+            return winner, f"the promoted winner → step {winner.position}"
         pick = ab_pick(step, delivery.customer_id)
         variants = (step.config or {}).get("variants") or []
         target = pick.get("step") if pick else None

@@ -43,7 +43,7 @@ LIBRARY_DIR = Path(__file__).resolve().parent / "library"
 # What may change while customers are in a journey: words and state, not the path they are on.
 CONTENT_KEYS = {"description", "status", "category"}
 STEP_CONTENT_KEYS = {"name", "template"}
-TEMPLATE_FIELDS = ("subject", "preheader", "body", "signature", "translations")
+TEMPLATE_FIELDS = ("subject", "preheader", "body", "signature", "translations", "versions")
 
 
 def _duration(value) -> str | None:
@@ -120,6 +120,7 @@ def _canonical(data: JourneyIn, *, status: str, category: str | None = None) -> 
             "body": step.template.body,
             "signature": step.template.signature,
             "translations": {locale: t.model_dump(exclude_none=True) for locale, t in step.template.translations.items()},
+            "versions": [v.model_dump(exclude_none=True) for v in step.template.versions],
         }
 
     return _shape(data, status=status, category=data.category or category or _default_category(data),

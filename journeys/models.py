@@ -5,6 +5,8 @@ once. Its unique (enrollment, step) constraint is what "at most one send per ste
 """
 
 import datetime as dt
+import random
+import string
 
 from django.db import models
 from django.db.models import Q
@@ -13,6 +15,9 @@ from lifecycle.citus import TenantForeignKey, TenantOneToOneField
 from lifecycle.models import Customer, Event, Order
 from lifecycle.preferences import Category
 from lifecycle.tenancy import TenantModel
+
+# A content test's versions: A is the template itself, B to J its `versions`.
+VERSION_LABELS = string.ascii_uppercase[:10]
 
 
 class EmailTemplate(TenantModel):
@@ -32,6 +37,34 @@ class EmailTemplate(TenantModel):
 
     def __str__(self) -> str:
         return self.name
+
+    # A content test (journeys/abtests.py): other versions of this email, [{"subject", "preheader", "body"}], each
+    # replacing the fields it sets (in every language). The template itself is version A. Each customer gets one
+    # version, the same every time (`version_for`), until one is promoted: then everyone gets it.
+    versions = models.JSONField(default=list, blank=True)
+    promoted_version = models.CharField(max_length=1, blank=True)
+
+    def version_for(self, step_id: int, customer_id: int) -> str:
+        """The version ("A", "B", …) a customer gets at a step: the promoted one, else a seeded pick."""
+        if not self.versions:
+            return "A"
+        if self.promoted_version:
+            return self.promoted_version
+        return self.version_drawn(step_id, customer_id)
+
+    def version_drawn(self, step_id: int, customer_id: int) -> str:
+        """The version the seeded pick gives a customer at a step, promoted or not (what the test counts)."""
+        rng = random.Random(f"version:{step_id}:{customer_id}")  # assignment, not security
+        return VERSION_LABELS[rng.randrange(len(self.versions) + 1)]
+
+    def version_fields(self, label: str, locale: str) -> dict[str, str]:
+        """The fields of one version for a locale: the translation's, with the version's own fields over them."""
+        fields = self.variant(locale)
+        index = VERSION_LABELS.index(label) if label in VERSION_LABELS else 0
+        if 1 <= index <= len(self.versions) and isinstance(self.versions[index - 1], dict):
+            own = self.versions[index - 1]
+            fields.update({k: own[k] for k in ("subject", "preheader", "body") if isinstance(own.get(k), str) and own[k]})
+        return fields
 
     def variant(self, locale: str) -> dict[str, str]:
         """The best translation for a locale: exact, then language only, then the default."""
@@ -407,3 +440,55 @@ class SegmentMember(TenantModel):
     class Meta:
         constraints = [models.UniqueConstraint(fields=["tenant", "segment", "customer"],
                                                name="segmentmember_uniq")]
+
+
+class AbTest(TenantModel):
+    """What an A/B split (or an email step's content test) is testing for, when it stops, and the arm it
+    promoted (journeys/abtests.py).
+
+    One per split step (or email step with versions), made when the marketer first sets its goal. The arms are the split's variants,
+    each named by the step it starts at (`winner` points at that step, so moving steps keeps it).
+    Promoting sends every customer who reaches the split from then on down the winner's arm; customers
+    already in an arm finish it. A split without a row is still an A/B test: goal and rule by default."""
+
+    class Goal(models.TextChoices):
+        ORDER = "order", "placed an order"
+        CLICK = "click", "clicked the arm's email"
+
+    class Rule(models.TextChoices):
+        SAMPLE = "sample", "a fixed number of customers in each arm"
+        SIGNIFICANCE = "significance", "a significant difference, after a minimum number in each arm"
+
+    journey = models.ForeignKey(Journey, on_delete=models.CASCADE, related_name="+", db_index=False)
+    step = models.ForeignKey(Step, on_delete=models.CASCADE, related_name="+", db_index=False)
+    goal = models.CharField(max_length=16, choices=Goal.choices, default=Goal.ORDER)
+    window = models.DurationField(default=dt.timedelta(days=7), help_text="How long after the split a goal counts.")
+    rule = models.CharField(max_length=16, choices=Rule.choices, default=Rule.SIGNIFICANCE)
+    sample_size = models.PositiveIntegerField(default=1000)
+    min_sample = models.PositiveIntegerField(default=100)
+    confidence = models.PositiveSmallIntegerField(default=95, help_text="Percent: 90, 95 or 99.")
+    auto_promote = models.BooleanField(default=False)
+    winner = models.ForeignKey(Step, null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
+                               db_index=False)
+    # A content test (an email step whose template has versions): the promoted version's label, and when the
+    # test (re)started: changing the versions restarts it, so only emails sent since count.
+    winner_version = models.CharField(max_length=1, blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    promoted_at = models.DateTimeField(null=True, blank=True)
+    promoted_by = models.CharField(max_length=254, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["tenant", "step"], name="abtest_tenant_step_uniq"),
+            models.CheckConstraint(condition=Q(confidence__in=[90, 95, 99]), name="abtest_confidence_choices"),
+        ]
+        indexes = [
+            # The auto-promote sweep: the undecided tests of every store that asked for it.
+            models.Index(fields=["tenant", "journey"], condition=Q(auto_promote=True, promoted_at__isnull=True),
+                         name="abtest_auto_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"A/B test at step {self.step_id}"

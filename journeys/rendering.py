@@ -264,7 +264,8 @@ def render_email(delivery: Delivery, *, context: dict[str, Any] | None = None,
     inert links through this same path. The marketer's templates share one `budget` (default: the
     send's, journeys.render_limits); breaking it raises RenderLimitExceeded."""
     customer, tenant, template = delivery.customer, delivery.customer.tenant, delivery.step.template
-    variant = template.variant(customer.locale)
+    variant = (template.version_fields(template.version_for(delivery.step_id, delivery.customer_id), customer.locale)
+               if template.versions else template.variant(customer.locale))  # a content test's version
     fields = compiled_variant(variant["subject"], variant.get("preheader", ""), variant["body"])
     context = email_context(delivery) if context is None else context
     budget = budget or RenderBudget()

@@ -9,11 +9,13 @@ with `system_scope()`; `send` runs in its tenant's scope.
 
 from celery import shared_task
 
+from lifecycle import clock
 from lifecycle.models import Tenant
 from lifecycle.periodic import every
 from lifecycle.queues import DISPATCH, PERIODIC, SENDS, on_queue
 from lifecycle.tenancy import system_scope, tenant_scope
 
+from .abtests import abtests_auto_promote, tenants_auto_promoting
 from .deliverability import deliverability_check_all
 from .dispatch import deliveries_send
 from .models import Delivery, Journey
@@ -158,3 +160,18 @@ def refresh_segments() -> int:
         with tenant_scope(tenant_id):
             appended += segments_refresh(tenant=tenants[tenant_id])
     return appended
+@every(600.0, key="promote-ab-winners")
+# PERIODIC: reads every undecided auto-promote test's assignments, seconds per store; a winner found
+# ten minutes late costs nothing (its window alone is days).
+@on_queue(PERIODIC)
+@shared_task(name="journeys.promote_winners", ignore_result=True)
+def promote_winners() -> int:
+    """Beat, every 10 minutes: promote the winner of each A/B test whose marketer chose auto-promote,
+    once its stopping rule is met (journeys/abtests.py). Idempotent: a promoted test is no longer read."""
+    with system_scope():
+        tenants = Tenant.objects.in_bulk(tenants_auto_promoting())
+    promoted = 0
+    for tenant_id, tenant in tenants.items():
+        with tenant_scope(tenant_id):
+            promoted += abtests_auto_promote(tenant=tenant, now=clock.now())
+    return promoted

@@ -144,7 +144,8 @@ _TYPES = (
                    "loyalty_reward_deactivated", "referral_program_created", "referral_program_changed",
                    "survey_created", "survey_changed", "review_moderated", "journey_created", "journey_activated",
                    "journey_paused", "journey_archived", "journey_changed", "journey_step_added", "journey_step_changed",
-                   "journey_step_moved", "journey_step_removed", "member_2fa_enabled", "member_2fa_disabled",
+                   "journey_step_moved", "journey_step_removed", "journey_test_changed", "journey_test_promoted",
+                   "member_2fa_enabled", "member_2fa_disabled",
                    "two_factor_required_changed", "password_changed")),
 )
 

@@ -18,6 +18,7 @@ EXPECTED = {
     "journey-date-triggers": ("journeys.date_triggers", 3600.0),
     "journey-segment-refresh": ("journeys.refresh_segments", 900.0),
     "settle-journey-outcomes": ("journeys.settle_outcomes", 300.0),
+    "promote-ab-winners": ("journeys.promote_winners", 600.0),
 }
 
 

@@ -29,6 +29,7 @@ EXPECTED = {
     "journeys.check_deliverability": "periodic",
     "journeys.date_triggers": "periodic",
     "journeys.refresh_segments": "periodic",
+    "journeys.promote_winners": "periodic",
     "loyalty.release_pending": "periodic",
     "loyalty.expire_points": "periodic",
     "loyalty.retry_code_webhooks": "periodic",
@@ -81,7 +82,7 @@ def test_beat_sends_each_tick_to_its_tasks_queue_and_drops_it_once_the_next_is_d
     tasks = project_tasks()
     schedule = periodic.beat_schedule()
 
-    assert len(schedule) == 12
+    assert len(schedule) == 13
     for entry in schedule.values():
         assert entry["options"] == {"expires": entry["schedule"]}
         # beat publishes through the task, so through the same router

@@ -15,12 +15,14 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.urls import path
 
+from journeys.abtests import lift_cuped, running_tests
 from journeys.models import Segment
 from journeys.segments import segment_member_ids
 from lifecycle import clock
 from lifecycle.models import Tenant
 from lifecycle.numbers import calendar_date
 from workspace import metrics, metrics_journeys
+from workspace.abtests import arm_chart
 from workspace.access import workspace_view
 
 PRESETS = {"30d": 30, "90d": 90, "180d": 180, "365d": 365}
@@ -30,6 +32,9 @@ MAX_DAYS = 3 * 366
 # The days a custom period may name: any store's history fits, and the sums over a period (its end
 # plus a journey's attribution window) stay far from the calendar's end, where Python's datetimes stop.
 FIRST_DAY, LAST_DAY = dt.date(1900, 1, 1), dt.date(2999, 12, 31)
+# CUPED reads each enrollment and its customer's orders: done for journeys up to this many measured
+# enrollments (the small stores whose intervals need narrowing), shown as "not computed" beyond.
+CUPED_MAX_ENROLLMENTS = 10_000
 TABS = [("home", "Overview"), ("dashboard_funnels", "Journeys and lift"), ("dashboard_feedback", "Feedback and support"),
         ("dashboard_programs", "Loyalty and referrals")]
 
@@ -157,7 +162,12 @@ def funnels(request: HttpRequest, tenant: Tenant) -> HttpResponse:
                 "series": [{"label": label, "data": [s[key] for s in steps]} for key, label in
                            (("sent", "Sent"), ("delivered", "Delivered"), ("opened", "Opened"), ("clicked", "Clicked"),
                             ("converted", "Converted"))]}
-        return {"lifts": lifts, "journeys": journeys, "charts": charts,
+        tests = running_tests(tenant, now)
+        charts.update({f"chart-arms-{report.split.pk}": arm_chart(report) for report in tests})
+        adjusted = [(lift, lift_cuped(tenant, lift.journey, period.since, period.until, now)
+                     if lift.treated.customers + lift.holdout.customers <= CUPED_MAX_ENROLLMENTS else None)
+                    for lift in lifts if lift.conversion is not None]
+        return {"lifts": lifts, "journeys": journeys, "charts": charts, "tests": tests, "adjusted": adjusted,
                 "lift_chart": any(lift.conversion for lift in lifts)}
 
     return _page(request, tenant, "workspace/dashboard/journeys.html", build)

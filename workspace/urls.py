@@ -4,6 +4,7 @@ the person's own account (workspace/account.py) and an invitation's link."""
 from django.urls import include, path, re_path
 
 from workspace import (
+    abtests,
     account,
     audit,
     customers,
@@ -32,6 +33,7 @@ tenant_pages = [
     *queues.urlpatterns,
     *journeys_pages.urlpatterns,
     *segments.urlpatterns,
+    *abtests.urlpatterns,
 ]
 
 urlpatterns = [

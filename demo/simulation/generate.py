@@ -12,6 +12,13 @@ not — the absolute lift, in probability, that the dashboard's conversion diffe
 (treatment − holdout, goal order.paid within the window) estimates. Nothing else depends on the
 group: later orders, support, feedback, points and referrals are drawn the same way for both.
 The "Post-delivery check-in" journey has no effect at all.
+
+`regulars` (0 by default: the store above, draw for draw) gives the past something to tell: a share
+REGULAR_SHARE of customers are regulars, drawn from a stream of their own, whose first basket has
+1 + REGULAR_EXTRA_UNITS times as much of each item and whose chance of a second order is higher,
+the others' lower, by `regulars` × BASE/REGULAR_SHARE between them, so the average stays BASE_REPEAT and the effect of the
+journey stays exactly `true_lift` for everyone. What CUPED (journeys/abtests.py) needs to narrow an
+interval: a fact known at enrollment (the first order's spend) that predicts the goal.
 """
 
 import dataclasses
@@ -35,6 +42,9 @@ BASE_REPEAT = 0.20
 # P(a second order after the window | none within it), and the gap after the window (mean days).
 LATE_REPEAT = 0.35
 LATE_GAP_DAYS = 60
+# With Params.regulars > 0: the share of regulars, and how many more of each item their first basket has (3x).
+REGULAR_SHARE = 0.3
+REGULAR_EXTRA_UNITS = 2
 # After the second order: P(one more), again and again, and the mean gap between them.
 NEXT_ORDER = 0.45
 NEXT_GAP_DAYS = 45
@@ -70,9 +80,20 @@ class Params:
     true_lift: float
     seed: int = 1
     base_repeat: float = BASE_REPEAT
+    regulars: float = 0.0
+
+    def repeat_of(self, regular: bool) -> float:
+        """P(second order within the window | held out), for a regular or not (the module's docstring)."""
+        gap = self.regulars * self.base_repeat / REGULAR_SHARE
+        return self.base_repeat + (gap * (1 - REGULAR_SHARE) if regular else -gap * REGULAR_SHARE)
 
     def problems(self) -> list[str]:
         found = []
+        if not 0 <= self.regulars <= 1:
+            found.append(f"--regulars must be between 0 (the past tells nothing) and 1, not {self.regulars}")
+        elif self.regulars and self.repeat_of(True) + self.true_lift > 1:
+            found.append(f"--regulars {self.regulars} with --true-lift {self.true_lift} would give regulars a "
+                         "chance of a second order above 1: lower one of them")
         if self.customers < 1:
             found.append(f"--customers must be at least 1, not {self.customers}")
         if not 31 <= self.days <= 3650:
@@ -153,7 +174,8 @@ class Generator:
         span = (self.now - self.start - 2 * DAY).total_seconds()
         first_at = self.start + dt.timedelta(seconds=span * rng.random() ** 0.8)
         holdout = rng.random() * 100 < self.world.nudge.holdout_percent
-        repeat_p = p.base_repeat + (0 if holdout else p.true_lift)
+        regular = bool(p.regulars) and random.Random(f"regular:{p.seed}:{index}").random() < REGULAR_SHARE
+        repeat_p = (p.repeat_of(regular) if p.regulars else p.base_repeat) + (0 if holdout else p.true_lift)
 
         # The order dates: the first, then the second (in the window or later), then more.
         enrolled_at = first_at + 2 * MINUTE + MINUTE
@@ -167,7 +189,8 @@ class Generator:
                 times.append(times[-1] + dt.timedelta(days=5 + rng.expovariate(1 / NEXT_GAP_DAYS)))
         times = [t for t in times if t <= self.now]
 
-        orders = [self._order(rng, cid, n, at) for n, at in enumerate(times)]
+        orders = [self._order(rng, cid, n, at, REGULAR_EXTRA_UNITS if regular and n == 0 else 0)
+                  for n, at in enumerate(times)]
         consent = rng.random() < CONSENT
         first, last = rng.choice(FIRST_NAMES), rng.choice(LAST_NAMES)
         total_spent = sum((o.total for o in orders), Decimal(0))
@@ -191,13 +214,13 @@ class Generator:
         self._loyalty(rng, cid, orders)
         self._referrals(rng, cid, orders)
 
-    def _order(self, rng: random.Random, cid: int, n: int, placed_at: dt.datetime) -> _Order:
+    def _order(self, rng: random.Random, cid: int, n: int, placed_at: dt.datetime, extra_units: int = 0) -> _Order:
         oid = self._id(Order)
         catalogue = self.world.products if n == 0 else [p for p in self.world.products if p[4] < 40]
         picks = rng.sample(catalogue, rng.choice([1, 1, 2, 2, 3]))
         total = Decimal(0)
         for position, (pid, external_id, sku, title, price) in enumerate(picks):
-            quantity = rng.choice([1, 1, 1, 2])
+            quantity = rng.choice([1, 1, 1, 2]) * (1 + extra_units)
             total += price * quantity
             self._add(OrderLine, order_id=oid, product_id=pid, position=position, external_id="",
                       product_external_id=external_id, sku=sku, title=title, quantity=quantity, unit_price=price)

@@ -20,17 +20,20 @@ class Command(BaseCommand):
                             help=f"The nudge's true effect: the absolute change in the probability of a second "
                                  f"order within 30 days of the first (base {BASE_REPEAT}); 0.05 = +5 points.")
         parser.add_argument("--seed", type=int, default=1, help="Same seed, same store (default 1).")
+        parser.add_argument("--regulars", type=float, default=0.0,
+                            help="0-1: how much a customer's first basket tells about a second order (regulars "
+                                 "buy more and come back more; the average and the true lift stay). Default 0.")
         parser.add_argument("--method", choices=["copy", "insert"],
                             help="How rows are written: COPY (PostgreSQL's default) or INSERT (everywhere else).")
         parser.add_argument("--no-progress", action="store_true", help="No progress bar on stderr.")
 
-    def handle(self, *args, tenant, customers, days, true_lift, seed, method, no_progress, **options):
+    def handle(self, *args, tenant, customers, days, true_lift, seed, regulars, method, no_progress, **options):
         store = Tenant.objects.filter(slug=tenant).first()
         if store is None:
             known = ", ".join(Tenant.objects.order_by("slug").values_list("slug", flat=True)[:20]) or "none yet"
             raise CommandError(f"No store with the slug {tenant!r} (stores: {known}). "
                                "Create one first: manage.py create_tenant")
-        params = Params(customers=customers, days=days, true_lift=true_lift, seed=seed)
+        params = Params(customers=customers, days=days, true_lift=true_lift, seed=seed, regulars=regulars)
         if params.problems():
             raise CommandError("; ".join(params.problems()))
         started = time.monotonic()

@@ -36,7 +36,10 @@
     }
   };
 
+  // An interval chart's spec may name its own axis and unit (an A/B test's arm rates, in percent); by default
+  // it is a lift in percentage points around a line at 0.
   function intervalConfig(spec) {
+    var unit = spec.unit || "points", what = spec.what || "lift";
     var colours = spec.enough.map(function (ok) { return ok ? "rgba(59, 91, 219, 0.35)" : "rgba(173, 181, 189, 0.45)"; });
     return {
       type: "bar",
@@ -51,13 +54,13 @@
       },
       options: {
         indexAxis: "y", responsive: true, maintainAspectRatio: false,
-        scales: {x: {title: {display: true, text: "Lift in conversion, percentage points"},
-                     ticks: {callback: format("points")}}, y: {type: "category"}},
-        plugins: {zeroLine: true, legend: {display: false},
+        scales: {x: {title: {display: true, text: spec.axis || "Lift in conversion, percentage points"},
+                     ticks: {callback: format(unit)}}, y: {type: "category"}},
+        plugins: {zeroLine: spec.zero !== false, legend: {display: false},
                   tooltip: {callbacks: {label: function (c) {
                     var i = c.dataIndex;
-                    return "lift " + format("points")(spec.estimates[i]) + " (" + format("points")(spec.intervals[i][0]) +
-                           " to " + format("points")(spec.intervals[i][1]) + ")";
+                    return what + " " + format(unit)(spec.estimates[i]) + " (" + format(unit)(spec.intervals[i][0]) +
+                           " to " + format(unit)(spec.intervals[i][1]) + ")";
                   }}}}
       },
       plugins: [zeroLine]
