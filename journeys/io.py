@@ -36,6 +36,7 @@ from .definition import JourneyIn
 from .durations import format_duration, parse_duration
 from .models import Delivery, EmailTemplate, Enrollment, Journey, Step
 from .rollups import MEASURE_FIELDS, outcomes_forget
+from .step_refs import reference_problems
 
 LIBRARY_DIR = Path(__file__).resolve().parent / "library"
 
@@ -252,6 +253,14 @@ def _check_surveys(tenant: Tenant, data: JourneyIn) -> None:
         raise ServiceError("journeys.unknown_survey", next(iter(fields.values()))[0], fields)
 
 
+def _check_references(tenant: Tenant, data: JourneyIn) -> None:
+    """A discount step's pool and a check-in's signer must be the store's own."""
+    fields = {f"steps.{i}.config.{key}": [problem] for i, step in enumerate(data.steps)
+              for key, problem in reference_problems(tenant, step.kind, step.config).items()}
+    if fields:
+        raise ServiceError("journeys.unknown_reference", next(iter(fields.values()))[0], fields)
+
+
 class NotReady(ServiceError):
     """A journey that would go live with problems (journeys.builder_checks.journey_problems): refused
     the same way whether it is activated in the builder or imported with "status": "active"."""
@@ -286,6 +295,7 @@ def journey_import(*, tenant: Tenant, data: JourneyIn) -> tuple[Journey, bool]:
     """
     index = {step.position: i for i, step in enumerate(data.steps)}
     _check_surveys(tenant, data)
+    _check_references(tenant, data)
     with transaction.atomic():
         advisory_lock(tenant.pk, "journey-name", data.name)
         journey = Journey.objects.for_tenant(tenant).select_for_update().filter(name=data.name).first()

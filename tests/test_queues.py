@@ -22,6 +22,8 @@ EXPECTED = {
     "journeys.dispatch": "dispatch",
     "journeys.reclaim": "dispatch",
     "journeys.send": "sends",
+    "journeys.webhook_call": "sends",
+    "journeys.webhook_sweep": "dispatch",
     "feedback.alert_send": "sends",
     "loyalty.send_code_webhook": "sends",
     "referrals.reward_send": "sends",
