@@ -72,10 +72,10 @@ ANCHORS = "'enrolled_at', 'placed_at', 'paid_at', 'fulfilled_at' or 'delivered_a
 INVALID = {
     "unknown trigger": (journey_json(trigger="order_shipped"), {"trigger": [f"must be one of {TRIGGERS}"]}),
     "unknown kind": (with_step(1, kind="sms"), {"steps.1.kind": [
-        "must be one of 'email', 'feedback_request', 'referral_invite', 'award_points', 'condition' or 'ab_split'"]}),
-    "a webhook step": (with_step(2, kind="webhook", template=None), {"steps.2.kind": [
-        "'webhook' is not available yet: a webhook step would be accepted and then do nothing. Use an email step, "
-        "or leave it out"]}),
+        "must be one of 'email', 'feedback_request', 'referral_invite', 'award_points', 'condition', 'ab_split', "
+        "'webhook', 'discount_code', 'check_in' or 'community_invite'"]}),
+    "a webhook step without its address": (with_step(2, kind="webhook", template=None), {"steps.2.config.url": [
+        "is required"]}),
     "a loyalty invite step": (with_step(2, kind="loyalty_invite", template=None), {"steps.2.kind": [
         "'loyalty_invite' is not available yet: a loyalty invite step would be accepted and then do nothing. Use an "
         "email step, or leave it out"]}),
