@@ -81,7 +81,7 @@ def test_beat_sends_each_tick_to_its_tasks_queue_and_drops_it_once_the_next_is_d
     tasks = project_tasks()
     schedule = periodic.beat_schedule()
 
-    assert len(schedule) == 10
+    assert len(schedule) == 11
     for entry in schedule.values():
         assert entry["options"] == {"expires": entry["schedule"]}
         # beat publishes through the task, so through the same router

@@ -157,7 +157,7 @@ INVALID = {
                                              "is not a valid template: Invalid block tag on line 1: 'include'."]}),
     "misspelt placeholder": (with_template(0, subject="Hi {{ frist_name }}"), {"steps.0.template.subject": [
         "{{ frist_name }} is not a placeholder; "
-        "use first_name, customer, store, unsubscribe_url, points_balance, tier, loyalty_url or order"]}),
+        "use first_name, customer, store, unsubscribe_url, points_balance, tier, loyalty_url, discount_code or order"]}),
     "misspelt nested placeholder": (with_template(0, body="{{ order.numbr }}"), {"steps.0.template.body": [
         "{{ order.numbr }} is not a placeholder; order has number, total, item_titles or items"]}),
     "misspelt loop placeholder": (with_template(0, body="{% for item in order.items %}{{ item.name }}{% endfor %}"),
@@ -238,7 +238,7 @@ def test_what_a_template_may_name_depends_on_the_step_kind():
     body = with_template(0, body='<a href="{{ survey_url }}">Answer</a>')
     assert invalid_fields(body) == {"steps.0.template.body": [
         "{{ survey_url }} is not a placeholder; "
-        "use first_name, customer, store, unsubscribe_url, points_balance, tier, loyalty_url or order"]}
+        "use first_name, customer, store, unsubscribe_url, points_balance, tier, loyalty_url, discount_code or order"]}
     body["steps"][0].update(kind="feedback_request", config={"survey": "ces"})
     assert JourneyIn.model_validate(body).steps[0].config == {"survey": "ces"}
     body["steps"][0]["template"] = None
