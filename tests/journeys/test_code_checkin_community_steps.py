@@ -89,6 +89,11 @@ def test_an_empty_pool_skips_the_step_with_its_reason_and_the_journey_goes_on(ap
     assert skipped.reason == "discount code: the pool of 'Thank-you 10%' is empty; upload more codes to its reward"
     [explained] = customer_journeys_explain(tenant=tenant, customer=skipped.customer, journey=journey)
     assert explained.enrollments[0].steps[0].reason == skipped.reason
+    assert explained.enrollments[0].steps[0].summary == f"Step 1 skipped: {skipped.reason}"
+    given = Delivery.objects.for_tenant(tenant).filter(step__position=1, state="sent").select_related("customer").first()
+    [explained] = customer_journeys_explain(tenant=tenant, customer=given.customer, journey=journey)
+    assert explained.enrollments[0].steps[0].summary.startswith(f"Step 1 gave {given.reason} 2026-11-24 10:00")
+    assert given.reason in ("discount code THANKS-A (pool)", "discount code THANKS-B (pool)")
     assert not EnrollmentVariable.objects.for_tenant(tenant).filter(enrollment=skipped.enrollment).exists()
     assert send_due(THEN) == {"sent": 3, "": 0}
     to_skipped = next(m for m in mail.outbox if m.to == [skipped.customer.email])

@@ -152,6 +152,7 @@ def test_a_refusal_fails_at_once_and_the_explain_view_says_why(api, tenant):
                                             journey=journey)
     step = explained.enrollments[0].steps[0]
     assert step.reason == "webhook failed: HTTP 422"
+    assert step.summary == "Step 1 called the store's webhook 2026-11-24 10:00: webhook failed: HTTP 422"
     assert [h.reason for h in step.history][-1] == "webhook failed: HTTP 422"
 
 
