@@ -23,6 +23,7 @@ from lifecycle.models import Customer, Event, Order
 from loyalty.selectors import customer_points
 
 from .models import Delivery, Enrollment, Journey, Step
+from .webhook_erasure import webhook_calls_erase
 
 TRIGGER_EVENTS = {
     Journey.Trigger.ORDER_PAID: "order.paid",
@@ -59,6 +60,8 @@ def on_event(event: Event) -> None:
     Idempotent per event."""
     if event.backfill or event.customer_id is None:
         return
+    if event.type == "customer.erased":
+        webhook_calls_erase(tenant_id=event.tenant_id, customer_id=event.customer_id)
     _release_waits(event)
     _apply_exits(event)
     for journey in _journeys_triggered_by(event):

@@ -353,3 +353,29 @@ def test_webhook_secret_made_and_rotated_is_never_stored_in_the_clear(tenant):
     secret = webhook_secret_rotate(tenant=tenant, by="owner@acme.test")
     row = WebhookSecret.objects.for_tenant(tenant).get()
     assert secret not in row.secret_encrypted and row.previous_secret_encrypted == ""
+
+
+def test_erasure_strips_the_customer_from_their_calls_and_stops_the_pending_ones(api, tenant):
+    webhook_secret_rotate(tenant=tenant, by="owner@acme.test")
+    with Receiver(answer=lambda n: 503 if n == 1 else 200) as receiver:
+        webhook_journey(tenant, receiver.url)
+        order(api, 0)
+        order(api, 1)
+        send_due()
+        first, second = WebhookCall.objects.for_tenant(tenant).order_by("pk")
+        with clock.frozen(DUE):
+            assert webhook_call_attempt(call_id=first.pk) == "pending"  # the receiver is down
+            assert webhook_call_attempt(call_id=second.pk) == "delivered"
+
+        assert api.delete("/api/v1/customers/c0").status_code == 204
+        assert api.delete("/api/v1/customers/c1").status_code == 204
+        process_events()
+
+        assert attempt_all(DUE + dt.timedelta(days=1)) == []  # never sent after the erasure
+    assert len(receiver.requests) == 2
+    for call in WebhookCall.objects.for_tenant(tenant).order_by("pk"):
+        assert "@example.com" not in call.body and "N0" not in call.body and "N1" not in call.body
+        assert json.loads(call.body) == {"id": call.idempotency_key, "type": "journey.webhook",
+                                         "created_at": DUE.isoformat(), "customer": None, "erased": True}
+    assert list(WebhookCall.objects.for_tenant(tenant).order_by("pk").values_list("state", "last_error")) == [
+        ("failed", "customer erased"), ("delivered", "")]
