@@ -429,8 +429,9 @@ def _emails(tenant: Tenant, customer: Customer, cursor, zone) -> list[Item]:
     deliveries = (Delivery.objects.for_tenant(tenant).filter(customer=customer).exclude(step__kind__in=SILENT_STEPS)
                   .annotate(ts=Coalesce("sent_at", SETTLED_AT, "due_at", "created_at"))
                   .select_related("step", "step__template", "journey", "enrollment"))
-    items = []
+    items, deliveries_shown = [], []
     for delivery in _older(deliveries, "ts", "email", cursor):
+        deliveries_shown.append(delivery)
         step = delivery.step
         what = step.name or (step.template.name if step.template else "") or step.get_kind_display()
         state = email_state(delivery)
@@ -438,14 +439,17 @@ def _emails(tenant: Tenant, customer: Customer, cursor, zone) -> list[Item]:
         items.append(Item(at=delivery.ts, kind="email", pk=delivery.pk, state=state, state_words=state,
                           title=f"{delivery.journey.name} · step {step.position}: {what}",
                           detail=step_summary(step, delivery, active, zone)))
-    _webhook_attempts(tenant, items)
+    _webhook_attempts(tenant, items, {i.pk for i, d in zip(items, deliveries_shown, strict=True)
+                                      if d.step.kind == Step.Kind.WEBHOOK})
     return items
 
 
-def _webhook_attempts(tenant: Tenant, items: list[Item]) -> None:
-    """A webhook step's item lists its call: the key, where it stands, and every attempt (journeys/webhooks.py)."""
-    calls = {c.delivery_id: c for c in WebhookCall.objects.for_tenant(tenant).filter(
-        delivery_id__in=[item.pk for item in items])}
+def _webhook_attempts(tenant: Tenant, items: list[Item], webhook_ids: set[int]) -> None:
+    """A webhook step's item lists its call: the key, where it stands, and every attempt (journeys/webhooks.py).
+    No query when the page shows no webhook step."""
+    if not webhook_ids:
+        return
+    calls = {c.delivery_id: c for c in WebhookCall.objects.for_tenant(tenant).filter(delivery_id__in=webhook_ids)}
     if not calls:
         return
     attempts: dict[int, list[WebhookAttempt]] = {}
