@@ -23,7 +23,7 @@ from .webhook_server import Receiver
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
 CUSTOMERS = 6
-DOWN_SECONDS = 8
+DOWN_SECONDS = 5
 
 
 @pytest.fixture
@@ -63,8 +63,18 @@ def test_an_endpoint_that_was_down_receives_every_call_exactly_once_by_key(api, 
     always_open(tenant)
     secret = webhook_secret_rotate(tenant=tenant, by="owner@acme.test")
     started = time.monotonic()
-    back_at = started + DOWN_SECONDS
-    with Receiver(answer=lambda n: 503 if time.monotonic() < back_at else 200) as receiver:
+    with Receiver() as receiver:
+        # Down for at least DOWN_SECONDS, and until every call has been refused twice (however slowly a loaded
+        # machine runs the worker): then up for good.
+        def answer(n: int) -> int:
+            refused: dict[str, int] = {}
+            for r in receiver.requests:
+                refused[r.key] = refused.get(r.key, 0) + (r.status == 503)
+            down = (time.monotonic() - started < DOWN_SECONDS or len(refused) < CUSTOMERS
+                    or min(refused.values()) < 2) and not receiver.accepted
+            return 503 if down else 200
+
+        receiver.answer = answer
         journey = make_journey(tenant, name="App push", steps=[("PT1S", "unused")])
         Step.objects.for_tenant(tenant).filter(journey=journey).update(
             kind="webhook", template=None, config={"url": receiver.url})
@@ -74,10 +84,8 @@ def test_an_endpoint_that_was_down_receives_every_call_exactly_once_by_key(api, 
             assert api.post("/api/v1/orders", body).status_code == 201
 
         wait_for(lambda: WebhookCall.objects.for_tenant(tenant).count() == CUSTOMERS, 30, "every call queued")
-        wait_for(lambda: len(receiver.requests) >= CUSTOMERS, 30, "a first attempt of every call")
-        assert time.monotonic() < back_at, "the receiver came back before every call had failed once"
         wait_for(lambda: set(WebhookCall.objects.for_tenant(tenant).values_list("state", flat=True)) == {"delivered"},
-                 60, "every call delivered after the receiver came back")
+                 90, "every call delivered after the receiver came back")
         time.sleep(6)  # a sweep and more pass: nothing is POSTed again
 
     calls = list(WebhookCall.objects.for_tenant(tenant))
@@ -87,13 +95,14 @@ def test_an_endpoint_that_was_down_receives_every_call_exactly_once_by_key(api, 
     assert receiver.accepted == dict.fromkeys(keys, 1)
     assert {r.key for r in receiver.requests} == keys
     for request in receiver.requests:
-        assert signature_valid(request.body, request.signature, secret.encode(), now=time.time(), tolerance=120)
+        assert signature_valid(request.body, request.signature, secret.encode(), now=time.time(), tolerance=600)
     for call in calls:
         mine = [r for r in receiver.requests if r.key == call.idempotency_key]
         assert [r.status for r in mine][-1] == 200 and set(r.status for r in mine[:-1]) == {503}
+        assert len(mine) >= 3  # refused twice at least, by the same key, before it was accepted
         assert len({r.body for r in mine}) == 1
         logged = list(WebhookAttempt.objects.for_tenant(tenant).filter(call=call).order_by("number"))
         # Every attempt logged, with what the receiver answered.
         assert [(a.number, a.status_code) for a in logged] == [(i + 1, r.status) for i, r in enumerate(mine)]
         assert call.attempts == len(mine) >= 2
-    assert time.monotonic() - started < 90
+    assert time.monotonic() - started < 120
