@@ -397,9 +397,10 @@ SYSTEM_SCOPE_USES = {
     "journeys/engagement.py": 1,
     # Beat and worker code: the event sweep, the dispatcher's claim, reclaim (and a send task
     # queued before send tasks named their tenant), the deliverability check, the loyalty,
-    # referral and feedback sweeps, the settling of the dashboards' outcome buckets (and its command).
+    # referral and feedback sweeps, the settling of the dashboards' outcome buckets (and its command),
+    # the sweep that hands out due webhook calls.
     "lifecycle/events.py": 1,
-    "journeys/tasks.py": 7,
+    "journeys/tasks.py": 8,
     "journeys/management/commands/refresh_rollups.py": 1,
     # seed_scale fills a store and its neighbour with set-based SQL (a benchmark's operator command).
     "demo/scale_seed.py": 1,
