@@ -272,6 +272,14 @@ DELIVERY_SEND_LEASE_SECONDS = int(env("DELIVERY_SEND_LEASE_SECONDS", "120"))
 # ESP calls in flight per worker process while a send task sends its batch (journeys/dispatch.py):
 # 1 sends from the task's own thread; an ESP that takes 100 ms to answer needs ~20-50 to keep up.
 JOURNEY_SEND_CONCURRENCY = int(env("JOURNEY_SEND_CONCURRENCY", "1"))
+# Outbound webhook steps (journeys/webhooks.py): a call that fails with a transient error is retried with
+# exponential backoff and full jitter (base, doubled each attempt, at most max) until the window closes.
+JOURNEY_WEBHOOK_RETRY_WINDOW_SECONDS = float(env("JOURNEY_WEBHOOK_RETRY_WINDOW_SECONDS", "86400"))
+JOURNEY_WEBHOOK_BACKOFF_BASE_SECONDS = float(env("JOURNEY_WEBHOOK_BACKOFF_BASE_SECONDS", "30"))
+JOURNEY_WEBHOOK_BACKOFF_MAX_SECONDS = float(env("JOURNEY_WEBHOOK_BACKOFF_MAX_SECONDS", "3600"))
+JOURNEY_WEBHOOK_TIMEOUT_SECONDS = float(env("JOURNEY_WEBHOOK_TIMEOUT_SECONDS", "10"))
+# Only for development and tests: let webhooks reach private and loopback addresses (refused otherwise).
+JOURNEY_WEBHOOK_ALLOW_PRIVATE_HOSTS = env_bool("JOURNEY_WEBHOOK_ALLOW_PRIVATE_HOSTS", False)
 
 # --- Secrets at rest ------------------------------------------------------------
 # Webhook signing secrets must be readable to verify HMACs, so they are encrypted with

@@ -23,9 +23,13 @@ from .conditions import rule_words, rules_of
 from .definition import (
     CONDITION_FIELDS,
     AbSplitConfigIn,
+    CheckInConfigIn,
+    CommunityInviteConfigIn,
     ConditionConfigIn,
+    DiscountCodeConfigIn,
     FiltersIn,
     JourneyIn,
+    WebhookConfigIn,
     event_name_problem,
 )
 from .enrollment import DEFAULT_ANCHOR_WAIT_MAX
@@ -34,6 +38,7 @@ from .graph import successors as graph_successors
 from .io import journey_export
 from .models import EmailTemplate, Journey, Segment, Step
 from .rendering import SandboxEngine
+from .step_refs import has_webhook_secret, reference_problems
 from .template_checks import template_problems
 
 # A step due more than this long after the customer entered is refused at activation. A
@@ -42,9 +47,10 @@ from .template_checks import template_problems
 HORIZON = dt.timedelta(days=365)
 
 # Kinds whose step sends an email, and so needs a subject and a body.
-EMAIL_KINDS = (Step.Kind.EMAIL, Step.Kind.FEEDBACK_REQUEST, Step.Kind.REFERRAL_INVITE)
+EMAIL_KINDS = (Step.Kind.EMAIL, Step.Kind.FEEDBACK_REQUEST, Step.Kind.REFERRAL_INVITE, Step.Kind.CHECK_IN,
+               Step.Kind.COMMUNITY_INVITE)
 # Kinds the engine accepts but that have nothing to send yet (journeys.dispatch.skip_before_sending).
-UNSUPPORTED_KINDS = (Step.Kind.WEBHOOK, Step.Kind.LOYALTY_INVITE)
+UNSUPPORTED_KINDS = (Step.Kind.LOYALTY_INVITE,)
 BRANCH_KINDS = (Step.Kind.CONDITION, Step.Kind.AB_SPLIT)
 
 TRIGGERS = {
@@ -70,7 +76,9 @@ ANCHOR_WORDS = {"enrolled_at": "the customer enters", "placed_at": "the order is
 KIND_WORDS = {
     Step.Kind.EMAIL: "Email", Step.Kind.FEEDBACK_REQUEST: "Survey email", Step.Kind.REFERRAL_INVITE: "Referral invite",
     Step.Kind.AWARD_POINTS: "Award points", Step.Kind.CONDITION: "Yes/no split", Step.Kind.AB_SPLIT: "A/B split",
-    Step.Kind.LOYALTY_INVITE: "Loyalty invite (not available yet)", Step.Kind.WEBHOOK: "Webhook (not available yet)",
+    Step.Kind.LOYALTY_INVITE: "Loyalty invite (not available yet)", Step.Kind.WEBHOOK: "Webhook",
+    Step.Kind.DISCOUNT_CODE: "Discount code", Step.Kind.CHECK_IN: "Signed check-in",
+    Step.Kind.COMMUNITY_INVITE: "Community invitation",
 }
 EVENT_WORDS = {
     "order.placed": "another order is placed", "order.paid": "another order is paid",
@@ -224,10 +232,18 @@ def step_does(step: Step, by_position: dict[int, Step]) -> str:
     if step.kind in EMAIL_KINDS:
         subject = step.template.subject if step.template is not None else ""
         what = {Step.Kind.EMAIL: "sends an email", Step.Kind.FEEDBACK_REQUEST: "asks for feedback",
-                Step.Kind.REFERRAL_INVITE: "invites to refer a friend"}[step.kind]
+                Step.Kind.REFERRAL_INVITE: "invites to refer a friend",
+                Step.Kind.CHECK_IN: f"sends a check-in signed by {config.get('signer') or '(nobody yet)'}",
+                Step.Kind.COMMUNITY_INVITE: "invites to the community"}[step.kind]
         return f"{what}: “{subject}”" if subject else f"{what} (no subject yet)"
     if step.kind == Step.Kind.AWARD_POINTS:
         return f"awards {config.get('points', '?')} points"
+    if step.kind == Step.Kind.WEBHOOK:
+        return f"calls the store's webhook {config.get('url') or '(no address yet)'}"
+    if step.kind == Step.Kind.DISCOUNT_CODE:
+        source = (f"the store's webhook {config.get('url') or ''}".rstrip() if config.get("source") == "webhook"
+                  else f"the pool of “{config.get('pool') or '?'}”")
+        return f"gives a discount code from {source} for the emails after it"
     if step.kind == Step.Kind.CONDITION:
         match, rules = rules_of(config)
         joined = f" {'and' if match == 'all' else 'or'} ".join(rule_words(r) for r in rules if r.get("field"))
@@ -409,6 +425,18 @@ def _step_problems(step: Step, by_position: dict[int, Step], tenant_id: int) -> 
                                                 n, field, line))
     if step.kind == Step.Kind.FEEDBACK_REQUEST and survey_for_config(tenant=tenant_id, config=config) is None:
         problems.append(Problem("Choose which survey this email asks.", n, "survey"))
+    for kind, model, words in ((Step.Kind.WEBHOOK, WebhookConfigIn, "The webhook"),
+                               (Step.Kind.DISCOUNT_CODE, DiscountCodeConfigIn, "The discount code's source"),
+                               (Step.Kind.CHECK_IN, CheckInConfigIn, "The check-in"),
+                               (Step.Kind.COMMUNITY_INVITE, CommunityInviteConfigIn, "The community link")):
+        if step.kind == kind and (problem := _config_problem(model, config)):
+            problems.append(Problem(f"{words} is incomplete: {problem}.", n, "config"))
+    for key, problem in reference_problems(tenant_id, step.kind, config).items():
+        problems.append(Problem(problem[0].upper() + problem[1:] + ".", n, key))
+    if step.kind in (Step.Kind.WEBHOOK, Step.Kind.DISCOUNT_CODE) and (
+            step.kind == Step.Kind.WEBHOOK or config.get("source") == "webhook") and not has_webhook_secret(tenant_id):
+        problems.append(Problem("Calls to the store's webhook are signed: make the store's webhook secret first "
+                                "(Settings → Outbound webhooks).", n, "config"))
     if step.kind == Step.Kind.AWARD_POINTS:
         points = config.get("points")
         if not (isinstance(points, int) and not isinstance(points, bool) and points > 0):

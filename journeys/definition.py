@@ -8,7 +8,9 @@ numbers written in each step's `position`.
 """
 
 import datetime as dt
+import json
 import re
+import urllib.parse
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
@@ -44,10 +46,11 @@ MessageClassIn = Literal["marketing", "transactional"]
 CategoryIn = Literal["tips", "reviews", "offers", "loyalty"]  # lifecycle.preferences.Category
 WaitKindIn = Literal["after_previous", "after_anchor", "until_event"]
 ANCHORS = ("enrolled_at", "placed_at", "paid_at", "fulfilled_at", "delivered_at")
-# Step kinds the engine runs. The model knows two more, `webhook` and `loyalty_invite`: the engine
-# has nothing to do for them yet, so they are refused rather than accepted and silently skipped.
-KindIn = Literal["email", "feedback_request", "referral_invite", "award_points", "condition", "ab_split"]
-UNAVAILABLE_KINDS = {"webhook": "a webhook step", "loyalty_invite": "a loyalty invite step"}
+# Step kinds the engine runs. The model knows one more, `loyalty_invite`: the engine has nothing to do
+# for it yet, so it is refused rather than accepted and silently skipped.
+KindIn = Literal["email", "feedback_request", "referral_invite", "award_points", "condition", "ab_split",
+                 "webhook", "discount_code", "check_in", "community_invite"]
+UNAVAILABLE_KINDS = {"loyalty_invite": "a loyalty invite step"}
 
 
 def unavailable_kind_problem(kind: str) -> str | None:
@@ -270,10 +273,90 @@ class AbSplitConfigIn(Strict):
         return self
 
 
+def _outbound_url(value: str) -> str:
+    parts = urllib.parse.urlsplit(value)
+    if parts.scheme not in ("https", "http") or not parts.hostname:
+        raise ValueError("must be a full http(s) address, such as https://example.com/hooks/lifecycle")
+    if parts.username or parts.password:
+        raise ValueError("must not carry a user name or password: the call is signed instead "
+                         "(X-Lifecycle-Signature)")
+    return value
+
+
+OutboundUrl = Annotated[str, Field(min_length=1, max_length=2000, examples=["https://example.com/hooks/lifecycle"]),
+                        AfterValidator(_outbound_url)]
+# A webhook step's own data, sent as the payload's `data`: a few values the receiver needs (a template
+# name for the SMS, a Slack channel), not a document.
+MAX_WEBHOOK_DATA_CHARS = 4000
+
+
+class WebhookConfigIn(Strict):
+    """A signed JSON POST to the store's system (journeys/webhooks.py; the payload in README)."""
+
+    url: OutboundUrl
+    data: dict[str, Any] = Field(default_factory=dict, description="Sent as the payload's `data`, as written.")
+
+    @field_validator("data")
+    @classmethod
+    def _small(cls, value: dict[str, Any]) -> dict[str, Any]:
+        size = len(json.dumps(plain_value(value), default=str))
+        if size > MAX_WEBHOOK_DATA_CHARS:
+            raise ValueError(f"is {size} characters as JSON; keep it under {MAX_WEBHOOK_DATA_CHARS}")
+        return value
+
+
+class DiscountCodeConfigIn(Strict):
+    """A unique code for the customer, for the emails after it ({{ discount_code }}): from a loyalty reward's
+    pool of uploaded codes (`pool`: the reward's name), or from the store's webhook (`url`, answering
+    {"code": "…"})."""
+
+    source: Literal["pool", "webhook"] = "pool"
+    pool: str | None = Field(default=None, min_length=1, max_length=200,
+                             description="The name of a loyalty reward whose codes come from a pool.")
+    url: OutboundUrl | None = None
+
+    @model_validator(mode="after")
+    def _source_named(self) -> "DiscountCodeConfigIn":
+        errors: list[tuple[tuple[str | int, ...], str]] = []
+        if self.source == "pool" and not self.pool:
+            errors.append((("pool",), "is required when source is 'pool': the name of a reward with uploaded codes"))
+        if self.source == "webhook" and not self.url:
+            errors.append((("url",), "is required when source is 'webhook': the address that answers "
+                                     '{"code": "…"}'))
+        if self.source == "pool" and self.url:
+            errors.append((("url",), "is only used when source is 'webhook'"))
+        if self.source == "webhook" and self.pool:
+            errors.append((("pool",), "is only used when source is 'pool'"))
+        _fail(errors, "DiscountCodeConfigIn")
+        return self
+
+
+class CheckInConfigIn(EmailConfigIn):
+    """An email signed by a team member: From shows their name, Reply-To is their address."""
+
+    signer: str = Field(min_length=3, max_length=254, examples=["mia@acme.example"],
+                        description="The email address of a member of the store's team.")
+
+    @field_validator("signer")
+    @classmethod
+    def _address(cls, value: str) -> str:
+        if not re.match(r"^[^@\s]+@[^@\s]+\.[^@\s]+$", value):
+            raise ValueError("must be a team member's email address, such as mia@acme.example")
+        return value.lower()
+
+
+class CommunityInviteConfigIn(EmailConfigIn):
+    """An email inviting the customer to the store's community: {{ community_url }} is its link."""
+
+    url: OutboundUrl
+
+
 CONFIG_MODELS: dict[str, type[BaseModel]] = {"email": EmailConfigIn, "condition": ConditionConfigIn,
-                                             "ab_split": AbSplitConfigIn}
-SENDS_NOTHING = ("condition", "ab_split")
-NEEDS_TEMPLATE = ("email", "feedback_request")
+                                             "ab_split": AbSplitConfigIn, "webhook": WebhookConfigIn,
+                                             "discount_code": DiscountCodeConfigIn, "check_in": CheckInConfigIn,
+                                             "community_invite": CommunityInviteConfigIn}
+SENDS_NOTHING = ("condition", "ab_split", "webhook", "discount_code")
+NEEDS_TEMPLATE = ("email", "feedback_request", "check_in", "community_invite")
 
 
 # --- steps and journeys ---------------------------------------------------------------

@@ -52,11 +52,13 @@ from loyalty.services import points_award
 from referrals.services import invite_record
 
 from .builder_checks import EMAIL_KINDS
+from .discounts import discount_code_issue, discount_code_keep
 from .enrollment import branch_decide, delivery_advance, delivery_history, enrollment_exit, step_delivery
 from .graph import plain_next
 from .models import Delivery, Enrollment, Journey, Step
 from .rendering import SendResult, build_message, esp_send, render_emails
 from .schedule import GateDecision, deliveries_begin_sending, esp_honours_idempotency, gate_decisions
+from .webhooks import webhook_call_queue
 
 # Rows per wave: one claimed → sending UPDATE, one load, one gate read, one query per kind of value the
 # emails draw, one recording transaction: about ten statements and their ORM work (~3 ms of CPU), so
@@ -365,6 +367,17 @@ def delivery_settle(delivery: Delivery, decision: GateDecision, now: dt.datetime
         return Delivery.State.SENT
     if delivery.step.kind == Step.Kind.AWARD_POINTS:
         return _award_points(delivery, now)
+    if delivery.step.kind == Step.Kind.WEBHOOK:
+        # Sent, for the journey and the frequency cap, once its call is in the outbox (journeys/webhooks.py
+        # POSTs it, with retries that do not hold the journey back).
+        with transaction.atomic():
+            call = webhook_call_queue(delivery, now)
+            delivery_finish(delivery, now, state=Delivery.State.SENT, sent_at=now, message_id=call.idempotency_key,
+                            reason=f"webhook queued: {call.idempotency_key}")
+            delivery_advance(delivery, now)
+        return Delivery.State.SENT
+    if delivery.step.kind == Step.Kind.DISCOUNT_CODE:
+        return _discount_code(delivery, now)
     # The gate let it go, but there is nothing to send: a kind with no email (its reason is its kind),
     # or an email step that `_prepare` found had nothing to send (no template, nothing to ask).
     if delivery.step.kind in EMAIL_KINDS and not nothing_to_send:
@@ -402,6 +415,22 @@ def _award_points(delivery: Delivery, now: dt.datetime) -> str:
         state = Delivery.State.SKIPPED if reason else Delivery.State.SENT
         # No sent_at: nothing was emailed, so the frequency cap does not count it.
         delivery_finish(delivery, now, state=state, reason=reason or f"awarded {points} points")
+        delivery_advance(delivery, now)
+    return state
+
+
+def _discount_code(delivery: Delivery, now: dt.datetime) -> str:
+    """A discount-code step: the code kept for the emails after it, or the reason there is none (an empty
+    pool skips the step and the journey goes on); a store webhook that is down is asked again later.
+    No sent_at: nothing reached the customer, so the frequency cap does not count it."""
+    state, reason, retry_at, code = discount_code_issue(delivery, now)
+    with transaction.atomic():
+        if state == Delivery.State.PENDING:
+            delivery_finish(delivery, now, state=state, reason=reason, due_at=retry_at)
+            return state
+        if code:
+            discount_code_keep(delivery, code, now)
+        delivery_finish(delivery, now, state=state, reason=reason)
         delivery_advance(delivery, now)
     return state
 

@@ -23,6 +23,7 @@ from .conditions import condition_decide, enrollment_context
 from .graph import Arm, arm_target, fall_through, plain_next, split_arms, split_join  # noqa: F401 - their old home
 from .models import AbTest, Delivery, Enrollment, Journey, Segment, Step
 from .segments import customer_in_segment
+from .webhook_erasure import webhook_calls_erase
 
 TRIGGER_EVENTS = {
     Journey.Trigger.ORDER_PAID: "order.paid",
@@ -62,6 +63,8 @@ def on_event(event: Event) -> None:
     Idempotent per event."""
     if event.backfill or event.customer_id is None:
         return
+    if event.type == "customer.erased":
+        webhook_calls_erase(tenant_id=event.tenant_id, customer_id=event.customer_id)
     _release_waits(event)
     _apply_exits(event)
     for journey in _journeys_triggered_by(event):

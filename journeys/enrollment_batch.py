@@ -37,6 +37,7 @@ from .enrollment import (
     triggers,
 )
 from .models import Delivery, Enrollment, Journey, Step
+from .webhook_erasure import webhook_calls_erase
 
 ORDER_FACT_TRIGGERS = (Journey.Trigger.FIRST_ORDER, Journey.Trigger.REPEAT_ORDER)
 
@@ -50,6 +51,9 @@ def on_events(events: Sequence[Event]) -> None:
     tenant_id = events[0].tenant_id
     if len({event.customer_id for event in events}) != len(events) or any(e.tenant_id != tenant_id for e in events):
         raise ValueError("a batch holds one tenant's events, each customer at most once")
+    for event in events:
+        if event.type == "customer.erased":
+            webhook_calls_erase(tenant_id=tenant_id, customer_id=event.customer_id)
     waits_release(tenant_id, events)
     exits_apply(tenant_id, events)
     enroll(tenant_id, events)

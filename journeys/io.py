@@ -37,6 +37,7 @@ from .durations import format_duration, parse_duration
 from .graph import END, declared_next
 from .models import Delivery, EmailTemplate, Enrollment, Journey, Segment, Step
 from .rollups import MEASURE_FIELDS, outcomes_forget
+from .step_refs import reference_problems
 
 LIBRARY_DIR = Path(__file__).resolve().parent / "library"
 
@@ -267,6 +268,12 @@ def _check_segments(tenant: Tenant, data: JourneyIn) -> None:
               for where, value in named.items() if value and value not in known}
     if fields:
         raise ServiceError("journeys.unknown_segment", next(iter(fields.values()))[0], fields)
+def _check_references(tenant: Tenant, data: JourneyIn) -> None:
+    """A discount step's pool and a check-in's signer must be the store's own."""
+    fields = {f"steps.{i}.config.{key}": [problem] for i, step in enumerate(data.steps)
+              for key, problem in reference_problems(tenant, step.kind, step.config).items()}
+    if fields:
+        raise ServiceError("journeys.unknown_reference", next(iter(fields.values()))[0], fields)
 
 
 class NotReady(ServiceError):
@@ -304,6 +311,7 @@ def journey_import(*, tenant: Tenant, data: JourneyIn) -> tuple[Journey, bool]:
     index = {step.position: i for i, step in enumerate(data.steps)}
     _check_surveys(tenant, data)
     _check_segments(tenant, data)
+    _check_references(tenant, data)
     with transaction.atomic():
         advisory_lock(tenant.pk, "journey-name", data.name)
         journey = Journey.objects.for_tenant(tenant).select_for_update().filter(name=data.name).first()

@@ -174,6 +174,9 @@ class Step(TenantModel):
         WEBHOOK = "webhook"
         CONDITION = "condition"
         AB_SPLIT = "ab_split"
+        DISCOUNT_CODE = "discount_code"
+        CHECK_IN = "check_in"
+        COMMUNITY_INVITE = "community_invite"
 
     journey = TenantForeignKey(Journey, on_delete=models.CASCADE, related_name="steps")
     position = models.PositiveSmallIntegerField()
@@ -492,3 +495,97 @@ class AbTest(TenantModel):
 
     def __str__(self) -> str:
         return f"A/B test at step {self.step_id}"
+
+
+class WebhookSecret(TenantModel):
+    """The store's secret for signing its journeys' outbound webhooks (journeys/webhooks.py).
+
+    Encrypted, not hashed: we must read it back to sign (lifecycle/crypto.py, keys from the environment).
+    Shown once, when made; a rotation keeps the previous one signing beside it for a grace period, so a
+    receiver can switch without dropping a call."""
+
+    secret_encrypted = models.TextField()
+    previous_secret_encrypted = models.TextField(blank=True)
+    previous_valid_until = models.DateTimeField(null=True, blank=True)
+    rotated_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["tenant"], name="webhooksecret_tenant_uniq")]
+
+    def __str__(self) -> str:
+        return f"webhook secret of tenant {self.tenant_id}"
+
+
+class WebhookCall(TenantModel):
+    """One webhook step's POST for one delivery: the outbox row, its fixed body and idempotency key, retried
+    with backoff until `give_up_at` (Saleor's EventDelivery). Its attempts are `WebhookAttempt` rows."""
+
+    class State(models.TextChoices):
+        PENDING = "pending"
+        DELIVERED = "delivered"
+        FAILED = "failed"
+
+    delivery = models.OneToOneField(Delivery, on_delete=models.CASCADE, related_name="webhook_call")
+    journey = models.ForeignKey(Journey, on_delete=models.CASCADE, related_name="+", db_index=False)
+    step = models.ForeignKey(Step, on_delete=models.CASCADE, related_name="+", db_index=False)
+    customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="+", db_index=False)
+    idempotency_key = models.CharField(max_length=100)
+    url = models.URLField(max_length=2000)
+    # The exact bytes POSTed on every attempt: a retry sends the same body (only the signature's time changes).
+    body = models.TextField()
+    state = models.CharField(max_length=16, choices=State.choices, default=State.PENDING)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    next_attempt_at = models.DateTimeField()
+    # Held by the worker POSTing it; past it the worker died mid-call and the sweep tries again (same key).
+    lease_until = models.DateTimeField(null=True, blank=True)
+    give_up_at = models.DateTimeField()
+    last_error = models.CharField(max_length=300, blank=True)
+    created_at = models.DateTimeField()
+    delivered_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["tenant", "idempotency_key"], name="webhookcall_key_uniq")]
+        indexes = [
+            models.Index(fields=["next_attempt_at"], condition=Q(state="pending"), name="webhookcall_due_idx"),
+            models.Index(fields=["tenant", "customer", "created_at"], name="webhookcall_customer_idx"),
+            models.Index(fields=["tenant", "step", "created_at"], name="webhookcall_step_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.idempotency_key} → {self.url} ({self.state})"
+
+
+class WebhookAttempt(TenantModel):
+    """One POST of a webhook call: what came back, how long it took, or why it did not."""
+
+    call = models.ForeignKey(WebhookCall, on_delete=models.CASCADE, related_name="attempt_rows", db_index=False)
+    number = models.PositiveSmallIntegerField()
+    at = models.DateTimeField()
+    status_code = models.PositiveSmallIntegerField(null=True, blank=True)
+    latency_ms = models.PositiveIntegerField(default=0)
+    error = models.CharField(max_length=300, blank=True)
+    response_snippet = models.CharField(max_length=500, blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["tenant", "call", "number"], name="webhookattempt_call_idx")]
+
+    def __str__(self) -> str:
+        return f"attempt {self.number} of call {self.call_id}: {self.status_code or self.error}"
+
+
+class EnrollmentVariable(TenantModel):
+    """A value a step made for the rest of its enrollment (a discount step's code): the later emails'
+    templates read it as {{ discount_code }}. One per (delivery, name): a step run twice makes it once."""
+
+    enrollment = models.ForeignKey(Enrollment, on_delete=models.CASCADE, related_name="+", db_index=False)
+    delivery = models.ForeignKey(Delivery, on_delete=models.CASCADE, related_name="+", db_index=False)
+    name = models.CharField(max_length=50)
+    value = models.CharField(max_length=200)
+    created_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["tenant", "delivery", "name"], name="enrollmentvar_uniq")]
+        indexes = [models.Index(fields=["tenant", "enrollment"], name="enrollmentvar_enrollment_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.name}={self.value}"

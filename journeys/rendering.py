@@ -22,7 +22,7 @@ import secrets
 from collections.abc import Sequence
 from email.policy import Compat32
 from typing import Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote, urlencode, urlsplit, urlunsplit
 
 import css_inline
 import nh3
@@ -43,6 +43,7 @@ from referrals.rendering import referral_invite_contexts
 
 from .models import Delivery, Journey
 from .render_limits import MAX_OUTPUT, RenderBudget, bounded_context
+from .step_refs import enrollment_variables, signers
 
 ALLOWED_TAGS = {"a", "b", "strong", "i", "em", "u", "p", "br", "ul", "ol", "li", "h1", "h2", "h3", "blockquote",
                 "img", "table", "tr", "td", "th", "tbody", "thead", "span", "div", "hr"}
@@ -170,6 +171,10 @@ def email_contexts(deliveries: Sequence[Delivery]) -> dict[int, dict[str, Any]]:
                                            .values_list("customer_id", "balance", "tier__name")):
             points[customer_id] = (balance, tier or "")
         extra.update(_kind_contexts(group))
+        # What earlier steps made (a discount step's code): "" when none did, so {% if discount_code %} reads.
+        made = enrollment_variables(list({d.enrollment_id for d in group}), tenant_id)
+        for d in group:
+            extra.setdefault(d.pk, {})["discount_code"] = made.get(d.enrollment_id, {}).get("discount_code", "")
     contexts = {d.pk: _context(d, lines.get(d.enrollment.order_id, []), points.get(d.customer_id, (0, "")))
                 for d in deliveries}
     for pk, values in extra.items():
@@ -189,7 +194,26 @@ def _kind_contexts(group: list[Delivery]) -> dict[int, dict[str, Any]]:
     if invites:
         codes = referral_invite_contexts(tenant=tenant, customer_ids={d.customer_id for d in invites})
         out.update({d.pk: codes[d.customer_id] for d in invites})
+    check_ins = [d for d in group if d.step.kind == "check_in"]
+    if check_ins:
+        members = signers(tenant.pk, {str((d.step.config or {}).get("signer") or "") for d in check_ins})
+        for d in check_ins:
+            out[d.pk] = {"signer": members.get(str((d.step.config or {}).get("signer") or "").lower())}
+    for d in group:
+        if d.step.kind == "community_invite":
+            out[d.pk] = {"community_url": community_link(str((d.step.config or {}).get("url") or ""), d)}
     return out
+
+
+def community_link(url: str, delivery: Delivery) -> str:
+    """The community's address with campaign parameters, so the store's analytics see where members came
+    from (the click itself is tracked by the ESP, as every link in the email)."""
+    if not url:
+        return ""
+    parts = urlsplit(url)
+    extra = urlencode({"utm_source": "lifecycle", "utm_medium": "email",
+                       "utm_campaign": f"journey-{delivery.journey_id}", "utm_content": f"step-{delivery.step.position}"})
+    return urlunsplit(parts._replace(query=f"{parts.query}&{extra}" if parts.query else extra))
 
 
 def _context(delivery: Delivery, items: list[dict[str, Any]], points: tuple[int, str]) -> dict[str, Any]:
@@ -237,6 +261,9 @@ class RenderedEmail:
     text: str
     headers: dict[str, str]
     token: str = ""  # delivery_token(): in the Message-ID and the ESP metadata, computed once per message
+    # A signed check-in: From shows the team member's name, replies go to them.
+    from_name: str = ""
+    reply_to: str = ""
 
 
 def delivery_token(tenant_id: int, delivery_id: int, *, secret: str | None = None) -> str:
@@ -273,13 +300,15 @@ def render_email(delivery: Delivery, *, context: dict[str, Any] | None = None,
     body_html = fields.body_html(context, budget)
     subject = fields.subject_line(context, budget)
     preheader = fields.preheader_line(context, budget)
-    layout = {"subject": subject, "preheader": preheader, "store_name": tenant.name, "signature": template.signature,
+    signer = context.get("signer") if delivery.step.kind == "check_in" else None
+    signed_by = signer["name"] if signer else template.signature
+    layout = {"subject": subject, "preheader": preheader, "store_name": tenant.name, "signature": signed_by,
               "postal_address": tenant.postal_address, "marketing": marketing, "brand_color": BRAND_COLOR,
               "unsubscribe_url": context["unsubscribe_url"], "lang": (customer.locale or "en").split("-")[0],
               "survey": context.get("survey"), "review_links": context.get("review_links")}
     shell = None
     if layout["survey"] is None and layout["review_links"] is None:
-        shell = _layout(tenant.name, template.signature, tenant.postal_address, marketing)
+        shell = _layout(tenant.name, signed_by, tenant.postal_address, marketing)
     filled = shell.fill(layout, body_html) if shell is not None else None
     # A survey's buttons and review links are drawn by the layout per recipient: those render whole.
     html, text = filled if filled is not None else render_layout(layout, body_html)
@@ -290,7 +319,9 @@ def render_email(delivery: Delivery, *, context: dict[str, Any] | None = None,
         headers["List-Unsubscribe"] = (f"<{context['unsubscribe_url']}>, "
                                        f"<mailto:{mailto}?subject={quote('unsubscribe ' + customer.email)}>")
         headers["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
-    return RenderedEmail(subject=subject, html=html, text=text, headers=headers, token=token)
+    return RenderedEmail(subject=subject, html=html, text=text, headers=headers, token=token,
+                         from_name=f"{signer['name']} at {tenant.sender_name or tenant.name}" if signer else "",
+                         reply_to=signer["email"] if signer else "")
 
 
 def render_emails(deliveries: Sequence[Delivery]) -> dict[int, RenderedEmail | Exception]:
@@ -480,8 +511,9 @@ def build_message(delivery: Delivery, rendered: RenderedEmail) -> AnymailMessage
     token = rendered.token or delivery_token(delivery.tenant_id, delivery.pk)
     message = JourneyMessage(
         subject=rendered.subject, body=rendered.text,
-        from_email=f"{tenant.sender_name or tenant.name} <{sender}>",
-        to=[delivery.customer.email], reply_to=[tenant.reply_to] if tenant.reply_to else None,
+        from_email=f"{rendered.from_name or tenant.sender_name or tenant.name} <{sender}>",
+        to=[delivery.customer.email],
+        reply_to=[rendered.reply_to] if rendered.reply_to else [tenant.reply_to] if tenant.reply_to else None,
         headers=rendered.headers,
     )
     message.attach_alternative(rendered.html, "text/html")

@@ -382,10 +382,12 @@ def _gate(delivery: Delivery, now: dt.datetime, facts: _GateFacts) -> GateDecisi
         return GateDecision("exit", f"exit: in segment '{segment_name}'")
     if customer.erased_at:
         return GateDecision("skip", "customer erased")
-    if delivery.step.kind in (Step.Kind.CONDITION, Step.Kind.AB_SPLIT, Step.Kind.AWARD_POINTS):
+    if delivery.step.kind in (Step.Kind.CONDITION, Step.Kind.AB_SPLIT, Step.Kind.AWARD_POINTS, Step.Kind.DISCOUNT_CODE):
         # A branch (or a points award) sends nothing: consent, quiet hours and the cap are for the messages after it.
         return GateDecision("send")
-    if not customer.email:
+    # A webhook step reaches the customer through the store's own system: no address of ours is needed,
+    # and everything below (consent, preferences, quiet hours, the cap) applies to it as to an email.
+    if not customer.email and delivery.step.kind != Step.Kind.WEBHOOK:
         return GateDecision("skip", "no email address")
     if customer.suppressed_at:
         return GateDecision("skip", f"address suppressed ({customer.suppression_reason or 'bounce or complaint'})")

@@ -151,6 +151,11 @@ def step_summary(step: Step, delivery: Delivery | None, enrollment_active: bool,
         if step.kind in (Step.Kind.CONDITION, Step.Kind.AB_SPLIT):
             why = f": {reason}" if reason and reason != "branch evaluated" else ""
             return f"Step {n} ({step.kind}) evaluated {_local(delivery.sent_at or delivery.updated_at, zone)}{why}"
+        if step.kind == Step.Kind.WEBHOOK:  # its reason says when the call failed for good (journeys/webhooks.py)
+            outcome = reason if reason.startswith("webhook failed") else "queued, retried until it is accepted"
+            return f"Step {n} called the store's webhook {_local(delivery.sent_at, zone)}: {outcome}"
+        if step.kind == Step.Kind.DISCOUNT_CODE:
+            return f"Step {n} gave {reason or 'a discount code'} {_local(delivery.updated_at, zone)}"
         return f"Step {n} sent {_local(delivery.sent_at, zone)}{_engagement(delivery, zone)}"
     if state == Delivery.State.SKIPPED:
         return f"Step {n} skipped: {reason or 'no reason recorded'}"

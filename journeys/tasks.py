@@ -23,6 +23,7 @@ from .rollups import journeys_to_settle, journeys_with_open_sends, outcomes_refr
 from .schedule import deliveries_claim_by_tenant, deliveries_claimed_count, deliveries_reclaim
 from .segments import segments_refresh
 from .triggers import date_events_append
+from .webhooks import webhook_call_attempt, webhook_calls_due
 
 # Rows leased per claim: one indexed UPDATE … RETURNING, a few milliseconds.
 CLAIM_BATCH = 500
@@ -175,3 +176,27 @@ def promote_winners() -> int:
         with tenant_scope(tenant_id):
             promoted += abtests_auto_promote(tenant=tenant, now=clock.now())
     return promoted
+
+
+# SENDS: one POST to a store's system, as long as its timeout when the store is slow; only other outbound
+# calls wait behind it.
+@on_queue(SENDS)
+@shared_task(name="journeys.webhook_call", ignore_result=True, acks_late=True, reject_on_worker_lost=True)
+def webhook_call(call_id: int, tenant_id: int) -> str:
+    """One attempt of a webhook step's call (journeys/webhooks.py). A duplicate message, or the sweep's copy,
+    finds the call leased or not yet due and does nothing."""
+    with tenant_scope(tenant_id):
+        return webhook_call_attempt(call_id=call_id)
+
+
+@every(5.0, key="retry-journey-webhooks")
+# DISPATCH: it only queues the calls that are due (retries, lost messages, a dead worker's calls): a few
+# milliseconds, and it must not wait behind the very calls it hands out.
+@on_queue(DISPATCH)
+@shared_task(name="journeys.webhook_sweep", ignore_result=True)
+def webhook_sweep() -> int:
+    with system_scope():
+        due = webhook_calls_due()
+    for tenant_id, call_id in due:
+        webhook_call.delay(call_id, tenant_id=tenant_id)
+    return len(due)

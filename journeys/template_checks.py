@@ -37,6 +37,7 @@ SAMPLE_CONTEXT: dict[str, Any] = {
     "store": {"name": "Acme Coffee", "postal_address": "1 Roastery Lane, Berlin"},
     "unsubscribe_url": "https://example.com/u/sample",
     "points_balance": 120, "tier": "Silver", "loyalty_url": "https://example.com/l/sample",
+    "discount_code": "THANKS-7QX2",  # "" unless an earlier discount-code step gave one (journeys/discounts.py)
     "order": {
         "number": "#1001", "total": "€59.90", "item_titles": "House beans 1 kg, Paper filters",
         "items": [{"title": "House beans 1 kg", "sku": "BEANS-1KG", "quantity": 2,
@@ -50,6 +51,8 @@ _ANY = object()  # a name whose shape is unknown (a {% with %} alias, a guarded 
 KIND_CONTEXT: dict[str, dict[str, Any]] = {
     "feedback_request": {"survey": _ANY, "survey_url": None, "review_links": _ANY},
     # referrals.rendering.referral_invite_context
+    "check_in": {"signer": {"name": None, "email": None}},
+    "community_invite": {"community_url": None},
     "referral_invite": {"referral_url": None, "referral_code": None, "referral_offer": None, "referral_page_url": None,
                         "share": {"copy": None, "email": None, "whatsapp": None, "x": None, "facebook": None}},
 }

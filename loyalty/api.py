@@ -175,5 +175,6 @@ class RewardCodesView(APIView):
         data = parse(CodesIn, request)
         reward = _reward(request.tenant, reward_id)
         added = reward_codes_upload(tenant=request.tenant, reward=reward, codes=data.codes)
-        available = RewardCode.objects.for_tenant(request.tenant).filter(reward=reward, redemption__isnull=True).count()
+        available = RewardCode.objects.for_tenant(request.tenant).filter(reward=reward, redemption__isnull=True,
+                                                                            issued_for="").count()
         return dump(CodesOut(added=added, available=available))

@@ -239,10 +239,15 @@ class RewardCode(TenantModel):
     reward = TenantForeignKey(Reward, on_delete=models.CASCADE, related_name="codes")
     code = models.CharField(max_length=100)
     redemption = TenantOneToOneField(Redemption, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    # Given away without points by a journey's discount-code step ("journey-delivery:<id>"): taken as well.
+    issued_for = models.CharField(max_length=100, blank=True)
+    issued_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
-        constraints = [models.UniqueConstraint(fields=["tenant", "reward", "code"], name="loyalty_code_uniq")]
+        constraints = [models.UniqueConstraint(fields=["tenant", "reward", "code"], name="loyalty_code_uniq"),
+                       models.UniqueConstraint(fields=["tenant", "issued_for"], condition=~Q(issued_for=""),
+                                               name="loyalty_code_issued_for_uniq")]
         indexes = [models.Index(fields=["tenant", "reward"], condition=Q(redemption__isnull=True),
                                 name="loyalty_code_free_idx")]
 

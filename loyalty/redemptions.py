@@ -71,7 +71,7 @@ def redemption_create(*, tenant: Tenant, customer: Customer, reward: Reward, sou
         program = reward.program
         if reward.code_source == Reward.CodeSource.POOL:
             code_row = (RewardCode.objects.for_tenant(tenant).select_for_update(skip_locked=True)
-                        .filter(reward=reward, redemption__isnull=True).order_by("pk").first())
+                        .filter(reward=reward, redemption__isnull=True, issued_for="").order_by("pk").first())
             if code_row is None:
                 raise Conflict("loyalty.out_of_codes", f"{reward.name} has no codes left; the store has been told")
             redemption = Redemption.objects.for_tenant(tenant).create(
@@ -170,6 +170,27 @@ def code_webhooks_due(*, limit: int = 500) -> list[tuple[int, int]]:
     each row's state)."""
     return list(CodeWebhook.all_tenants.filter(state=CodeWebhook.State.PENDING, next_attempt_at__lte=clock.now())
                 .order_by("next_attempt_at").values_list("tenant_id", "pk")[:limit])
+
+
+def reward_code_issue(*, tenant: Tenant | int, reward: Reward, source: str) -> str | None:
+    """Give one of a pool reward's codes away without points (a journey's discount-code step), once per
+    `source`: asked again for the same source, the same code. None when the pool is empty. The code is
+    taken with SKIP LOCKED, so two concurrent steps never get the same one."""
+    codes = RewardCode.objects.for_tenant(tenant)
+    with transaction.atomic():
+        given = codes.filter(issued_for=source).values_list("code", flat=True).first()
+        if given is not None:
+            return given
+        row = (codes.select_for_update(skip_locked=True)
+               .filter(reward=reward, redemption__isnull=True, issued_for="").order_by("pk").first())
+        if row is None:
+            return None
+        codes.filter(pk=row.pk).update(issued_for=source, issued_at=clock.now())
+    return row.code
+
+
+def reward_codes_left(*, tenant: Tenant | int, reward: Reward) -> int:
+    return RewardCode.objects.for_tenant(tenant).filter(reward=reward, redemption__isnull=True, issued_for="").count()
 
 
 def reward_codes_upload(*, tenant: Tenant, reward: Reward, codes: list[str]) -> int:

@@ -22,6 +22,8 @@ EXPECTED = {
     "journeys.dispatch": "dispatch",
     "journeys.reclaim": "dispatch",
     "journeys.send": "sends",
+    "journeys.webhook_call": "sends",
+    "journeys.webhook_sweep": "dispatch",
     "feedback.alert_send": "sends",
     "loyalty.send_code_webhook": "sends",
     "referrals.reward_send": "sends",
@@ -82,7 +84,7 @@ def test_beat_sends_each_tick_to_its_tasks_queue_and_drops_it_once_the_next_is_d
     tasks = project_tasks()
     schedule = periodic.beat_schedule()
 
-    assert len(schedule) == 13
+    assert len(schedule) == 14
     for entry in schedule.values():
         assert entry["options"] == {"expires": entry["schedule"]}
         # beat publishes through the task, so through the same router

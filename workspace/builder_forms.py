@@ -3,6 +3,7 @@ journeys.builder's services take out. Validation messages come from journeys.def
 has them, so the builder and a JSON import say the same thing about the same mistake."""
 
 import datetime as dt
+import json
 from decimal import Decimal
 from typing import Any
 
@@ -11,8 +12,12 @@ from pydantic import ValidationError
 
 from journeys.builder_checks import EMAIL_KINDS, KIND_WORDS, TRIGGERS
 from journeys.definition import (
+    CheckInConfigIn,
+    CommunityInviteConfigIn,
     ConditionConfigIn,
+    DiscountCodeConfigIn,
     FiltersIn,
+    WebhookConfigIn,
     event_name_problem,
     plain_value,
 )
@@ -38,7 +43,15 @@ TIMING_CHOICES = [
 ]
 # Kinds offered for new steps and changes: the ones the engine sends today.
 KIND_CHOICES = [(k, KIND_WORDS[k]) for k in (Step.Kind.EMAIL, Step.Kind.FEEDBACK_REQUEST, Step.Kind.REFERRAL_INVITE,
-                                            Step.Kind.AWARD_POINTS, Step.Kind.CONDITION, Step.Kind.AB_SPLIT)]
+                                            Step.Kind.AWARD_POINTS, Step.Kind.CONDITION, Step.Kind.AB_SPLIT,
+                                            Step.Kind.WEBHOOK, Step.Kind.DISCOUNT_CODE, Step.Kind.CHECK_IN,
+                                            Step.Kind.COMMUNITY_INVITE)]
+# The kinds whose settings the `hook_*`, `code_*` and `signer` fields write (journeys.definition's models).
+OUTBOUND_CONFIGS = {Step.Kind.WEBHOOK: WebhookConfigIn, Step.Kind.DISCOUNT_CODE: DiscountCodeConfigIn,
+                    Step.Kind.CHECK_IN: CheckInConfigIn, Step.Kind.COMMUNITY_INVITE: CommunityInviteConfigIn}
+# Which form field shows a config key's message.
+OUTBOUND_FIELDS = {"url": "hook_url", "data": "hook_data", "source": "code_source", "pool": "code_pool",
+                   "signer": "signer"}
 COMMON_EXITS = [("order.placed", "another order is placed"), ("order.refunded", "the order is refunded"),
                 ("order.cancelled", "the order is cancelled"), ("customer.unsubscribed", "the customer unsubscribes")]
 
@@ -282,6 +295,16 @@ class StepForm(forms.Form):
                                          "step up to the next branch's step.")
     ab_then = forms.TypedChoiceField(required=False, choices=[], coerce=int, empty_value=None,
                                      label="After their branch, customers go on at")
+    hook_url = forms.CharField(required=False, max_length=2000, label="Address",
+                               help_text="https://… — the webhook's endpoint, the code webhook or the community page")
+    hook_data = forms.CharField(required=False, max_length=4000, widget=forms.Textarea(attrs={"rows": 3}),
+                                label="Data sent with it (JSON object, optional)",
+                                help_text='e.g. {"sms_template": "brew-guide"}: the payload\'s "data"')
+    code_source = forms.ChoiceField(required=False, choices=[("pool", "a loyalty reward's pool of codes"),
+                                                             ("webhook", "the store's webhook")], label="Code from")
+    code_pool = forms.ChoiceField(required=False, choices=[], label="Pool")
+    signer = forms.ChoiceField(required=False, choices=[], label="Signed by",
+                               help_text="From shows their name; replies go to their address.")
     subject = forms.CharField(max_length=300, required=False, strip=False)
     preheader = forms.CharField(max_length=300, required=False, strip=False,
                                 help_text="The grey line inboxes show after the subject.")
@@ -289,12 +312,16 @@ class StepForm(forms.Form):
     signature = forms.CharField(max_length=200, required=False, help_text="Who signs it, e.g. Lena, founder")
 
     STRUCTURE = ("timing", "wait_amount", "wait_unit", "wait_event", "give_up_days", "kind", "survey", "points",
-                 "points_reason", *RULE_INPUTS, "cond_then", "cond_else", "variants", "ab_then", "next")
+                 "points_reason", *RULE_INPUTS, "cond_then", "cond_else", "variants", "ab_then", "next",
+                 "hook_url", "hook_data", "code_source", "code_pool", "signer")
     CONTENT = ("subject", "preheader", "body", "signature")
 
     def __init__(self, *args, step: Step, positions: list[int], surveys: list[tuple[str, str]],
-                 structure_locked: bool = False, email_positions: list[int] | None = None, **kwargs):
+                 structure_locked: bool = False, email_positions: list[int] | None = None, pools: list[str] = (),
+                 members: list[tuple[str, str]] = (), **kwargs):
         super().__init__(*args, **kwargs)
+        self.fields["code_pool"].choices = [("", "choose a reward with uploaded codes")] + [(p, p) for p in pools]
+        self.fields["signer"].choices = [("", "choose a team member")] + list(members)
         self.step, self.structure_locked = step, structure_locked
         self.fields.update(rule_form_fields("cond_", steps=[(p, f"step {p}") for p in email_positions or []
                                                             if p != step.position]))
@@ -335,6 +362,10 @@ class StepForm(forms.Form):
             "ab_then": config.get("then") if step.kind == Step.Kind.AB_SPLIT else None,
             "variants": ", ".join(f"{v.get('step')}:{v.get('weight', 1)}" for v in config.get("variants") or []
                                   if isinstance(v, dict)),
+            "hook_url": config.get("url", ""),
+            "hook_data": json.dumps(config["data"]) if config.get("data") else "",
+            "code_source": config.get("source", "pool"), "code_pool": config.get("pool", ""),
+            "signer": config.get("signer", ""),
             "subject": template.subject if template else "", "preheader": template.preheader if template else "",
             "body": template.body if template else "", "signature": template.signature if template else "",
         }
@@ -393,9 +424,48 @@ class StepForm(forms.Form):
             if data.get("ab_then") is not None:
                 return {"variants": variants, "then": data["ab_then"]}
             return {"variants": variants}
+        if kind in OUTBOUND_CONFIGS:
+            return self._outbound(kind, data, current)
         if kind in EMAIL_KINDS:
             return {k: v for k, v in current.items() if k == "first_name_fallback"}
         return current
+
+    def _outbound(self, kind: str, data: dict[str, Any], current: dict[str, Any]) -> dict[str, Any]:
+        """A webhook, discount-code, check-in or community step's settings, checked by the same models as an
+        import (journeys.definition), each message beside its field."""
+        config: dict[str, Any] = {k: v for k, v in current.items() if k == "first_name_fallback"}
+        url = (data.get("hook_url") or "").strip()
+        if kind in (Step.Kind.WEBHOOK, Step.Kind.COMMUNITY_INVITE) and url:
+            config["url"] = url
+        if kind == Step.Kind.WEBHOOK:
+            raw = (data.get("hook_data") or "").strip()
+            if raw:
+                try:
+                    config["data"] = json.loads(raw)
+                except ValueError:
+                    self.add_error("hook_data", 'is not JSON: write an object such as {"sms_template": "thanks"}')
+                    return {}
+                if not isinstance(config["data"], dict):
+                    self.add_error("hook_data", 'must be a JSON object, such as {"sms_template": "thanks"}')
+                    return {}
+        elif kind == Step.Kind.DISCOUNT_CODE:
+            config["source"] = data.get("code_source") or "pool"
+            if config["source"] == "pool" and data.get("code_pool"):
+                config["pool"] = data["code_pool"]
+            if config["source"] == "webhook" and url:
+                config["url"] = url
+        elif kind == Step.Kind.CHECK_IN and data.get("signer"):
+            config["signer"] = data["signer"]
+        try:
+            parsed = OUTBOUND_CONFIGS[kind].model_validate(config)
+        except ValidationError as exc:
+            for error in exc.errors():
+                key = str(error["loc"][0]) if error["loc"] else ""
+                message = error["msg"].removeprefix("Value error, ")
+                self.add_error(OUTBOUND_FIELDS.get(key, "kind"), "is required" if error["type"] == "missing"
+                               else message)
+            return {}
+        return plain_value(parsed.model_dump(mode="json", exclude_unset=True))
 
     def _condition(self, data: dict[str, Any]) -> dict[str, Any]:
         current = self.step.config if self.step.kind == Step.Kind.CONDITION else {}

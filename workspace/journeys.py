@@ -32,10 +32,12 @@ from journeys.builder_checks import (
     wait_words,
 )
 from journeys.io import journey_export, library_install, library_keys, library_load
-from journeys.models import EmailTemplate, Enrollment, Journey, Segment, Step
+from journeys.models import EmailTemplate, Enrollment, Journey, Segment, Step, WebhookAttempt, WebhookCall
 from journeys.paths import paths, steps_reached, unreached_steps
 from journeys.preview import PreviewError, TestNotSent, email_preview, email_send_test, recent_customers
-from lifecycle.models import Tenant
+from journeys.step_refs import signer_name
+from lifecycle.models import Membership, Tenant
+from loyalty.models import Reward
 from workspace.access import workspace_view
 from workspace.builder_forms import (
     AddStepForm,
@@ -59,6 +61,12 @@ PLACEHOLDERS = [
 ]
 REFERRAL_PLACEHOLDERS = [("referral link", "{{ referral_url }}"), ("referral code", "{{ referral_code }}"),
                          ("referral offer", "{{ referral_offer }}")]
+# What a discount-code step leaves for the emails after it, and what a check-in or community email adds.
+KIND_PLACEHOLDERS = {Step.Kind.EMAIL: [("discount code", "{{ discount_code }}")],
+                     Step.Kind.CHECK_IN: [("signer's name", "{{ signer.name }}"), ("discount code", "{{ discount_code }}")],
+                     Step.Kind.COMMUNITY_INVITE: [("community link", "{{ community_url }}")]}
+# A webhook step's latest calls shown under it in the builder, each with its attempts.
+STEP_CALLS = 10
 # The builder page holds three forms; prefixes keep their field names and ids apart.
 SETTINGS_PREFIX, ADD_PREFIX = "journey", "add"
 ENROLLED_STATES = (Enrollment.State.ACTIVE, Enrollment.State.COMPLETED, Enrollment.State.EXITED)
@@ -208,10 +216,23 @@ def _segments(tenant: Tenant) -> list[tuple[int, str]]:
     return list(Segment.objects.for_tenant(tenant).order_by("name").values_list("pk", "name"))
 
 
+def _pools(tenant: Tenant) -> list[str]:
+    """Loyalty rewards whose codes come from an uploaded pool: what a discount-code step may give."""
+    return list(Reward.objects.for_tenant(tenant).filter(code_source=Reward.CodeSource.POOL)
+                .order_by("name").values_list("name", flat=True).distinct())
+
+
+def _members(tenant: Tenant) -> list[tuple[str, str]]:
+    """The team members a check-in may be signed by: (address, "Name <address>")."""
+    users = [m.user for m in Membership.objects.filter(tenant=tenant).select_related("user") if m.user.email]
+    return sorted((u.email.lower(), f"{signer_name(u)} <{u.email}>") for u in users)
+
+
 def _step_form(tenant: Tenant, step: Step, steps: list[Step], lock: str | None, data=None) -> StepForm:
     return StepForm(data, initial=StepForm.initial_for(step), step=step, positions=[s.position for s in steps],
                     surveys=_surveys(tenant), structure_locked=bool(lock),
-                    email_positions=[s.position for s in steps if s.kind in EMAIL_KINDS])
+                    email_positions=[s.position for s in steps if s.kind in EMAIL_KINDS], pools=_pools(tenant),
+                    members=_members(tenant))
 
 
 def _builder(request: HttpRequest, tenant: Tenant, journey: Journey, *, selected: Step | None = None,
@@ -267,7 +288,9 @@ def _builder(request: HttpRequest, tenant: Tenant, journey: Journey, *, selected
         "user_email": request.user.email, "can_structure": not lock,
         "editable": journey.status != Journey.Status.ARCHIVED,
         "placeholders": PLACEHOLDERS + (REFERRAL_PLACEHOLDERS if selected is not None
-                                        and selected.kind == Step.Kind.REFERRAL_INVITE else []),
+                                        and selected.kind == Step.Kind.REFERRAL_INVITE else [])
+        + KIND_PLACEHOLDERS.get(selected.kind if selected is not None else "", []),
+        "webhook_calls": _webhook_calls(tenant, selected),
     }, status=status)
 
 
@@ -364,6 +387,18 @@ def journey_step_add(request: HttpRequest, tenant: Tenant, journey_id: int) -> H
         return redirect(_builder_url(tenant, journey, anchor="steps"))
     messages.success(request, f"Added step {step.position}.")
     return redirect(_builder_url(tenant, journey, step, anchor="editor"))
+
+
+def _webhook_calls(tenant: Tenant, step: Step | None) -> list[dict]:
+    """A webhook step's latest calls with every attempt (journeys/webhooks.py), newest first."""
+    if step is None or step.kind != Step.Kind.WEBHOOK:
+        return []
+    calls = list(WebhookCall.objects.for_tenant(tenant).filter(step=step).select_related("customer")
+                 .order_by("-created_at", "-pk")[:STEP_CALLS])
+    attempts: dict[int, list[WebhookAttempt]] = {}
+    for attempt in WebhookAttempt.objects.for_tenant(tenant).filter(call__in=calls).order_by("number"):
+        attempts.setdefault(attempt.call_id, []).append(attempt)
+    return [{"call": c, "attempts": attempts.get(c.pk, [])} for c in calls]
 
 
 @workspace_view()

@@ -22,6 +22,9 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import path
 
 from journeys.deliverability import deliverability_rates, deliverability_status, marketing_resume
+from journeys.models import WebhookAttempt, WebhookCall
+from journeys.webhooks import ROTATION_GRACE as WEBHOOK_ROTATION_GRACE
+from journeys.webhooks import webhook_secret_rotate, webhook_secret_status
 from lifecycle import clock
 from lifecycle.addresses import webhook_url
 from lifecycle.changes import field_changes
@@ -430,6 +433,34 @@ def store_rotate(request: HttpRequest, tenant: Tenant, connection_id: int) -> Ht
     return _stores_page(request, tenant, secret=shown)
 
 
+# Outbound webhook calls listed on the page, newest first: enough to see what a receiver has been answering.
+RECENT_CALLS = 20
+
+
+def _webhooks_page(request: HttpRequest, tenant: Tenant, *, secret: str = "", status: int = 200) -> HttpResponse:
+    calls = list(WebhookCall.objects.for_tenant(tenant).select_related("customer", "journey")
+                 .order_by("-created_at", "-pk")[:RECENT_CALLS])
+    attempts: dict[int, list[WebhookAttempt]] = {}
+    for attempt in WebhookAttempt.objects.for_tenant(tenant).filter(call__in=calls).order_by("number"):
+        attempts.setdefault(attempt.call_id, []).append(attempt)
+    current = webhook_secret_status(tenant=tenant)
+    return render(request, "workspace/settings/webhooks.html", {
+        "section": "webhooks", "current": current, "secret": secret,
+        "in_grace": bool(current and current.previous_valid_until and current.previous_valid_until > clock.now()),
+        "grace_hours": int(WEBHOOK_ROTATION_GRACE.total_seconds() // 3600),
+        "calls": [{"call": c, "attempts": attempts.get(c.pk, [])} for c in calls]}, status=status)
+
+
+@workspace_view(write_role=OWNER)
+def webhooks(request: HttpRequest, tenant: Tenant) -> HttpResponse:
+    """The store's signing secret for outbound webhook steps (made or rotated by a POST, shown in its answer
+    only) and the latest calls with every attempt."""
+    if request.method != "POST":
+        return _webhooks_page(request, tenant)
+    secret = webhook_secret_rotate(tenant=tenant, by=_by(request))
+    return _webhooks_page(request, tenant, secret=secret, status=201)
+
+
 urlpatterns = [
     path("settings/", general, name="settings"),
     path("settings/resume-marketing/", resume_marketing, name="settings-resume-marketing"),
@@ -442,4 +473,5 @@ urlpatterns = [
     path("settings/api-keys/<int:api_key_id>/revoke/", api_key_revoke_view, name="settings-key-revoke"),
     path("settings/stores/", stores, name="settings-stores"),
     path("settings/stores/<int:connection_id>/rotate/", store_rotate, name="settings-store-rotate"),
+    path("settings/webhooks/", webhooks, name="settings-webhooks"),
 ]

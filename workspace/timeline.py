@@ -26,7 +26,7 @@ from django.db.models.functions import Coalesce
 
 from feedback.models import SurveyResponse
 from journeys.health import AMBER, GREEN, LEVEL_WORDS, RED, UNKNOWN, Health, Signal, customer_health  # noqa: F401 - the customer page's names for them
-from journeys.models import Delivery, Enrollment, Step
+from journeys.models import Delivery, Enrollment, Step, WebhookAttempt, WebhookCall
 from journeys.selectors import customer_journeys_explain, customer_time_zone, step_summary
 from lifecycle import jsonbody
 from lifecycle.models import Customer, Event, Order, OrderLine, Tenant
@@ -295,8 +295,9 @@ def _emails(tenant: Tenant, customer: Customer, cursor, zone) -> list[Item]:
     deliveries = (Delivery.objects.for_tenant(tenant).filter(customer=customer).exclude(step__kind__in=SILENT_STEPS)
                   .annotate(ts=Coalesce("sent_at", SETTLED_AT, "due_at", "created_at"))
                   .select_related("step", "step__template", "journey", "enrollment"))
-    items = []
+    items, deliveries_shown = [], []
     for delivery in _older(deliveries, "ts", "email", cursor):
+        deliveries_shown.append(delivery)
         step = delivery.step
         what = step.name or (step.template.name if step.template else "") or step.get_kind_display()
         state = email_state(delivery)
@@ -304,7 +305,34 @@ def _emails(tenant: Tenant, customer: Customer, cursor, zone) -> list[Item]:
         items.append(Item(at=delivery.ts, kind="email", pk=delivery.pk, state=state, state_words=state,
                           title=f"{delivery.journey.name} · step {step.position}: {what}",
                           detail=step_summary(step, delivery, active, zone)))
+    _webhook_attempts(tenant, items, {i.pk for i, d in zip(items, deliveries_shown, strict=True)
+                                      if d.step.kind == Step.Kind.WEBHOOK})
     return items
+
+
+def _webhook_attempts(tenant: Tenant, items: list[Item], webhook_ids: set[int]) -> None:
+    """A webhook step's item lists its call: the key, where it stands, and every attempt (journeys/webhooks.py).
+    No query when the page shows no webhook step."""
+    if not webhook_ids:
+        return
+    calls = {c.delivery_id: c for c in WebhookCall.objects.for_tenant(tenant).filter(delivery_id__in=webhook_ids)}
+    if not calls:
+        return
+    attempts: dict[int, list[WebhookAttempt]] = {}
+    for attempt in WebhookAttempt.objects.for_tenant(tenant).filter(call__in=calls.values()).order_by("number"):
+        attempts.setdefault(attempt.call_id, []).append(attempt)
+    for item in items:
+        call = calls.get(item.pk)
+        if call is None:
+            continue
+        item.data.append(("Webhook", f"{call.state} · key {call.idempotency_key}"
+                                     + (f" · {call.last_error}" if call.last_error else "")))
+        for attempt in attempts.get(call.pk, []):
+            answer = f"HTTP {attempt.status_code}" if attempt.status_code else attempt.error
+            item.data.append((f"Attempt {attempt.number}", f"{attempt.at:%Y-%m-%d %H:%M:%S} UTC · {answer} · "
+                                                          f"{attempt.latency_ms} ms"
+                                                          + (f" · {attempt.response_snippet[:120]}"
+                                                             if attempt.response_snippet else "")))
 
 
 ENROLLMENT_WORDS = {

@@ -72,10 +72,10 @@ ANCHORS = "'enrolled_at', 'placed_at', 'paid_at', 'fulfilled_at' or 'delivered_a
 INVALID = {
     "unknown trigger": (journey_json(trigger="order_shipped"), {"trigger": [f"must be one of {TRIGGERS}"]}),
     "unknown kind": (with_step(1, kind="sms"), {"steps.1.kind": [
-        "must be one of 'email', 'feedback_request', 'referral_invite', 'award_points', 'condition' or 'ab_split'"]}),
-    "a webhook step": (with_step(2, kind="webhook", template=None), {"steps.2.kind": [
-        "'webhook' is not available yet: a webhook step would be accepted and then do nothing. Use an email step, "
-        "or leave it out"]}),
+        "must be one of 'email', 'feedback_request', 'referral_invite', 'award_points', 'condition', 'ab_split', "
+        "'webhook', 'discount_code', 'check_in' or 'community_invite'"]}),
+    "a webhook step without its address": (with_step(2, kind="webhook", template=None), {"steps.2.config.url": [
+        "is required"]}),
     "a loyalty invite step": (with_step(2, kind="loyalty_invite", template=None), {"steps.2.kind": [
         "'loyalty_invite' is not available yet: a loyalty invite step would be accepted and then do nothing. Use an "
         "email step, or leave it out"]}),
@@ -161,7 +161,7 @@ INVALID = {
                                              "is not a valid template: Invalid block tag on line 1: 'include'."]}),
     "misspelt placeholder": (with_template(0, subject="Hi {{ frist_name }}"), {"steps.0.template.subject": [
         "{{ frist_name }} is not a placeholder; "
-        "use first_name, customer, store, unsubscribe_url, points_balance, tier, loyalty_url or order"]}),
+        "use first_name, customer, store, unsubscribe_url, points_balance, tier, loyalty_url, discount_code or order"]}),
     "misspelt nested placeholder": (with_template(0, body="{{ order.numbr }}"), {"steps.0.template.body": [
         "{{ order.numbr }} is not a placeholder; order has number, total, item_titles or items"]}),
     "misspelt loop placeholder": (with_template(0, body="{% for item in order.items %}{{ item.name }}{% endfor %}"),
@@ -242,7 +242,7 @@ def test_what_a_template_may_name_depends_on_the_step_kind():
     body = with_template(0, body='<a href="{{ survey_url }}">Answer</a>')
     assert invalid_fields(body) == {"steps.0.template.body": [
         "{{ survey_url }} is not a placeholder; "
-        "use first_name, customer, store, unsubscribe_url, points_balance, tier, loyalty_url or order"]}
+        "use first_name, customer, store, unsubscribe_url, points_balance, tier, loyalty_url, discount_code or order"]}
     body["steps"][0].update(kind="feedback_request", config={"survey": "ces"})
     assert JourneyIn.model_validate(body).steps[0].config == {"survey": "ces"}
     body["steps"][0]["template"] = None

@@ -191,15 +191,15 @@ def test_a_ready_journey_imported_as_active_goes_live(api, tenant):
 # --- refused kinds and surveys --------------------------------------------------------
 
 
-def test_the_builder_refuses_a_webhook_step_and_writes_nothing(tenant):
+def test_the_builder_refuses_a_loyalty_invite_step_and_writes_nothing(tenant):
     journey = builder.journey_create(tenant=tenant, name="Hooks", trigger=Journey.Trigger.ORDER_PAID)
     step = Step.objects.for_tenant(tenant).get(journey=journey)
     with pytest.raises(builder.BuilderError) as refused:
-        builder.step_add(tenant=tenant, journey_id=journey.pk, kind="webhook", wait=dt.timedelta(0))
-    assert refused.value.message == ("'webhook' is not available yet: a webhook step would be accepted and then do "
-                                     "nothing. Use an email step, or leave it out.")
+        builder.step_add(tenant=tenant, journey_id=journey.pk, kind="loyalty_invite", wait=dt.timedelta(0))
+    assert refused.value.message == ("'loyalty_invite' is not available yet: a loyalty invite step would be accepted "
+                                     "and then do nothing. Use an email step, or leave it out.")
     with pytest.raises(builder.BuilderError) as refused:
-        builder.step_update(tenant=tenant, journey_id=journey.pk, step_id=step.pk, values={"kind": "webhook"},
+        builder.step_update(tenant=tenant, journey_id=journey.pk, step_id=step.pk, values={"kind": "loyalty_invite"},
                             content=None)
     assert refused.value.code == "journeys.kind_unavailable"
     assert list(Step.objects.for_tenant(tenant).filter(journey=journey).values_list("kind", flat=True)) == ["email"]

@@ -120,7 +120,7 @@ def test_a_batch_reads_lines_and_points_once_and_renders_what_one_by_one_does(de
                                                                                django_assert_num_queries):
     with mock.patch("django.core.signing.time.time", return_value=1.8e9):
         one_by_one = {d.pk: sending.render_email(d) for d in deliveries}
-        with django_assert_num_queries(2):  # order lines, loyalty accounts: for all three
+        with django_assert_num_queries(3):  # order lines, loyalty accounts, earlier steps' codes: for all three
             batch = sending.render_emails(deliveries)
     assert batch == one_by_one
     assert [len(c["order"]["items"]) for c in sending.email_contexts(deliveries).values()] == [2, 2, 2]

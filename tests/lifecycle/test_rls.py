@@ -398,9 +398,10 @@ SYSTEM_SCOPE_USES = {
     # Beat and worker code: the event sweep, the dispatcher's claim, reclaim (and a send task
     # queued before send tasks named their tenant), the deliverability check, the loyalty,
     # referral and feedback sweeps, the settling of the dashboards' outcome buckets (and its command),
-    # the date triggers and the segment refresh; the stores with an A/B test to auto-promote.
+    # the date triggers and the segment refresh; the stores with an A/B test to auto-promote; the sweep that hands
+    # out due webhook calls.
     "lifecycle/events.py": 1,
-    "journeys/tasks.py": 10,
+    "journeys/tasks.py": 11,
     "journeys/management/commands/refresh_rollups.py": 1,
     # seed_scale fills a store and its neighbour with set-based SQL (a benchmark's operator command).
     "demo/scale_seed.py": 1,

@@ -11,7 +11,17 @@ import pytest
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 
 from feedback.models import Review, Survey
-from journeys.models import AbTest, Delivery, EmailTemplate, Enrollment, Journey, Segment, Step
+from journeys.models import (
+    AbTest,
+    Delivery,
+    EmailTemplate,
+    Enrollment,
+    Journey,
+    Segment,
+    Step,
+    WebhookCall,
+    WebhookSecret,
+)
 from lifecycle.models import ApiKey, Customer, Event, Invitation, Membership, Order, StoreConnection, Tenant
 from lifecycle.tenants import store_connect
 from loyalty.models import Program as LoyaltyProgram
@@ -71,7 +81,7 @@ def snapshot(tenant) -> str:
     rows = {model._meta.label: list(model.objects.for_tenant(tenant).order_by("pk").values())
             for model in (Customer, Order, Journey, Step, AbTest, EmailTemplate, Enrollment, Delivery, ApiKey,
                           StoreConnection, LoyaltyProgram, Tier, LoyaltyReward, ReferralProgram, Referral, Survey, Review,
-                          Invitation, Segment)}
+                          Invitation, Segment, WebhookSecret, WebhookCall)}
     rows["memberships"] = list(Membership.objects.filter(tenant=tenant).order_by("pk").values())
     rows["tenant"] = list(Tenant.objects.filter(pk=tenant.pk).values())
     rows["events"] = Event.objects.for_tenant(tenant).count()

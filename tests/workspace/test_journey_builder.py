@@ -436,7 +436,7 @@ def test_placeholder_mistakes_and_empty_splits_are_caught(tenant, draft):
                                                             config={"variants": [{"step": 3, "weight": 1}]})
     messages = [(p.position, p.line, p.message) for p in journey_problems(draft)]
     assert (1, 3, "The body, line 3, {{ frist_name }} is not a placeholder; use first_name, customer, store, "
-                  "unsubscribe_url, points_balance, tier, loyalty_url or order") in messages
+                  "unsubscribe_url, points_balance, tier, loyalty_url, discount_code or order") in messages
     assert any(position == 2 and "An A/B split needs at least two branches" in m for position, _, m in messages)
 
 

@@ -9,6 +9,7 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.urls import reverse
 
+from journeys.models import WebhookSecret
 from lifecycle import clock
 from lifecycle.models import ApiKey, Event, Membership, StoreConnection, Tenant
 from lifecycle.tenants import store_connect
@@ -341,6 +342,7 @@ def snapshot(tenant) -> str:
     rows = {"tenant": tenant_row(tenant), "members": memberships(tenant),
             "keys": list(ApiKey.objects.for_tenant(tenant).values()),
             "connections": list(StoreConnection.objects.for_tenant(tenant).values()),
+            "webhook_secrets": list(WebhookSecret.objects.for_tenant(tenant).values()),
             "users": get_user_model().objects.count(), "events": Event.objects.for_tenant(tenant).count()}
     return json.dumps(rows, default=str, sort_keys=True)
 
@@ -359,12 +361,13 @@ def test_every_settings_post_below_owner_is_a_403_and_changes_nothing(request, t
         (url(tenant, "settings-key-revoke", api_key_id=targets["api_key"].pk), {}),
         (url(tenant, "settings-stores"), {"platform": "woocommerce", "address": "https://x.example"}),
         (url(tenant, "settings-store-rotate", connection_id=targets["connection"].pk), {}),
+        (url(tenant, "settings-webhooks"), {}),
     ]
     for path, data in posts:
         response = browser.post(path, data)
         assert response.status_code == 403, path
     assert snapshot(tenant) == before
     # …and the pages show them no write controls.
-    for name in ("settings-team", "settings-keys", "settings-stores"):
+    for name in ("settings-team", "settings-keys", "settings-stores", "settings-webhooks"):
         body = browser.get(url(tenant, name)).content.decode()
         assert "<form method=\"post\"" not in body.split('class="content"', 1)[1], name
