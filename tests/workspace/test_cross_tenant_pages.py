@@ -10,7 +10,7 @@ import json
 import pytest
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 
-from feedback.models import Review, Survey
+from feedback.models import Review, ReviewSettings, Survey
 from journeys.models import Delivery, EmailTemplate, Enrollment, Journey, Step
 from lifecycle.models import ApiKey, Customer, Event, Invitation, Membership, Order, StoreConnection, Tenant
 from lifecycle.tenants import store_connect
@@ -69,7 +69,8 @@ def workspace_routes() -> dict[str, list[str]]:
 def snapshot(tenant) -> str:
     rows = {model._meta.label: list(model.objects.for_tenant(tenant).order_by("pk").values())
             for model in (Customer, Order, Journey, Step, EmailTemplate, Enrollment, Delivery, ApiKey, StoreConnection,
-                          LoyaltyProgram, Tier, LoyaltyReward, ReferralProgram, Referral, Survey, Review, Invitation)}
+                          LoyaltyProgram, Tier, LoyaltyReward, ReferralProgram, Referral, Survey, Review, Invitation,
+                          ReviewSettings)}
     rows["memberships"] = list(Membership.objects.filter(tenant=tenant).order_by("pk").values())
     rows["tenant"] = list(Tenant.objects.filter(pk=tenant.pk).values())
     rows["events"] = Event.objects.for_tenant(tenant).count()
