@@ -28,6 +28,7 @@ from lifecycle.addresses import webhook_url
 from lifecycle.changes import field_changes
 from lifecycle.errors import ServiceError
 from lifecycle.models import ApiKey, Invitation, Membership, StoreConnection, Tenant, time_zone_choices
+from lifecycle.sending_domains import on_domain, sending_domain_for
 from lifecycle.tenants import api_key_create, api_key_revoke, store_connect, store_rotate_secret
 from lifecycle.timeline import event_append
 from workspace.access import workspace_view
@@ -178,6 +179,14 @@ class SettingsForm(forms.ModelForm):
         super().__init__(*args, **kwargs)
         self.fields["time_zone"].choices = [(z, z) for z in sorted(time_zone_choices())]
         self.fields["sender_name"].required = True
+
+    def clean_sender_email(self) -> str:
+        address = self.cleaned_data.get("sender_email") or ""
+        own = sending_domain_for(self.instance)
+        if address and own is not None and not on_domain(address, own.domain):
+            raise forms.ValidationError(f"{address} is not on your sending domain {own.domain}: use an address "
+                                        f"@{own.domain}, or change the sending domain first.")
+        return address
 
     def clean_frequency_cap_hours(self) -> int:
         hours = self.cleaned_data["frequency_cap_hours"]

@@ -12,7 +12,17 @@ from django.urls import URLPattern, URLResolver, get_resolver, reverse
 
 from feedback.models import Review, ReviewSettings, Survey
 from journeys.models import Delivery, EmailTemplate, Enrollment, Journey, Step
-from lifecycle.models import ApiKey, Customer, Event, Invitation, Membership, Order, StoreConnection, Tenant
+from lifecycle.models import (
+    ApiKey,
+    Customer,
+    Event,
+    Invitation,
+    Membership,
+    Order,
+    SendingDomain,
+    StoreConnection,
+    Tenant,
+)
 from lifecycle.tenants import store_connect
 from loyalty.models import Program as LoyaltyProgram
 from loyalty.models import Reward as LoyaltyReward
@@ -70,7 +80,7 @@ def snapshot(tenant) -> str:
     rows = {model._meta.label: list(model.objects.for_tenant(tenant).order_by("pk").values())
             for model in (Customer, Order, Journey, Step, EmailTemplate, Enrollment, Delivery, ApiKey, StoreConnection,
                           LoyaltyProgram, Tier, LoyaltyReward, ReferralProgram, Referral, Survey, Review, Invitation,
-                          ReviewSettings)}
+                          ReviewSettings, SendingDomain)}
     rows["memberships"] = list(Membership.objects.filter(tenant=tenant).order_by("pk").values())
     rows["tenant"] = list(Tenant.objects.filter(pk=tenant.pk).values())
     rows["events"] = Event.objects.for_tenant(tenant).count()
@@ -79,8 +89,14 @@ def snapshot(tenant) -> str:
 
 @pytest.fixture
 def a_objects(api, tenant, a_customer):
+    from feedback.configure import review_settings_save
+    from lifecycle.sending_domains import sending_domain_save
     from workspace.invitations import invitation_create
 
+    sending_domain_save(tenant=tenant, values={"domain": "a-store-mail.example", "esp": "postmark", "dkim_selector": "pm",
+                                               "dkim_value": ""}, credentials={"server_token": "a-token"}, by="a")
+    review_settings_save(tenant=tenant, values={"moderation": True, "auto_publish_min_rating": 5,
+                                                "auto_publish_without_links": True}, by="a")
     owner = Membership.objects.filter(tenant=tenant, role="owner").first().user
     invitation, token = invitation_create(tenant=tenant, email="ivy@a-store.example.com", role="owner", by=owner)
     journey_id = api.post("/api/v1/journeys", A_JOURNEY).json()["id"]
@@ -146,6 +162,7 @@ def test_collection_pages_of_b_show_nothing_of_a(a_objects, other_tenant, as_out
         assert "A welcome" not in body, name
         assert "ADA-7K3P" not in body and "Lovely beans" not in body and "Five off" not in body, name
         assert "Platinum-A" not in body and "support@a-store.example.com" not in body, name
+        assert "a-store-mail.example" not in body, name
 
 
 def test_another_stores_member_cannot_accept_an_invitation_by_its_link(a_objects, tenant, other_tenant, as_outsider):
