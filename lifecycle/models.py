@@ -274,6 +274,7 @@ class Customer(TenantModel):
         UNSUBSCRIBE = "unsubscribe"
         ADMIN = "admin"
         PREFERENCES = "preferences"  # the customer, on the preference page an email's footer links to
+        IMPORT = "import"  # the store's CSV import (lifecycle/csv_import.py)
 
     external_id = models.CharField(max_length=255, null=True, blank=True)
     email = models.CharField(max_length=254, blank=True, help_text="Normalized: trimmed and lower-cased.")

@@ -8,6 +8,7 @@ from workspace import (
     audit,
     customers,
     dashboard,
+    data,
     invitations,
     orders,
     programs,
@@ -25,6 +26,7 @@ app_name = "workspace"
 tenant_pages = [
     *dashboard.urlpatterns,
     *customers.urlpatterns,
+    *data.urlpatterns,
     *orders.urlpatterns,
     *store_settings.urlpatterns,
     *store_brand.urlpatterns,
