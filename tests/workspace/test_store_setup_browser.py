@@ -15,7 +15,7 @@ from lifecycle.models import Customer, Membership, SendingDomain, Tenant
 from loyalty.models import Program as LoyaltyProgram
 from loyalty.models import Tier
 from referrals.models import Program as ReferralProgram
-from tests.browser import DESKTOP, PHONE, screenshot, sign_in
+from tests.browser import ARTIFACTS, DESKTOP, PHONE, screenshot, sign_in
 from tests.dns_server import FakeDns
 from tests.factories import order_payload
 from tests.lifecycle.test_sending_domains import DKIM_TXT, publish_all
@@ -90,7 +90,10 @@ def test_a_new_store_is_set_up_from_the_workspace_and_every_change_is_in_the_aud
     assert email.locator("img.logo").get_attribute("src") == "https://cdn.acme.example/logo.png"
     assert "Röstereiweg 1" in email.locator(".footer").inner_text()
     assert Tenant.objects.get(pk=tenant.pk).brand_color == "#7a4b2a"  # a preview saves nothing
-    screenshot(page, "setup-brand-preview")
+    assert email.locator(".card").is_visible()
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)  # the frame alone: a full-page shot leaves sandboxed frames blank
+    page.locator("#email-preview").screenshot(path=str(ARTIFACTS / "setup-brand-email-preview.png"))
+    page.locator("#page-preview").screenshot(path=str(ARTIFACTS / "setup-brand-page-preview.png"))
     save(page, "#brand button.primary")
     assert Tenant.objects.get(pk=tenant.pk).brand_color == BRAND
 
