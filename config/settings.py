@@ -286,6 +286,17 @@ JOURNEY_WEBHOOK_ALLOW_PRIVATE_HOSTS = env_bool("JOURNEY_WEBHOOK_ALLOW_PRIVATE_HO
 # keys from the environment (comma-separated, newest first; older keys still decrypt).
 FIELD_ENCRYPTION_KEYS = env_list("FIELD_ENCRYPTION_KEYS", "" if EMBEDDED else None)
 
+# A store's own sending domain (lifecycle/sending_domains.py, Settings → Sending domain). In production an email
+# from an address on a domain the store has not verified (SPF, DKIM and DMARC found in DNS) is held, with that reason.
+SENDING_DOMAIN_REQUIRED = env_bool("SENDING_DOMAIN_REQUIRED", not EMBEDDED)
+# "Check now" asks DNS with dnspython; off (or no network), the check is skipped and the page says so.
+SENDING_DNS_CHECK = env_bool("SENDING_DNS_CHECK", True)
+# Name servers to ask ("1.1.1.1,8.8.8.8" or "127.0.0.1:5353"); blank: the system's (/etc/resolv.conf).
+SENDING_DNS_NAMESERVERS = env_list("SENDING_DNS_NAMESERVERS", "")
+SENDING_DNS_TIMEOUT = float(env("SENDING_DNS_TIMEOUT", "4"))
+# The SPF include of the platform's own ESP, for stores that send through it (blank: any SPF record is accepted).
+SENDING_SPF_INCLUDE = env("SENDING_SPF_INCLUDE", "")
+
 # --- Auth, i18n, static ---------------------------------------------------------
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},

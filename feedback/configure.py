@@ -15,7 +15,7 @@ from lifecycle.models import Tenant
 from lifecycle.timeline import event_append
 
 from . import services
-from .models import Review, Survey
+from .models import Review, ReviewSettings, Survey
 from .selectors import survey_for_config
 
 SURVEY_FIELDS = ("name", "question", "follow_up_question", "thank_you_text", "throttle_days", "alert_email",
@@ -67,3 +67,25 @@ def review_moderate_by_store(*, tenant: Tenant, review: Review, action: str, by:
                          data={"review_id": moderated.pk, "action": action, "status": moderated.status,
                                "replied": after[1] != before[1], "by": by})
     return moderated
+
+
+REVIEW_SETTINGS_FIELDS = ("moderation", "auto_publish_min_rating", "auto_publish_without_links")
+
+
+def review_settings_save(*, tenant: Tenant, values: dict[str, Any], by: str) -> list[str]:
+    """Change the store's review moderation rules (they apply to reviews that arrive from now on).
+    Returns the fields that changed; a `store.review_settings_changed` event has the before and after."""
+    with transaction.atomic():
+        Tenant.objects.select_for_update().filter(pk=tenant.pk).first()  # the first save of two at once: one at a time
+        locked = ReviewSettings.objects.for_tenant(tenant).select_for_update().first()
+        current = locked or ReviewSettings(tenant=tenant)
+        changed = [name for name in REVIEW_SETTINGS_FIELDS if getattr(current, name) != values[name]]
+        if not changed:
+            return []
+        changes = field_changes(current, changed, values)
+        for name in changed:
+            setattr(current, name, values[name])
+        current.save()
+        event_append(tenant=tenant, type="store.review_settings_changed", occurred_at=clock.now(),
+                     data={"fields": changed, "changes": changes, "by": by})
+    return changed

@@ -222,6 +222,26 @@ class Review(TenantModel):
         return f"{self.rating}★ {self.title or self.product}"
 
 
+class ReviewSettings(TenantModel):
+    """One per store (none: every review waits for a person). With moderation off every review is published
+    as it arrives; with it on, a review that meets the auto-publish rules is published, the rest wait."""
+
+    moderation = models.BooleanField(default=True)
+    # A review of this many stars or more is published without a person; None: no rating publishes alone.
+    auto_publish_min_rating = models.PositiveSmallIntegerField(null=True, blank=True)
+    # …and only if its title and text carry no web address (links are where spam lives).
+    auto_publish_without_links = models.BooleanField(default=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["tenant"], name="reviewsettings_tenant_uniq"),
+            models.CheckConstraint(condition=Q(auto_publish_min_rating__isnull=True)
+                                   | Q(auto_publish_min_rating__gte=1, auto_publish_min_rating__lte=5),
+                                   name="reviewsettings_rating_1_to_5"),
+        ]
+
+
 class FeedbackAlert(TenantModel):
     """The store's heads-up about a negative answer: email and/or webhook, once per response."""
 

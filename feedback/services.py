@@ -40,6 +40,7 @@ from .models import (
     SurveyRequest,
     SurveyResponse,
 )
+from .moderation import AUTO_PUBLISHER, review_settings_for, review_verdict
 from .selectors import customer_context, survey_for_config
 
 logger = logging.getLogger(__name__)
@@ -302,14 +303,41 @@ def _review_upsert(response: SurveyResponse, title: str, now: dt.datetime) -> Re
                      order=response.order, dedupe_key=f"review.submitted:{review.pk}",
                      data={"review_id": review.pk, "rating": review.rating,
                            "product_external_id": response.product.external_id})
+        _auto_moderate(review, now)
         return review
     if any(getattr(review, name) != value for name, value in fields.items()):
-        # Changed words need another look before the storefront shows them.
+        # Changed words need another look before the storefront shows them (or the store's rules again).
         for name, value in fields.items():
             setattr(review, name, value)
-        review.status, review.moderated_at = Review.Status.PENDING, None
+        review.status, review.moderated_at, review.moderated_by = Review.Status.PENDING, None, ""
         review.save()
+        _auto_moderate(review, now)
     return review
+
+
+def _auto_moderate(review: Review, now: dt.datetime) -> None:
+    """Publish a pending review the store's rules publish (feedback/moderation.py); else it waits."""
+    verdict = review_verdict(review_settings_for(review.tenant_id), rating=review.rating, title=review.title,
+                             body=review.body)
+    if not verdict.publish:
+        return
+    review.status, review.rejection_reason = Review.Status.APPROVED, ""
+    review.moderated_at, review.moderated_by = now, AUTO_PUBLISHER
+    review.save(update_fields=["status", "rejection_reason", "moderated_at", "moderated_by", "updated_at"])
+    _approved_once(review, now)
+
+
+def _approved_once(review: Review, now: dt.datetime) -> None:
+    """review.approved, once per review (loyalty's review bonus), whoever or whatever published it."""
+    if review.customer is None:
+        return
+    key = f"review.approved:{review.pk}"
+    if not Event.objects.for_tenant(review.tenant_id).filter(dedupe_key=key).exists():
+        event_append(tenant=review.customer.tenant, type="review.approved", occurred_at=now,
+                     customer=review.customer, order=review.order, dedupe_key=key,
+                     data={"review_id": review.pk, "rating": review.rating,
+                           "product_external_id": review.product.external_id,
+                           "verified_purchase": review.verified_purchase})
 
 
 def _alert_create(response: SurveyResponse, now: dt.datetime) -> None:
@@ -457,14 +485,8 @@ def review_moderate(*, review: Review, action: str, reason: str = "", reply: str
         if reply is not None and reply != locked.store_reply:
             locked.store_reply, locked.replied_at = reply, now if reply else None
         locked.save()
-        if action == "approve" and locked.customer is not None:
-            key = f"review.approved:{locked.pk}"
-            if not Event.objects.for_tenant(locked.tenant_id).filter(dedupe_key=key).exists():
-                event_append(tenant=locked.customer.tenant, type="review.approved", occurred_at=now,
-                             customer=locked.customer, order=locked.order, dedupe_key=key,
-                             data={"review_id": locked.pk, "rating": locked.rating,
-                                   "product_external_id": locked.product.external_id,
-                                   "verified_purchase": locked.verified_purchase})
+        if action == "approve":
+            _approved_once(locked, now)
     return locked
 
 

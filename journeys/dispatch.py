@@ -47,6 +47,7 @@ from feedback.services import survey_request_for_delivery
 from lifecycle import clock
 from lifecycle.errors import ServiceError
 from lifecycle.models import Tenant
+from lifecycle.sending_domains import EspConnection, esp_connection
 from lifecycle.tenancy import current_tenant_id
 from loyalty.services import points_award
 from referrals.services import invite_record
@@ -147,6 +148,12 @@ class _Cache:
         self.journeys: dict[int, Journey] = {}
         self.steps: dict[int, Step] = {}
         self.steps_of: dict[int, list[Step]] = {}  # journey id → its steps by position
+        self.esps: dict[int, EspConnection | None] = {}  # tenant id → the store's own ESP account, if any
+
+    def esp(self, tenant_id: int) -> EspConnection | None:
+        if tenant_id not in self.esps:
+            self.esps[tenant_id] = esp_connection(tenant_id)
+        return self.esps[tenant_id]
 
     def load(self, deliveries: list[Delivery]) -> None:
         tenants = {d.tenant_id for d in deliveries} - self.tenants.keys()
@@ -206,7 +213,14 @@ def _prepare(ids: list[int], cache: _Cache, outcomes: collections.Counter) -> _W
         if isinstance(email, Exception):  # a template that no longer renders: failed, with the reason
             outcomes[record_failure(delivery, email, now)] += 1
         else:
-            wave.emails.append((delivery, build_message(delivery, email)))
+            message = build_message(delivery, email)
+            own = cache.esp(delivery.tenant_id)
+            if own is not None:  # the store's own ESP account: its connection, and what anymail passes on per message
+                message.store_esp = own
+                message.tags = message.tags[:own.max_tags]  # the journey's tag first; the ids stay in metadata
+                if own.esp_extra:
+                    message.esp_extra = dict(own.esp_extra)
+            wave.emails.append((delivery, message))
     return wave
 
 
@@ -285,6 +299,17 @@ class _EspPool:
         self.inline = get_connection() if size == 1 else None
         if self.inline is not None:
             self.inline.open()  # kept open for the batch: an HTTP ESP's session, an SMTP connection
+        self.own_inline: dict = {}  # the stores' own ESP backends of the inline sender, by account
+
+    @staticmethod
+    def _store_backend(store_esp: EspConnection, opened: dict):
+        """A store's own ESP account's backend (anymail takes the ESP's settings as keyword arguments), one per
+        account and thread, kept open for the batch like the platform's."""
+        backend = opened.get(store_esp)
+        if backend is None:
+            backend = opened[store_esp] = get_connection(store_esp.backend, **dict(store_esp.settings))
+            backend.open()
+        return backend
 
     def submit(self, message) -> Future:
         future: Future = Future()
@@ -299,8 +324,11 @@ class _EspPool:
         self.jobs.put((contextvars.copy_context(), future, message))
         return future
 
-    def _run(self, future: Future, message, backend) -> None:
+    def _run(self, future: Future, message, backend, own: dict | None = None) -> None:
         try:
+            store_esp = getattr(message, "store_esp", None)
+            if store_esp is not None:
+                backend = self._store_backend(store_esp, self.own_inline if own is None else own)
             future.set_result(self.send(message, connection=backend))
         except BaseException as exc:  # noqa: BLE001 - handed to the recording side
             future.set_exception(exc)
@@ -308,17 +336,22 @@ class _EspPool:
     def _work(self) -> None:
         backend = get_connection()
         backend.open()
+        own: dict = {}
         try:
             while (job := self.jobs.get()) is not None:
                 context, future, message = job
-                context.run(self._run, future, message, backend)
+                context.run(self._run, future, message, backend, own)
         finally:
             backend.close()
+            for store_backend in own.values():
+                store_backend.close()
             connections.close_all()
 
     def close(self) -> None:
         if self.inline is not None:
             self.inline.close()
+        for store_backend in self.own_inline.values():
+            store_backend.close()
         for _ in self.threads:
             self.jobs.put(None)
         for thread in self.threads:

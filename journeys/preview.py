@@ -56,6 +56,7 @@ class Preview:
     text: str = ""
     from_email: str = ""
     to: str = ""
+    reply_to: str = ""
     customer_label: str = ""
     problems: list[Problem] = dataclasses.field(default_factory=list)
     rendered: bool = False
@@ -236,3 +237,22 @@ def email_send_test(*, tenant: Tenant, journey: Journey, step: Step, content: di
     message.metadata = {"tenant_id": tenant.pk, "journey_id": journey.pk, "step_id": step.pk, "test": "1"}
     message.send()
     return address, preview
+
+
+SAMPLE_EMAIL = {"subject": "How is your {{ order.items.0.title|default:'order' }}, {{ customer.first_name }}?",
+                "preheader": "Three tips to get the most out of it",
+                "body": "<p>Hi {{ customer.first_name }},</p><p>Your order {{ order.number }} arrived a few days ago. "
+                        "Here are three tips to get the most out of it.</p>"
+                        "<p><a class=\"button\" href=\"https://example.com\">Read the tips</a></p>",
+                "signature": "Thanks for shopping with us,"}
+
+
+def sample_email(*, tenant: Tenant) -> Preview:
+    """A sample marketing email as the store sends it (its sender, reply-to, brand, footer and quiet rules are
+    the `tenant` given, which may hold unsaved values): the settings pages' preview. Writes nothing."""
+    journey = Journey(pk=0, tenant=tenant, name="Settings preview", message_class=Journey.MessageClass.MARKETING)
+    step = Step(pk=0, tenant=tenant, journey=journey, position=1, kind=Step.Kind.EMAIL, config={})
+    preview, _, rendered = _render(tenant, journey, step, SAMPLE_EMAIL, "sample")
+    if rendered is not None and tenant.reply_to:
+        preview.reply_to = tenant.reply_to
+    return preview

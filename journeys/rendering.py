@@ -49,7 +49,7 @@ ALLOWED_TAGS = {"a", "b", "strong", "i", "em", "u", "p", "br", "ul", "ol", "li",
                 "img", "table", "tr", "td", "th", "tbody", "thead", "span", "div", "hr"}
 ALLOWED_ATTRIBUTES = {"a": {"href", "title", "class"}, "img": {"src", "alt", "width", "height"},
                       "td": {"align", "class"}, "span": {"class"}, "div": {"class"}, "p": {"class"}}
-BRAND_COLOR = "#7a4b2a"
+BRAND_COLOR = "#7a4b2a"  # the default of Tenant.brand_color
 
 
 class SandboxEngine(Engine):
@@ -303,12 +303,12 @@ def render_email(delivery: Delivery, *, context: dict[str, Any] | None = None,
     signer = context.get("signer") if delivery.step.kind == "check_in" else None
     signed_by = signer["name"] if signer else template.signature
     layout = {"subject": subject, "preheader": preheader, "store_name": tenant.name, "signature": signed_by,
-              "postal_address": tenant.postal_address, "marketing": marketing, "brand_color": BRAND_COLOR,
+              "postal_address": tenant.postal_address, "marketing": marketing, **brand_values(tenant),
               "unsubscribe_url": context["unsubscribe_url"], "lang": (customer.locale or "en").split("-")[0],
               "survey": context.get("survey"), "review_links": context.get("review_links")}
     shell = None
     if layout["survey"] is None and layout["review_links"] is None:
-        shell = _layout(tenant.name, signed_by, tenant.postal_address, marketing)
+        shell = _layout(tenant.name, signed_by, tenant.postal_address, marketing, brand_key(tenant))
     filled = shell.fill(layout, body_html) if shell is not None else None
     # A survey's buttons and review links are drawn by the layout per recipient: those render whole.
     html, text = filled if filled is not None else render_layout(layout, body_html)
@@ -412,13 +412,26 @@ def _join(parts: tuple[str, ...], values: dict[str, str]) -> str:
     return "".join(values[part] if i % 2 else part for i, part in enumerate(parts))
 
 
+def brand_values(tenant) -> dict[str, str]:
+    """What the layout draws the store's brand with (the store's settings page previews it)."""
+    return {"brand_color": tenant.brand_color or BRAND_COLOR, "brand_background": tenant.brand_background or "#f4f1ec",
+            "logo_url": tenant.brand_logo_url}
+
+
+def brand_key(tenant) -> tuple[str, str, str]:
+    values = brand_values(tenant)
+    return values["brand_color"], values["brand_background"], values["logo_url"]
+
+
 @functools.lru_cache(maxsize=256)
-def _layout(store_name: str, signature: str, postal_address: str, marketing: bool) -> _Layout | None:
+def _layout(store_name: str, signature: str, postal_address: str, marketing: bool,
+            brand: tuple[str, str, str] = (BRAND_COLOR, "#f4f1ec", "")) -> _Layout | None:
     """The layout for a store, its slots left open; None if it cannot be cut at them (the caller then
     renders every email whole). Cached per process: the layout files change only with a deploy."""
     layout = {"subject": _slot("SUBJECT"), "preheader": _slot("PREHEADER"), "store_name": store_name,
               "signature": signature, "postal_address": postal_address, "marketing": marketing,
-              "brand_color": BRAND_COLOR, "unsubscribe_url": _slot("UNSUBSCRIBE"), "lang": _slot("LANG"),
+              "brand_color": brand[0], "brand_background": brand[1], "logo_url": brand[2],
+              "unsubscribe_url": _slot("UNSUBSCRIBE"), "lang": _slot("LANG"),
               "survey": None, "review_links": None}
     source = render_to_string("email/layout.html", {**layout, "body": _safe(_slot("BODY"))})
     styles = _STYLE.findall(source)

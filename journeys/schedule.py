@@ -17,6 +17,7 @@ from feedback.selectors import survey_for_config, survey_throttle_until
 from lifecycle import citus, clock
 from lifecycle.models import Customer, Event, Tenant
 from lifecycle.preferences import category_skip_reason
+from lifecycle.sending_domains import unverified_sender_reason, verified_domains
 
 from .enrollment import ORDER_SCOPED_EXITS, delivery_advance, delivery_history, exit_reason
 from .models import Delivery, DueDelivery, Enrollment, Journey, Segment, Step
@@ -292,6 +293,8 @@ class _GateFacts:
     capped: dict[int, str] = dataclasses.field(default_factory=dict)  # customer id → journey going first
     # journey id → the customers of the batch in its exit segment (journeys.segments)
     in_exit_segment: dict[int, tuple[str, set[int]]] = dataclasses.field(default_factory=dict)
+    # tenant id → its verified sending domains, read only when SENDING_DOMAIN_REQUIRED
+    verified: dict[int, set[str]] = dataclasses.field(default_factory=dict)
 
     @classmethod
     def read(cls, deliveries: Sequence[Delivery], now: dt.datetime) -> "_GateFacts":
@@ -300,6 +303,9 @@ class _GateFacts:
         for delivery in deliveries:
             by_tenant.setdefault(delivery.tenant_id, []).append(delivery)
         marketing_class, sent = Journey.MessageClass.MARKETING, Delivery.State.SENT
+        if settings.SENDING_DOMAIN_REQUIRED:
+            facts.verified = verified_domains({tid for tid, group in by_tenant.items()
+                                               if group[0].customer.tenant.sender_email})
         for tenant_id, group in by_tenant.items():
             facts.in_exit_segment.update(exit_segment_members(tenant_id, group, now))
             exit_types = {t for d in group for t in d.journey.exit_events or []}
@@ -391,6 +397,9 @@ def _gate(delivery: Delivery, now: dt.datetime, facts: _GateFacts) -> GateDecisi
         return GateDecision("skip", "no email address")
     if customer.suppressed_at:
         return GateDecision("skip", f"address suppressed ({customer.suppression_reason or 'bounce or complaint'})")
+    if refused := unverified_sender_reason(tenant, facts.verified.get(tenant.pk, set())):
+        # Held, not dropped: the owner publishes the records, checks, and the email goes within the hour.
+        return GateDecision("defer", refused[:300], now + dt.timedelta(hours=1))
     marketing = delivery.message_class == Journey.MessageClass.MARKETING
     if marketing and customer.unsubscribed_at:
         return GateDecision("skip", "unsubscribed from marketing email")

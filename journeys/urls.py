@@ -7,10 +7,12 @@ from lifecycle.urls import S
 
 from .api import JourneyDetailView, JourneysView
 from .api_explain import CustomerJourneysView
+from .api_personal_data import CustomerExportView
 
 api_urlpatterns = [
     re_path(rf"^customers/(?P<external_id>[^/]+)/journeys{S}$", CustomerJourneysView.as_view(),
             name="customer-journeys"),
+    re_path(rf"^customers/(?P<external_id>[^/]+)/export{S}$", CustomerExportView.as_view(), name="customer-export"),
     re_path(rf"^journeys{S}$", JourneysView.as_view(), name="journeys"),
     re_path(rf"^journeys/(?P<journey_id>[^/]+){S}$", JourneyDetailView.as_view(), name="journey-detail"),
 ]

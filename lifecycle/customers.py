@@ -74,6 +74,21 @@ def customer_upsert(*, tenant: Tenant, data: CustomerIn, source: str) -> tuple[C
     return customer, created
 
 
+def customer_import(*, tenant: Tenant, data: CustomerIn, source: str) -> str:
+    """customer_upsert for an import: "created", "updated" or "unchanged" (a file imported twice changes nothing)."""
+    advisory_lock(tenant.pk, "customer", customer_lock_key(data))
+    found = _customer_find(tenant, data)
+    if found is None:
+        customer, _created = customer_write(tenant, None, data, source)
+        CUSTOMERS.insert([customer])
+        EVENTS.insert_dicts([customer_created_event(tenant, customer)])
+        return "created"
+    if not customer_apply(found, data, source):
+        return "unchanged"
+    found.save()
+    return "updated"
+
+
 def customer_lock_key(data: CustomerIn) -> str:
     return data.email or data.external_id or ""
 

@@ -146,7 +146,9 @@ _TYPES = (
                    "journey_paused", "journey_archived", "journey_changed", "journey_step_added", "journey_step_changed",
                    "journey_step_moved", "journey_step_removed", "journey_test_changed", "journey_test_promoted",
                    "member_2fa_enabled", "member_2fa_disabled",
-                   "two_factor_required_changed", "password_changed", "webhook_secret_rotated")),
+                   "two_factor_required_changed", "password_changed", "webhook_secret_rotated", "review_settings_changed",
+                   "sending_domain_added", "sending_domain_changed", "sending_domain_checked", "sending_domain_removed",
+                   "customers_imported", "orders_imported", "customer_exported", "data_exported")),
 )
 
 EVENT_TYPES: dict[str, EventType] = {event_type.name: event_type for event_type in _TYPES}

@@ -81,6 +81,10 @@ class Tenant(models.Model):
     # An owner's rule: every member signs in with a two-factor code; one without a device is sent to set it up
     # before any other page of this store (workspace/access.py). API keys are not people and are unaffected.
     require_two_factor = models.BooleanField(default=False)
+    # The brand on every email and shopper page (workspace/store_settings.py validates the colours' contrast).
+    brand_logo_url = models.URLField(max_length=500, blank=True)
+    brand_color = models.CharField(max_length=7, default="#7a4b2a", help_text="Buttons, links and the store's name.")
+    brand_background = models.CharField(max_length=7, default="#f4f1ec", help_text="Around the email's card.")
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -88,6 +92,36 @@ class Tenant(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+
+class SendingDomain(TenantModel):
+    """The store's own sending domain (lifecycle/sending_domains.py): the DNS records it must publish, their last
+    check, and the store's own ESP account, if it has one, whose credentials are encrypted (lifecycle/crypto.py)."""
+
+    class State(models.TextChoices):
+        UNVERIFIED = "unverified"
+        VERIFIED = "verified"
+        FAILING = "failing"
+
+    domain = models.CharField(max_length=253)
+    dkim_selector = models.CharField(max_length=63, default="lc")
+    # What the ESP's DKIM set-up gave: a TXT value ("v=DKIM1; k=rsa; p=…") or a host name to point a CNAME at.
+    dkim_value = models.TextField(blank=True)
+    # "" sends through the platform's ESP (EMAIL_BACKEND); else one of sending_domains.ESPS with the store's account.
+    esp = models.CharField(max_length=20, blank=True)
+    credentials_encrypted = models.TextField(blank=True)
+    state = models.CharField(max_length=12, choices=State.choices, default=State.UNVERIFIED)
+    checked_at = models.DateTimeField(null=True, blank=True)
+    verified_at = models.DateTimeField(null=True, blank=True)
+    check_results = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField()
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["tenant"], name="sendingdomain_tenant_uniq")]
+
+    def __str__(self) -> str:
+        return f"{self.domain} ({self.state})"
 
 
 class Membership(models.Model):
@@ -241,6 +275,7 @@ class Customer(TenantModel):
         UNSUBSCRIBE = "unsubscribe"
         ADMIN = "admin"
         PREFERENCES = "preferences"  # the customer, on the preference page an email's footer links to
+        IMPORT = "import"  # the store's CSV import (lifecycle/csv_import.py)
 
     external_id = models.CharField(max_length=255, null=True, blank=True)
     email = models.CharField(max_length=254, blank=True, help_text="Normalized: trimmed and lower-cased.")

@@ -3,6 +3,7 @@ changes anything: mail scanners fetch every link, so every change is a POST."""
 
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import render
+from django.template.loader import render_to_string
 from django.views.decorators.csrf import csrf_exempt, csrf_protect
 from django.views.decorators.http import require_http_methods
 
@@ -101,3 +102,18 @@ def _render_preferences(request: HttpRequest, customer: Customer, *, notice: str
                "subscribed": is_subscribed(customer), "notice": text[notice] if notice else "",
                "error": text[error] if error else ""}
     return render(request, "pages/preferences.html", context, status=status)
+
+
+SAMPLE_SHOPPER = {"first_name": "Ada", "last_name": "Lovelace", "email": "ada@example.com"}
+
+
+def preference_page_sample(tenant) -> str:
+    """The preference page as a customer of `tenant` sees it, for a sample customer (nothing saved, no working
+    form: the workspace's brand preview shows it in a sandboxed frame). `tenant` may carry unsaved brand values."""
+    customer = Customer(pk=0, tenant=tenant, locale="", **SAMPLE_SHOPPER)
+    text = words("", store=tenant.name, email=customer.email)
+    choices = [{"value": category, "label": text[f"category_{category}"], "help": text[f"category_{category}_help"],
+                "on": True} for category in Category.values]
+    context = {"store": tenant, "lang": "en", "w": text, "choices": choices, "subscribed": True, "notice": "",
+               "error": ""}
+    return render_to_string("pages/preferences.html", context)

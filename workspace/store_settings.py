@@ -23,6 +23,7 @@ from django.urls import path
 
 from journeys.deliverability import deliverability_rates, deliverability_status, marketing_resume
 from journeys.models import WebhookAttempt, WebhookCall
+from journeys.preview import sample_email
 from journeys.webhooks import ROTATION_GRACE as WEBHOOK_ROTATION_GRACE
 from journeys.webhooks import webhook_secret_rotate, webhook_secret_status
 from lifecycle import clock
@@ -30,6 +31,7 @@ from lifecycle.addresses import webhook_url
 from lifecycle.changes import field_changes
 from lifecycle.errors import ServiceError
 from lifecycle.models import ApiKey, Invitation, Membership, StoreConnection, Tenant, time_zone_choices
+from lifecycle.sending_domains import on_domain, sending_domain_for
 from lifecycle.tenants import api_key_create, api_key_revoke, store_connect, store_rotate_secret
 from lifecycle.timeline import event_append
 from workspace.access import workspace_view
@@ -45,8 +47,8 @@ MAX_FREQUENCY_CAP_HOURS = 168
 SECRET_MIN_LENGTH = 8
 PLATFORM_NAMES = {StoreConnection.Platform.SHOPIFY: "Shopify", StoreConnection.Platform.WOOCOMMERCE: "WooCommerce",
                   StoreConnection.Platform.CUSTOM: "Custom (API)"}
-SETTINGS_FIELDS = ("sender_name", "sender_email", "reply_to", "postal_address", "time_zone", "quiet_hours_start",
-                   "quiet_hours_end", "frequency_cap_hours")
+SETTINGS_FIELDS = ("sender_name", "sender_email", "reply_to", "time_zone", "quiet_hours_start", "quiet_hours_end",
+                   "frequency_cap_hours")  # the footer address is the brand's (workspace/store_brand.py)
 
 
 # --- services ----------------------------------------------------------------------------
@@ -57,14 +59,15 @@ def _locked_tenant(tenant: Tenant) -> Tenant:
     return Tenant.objects.select_for_update().get(pk=tenant.pk)
 
 
-def tenant_settings_update(*, tenant: Tenant, values: dict[str, Any], by: str) -> list[str]:
-    """Save the sender and brand settings (already validated). Returns the fields that changed.
+def tenant_settings_update(*, tenant: Tenant, values: dict[str, Any], by: str,
+                           fields: tuple[str, ...] = SETTINGS_FIELDS) -> list[str]:
+    """Save the sender settings, or the brand's (`fields`; already validated). Returns the fields that changed.
 
     Writes only those fields, so the deliverability check's own columns are never overwritten.
     """
     with transaction.atomic():
         locked = _locked_tenant(tenant)
-        changed = [name for name in SETTINGS_FIELDS if getattr(locked, name) != values[name]]
+        changed = [name for name in fields if getattr(locked, name) != values[name]]
         if not changed:
             return []
         changes = field_changes(locked, changed, values)
@@ -160,13 +163,12 @@ class SettingsForm(forms.ModelForm):
         model = Tenant
         fields = list(SETTINGS_FIELDS)
         labels = {"sender_name": "Sender name", "sender_email": "Sender address", "reply_to": "Reply-to address",
-                  "postal_address": "Postal address", "quiet_hours_start": "Quiet hours from",
+                  "quiet_hours_start": "Quiet hours from",
                   "quiet_hours_end": "Quiet hours until", "frequency_cap_hours": "At most one marketing email per"}
         help_texts = {
             "sender_name": "Shown as who the email is from.",
             "sender_email": "Blank: the platform's address. Use an address on a domain you have authenticated.",
             "reply_to": "Where customers' replies go. Blank: the sender address.",
-            "postal_address": "Printed in every marketing email's footer (the law in the US and most of the EU).",
             "quiet_hours_start": "No email lands between these times in the customer's time zone (else the "
                                  "store's). The same time twice: no quiet hours.",
             "frequency_cap_hours": f"Hours, across all journeys: 1 to {MAX_FREQUENCY_CAP_HOURS}.",
@@ -174,16 +176,20 @@ class SettingsForm(forms.ModelForm):
         widgets = {
             "quiet_hours_start": forms.TimeInput(attrs={"type": "time"}, format="%H:%M"),
             "quiet_hours_end": forms.TimeInput(attrs={"type": "time"}, format="%H:%M"),
-            "postal_address": forms.Textarea(attrs={"rows": 3}),
         }
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.fields["time_zone"].choices = [(z, z) for z in sorted(time_zone_choices())]
         self.fields["sender_name"].required = True
-        self.fields["postal_address"].required = True
-        self.fields["postal_address"].error_messages["required"] = (
-            "Marketing email must carry the store's postal address: fill it in.")
+
+    def clean_sender_email(self) -> str:
+        address = self.cleaned_data.get("sender_email") or ""
+        own = sending_domain_for(self.instance)
+        if address and own is not None and not on_domain(address, own.domain):
+            raise forms.ValidationError(f"{address} is not on your sending domain {own.domain}: use an address "
+                                        f"@{own.domain}, or change the sending domain first.")
+        return address
 
     def clean_frequency_cap_hours(self) -> int:
         hours = self.cleaned_data["frequency_cap_hours"]
@@ -240,16 +246,32 @@ def general(request: HttpRequest, tenant: Tenant) -> HttpResponse:
     # saved values, and only the service writes, under the row's lock.
     form = SettingsForm(request.POST if request.method == "POST" else None,
                         instance=Tenant.objects.get(pk=tenant.pk))
-    if request.method == "POST":
+    previewing = request.method == "POST" and "preview" in request.POST
+    if previewing:  # the email as these unsaved values would send it; nothing is written
+        status = 200 if form.is_valid() else 400
+    elif request.method == "POST":
         if form.is_valid():
             changed = tenant_settings_update(tenant=tenant, values=form.cleaned_data, by=_by(request))
             messages.success(request, "Settings saved." if changed else "Nothing changed.")
             return redirect("workspace:settings", tenant=tenant.slug)
         status = 400
+    shown = form.instance if previewing and not form.errors else Tenant.objects.get(pk=tenant.pk)
     return render(request, "workspace/settings/general.html", {
         "section": "general", "form": form, "deliverability": deliverability_status(tenant),
-        "rates": deliverability_rates(tenant=tenant),
+        "rates": deliverability_rates(tenant=tenant), "previewing": previewing,
+        "preview": sample_email(tenant=shown), "rules": sending_rules(shown),
     }, status=status)
+
+
+def sending_rules(tenant: Tenant) -> list[str]:
+    """The quiet hours and the cap in words, as the send gate applies them (journeys/schedule.py)."""
+    start, end = tenant.quiet_hours_start, tenant.quiet_hours_end
+    quiet = (f"No email lands between {start:%H:%M} and {end:%H:%M} in the customer's time zone (else "
+             f"{tenant.time_zone}): one due then waits until {end:%H:%M}." if start != end
+             else "No quiet hours: an email goes out whenever it falls due.")
+    cap = (f"A customer gets at most one marketing email per {tenant.frequency_cap_hours} hours across all journeys; "
+           "another one due sooner waits, it is not dropped.")
+    return [quiet, cap]
 
 
 @workspace_view(write_role=OWNER)

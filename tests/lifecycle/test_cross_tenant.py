@@ -28,6 +28,7 @@ OBJECT_ROUTES = {
     "v1:referral-code": [("get", "/api/v1/referrals/{customer}", None)],
     "v1:customer-referral": [("get", "/api/v1/customers/{customer}/referral", None)],
     "v1:customer-journeys": [("get", "/api/v1/customers/{customer}/journeys", None)],
+    "v1:customer-export": [("get", "/api/v1/customers/{customer}/export", None)],
     "v1:product-reviews": [("get", "/api/v1/products/{product}/reviews", None)],
     "v1:customer-loyalty": [("get", "/api/v1/customers/{customer}/loyalty", None)],
     "v1:customer-redemptions": [("post", "/api/v1/customers/{customer}/redemptions", {"reward_id": 1})],

@@ -10,7 +10,7 @@ import json
 import pytest
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 
-from feedback.models import Review, Survey
+from feedback.models import Review, ReviewSettings, Survey
 from journeys.models import (
     AbTest,
     Delivery,
@@ -22,7 +22,17 @@ from journeys.models import (
     WebhookCall,
     WebhookSecret,
 )
-from lifecycle.models import ApiKey, Customer, Event, Invitation, Membership, Order, StoreConnection, Tenant
+from lifecycle.models import (
+    ApiKey,
+    Customer,
+    Event,
+    Invitation,
+    Membership,
+    Order,
+    SendingDomain,
+    StoreConnection,
+    Tenant,
+)
 from lifecycle.tenants import store_connect
 from loyalty.models import Program as LoyaltyProgram
 from loyalty.models import Reward as LoyaltyReward
@@ -81,7 +91,7 @@ def snapshot(tenant) -> str:
     rows = {model._meta.label: list(model.objects.for_tenant(tenant).order_by("pk").values())
             for model in (Customer, Order, Journey, Step, AbTest, EmailTemplate, Enrollment, Delivery, ApiKey,
                           StoreConnection, LoyaltyProgram, Tier, LoyaltyReward, ReferralProgram, Referral, Survey, Review,
-                          Invitation, Segment, WebhookSecret, WebhookCall)}
+                          Invitation, Segment, WebhookSecret, WebhookCall, ReviewSettings, SendingDomain)}
     rows["memberships"] = list(Membership.objects.filter(tenant=tenant).order_by("pk").values())
     rows["tenant"] = list(Tenant.objects.filter(pk=tenant.pk).values())
     rows["events"] = Event.objects.for_tenant(tenant).count()
@@ -90,9 +100,15 @@ def snapshot(tenant) -> str:
 
 @pytest.fixture
 def a_objects(api, tenant, a_customer):
+    from feedback.configure import review_settings_save
     from journeys.segments import builtin_definition, segment_save
+    from lifecycle.sending_domains import sending_domain_save
     from workspace.invitations import invitation_create
 
+    sending_domain_save(tenant=tenant, values={"domain": "a-store-mail.example", "esp": "postmark", "dkim_selector": "pm",
+                                               "dkim_value": ""}, credentials={"server_token": "a-token"}, by="a")
+    review_settings_save(tenant=tenant, values={"moderation": True, "auto_publish_min_rating": 5,
+                                                "auto_publish_without_links": True}, by="a")
     owner = Membership.objects.filter(tenant=tenant, role="owner").first().user
     invitation, token = invitation_create(tenant=tenant, email="ivy@a-store.example.com", role="owner", by=owner)
     journey_id = api.post("/api/v1/journeys", A_JOURNEY).json()["id"]
@@ -159,6 +175,7 @@ def test_collection_pages_of_b_show_nothing_of_a(a_objects, other_tenant, as_out
         assert "A welcome" not in body, name
         assert "ADA-7K3P" not in body and "Lovely beans" not in body and "Five off" not in body, name
         assert "Platinum-A" not in body and "support@a-store.example.com" not in body, name
+        assert "a-store-mail.example" not in body, name
 
 
 def test_another_stores_member_cannot_accept_an_invitation_by_its_link(a_objects, tenant, other_tenant, as_outsider):

@@ -60,12 +60,10 @@ def test_an_owner_saves_the_sender_settings(as_owner, tenant):
     assert (tenant.sender_name, tenant.sender_email, tenant.reply_to, tenant.time_zone, tenant.quiet_hours_start,
             tenant.quiet_hours_end, tenant.frequency_cap_hours) == (
         "Acme Coffee", "hello@acme.example", "help@acme.example", "Europe/Berlin", dt.time(22, 0), dt.time(7, 30), 24)
-    assert tenant.postal_address == "Acme Coffee, Röstereiweg 1, 10115 Berlin"
+    assert tenant.postal_address == ""  # the footer address is the brand page's (test_store_brand.py)
     assert store_events(tenant) == [("store.settings_changed", {
-        "fields": ["sender_email", "reply_to", "postal_address", "quiet_hours_start", "quiet_hours_end",
-                   "frequency_cap_hours"],
+        "fields": ["sender_email", "reply_to", "quiet_hours_start", "quiet_hours_end", "frequency_cap_hours"],
         "changes": {"sender_email": ["", "hello@acme.example"], "reply_to": ["", "help@acme.example"],
-                    "postal_address": ["", "Acme Coffee, Röstereiweg 1, 10115 Berlin"],
                     "quiet_hours_start": ["21:00:00", "22:00:00"], "quiet_hours_end": ["08:00:00", "07:30:00"],
                     "frequency_cap_hours": [16, 24]},
         "by": "olivia"})]
@@ -79,7 +77,6 @@ def test_an_owner_saves_the_sender_settings(as_owner, tenant):
     ("time_zone", "Mars/Olympus", "Select a valid choice. Mars/Olympus is not one of the available choices."),
     ("sender_email", "not-an-address", "Enter a valid email address."),
     ("reply_to", "a@", "Enter a valid email address."),
-    ("postal_address", "  ", "Marketing email must carry the store&#x27;s postal address: fill it in."),
     ("sender_name", "", "This field is required."),
     ("frequency_cap_hours", "0", "Choose between 1 and 168 hours."),
     ("frequency_cap_hours", "500", "Choose between 1 and 168 hours."),
