@@ -55,6 +55,10 @@ DISTRIBUTED_TABLES = (
     "referrals_reward",
     "feedback_survey", "feedback_surveyrequest", "feedback_surveyresponse", "feedback_answerattempt",
     "feedback_review", "feedback_feedbackalert",
+    # Issue 17 and 18's tables: sending domains, segments, A/B tests, webhook calls, review settings.
+    "lifecycle_sendingdomain", "journeys_segment", "journeys_segmentmember", "journeys_abtest",
+    "journeys_webhooksecret", "journeys_webhookcall", "journeys_webhookattempt", "journeys_enrollmentvariable",
+    "feedback_reviewsettings",
 )
 
 # The application's tables copied to every node; migration 0013 adds the tables a foreign key ties to

@@ -25,7 +25,7 @@ class Migration(migrations.Migration):
 
     dependencies = [
         ('feedback', '0001_initial'),
-        ('lifecycle', '0013_tenant_brand'),
+        ('lifecycle', '0015_tenant_brand'),
     ]
 
     operations = [

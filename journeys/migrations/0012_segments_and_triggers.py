@@ -28,7 +28,7 @@ class Migration(migrations.Migration):
 
     dependencies = [
         ('journeys', '0011_step_graph'),
-        ('lifecycle', '0013_product_collections'),
+        ('lifecycle', '0014_product_collections'),
     ]
 
     operations = [

@@ -26,7 +26,7 @@ def disable_rls(apps, schema_editor):
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('journeys', '0010_due_delivery_queue'),
+        ('journeys', '0013_ab_tests'),
         ('lifecycle', '0012_tenant_require_two_factor'),
     ]
 

@@ -27,7 +27,7 @@ def disable_rls(apps, schema_editor):
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('journeys', '0010_due_delivery_queue'),
+        ('journeys', '0012_segments_and_triggers'),
         ('lifecycle', '0012_tenant_require_two_factor'),
     ]
 

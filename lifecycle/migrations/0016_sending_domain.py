@@ -24,7 +24,7 @@ def disable_rls(apps, schema_editor):
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('lifecycle', '0013_tenant_brand'),
+        ('lifecycle', '0015_tenant_brand'),
     ]
 
     operations = [

@@ -38,6 +38,10 @@ DISTRIBUTED = [
     "referrals_reward",
     "feedback_survey", "feedback_surveyrequest", "feedback_surveyresponse", "feedback_answerattempt",
     "feedback_review", "feedback_feedbackalert",
+    # Issue 17 and 18's tables: sending domains, segments, A/B tests, webhook calls, review settings.
+    "lifecycle_sendingdomain", "journeys_segment", "journeys_segmentmember", "journeys_abtest",
+    "journeys_webhooksecret", "journeys_webhookcall", "journeys_webhookattempt", "journeys_enrollmentvariable",
+    "feedback_reviewsettings",
 ]
 # Small, read by every store, looked up before the store is known (a key by its prefix, a shop by its
 # domain, a user's memberships): a copy on every node.
@@ -230,13 +234,13 @@ def forwards(apps, schema_editor):
 class Migration(migrations.Migration):
 
     dependencies = [
-        ("lifecycle", "0012_tenant_require_two_factor"),
+        ("lifecycle", "0017_consent_source_import"),
         # Every app with store-owned tables, at its latest migration, and the apps whose tables the
         # foreign-key closure reaches (users and what points at them).
-        ("journeys", "0010_due_delivery_queue"),
-        ("loyalty", "0005_ledger_entries_plural"),
+        ("journeys", "0014_webhook_and_code_steps"),
+        ("loyalty", "0006_codes_issued_by_journeys"),
         ("referrals", "0002_dashboard_period_indexes"),
-        ("feedback", "0001_initial"),
+        ("feedback", "0002_review_settings"),
         ("auth", "__latest__"),
         ("admin", "__latest__"),
         ("contenttypes", "__latest__"),

@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('lifecycle', '0014_sending_domain'),
+        ('lifecycle', '0016_sending_domain'),
     ]
 
     operations = [

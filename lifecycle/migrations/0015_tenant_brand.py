@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('lifecycle', '0012_tenant_require_two_factor'),
+        ('lifecycle', '0014_product_collections'),
     ]
 
     operations = [
