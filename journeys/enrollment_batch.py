@@ -171,13 +171,16 @@ def enroll(tenant_id: int, events: Sequence[Event]) -> list[Enrollment]:
     if not pairs:
         return []
     advisory_locks(tenant_id, *sorted({(f"journey:{j.pk}", str(e.customer_id)) for e, j in pairs}))
-    decided = set(Enrollment.objects.for_tenant(tenant_id).filter(
-        trigger_event_id__in=[e.pk for e, _ in pairs], journey_id__in={j.pk for _, j in pairs},
-    ).values_list("journey_id", "trigger_event_id"))
+    # Every enrollment of these customers in these journeys, in one read: the decisions made already
+    # (an enrollment's customer is its trigger event's) and what the entry policies look at.
+    known = list(Enrollment.objects.for_tenant(tenant_id).filter(
+        journey_id__in={j.pk for _, j in pairs}, customer_id__in={e.customer_id for e, _ in pairs},
+    ).values_list("journey_id", "customer_id", "order_id", "enrolled_at", "state", "trigger_event_id"))
+    decided = {(journey_id, event_id) for journey_id, _, _, _, _, event_id in known}
     pairs = [(e, j) for e, j in pairs if (j.pk, e.pk) not in decided]
     if not pairs:
         return []
-    facts = _Facts(tenant_id, pairs)
+    facts = _Facts(tenant_id, pairs, known)
     now = clock.now()
     created: list[Enrollment] = []
     replaced: list[tuple[int, int]] = []
@@ -244,14 +247,13 @@ def _replace_running(tenant_id: int, replaced: Sequence[tuple[int, int]]) -> Non
 class _Facts:
     """What the enrollment decisions of a batch read, in a few queries for all of it."""
 
-    def __init__(self, tenant_id: int, pairs: Sequence[tuple[Event, Journey]]):
-        customers = {event.customer_id for event, _ in pairs}
+    def __init__(self, tenant_id: int, pairs: Sequence[tuple[Event, Journey]], known: Sequence[tuple]):
+        """`known`: the enrollments of the pairs' customers in their journeys (journey, customer,
+        order, enrolled_at, state, trigger event), as `enroll` read them."""
         self.previous: dict[tuple[int, int], list[tuple[int | None, dt.datetime]]] = defaultdict(list)
-        rows = Enrollment.objects.for_tenant(tenant_id).filter(
-            journey_id__in={journey.pk for _, journey in pairs}, customer_id__in=customers,
-        ).exclude(state=Enrollment.State.REJECTED).values_list("journey_id", "customer_id", "order_id", "enrolled_at")
-        for journey_id, customer_id, order_id, enrolled_at in rows:
-            self.previous[(journey_id, customer_id)].append((order_id, enrolled_at))
+        for journey_id, customer_id, order_id, enrolled_at, state, _ in known:
+            if state != Enrollment.State.REJECTED:
+                self.previous[(journey_id, customer_id)].append((order_id, enrolled_at))
         self.first_paid: dict[int, dt.datetime] = {}
         ordered = {e.customer_id for e, j in pairs if j.trigger in ORDER_FACT_TRIGGERS and e.order is not None}
         if ordered:
