@@ -35,6 +35,7 @@ from django.db.models.lookups import Exact, GreaterThan, GreaterThanOrEqual, Les
 
 from feedback.models import SurveyResponse
 from lifecycle.models import Customer, Event, OrderLine
+from lifecycle.numbers import whole_number
 from loyalty.models import LoyaltyAccount
 
 from .health import health_levels
@@ -204,8 +205,8 @@ def _path(data: Any, key: str) -> Any:
     for part in key.split("."):
         if isinstance(data, dict):
             data = data.get(part)
-        elif isinstance(data, list) and part.isdigit() and int(part) < len(data):
-            data = data[int(part)]
+        elif isinstance(data, list) and (index := whole_number(part, maximum=len(data) - 1)) is not None:
+            data = data[index]
         else:
             return None
     return data

@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from lifecycle import clock
 from lifecycle.errors import Conflict, NotFound, ServiceError
 from lifecycle.models import Customer, Tenant
+from lifecycle.numbers import whole_number
 from lifecycle.timeline import event_append
 
 from .conditions import customer_holds, customers_holding, customers_matching
@@ -140,7 +141,8 @@ def segment_delete(*, tenant: Tenant, segment_id: int) -> None:
 
 
 def segment_get(*, tenant: Tenant | int, segment_id: Any) -> Segment:
-    segment = Segment.objects.for_tenant(tenant).filter(pk=segment_id).first() if str(segment_id).isdigit() else None
+    pk = whole_number(str(segment_id), minimum=1)
+    segment = Segment.objects.for_tenant(tenant).filter(pk=pk).first() if pk is not None else None
     if segment is None:
         raise NotFound("segments.not_found", f"no segment with id {segment_id}")
     return segment
