@@ -114,10 +114,11 @@ def _commerce_statements(seed: int) -> dict[str, str]:
     return {
         "products": f"""
 INSERT INTO lifecycle_product (id, tenant_id, external_id, sku, title, url, image_url, replenishment_days,
-    created_at, updated_at)
+    collections, created_at, updated_at)
 SELECT %(pb)s + p, %(t)s, 'p-' || p, 'SKU-' || p,
     (ARRAY['Espresso beans', 'Filter coffee', 'Green tea', 'Grinder', 'Mug', 'Descaler'])[1 + mod(p, 6)] || ' ' || p,
-    '', '', CASE WHEN mod(p, 6) < 3 THEN 30 END, %(now)s::timestamptz - interval '{HISTORY_DAYS + 30} days',
+    '', '', CASE WHEN mod(p, 6) < 3 THEN 30 END, '[]'::jsonb,
+    %(now)s::timestamptz - interval '{HISTORY_DAYS + 30} days',
     %(now)s::timestamptz - interval '{HISTORY_DAYS + 30} days'
 FROM generate_series(1, {PRODUCTS}) p""",
         # Order j: placed at (m - j + u)/m of the history before now, so ids follow time; its customer

@@ -35,9 +35,10 @@ from django.db.models.lookups import Exact, GreaterThan, GreaterThanOrEqual, Les
 
 from feedback.models import SurveyResponse
 from lifecycle.models import Customer, Event, OrderLine
+from lifecycle.numbers import whole_number
 from loyalty.models import LoyaltyAccount
 
-from .health import customer_health
+from .health import health_levels
 from .models import Delivery, Enrollment
 
 LOOKUPS = {"==": Exact, ">": GreaterThan, ">=": GreaterThanOrEqual, "<": LessThan, "<=": LessThanOrEqual}
@@ -204,8 +205,8 @@ def _path(data: Any, key: str) -> Any:
     for part in key.split("."):
         if isinstance(data, dict):
             data = data.get(part)
-        elif isinstance(data, list) and part.isdigit() and int(part) < len(data):
-            data = data[int(part)]
+        elif isinstance(data, list) and (index := whole_number(part, maximum=len(data) - 1)) is not None:
+            data = data[index]
         else:
             return None
     return data
@@ -237,10 +238,11 @@ def compare(left: Any, op: str, right: Any) -> bool:
         return False
 
 
-def rule_python(rule: dict[str, Any], ctx: Context, customer: Customer) -> bool:
-    """The rules read in Python (PYTHON_FIELDS)."""
+def rule_python(rule: dict[str, Any], ctx: Context, customer: Customer, level: str | None = None) -> bool:
+    """The rules read in Python (PYTHON_FIELDS). `level`: the customer's health level, when read already."""
     if rule["field"] == "health_band":
-        level = customer_health(tenant=customer.tenant, customer=customer, now=ctx.now).level
+        if level is None:
+            level = health_levels(tenant=ctx.tenant_id, customers=[customer], now=ctx.now)[customer.pk]
         return compare(level, rule.get("op", "=="), rule.get("value"))
     return compare(_path(ctx.trigger_data or {}, rule["key"]), rule.get("op", "=="), rule.get("value"))
 
@@ -259,15 +261,26 @@ def rules_of(config: dict[str, Any]) -> tuple[str, list[dict[str, Any]]]:
     return "all", list(config.get("all") or [])
 
 
-def rule_results(rules: Sequence[dict[str, Any]], ctx: Context, customer: Customer) -> list[bool]:
-    """Whether each rule holds for the customer: one query for every SQL rule."""
+def rule_results_many(rules: Sequence[dict[str, Any]], ctx: Context,
+                      customers: Sequence[Customer]) -> dict[int, list[bool]]:
+    """Whether each rule holds, for each of these customers: one query for the SQL rules, three for the
+    health band, whatever their number."""
     sql = {f"r{i}": q for i, rule in enumerate(rules) if (q := rule_q(rule, ctx)) is not None}
-    row: dict[str, Any] = {}
+    rows: dict[int, dict[str, Any]] = {}
     if sql:
-        row = Customer.objects.for_tenant(ctx.tenant_id).filter(pk=customer.pk).annotate(**{
-            name: ExpressionWrapper(q, output_field=BooleanField()) for name, q in sql.items()}).values(*sql).first() or {}
-    return [bool(row.get(f"r{i}")) if f"r{i}" in sql else rule_python(rule, ctx, customer)
-            for i, rule in enumerate(rules)]
+        rows = {row["pk"]: row for row in Customer.objects.for_tenant(ctx.tenant_id).filter(
+            pk__in=[c.pk for c in customers]).annotate(**{
+                name: ExpressionWrapper(q, output_field=BooleanField()) for name, q in sql.items()}).values("pk", *sql)}
+    levels = (health_levels(tenant=ctx.tenant_id, customers=customers, now=ctx.now)
+              if any(rule["field"] == "health_band" for rule in rules) else {})
+    return {c.pk: [bool(rows.get(c.pk, {}).get(f"r{i}")) if f"r{i}" in sql
+                   else rule_python(rule, ctx, c, levels.get(c.pk)) for i, rule in enumerate(rules)]
+            for c in customers}
+
+
+def rule_results(rules: Sequence[dict[str, Any]], ctx: Context, customer: Customer) -> list[bool]:
+    """Whether each rule holds for the customer."""
+    return rule_results_many(rules, ctx, [customer])[customer.pk]
 
 
 def condition_decide(config: dict[str, Any], ctx: Context, customer: Customer) -> tuple[bool, str]:
@@ -301,8 +314,13 @@ def customers_matching(*, tenant_id: int, match: str, rules: Sequence[dict[str, 
     return customers, python
 
 
+def customers_holding(customers: Sequence[Customer], *, tenant_id: int, match: str,
+                      rules: Sequence[dict[str, Any]], now: dt.datetime) -> list[Customer]:
+    """Those of the customers for whom every rule (all) or one (any) holds."""
+    results = rule_results_many(rules, Context(tenant_id=tenant_id, now=now), customers)
+    return [c for c in customers if (any if match == "any" else all)(results[c.pk])]
+
+
 def customer_holds(customer: Customer, *, match: str, rules: Sequence[dict[str, Any]], now: dt.datetime) -> bool:
-    """Every rule (all) or one (any) holds: the Python rules of a segment's candidates."""
-    ctx = Context(tenant_id=customer.tenant_id, now=now)
-    results = rule_results(rules, ctx, customer)
-    return any(results) if match == "any" else all(results)
+    """Every rule (all) or one (any) holds for the customer."""
+    return bool(customers_holding([customer], tenant_id=customer.tenant_id, match=match, rules=rules, now=now))

@@ -4,10 +4,12 @@ a condition (`health_band`) and a segment (at risk) test it."""
 
 import dataclasses
 import datetime as dt
+from collections.abc import Sequence
 from decimal import Decimal
 
+from django.db.models import Count
+
 from feedback.models import Survey, SurveyResponse
-from feedback.selectors import customer_latest_scores
 from lifecycle import clock
 from lifecycle.models import Customer, Event, Tenant
 
@@ -64,13 +66,11 @@ def _plural(n: int, word: str) -> str:
     return f"{n} {word}{'' if n == 1 else 's'}"
 
 
-def _time_to_value(tenant: Tenant, customer: Customer, now: dt.datetime) -> Signal:
+def _time_to_value(facts: "Facts", customer: Customer, now: dt.datetime) -> Signal:
     name = "Time to value"
     if customer.first_order_at is None:
         return Signal(name, UNKNOWN, "No paid order yet.")
-    first = (Event.objects.for_tenant(tenant).filter(customer=customer, type__in=VALUE_EVENTS,
-                                                     occurred_at__gte=customer.first_order_at)
-             .order_by("occurred_at", "pk").values_list("type", "occurred_at").first())
+    first = facts.first_value
     if first is not None:
         days = _days(first[1] - customer.first_order_at)
         level = GREEN if days <= TTV_GOOD_DAYS else AMBER if days <= TTV_SLOW_DAYS else RED
@@ -83,10 +83,8 @@ def _time_to_value(tenant: Tenant, customer: Customer, now: dt.datetime) -> Sign
                                f"{_plural(waited, 'day')} after the first order.")
 
 
-def _support(tenant: Tenant, customer: Customer, now: dt.datetime) -> Signal:
-    contacts = (Event.objects.for_tenant(tenant)
-                .filter(customer=customer, type="support.contacted", occurred_at__gte=now - SUPPORT_WINDOW)
-                .order_by()[:100].count())
+def _support(facts: "Facts") -> Signal:
+    contacts = facts.support_contacts
     level = RED if contacts >= SUPPORT_RED else AMBER if contacts >= SUPPORT_AMBER else GREEN
     words = f"{_plural(contacts, 'support contact')} in the last 30 days." if contacts else \
         "No support contacts in the last 30 days."
@@ -121,8 +119,8 @@ def _recency(customer: Customer, now: dt.datetime) -> Signal:
                                f"usually {_every(usual)} ({customer.order_count} orders).")
 
 
-def _scores(tenant: Tenant, customer: Customer) -> list[Signal]:
-    latest = customer_latest_scores(tenant=tenant, customer_id=customer.pk)
+def _scores(facts: "Facts") -> list[Signal]:
+    latest = facts.latest
     signals = []
     for kind in (Survey.Kind.NPS, Survey.Kind.CSAT, Survey.Kind.CES):
         score = latest.get(kind)
@@ -138,14 +136,58 @@ def _scores(tenant: Tenant, customer: Customer) -> list[Signal]:
     return signals
 
 
-def customer_health(*, tenant: Tenant, customer: Customer, now: dt.datetime | None = None) -> Health:
-    """Green, amber or red, and why: time to value, support contacts, the last order against the
-    customer's usual gap, the latest NPS/CSAT/CES. The worst signal sets the level."""
-    now = now or clock.now()
-    signals = [_time_to_value(tenant, customer, now), _support(tenant, customer, now), _recency(customer, now),
-               *_scores(tenant, customer)]
+@dataclasses.dataclass
+class Facts:
+    """What a customer's health is read from besides the customer row."""
+
+    first_value: tuple[str, dt.datetime] | None = None  # the first value event since the first order
+    support_contacts: int = 0  # in the last SUPPORT_WINDOW
+    latest: dict[str, int | None] = dataclasses.field(default_factory=dict)  # newest final score per kind
+
+
+def health_facts(*, tenant: Tenant | int, customers: Sequence[Customer], now: dt.datetime) -> dict[int, Facts]:
+    """Every customer's Facts with three queries, whatever their number."""
+    facts = {c.pk: Facts(latest={kind: None for kind in Survey.SCALES}) for c in customers}
+    first_order = {c.pk: c.first_order_at for c in customers}
+    values = (Event.objects.for_tenant(tenant).filter(customer_id__in=list(facts), type__in=VALUE_EVENTS)
+              .order_by("customer_id", "occurred_at", "pk").values_list("customer_id", "type", "occurred_at"))
+    for customer_id, type_, at in values:
+        since = first_order[customer_id]
+        if facts[customer_id].first_value is None and since is not None and at >= since:
+            facts[customer_id].first_value = (type_, at)
+    support = (Event.objects.for_tenant(tenant).filter(customer_id__in=list(facts), type="support.contacted",
+                                                       occurred_at__gte=now - SUPPORT_WINDOW)
+               .values("customer_id").annotate(n=Count("pk")).values_list("customer_id", "n"))
+    for customer_id, n in support:
+        facts[customer_id].support_contacts = n
+    scores = (SurveyResponse.objects.for_tenant(tenant)
+              .filter(customer_id__in=list(facts), state=SurveyResponse.State.FINAL, score__isnull=False)
+              .order_by("customer_id", "-finalized_at", "-pk").values_list("customer_id", "survey__kind", "score"))
+    for customer_id, kind, score in scores:
+        latest = facts[customer_id].latest
+        if kind in latest and latest[kind] is None:
+            latest[kind] = score
+    return facts
+
+
+def health_of(customer: Customer, facts: Facts, now: dt.datetime) -> Health:
+    """Green, amber or red, and why, from the customer row and its Facts."""
+    signals = [_time_to_value(facts, customer, now), _support(facts), _recency(customer, now), *_scores(facts)]
     levels = {s.level for s in signals}
     # No support contact is good news only next to some other: alone it says nothing of a new customer.
     evidence = {s.level for s in signals if s.name != "Support"}
     level = RED if RED in levels else AMBER if AMBER in levels else GREEN if GREEN in evidence else UNKNOWN
     return Health(level=level, signals=signals)
+
+
+def health_levels(*, tenant: Tenant | int, customers: Sequence[Customer], now: dt.datetime) -> dict[int, str]:
+    """Each customer's level (a condition's or a segment's health band), three queries for all of them."""
+    facts = health_facts(tenant=tenant, customers=customers, now=now)
+    return {c.pk: health_of(c, facts[c.pk], now).level for c in customers}
+
+
+def customer_health(*, tenant: Tenant, customer: Customer, now: dt.datetime | None = None) -> Health:
+    """Green, amber or red, and why: time to value, support contacts, the last order against the
+    customer's usual gap, the latest NPS/CSAT/CES. The worst signal sets the level."""
+    now = now or clock.now()
+    return health_of(customer, health_facts(tenant=tenant, customers=[customer], now=now)[customer.pk], now)

@@ -22,6 +22,7 @@ from journeys.definition import (
     plain_value,
 )
 from journeys.models import Journey, Step
+from lifecycle.numbers import whole_number
 
 from .rule_fields import rule_form_fields, rule_from_data, rule_initial
 
@@ -394,7 +395,7 @@ class StepForm(forms.Form):
         chosen = data.get("next") or ""
         branches = kind in (Step.Kind.CONDITION, Step.Kind.AB_SPLIT)
         values["ends"] = chosen == "end" and not branches
-        values["next_position"] = int(chosen) if chosen.isdigit() and not branches else None
+        values["next_position"] = whole_number(chosen, minimum=1) if not branches else None
         data["structure"] = values
         return data
 

@@ -175,3 +175,25 @@ def test_support_contacted_starts_the_journey_of_its_topic_only(api, tenant):
         process_events()
     entered = sorted(Enrollment.objects.for_tenant(tenant).values_list("journey__name", "customer__external_id"))
     assert entered == [("Any help", "c1"), ("Any help", "c2"), ("Shipping help", "c1")]
+
+
+def test_the_bulk_health_levels_are_the_customer_pages_one_by_one(api, tenant):
+    from journeys.health import customer_health, health_levels
+
+    with clock.frozen(NOON - dt.timedelta(days=200)):
+        paid_order(api, external_id="old", customer={"external_id": "overdue"}, placed_at="2026-05-07T08:00:00Z")
+    with clock.frozen(NOON - dt.timedelta(days=100)):
+        paid_order(api, external_id="old2", customer={"external_id": "overdue"}, placed_at="2026-08-15T08:00:00Z")
+    with clock.frozen(NOON):
+        paid_order(api, external_id="new", customer={"external_id": "fresh"})
+        paid_order(api, external_id="sup", customer={"external_id": "support"})
+        for i in range(3):
+            api.post("/api/v1/events", {"type": "support.contacted", "customer": {"external_id": "support"},
+                                        "idempotency_key": f"k{i}"})
+        api.post("/api/v1/events", {"type": "feature.used", "customer": {"external_id": "fresh"}})
+        process_events()
+    customers = list(Customer.objects.for_tenant(tenant).select_related("tenant").order_by("external_id"))
+    one_by_one = {c.external_id: customer_health(tenant=tenant, customer=c, now=NOON).level for c in customers}
+    bulk = health_levels(tenant=tenant, customers=customers, now=NOON)
+    assert {c.external_id: bulk[c.pk] for c in customers} == one_by_one
+    assert one_by_one == {"fresh": "green", "overdue": "amber", "support": "red"}
