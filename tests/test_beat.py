@@ -14,6 +14,7 @@ EXPECTED = {
     "release-pending-points": ("loyalty.release_pending", 60.0),
     "expire-points-and-requalify-tiers": ("loyalty.expire_points", 3600.0),
     "retry-loyalty-code-webhooks": ("loyalty.retry_code_webhooks", 30.0),
+    "retry-journey-webhooks": ("journeys.webhook_sweep", 5.0),
     "check-deliverability": ("journeys.check_deliverability", 900.0),
     "journey-date-triggers": ("journeys.date_triggers", 3600.0),
     "journey-segment-refresh": ("journeys.refresh_segments", 900.0),

@@ -14,6 +14,7 @@ from journeys.schedule import deliveries_claim
 from journeys.selectors import customer_journeys_explain
 from journeys.webhooks import (
     backoff,
+    signature,
     signature_valid,
     webhook_call_attempt,
     webhook_calls_due,
@@ -379,3 +380,12 @@ def test_erasure_strips_the_customer_from_their_calls_and_stops_the_pending_ones
                                          "created_at": DUE.isoformat(), "customer": None, "erased": True}
     assert list(WebhookCall.objects.for_tenant(tenant).order_by("pk").values_list("state", "last_error")) == [
         ("failed", "customer erased"), ("delivered", "")]
+
+
+def test_a_signature_header_that_is_not_ours_is_refused_not_an_error():
+    body, key = b'{"id": "jd_1_1"}', b"whsec_x"
+    good = signature(body, [key], 1_800_000_000)
+    assert signature_valid(body, good, key, now=1_800_000_000)
+    for header in ("", "v1=abc", "t=²,v1=abc", "t=١٨٠٠٠٠٠٠٠٠,v1=abc", good.replace("t=", "t=-"),
+                   good + ",t=1800000000", "t=" + "9" * 40 + ",v1=abc"):
+        assert not signature_valid(body, header, key, now=1_800_000_000), header
