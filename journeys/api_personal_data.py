@@ -17,7 +17,7 @@ from .personal_data import customer_export_record, customer_personal_data
 
 class CustomerExportView(APIView):
     @extend_schema(
-        responses={200: OpenApiTypes.OBJECT, **{code: ERRORS[code] for code in (401, 404, 429)}},
+        responses={200: OpenApiTypes.OBJECT, **{code: ERRORS[code] for code in (401, 404, 414, 429)}},
         summary="Export a customer's data (GDPR)",
         description="Everything the store holds about the customer: the customer row, orders and lines, the "
         "timeline, loyalty, referrals, survey answers, reviews, journeys and emails, each section a list of rows. "

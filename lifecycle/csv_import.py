@@ -26,6 +26,7 @@ from .customers import customer_import
 from .errors import ServiceError
 from .inputs import CustomerIn, OrderIn
 from .models import Customer, Tenant
+from .numbers import whole_number
 from .timeline import event_append
 
 KINDS = ("customers", "orders")
@@ -241,7 +242,9 @@ def _order_body(order_id: str, first: dict[str, str], rows: list[dict[str, str]]
 
 
 def _number(raw: str) -> Any:
-    return int(raw) if raw.isdigit() else raw
+    """A whole number as the API's JSON would carry it; anything else as typed, for OrderIn to refuse with a reason."""
+    value = whole_number(raw)
+    return raw if value is None else value
 
 
 class _RollBack(Exception):

@@ -192,7 +192,8 @@ def data(request: HttpRequest, tenant: Tenant) -> HttpResponse:
     if report.rejected:
         return _page(request, tenant, status=400, kind=kind, report=report)
     if report.written:
-        cache.delete(_upload_key(tenant, token)) if token else None
+        if token:
+            cache.delete(_upload_key(tenant, token))
         messages.success(request, f"Imported {report.records} {kind}: {report.created} new, {report.updated} "
                                   f"updated, {report.unchanged} unchanged.")
         return redirect("workspace:settings-data", tenant=tenant.slug)

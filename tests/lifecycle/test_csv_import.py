@@ -91,9 +91,10 @@ def test_orders_are_imported_as_history_with_their_lines(tenant):
 
 
 def test_a_bad_order_rejects_the_file(tenant):
-    bad = ORDERS + "O-3,,c3,c3@example.com,,EURO,paid,,10.00,,,,\n" + "O-2,,,,,,,,99.00,,,,\n"
+    bad = (ORDERS + "O-3,,c3,c3@example.com,,EURO,paid,,10.00,,,,\n" + "O-2,,,,,,,,99.00,,,,\n"
+           + "O-4,,c4,c4@example.com,,EUR,paid,,10.00,beans,Beans,two,10.00\n")
     report = run(tenant, "orders", bad)
-    assert [(r.row, r.reason.split(":")[0]) for r in report.rejected] == [(5, "currency"), (6, "total")]
+    assert [(r.row, r.reason.split(":")[0]) for r in report.rejected] == [(5, "currency"), (6, "total"), (7, "quantity")]
     assert "line 3 of order O-2 says '30.50'" in report.rejected[1].reason
     assert not Order.objects.for_tenant(tenant).exists() and not Customer.objects.for_tenant(tenant).exists()
 
