@@ -109,9 +109,8 @@ class SameTenant:
     def as_sql(self, compiler, connection):
         if not enabled(connection):
             return "TRUE", []
-        quote = compiler.quote_name_unless_alias
-        return (f"{quote(self.alias)}.{DISTRIBUTION_COLUMN} = "
-                f"{quote(self.related_alias)}.{DISTRIBUTION_COLUMN}"), []
+        alias, column = compiler.quote_name_unless_alias, connection.ops.quote_name(DISTRIBUTION_COLUMN)
+        return f"{alias(self.alias)}.{column} = {alias(self.related_alias)}.{column}", []
 
 
 def _is_tenant_owned(model) -> bool:
