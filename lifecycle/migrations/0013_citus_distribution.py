@@ -106,6 +106,13 @@ END $$;
 """
 
 
+PROPAGATE_SQL = """
+DO $$ BEGIN
+    EXECUTE format('ALTER DATABASE %I SET citus.propagate_set_commands = %L', current_database(), 'local');
+END $$;
+"""
+
+
 def has_citus(cursor) -> bool:
     cursor.execute("SELECT EXISTS (SELECT FROM pg_extension WHERE extname = 'citus')")
     return cursor.fetchone()[0]
@@ -230,6 +237,9 @@ def forwards(apps, schema_editor):
         cursor.execute(SCOPE_FUNCTION_SQL)
         # Citus passes CREATE ROLE and ALTER ROLE on to the workers.
         cursor.execute(ROLE_LOGIN_SQL)
+        # A SET LOCAL of the application (the dashboards' work_mem and jit) reaches the workers that run
+        # the transaction's statements, in every new session.
+        cursor.execute(PROPAGATE_SQL)
     distribute(schema_editor, DISTRIBUTED, REFERENCE)
 
 
