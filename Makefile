@@ -54,7 +54,8 @@ test-citus: install-test
 	@for port in $$(seq $(CITUS_PORT) $$(($(CITUS_PORT) + $$(cat $${CITUS_DIR:-/tmp/citus-cluster}/workers)))); do \
 		psql -h 127.0.0.1 -p $$port -U postgres -qAt -c "DROP DATABASE IF EXISTS test_$(CITUS_DB) WITH (FORCE)" >/dev/null; done
 	$(CITUS_CLUSTER) createdb test_$(CITUS_DB)
-	psql -h 127.0.0.1 -p $(CITUS_PORT) -U postgres -qAt -c "ALTER DATABASE test_$(CITUS_DB) SET citus.shard_count = $(CITUS_TEST_SHARDS)"
+	psql -h 127.0.0.1 -p $(CITUS_PORT) -U postgres -qAt -c "ALTER DATABASE test_$(CITUS_DB) SET citus.shard_count = $(CITUS_TEST_SHARDS)" \
+		-c "ALTER DATABASE test_$(CITUS_DB) SET citus.propagate_set_commands = 'local'"
 	DATABASE_URL=postgres://postgres@127.0.0.1:$(CITUS_PORT)/$(CITUS_DB) REDIS_URL=$(TEST_REDIS_URL) \
 		LIFECYCLE_PROFILE=embedded LIFECYCLE_TEST_CITUS=1 $(BIN)/pytest --reuse-db $(CITUS_TESTS) $(PYTEST_ARGS)
 

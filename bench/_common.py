@@ -54,9 +54,48 @@ def database_url(db: str, pg: dict[str, str] | None = None) -> str:
     return f"postgres://{pg['user']}@{pg['host']}:{pg['port']}/{db}"
 
 
+# --citus: the local Citus cluster of ../shared/tools/citus-cluster (a coordinator and its workers, built and
+# started on first use), in place of the machine's PostgreSQL. Its databases are made by the cluster tool, so
+# that Citus is in them on every node; migration lifecycle 0013 then distributes the tables by store.
+CITUS_DIR = Path(os.environ.get("CITUS_DIR", "/tmp/citus-cluster"))  # noqa: S108 - the cluster tool's default
+CITUS = {"host": "127.0.0.1", "port": os.environ.get("CITUS_PORT", "5440"), "user": "postgres"}
+
+
+def citus_cluster() -> str:
+    found = os.environ.get("CITUS_CLUSTER") or next(
+        (str(path) for path in (ROOT.parent / "shared/tools/citus-cluster", ROOT.parent.parent / "shared/tools/citus-cluster")
+         if path.exists()), "")
+    if not found:
+        raise SetupError("--citus: no citus-cluster tool at ../shared/tools/ (set CITUS_CLUSTER)")
+    return found
+
+
+def add_citus_option(parser) -> None:
+    parser.add_argument("--citus", action="store_true",
+                        help="run on the local Citus cluster (coordinator :5440 + 2 workers), distributed by store")
+
+
+def use_citus() -> dict[str, str]:
+    """Point the bench at the Citus coordinator (started if it is not running); returns its `pg` dict."""
+    if subprocess.run(["pg_isready", "-q", "-h", CITUS["host"], "-p", CITUS["port"]]).returncode != 0:
+        run([citus_cluster(), "start"], what="citus-cluster start")
+    PG.update(CITUS)
+    return PG
+
+
+def citus_ports() -> list[str]:
+    workers = int((CITUS_DIR / "workers").read_text()) if (CITUS_DIR / "workers").exists() else 2
+    return [str(int(CITUS["port"]) + n) for n in range(workers + 1)]
+
+
 def fresh_database(db: str, pg: dict[str, str] | None = None) -> None:
     pg = pg or PG
     base = ["-h", pg["host"], "-p", pg["port"], "-U", pg["user"]]
+    if pg["port"] == CITUS["port"]:
+        for port in citus_ports():
+            run(["dropdb", "-h", pg["host"], "-p", port, "-U", pg["user"], "--if-exists", "--force", db], what="dropdb")
+        run([citus_cluster(), "createdb", db], what="citus-cluster createdb")
+        return
     run(["dropdb", *base, "--if-exists", "--force", db], what="dropdb")
     run(["createdb", *base, db], what="createdb")
 

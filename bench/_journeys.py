@@ -101,7 +101,7 @@ def bulk_sql(ids: dict[str, int], n: int) -> list[tuple[str, str]]:
                    14.50, p.id
             FROM lifecycle_order o CROSS JOIN generate_series(0, 1) k
             CROSS JOIN (SELECT min(id) AS first FROM lifecycle_product WHERE tenant_id = {t}) f
-            JOIN lifecycle_product p ON p.id = f.first + (o.id * 7 + k * 13) % 200
+            JOIN lifecycle_product p ON p.tenant_id = {t} AND p.id = f.first + (o.id * 7 + k * 13) % 200
             WHERE o.tenant_id = {t}"""),
         (f"{3 * n} events", f"""
             INSERT INTO lifecycle_event (tenant_id, customer_id, order_id, type, occurred_at, data, backfill,

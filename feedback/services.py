@@ -26,7 +26,7 @@ from django.core.mail import EmailMultiAlternatives
 from django.db import IntegrityError, transaction
 from django.db.models import F
 
-from lifecycle import clock
+from lifecycle import citus, clock
 from lifecycle.errors import ServiceError
 from lifecycle.models import Customer, Event, Order, OrderLine, Product, Tenant
 from lifecycle.timeline import event_append
@@ -245,9 +245,11 @@ def responses_settle_due(*, now: dt.datetime | None = None, limit: int = SETTLE_
     seconds). Skips rows another worker holds; returns how many it settled."""
     now = now or clock.now()
     with transaction.atomic():
-        due = list(SurveyRequest.all_tenants.select_for_update(skip_locked=True, of=("self",))
-                   .filter(responses__state=SurveyResponse.State.PROVISIONAL, responses__settles_at__lte=now)
-                   .order_by("pk").values_list("pk", flat=True)[:limit])
+        # On Citus store by store (lifecycle/citus.py): a FOR UPDATE stays in one shard group.
+        due = [request.pk for request in citus.locked_batch(
+            SurveyRequest.all_tenants.filter(responses__state=SurveyResponse.State.PROVISIONAL,
+                                             responses__settles_at__lte=now).only("pk", "tenant_id").order_by("pk"),
+            limit, of=("self",))]
         settled = 0
         for response in (SurveyResponse.all_tenants.select_related("survey", "customer__tenant", "order", "product")
                          .filter(request_id__in=due, state=SurveyResponse.State.PROVISIONAL)):

@@ -138,11 +138,14 @@ def exits_write(tenant_id: int, ending: Sequence[tuple[int, str]]) -> int:
                           set_sql="state = 'exited', reason = v.reason, ended_at = %s", params=[now],
                           where="t.state = 'active'", returning="t.id, v.reason")
     open_states = [Delivery.State.WAITING, *Delivery.CLAIMABLE]
+    # The history entry built here, not by jsonb_build_object() in the UPDATE: Citus refuses a STABLE function
+    # of a column in an UPDATE.
+    entries = [(pk, reason, json.dumps([{"at": now.isoformat(), "state": "skipped", "reason": reason}]))
+               for pk, reason in ended]
     values_update(
-        Delivery, tenant_id=tenant_id, rows=ended, columns=[("id", "bigint"), ("reason", "text")],
-        set_sql="state = 'skipped', reason = v.reason, updated_at = %s, history = t.history || "
-                "jsonb_build_array(jsonb_build_object('at', %s::text, 'state', 'skipped', 'reason', v.reason))",
-        params=[now, now.isoformat(), *open_states], key="enrollment_id",
+        Delivery, tenant_id=tenant_id, rows=entries, columns=[("id", "bigint"), ("reason", "text"), ("entry", "jsonb")],
+        set_sql="state = 'skipped', reason = v.reason, updated_at = %s, history = t.history || v.entry",
+        params=[now, *open_states], key="enrollment_id",
         where="t.state IN (" + ", ".join(["%s"] * len(open_states)) + ")")
     return len(ended)
 

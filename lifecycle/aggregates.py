@@ -5,6 +5,7 @@ from decimal import Decimal
 
 from django.db import DEFAULT_DB_ALIAS, connection, connections, transaction
 
+from . import citus
 from .models import (
     Customer,
     Order,
@@ -24,23 +25,31 @@ from .rows import Batch, execute
 TOTAL_SPENT_MAX = Decimal(10) ** (MONEY_MAX_DIGITS - MONEY_DECIMAL_PLACES) - Decimal(10) ** -MONEY_DECIMAL_PLACES
 
 
-_COUNTED_ORDERS = (
-    f"FROM {Order._meta.db_table} o WHERE o.customer_id = {Customer._meta.db_table}.id "
-    "AND o.paid_at IS NOT NULL AND o.cancelled_at IS NULL"
-)
+def _counted_orders(on_citus: bool) -> str:
+    # On Citus a correlated subquery must also join on the distribution column: the tenant, as the
+    # customer's column (order_tenant_customer_idx serves both conditions there).
+    tenant = f"AND o.tenant_id = {Customer._meta.db_table}.tenant_id " if on_citus else ""
+    return (f"FROM {Order._meta.db_table} o WHERE o.customer_id = {Customer._meta.db_table}.id {tenant}"
+            "AND o.paid_at IS NOT NULL AND o.cancelled_at IS NULL")
 
 
-# Table names come from the models and every value is a parameter (hence the noqa: S608 below).
-_AGGREGATES_SQL = (
-    f"UPDATE {Customer._meta.db_table} SET "  # noqa: S608
-    f"order_count = (SELECT count(*) {_COUNTED_ORDERS}), "
-    f"first_order_at = (SELECT min(coalesce(o.placed_at, o.paid_at)) {_COUNTED_ORDERS}), "
-    f"last_order_at = (SELECT max(coalesce(o.placed_at, o.paid_at)) {_COUNTED_ORDERS}), "
-    # Saturates at what the column holds (10^15): no number of accepted orders can make this fail.
-    f"total_spent = least(coalesce((SELECT sum(o.total - o.refunded_total) {_COUNTED_ORDERS} AND o.currency = %s), 0), "
-    f"{TOTAL_SPENT_MAX}) "
-    "WHERE tenant_id = %s AND id IN ({ids})"
-)
+def _aggregates_sql(on_citus: bool) -> str:
+    counted = _counted_orders(on_citus)
+    # Table names come from the models and every value is a parameter (hence the noqa: S608 below).
+    return (
+        f"UPDATE {Customer._meta.db_table} SET "  # noqa: S608
+        f"order_count = (SELECT count(*) {counted}), "
+        f"first_order_at = (SELECT min(coalesce(o.placed_at, o.paid_at)) {counted}), "
+        f"last_order_at = (SELECT max(coalesce(o.placed_at, o.paid_at)) {counted}), "
+        # Saturates at what the column holds (10^15): no number of accepted orders can make this fail.
+        f"total_spent = least(coalesce((SELECT sum(o.total - o.refunded_total) {counted} AND o.currency = %s), 0), "
+        f"{TOTAL_SPENT_MAX}) "
+        "WHERE tenant_id = %s AND id IN ({ids})"
+    )
+
+
+# By whether the database is Citus.
+_AGGREGATES_SQL = {False: _aggregates_sql(False), True: _aggregates_sql(True)}
 
 
 _LOCK_CUSTOMERS_SQL = (
@@ -72,7 +81,8 @@ def refresh_aggregates(tenant: Tenant | int, customer_ids: set[int]) -> None:
             # and a live order) sharing a customer each counted only their own new orders, and the
             # last to commit left the aggregates short.
             execute(cursor, _LOCK_CUSTOMERS_SQL.format(ids=placeholders), [tenant_id, *ids])
-        execute(cursor, _AGGREGATES_SQL.format(ids=placeholders), [currency, tenant_id, *ids])
+        execute(cursor, _AGGREGATES_SQL[citus.enabled(connection)].format(ids=placeholders),
+                [currency, tenant_id, *ids])
 
 
 def customer_refresh_aggregates(*, customer: Customer) -> None:

@@ -73,9 +73,13 @@ _citus_by_dsn: dict[str, bool] = {}
 
 
 def enabled(connection) -> bool:
-    """Is this Django connection's database a Citus coordinator? (False until it has connected.)"""
-    raw = getattr(connection, "connection", None)
-    return raw is not None and connection.vendor == "postgresql" and _citus_by_dsn.get(raw.dsn, False)
+    """Is this Django connection's database a Citus coordinator? Connects first if need be: a query is
+    compiled before its connection opens, and its joins depend on the answer."""
+    if connection.vendor != "postgresql":
+        return False
+    if connection.connection is None:
+        connection.ensure_connection()
+    return _citus_by_dsn.get(connection.connection.dsn, False)
 
 
 def enabled_for_raw(raw_connection) -> bool:
@@ -113,9 +117,8 @@ class SameTenant:
     def as_sql(self, compiler, connection):
         if not enabled(connection):
             return "TRUE", []
-        quote = compiler.quote_name_unless_alias
-        return (f"{quote(self.alias)}.{DISTRIBUTION_COLUMN} = "
-                f"{quote(self.related_alias)}.{DISTRIBUTION_COLUMN}"), []
+        alias, column = compiler.quote_name_unless_alias, connection.ops.quote_name(DISTRIBUTION_COLUMN)
+        return f"{alias(self.alias)}.{column} = {alias(self.related_alias)}.{column}", []
 
 
 def _is_tenant_owned(model) -> bool:

@@ -54,6 +54,15 @@ prefix index and reads every row of the tenant instead. `starts_with()` is leakp
 PostgreSQL 15 turns it into an index range: the `prefix` lookup (`email__prefix="ada@"`,
 registered for every CharField and TextField) is `startswith` in that form.
 
+On Citus
+--------
+The policies are copied to every shard, and the workers evaluate them, so the tenant must reach them:
+`set_config()` would set it on the coordinator only. There the prefix is `SELECT lifecycle_scope(tenant,
+kind)` (migration lifecycle 0013), whose `SET LOCAL`s Citus passes on to every worker in the
+transaction (`citus.propagate_set_commands = 'local'`, set by the function), and which sets nothing when
+the transaction already has that scope. Citus connects to the workers as the current role, so on Citus
+`lifecycle_app` may log in (lifecycle/citus.py).
+
 What this does not do
 ---------------------
 `app.tenant_id` and `app.scope` are ordinary settings any SQL in the session may change: RLS

@@ -16,7 +16,7 @@ from urllib.parse import parse_qs, urlsplit
 from django.db import IntegrityError, transaction
 from django.db.models import F, Q
 
-from lifecycle import clock
+from lifecycle import citus, clock
 from lifecycle.errors import NotFound, ServiceError
 from lifecycle.locks import advisory_lock
 from lifecycle.models import Customer, Order, Tenant
@@ -386,9 +386,10 @@ def referrals_release_due(*, limit: int = RELEASE_BATCH) -> int:
     """
     now = clock.now()
     with transaction.atomic():
-        batch = list(Referral.all_tenants.select_for_update(skip_locked=True, of=("self",))
-                     .select_related("order", "advocate", "friend", "code", "tenant")
-                     .filter(state=Referral.State.CONVERTED, release_at__lte=now).order_by("release_at", "pk")[:limit])
+        # On Citus store by store (lifecycle/citus.py): a FOR UPDATE stays in one shard group.
+        batch = citus.locked_batch(Referral.all_tenants.select_related("order", "advocate", "friend", "code", "tenant")
+                                   .filter(state=Referral.State.CONVERTED, release_at__lte=now)
+                                   .order_by("release_at", "pk"), limit, of=("self",))
         for referral in batch:
             program = Program.objects.for_tenant(referral.tenant_id).get()
             order = referral.order

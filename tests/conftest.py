@@ -10,6 +10,20 @@ from lifecycle.tenants import tenant_create
 from tests.rls_support import app_role  # noqa: F401 - the fixture, for LIFECYCLE_TEST_RLS below
 
 
+def pytest_collection_modifyitems(config, items):
+    """make test-citus (LIFECYCLE_TEST_CITUS=1): a test that runs code as lifecycle_app (row-level security)
+    runs on committed rows. Citus reaches the workers as the current role, on connections of its own, and
+    refuses to read as lifecycle_app the shards the test's open transaction wrote as the owner."""
+    if os.environ.get("LIFECYCLE_TEST_CITUS") != "1":
+        return
+    for item in items:
+        if "rls" in item.nodeid.split("::")[0] or "row_level_security" in item.name or "app_role" in getattr(
+                item, "fixturenames", ()):
+            marker = item.get_closest_marker("django_db")
+            item.add_marker(pytest.mark.django_db(**{**(marker.kwargs if marker else {}), "transaction": True}),
+                            append=False)
+
+
 @pytest.fixture(autouse=True)
 def _row_level_security(request):
     """LIFECYCLE_TEST_RLS=1: every test's requests and tasks run as lifecycle_app (tests/rls_support.py)."""

@@ -54,16 +54,22 @@ DISTRIBUTION_COLUMN = "tenant_id"
 ROLE = "lifecycle_app"
 
 # The queue triggers of journeys 0010 with the tenant in every statement: the conflict target is the
-# queue's key on Citus, (tenant_id, delivery_id), and the DELETE names its shard.
+# queue's key on Citus, (tenant_id, delivery_id), and the DELETE names its shard. The INSERT trigger goes
+# row by row: a statement trigger's transition table ("inserted") is out of the reach of the query Citus
+# plans on the shard.
 QUEUE_FUNCTIONS_SQL = """
-CREATE OR REPLACE FUNCTION journeys_delivery_queue_insert() RETURNS trigger LANGUAGE plpgsql AS $$
+DROP TRIGGER delivery_queue_insert ON journeys_delivery;
+DROP FUNCTION journeys_delivery_queue_insert();
+CREATE FUNCTION journeys_delivery_queue_insert() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     INSERT INTO journeys_duedelivery (delivery_id, tenant_id, due_at, lease_until)
-    SELECT id, tenant_id, due_at, NULL FROM inserted
-    WHERE state IN ('pending', 'deferred') AND due_at IS NOT NULL
+    VALUES (NEW.id, NEW.tenant_id, NEW.due_at, NULL)
     ON CONFLICT (tenant_id, delivery_id) DO UPDATE SET due_at = EXCLUDED.due_at, lease_until = NULL;
     RETURN NULL;
 END $$;
+CREATE TRIGGER delivery_queue_insert AFTER INSERT ON journeys_delivery FOR EACH ROW
+    WHEN (NEW.state IN ('pending', 'deferred') AND NEW.due_at IS NOT NULL)
+    EXECUTE FUNCTION journeys_delivery_queue_insert();
 CREATE OR REPLACE FUNCTION journeys_delivery_queue_update() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     IF NEW.state IN ('pending', 'deferred') AND NEW.due_at IS NOT NULL THEN
@@ -100,6 +106,13 @@ BEGIN
         CREATE ROLE {ROLE} NOSUPERUSER NOBYPASSRLS NOCREATEDB NOCREATEROLE;
     END IF;
     ALTER ROLE {ROLE} LOGIN;
+END $$;
+"""
+
+
+PROPAGATE_SQL = """
+DO $$ BEGIN
+    EXECUTE format('ALTER DATABASE %I SET citus.propagate_set_commands = %L', current_database(), 'local');
 END $$;
 """
 
@@ -228,6 +241,9 @@ def forwards(apps, schema_editor):
         cursor.execute(SCOPE_FUNCTION_SQL)
         # Citus passes CREATE ROLE and ALTER ROLE on to the workers.
         cursor.execute(ROLE_LOGIN_SQL)
+        # A SET LOCAL of the application (the dashboards' work_mem and jit) reaches the workers that run
+        # the transaction's statements, in every new session.
+        cursor.execute(PROPAGATE_SQL)
     distribute(schema_editor, DISTRIBUTED, REFERENCE)
 
 

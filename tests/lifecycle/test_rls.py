@@ -288,16 +288,16 @@ def test_the_order_read_finds_its_customer_by_index_under_the_policy(tenant):
     plans = {}
     with as_app_role(), tenant_scope(tenant), transaction.atomic(), connection.cursor() as cursor:
         cursor.execute("SET LOCAL enable_seqscan = off")  # a Seq Scan left in the plan is one it cannot avoid
-        for kind, customer in {"external_id_or_guest": [tenant.pk, "c7", tenant.pk, "c7@example.com"],
-                               "external_id": [tenant.pk, "c7"], "email": [tenant.pk, "c7@example.com"]}.items():
-            # The order, the customer join (its tenant, then the customer's), the lines' join (its tenant).
-            params = [tenant.pk, "o1", tenant.pk, *customer, tenant.pk]
+        t = tenant.pk  # the order's, the customer's (then the lookup's) and the lines' tenant
+        for kind, params in {"external_id_or_guest": [t, "o1", t, t, "c7", t, "c7@example.com", t],
+                             "external_id": [t, "o1", t, t, "c7", t],
+                             "email": [t, "o1", t, t, "c7@example.com", t]}.items():
             products = [tenant.pk, ["p-beans", "p-filter"]]  # the payload's products, by index too
             cursor.execute("EXPLAIN " + _SEEN_BY[kind], [*products, *params])
             plans[kind] = "\n".join(row[0] for row in cursor.fetchall())
     for kind, plan in plans.items():
         assert "Seq Scan" not in plan, f"{kind}:\n{plan}"
-        # By its id: the primary key, or (tenant, id) now that the join names the tenant for Citus.
+        # The customer by its id: the primary key, or (tenant_id, id), since the join names the tenant too.
         assert "lifecycle_customer_pkey" in plan or "customer_tenant_id_idx" in plan, f"{kind}:\n{plan}"
 
 
