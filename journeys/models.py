@@ -436,8 +436,8 @@ class Segment(TenantModel):
 
 class SegmentMember(TenantModel):
     tenant = models.ForeignKey("lifecycle.Tenant", on_delete=models.CASCADE, related_name="+", db_index=False)
-    segment = models.ForeignKey(Segment, on_delete=models.CASCADE, related_name="members", db_index=False)
-    customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="+")
+    segment = TenantForeignKey(Segment, on_delete=models.CASCADE, related_name="members", db_index=False)
+    customer = TenantForeignKey(Customer, on_delete=models.CASCADE, related_name="+")
     entered_at = models.DateTimeField()
 
     class Meta:
@@ -462,8 +462,8 @@ class AbTest(TenantModel):
         SAMPLE = "sample", "a fixed number of customers in each arm"
         SIGNIFICANCE = "significance", "a significant difference, after a minimum number in each arm"
 
-    journey = models.ForeignKey(Journey, on_delete=models.CASCADE, related_name="+", db_index=False)
-    step = models.ForeignKey(Step, on_delete=models.CASCADE, related_name="+", db_index=False)
+    journey = TenantForeignKey(Journey, on_delete=models.CASCADE, related_name="+", db_index=False)
+    step = TenantForeignKey(Step, on_delete=models.CASCADE, related_name="+", db_index=False)
     goal = models.CharField(max_length=16, choices=Goal.choices, default=Goal.ORDER)
     window = models.DurationField(default=dt.timedelta(days=7), help_text="How long after the split a goal counts.")
     rule = models.CharField(max_length=16, choices=Rule.choices, default=Rule.SIGNIFICANCE)
@@ -471,7 +471,7 @@ class AbTest(TenantModel):
     min_sample = models.PositiveIntegerField(default=100)
     confidence = models.PositiveSmallIntegerField(default=95, help_text="Percent: 90, 95 or 99.")
     auto_promote = models.BooleanField(default=False)
-    winner = models.ForeignKey(Step, null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
+    winner = TenantForeignKey(Step, null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
                                db_index=False)
     # A content test (an email step whose template has versions): the promoted version's label, and when the
     # test (re)started: changing the versions restarts it, so only emails sent since count.
@@ -525,10 +525,10 @@ class WebhookCall(TenantModel):
         DELIVERED = "delivered"
         FAILED = "failed"
 
-    delivery = models.OneToOneField(Delivery, on_delete=models.CASCADE, related_name="webhook_call")
-    journey = models.ForeignKey(Journey, on_delete=models.CASCADE, related_name="+", db_index=False)
-    step = models.ForeignKey(Step, on_delete=models.CASCADE, related_name="+", db_index=False)
-    customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="+", db_index=False)
+    delivery = TenantOneToOneField(Delivery, on_delete=models.CASCADE, related_name="webhook_call")
+    journey = TenantForeignKey(Journey, on_delete=models.CASCADE, related_name="+", db_index=False)
+    step = TenantForeignKey(Step, on_delete=models.CASCADE, related_name="+", db_index=False)
+    customer = TenantForeignKey(Customer, on_delete=models.CASCADE, related_name="+", db_index=False)
     idempotency_key = models.CharField(max_length=100)
     url = models.URLField(max_length=2000)
     # The exact bytes POSTed on every attempt: a retry sends the same body (only the signature's time changes).
@@ -558,7 +558,7 @@ class WebhookCall(TenantModel):
 class WebhookAttempt(TenantModel):
     """One POST of a webhook call: what came back, how long it took, or why it did not."""
 
-    call = models.ForeignKey(WebhookCall, on_delete=models.CASCADE, related_name="attempt_rows", db_index=False)
+    call = TenantForeignKey(WebhookCall, on_delete=models.CASCADE, related_name="attempt_rows", db_index=False)
     number = models.PositiveSmallIntegerField()
     at = models.DateTimeField()
     status_code = models.PositiveSmallIntegerField(null=True, blank=True)
@@ -577,8 +577,8 @@ class EnrollmentVariable(TenantModel):
     """A value a step made for the rest of its enrollment (a discount step's code): the later emails'
     templates read it as {{ discount_code }}. One per (delivery, name): a step run twice makes it once."""
 
-    enrollment = models.ForeignKey(Enrollment, on_delete=models.CASCADE, related_name="+", db_index=False)
-    delivery = models.ForeignKey(Delivery, on_delete=models.CASCADE, related_name="+", db_index=False)
+    enrollment = TenantForeignKey(Enrollment, on_delete=models.CASCADE, related_name="+", db_index=False)
+    delivery = TenantForeignKey(Delivery, on_delete=models.CASCADE, related_name="+", db_index=False)
     name = models.CharField(max_length=50)
     value = models.CharField(max_length=200)
     created_at = models.DateTimeField()

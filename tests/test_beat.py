@@ -20,7 +20,6 @@ EXPECTED = {
     "journey-segment-refresh": ("journeys.refresh_segments", 900.0),
     "settle-journey-outcomes": ("journeys.settle_outcomes", 300.0),
     "promote-ab-winners": ("journeys.promote_winners", 600.0),
-    "retry-journey-webhooks": ("journeys.webhook_sweep", 5.0),
 }
 
 

@@ -411,3 +411,19 @@ def test_the_third_order_celebration_thanks_the_third_order_only(api, tenant):
         pass
     assert [m.subject for m in mail.outbox] == ["Three orders, Ada: thank you"]
 
+
+
+def test_the_review_request_ships_with_a_subject_line_test(tenant):
+    """Issue 17's library: the review request's subject is an A/B test from the install on; each customer
+    gets one version, and the journey's A/B tests page counts it as a content test."""
+    from journeys.abtests import is_content_test
+
+    library_install(tenant=tenant, keys=["review-request"])
+    step = Step.objects.for_tenant(tenant).select_related("template").get(journey__name="Review request")
+    assert step.template.subject == "How are you finding {{ order.item_titles }}?"
+    assert step.template.versions == [{"subject": "Two weeks in: what do you think of it?"}]
+    assert is_content_test(step)
+    drawn = {step.template.version_drawn(step.pk, customer_id) for customer_id in range(1, 41)}
+    assert drawn == {"A", "B"}
+    assert step.template.version_fields("B", "en")["subject"] == "Two weeks in: what do you think of it?"
+    assert step.template.version_fields("A", "en")["subject"] == step.template.subject
