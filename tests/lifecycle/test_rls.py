@@ -167,7 +167,9 @@ def test_with_tenant_a_set_only_a_rows_are_visible_and_writable(two_stores):
             # Writing a row for B while A is set is refused, and so is moving A's row to B.
             with pytest.raises(DatabaseError, match="row-level security"), transaction.atomic():
                 OutboxMessage.objects.create(tenant=b, from_email="x@example.com", to="y@example.com", subject="x")
-            with pytest.raises(DatabaseError, match="row-level security"), transaction.atomic():
+            # (On Citus, Citus refuses it before the policy would: a row never changes tenant there.)
+            with (pytest.raises(DatabaseError, match="row-level security|modifying the partition value"),
+                  transaction.atomic()):
                 Customer.all_tenants.filter(tenant=a).update(tenant=b)
             # B's rows are not there to change.
             assert Customer.all_tenants.filter(tenant=b).update(first_name="Mallory") == 0
