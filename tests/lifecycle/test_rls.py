@@ -188,10 +188,13 @@ def test_the_tenant_setting_ends_with_its_transaction_and_never_reaches_the_next
 
     with as_app_role():
         # set_config(…, true) by hand on a plain cursor (no ScopedCursor): it lasts until the commit,
-        # then is gone.
+        # then is gone. On Citus, lifecycle_scope(), whose SET LOCAL reaches the workers (set_config does not).
         with raw.cursor(cursor_factory=psycopg2.extensions.cursor) as cursor:
             cursor.execute("BEGIN")
-            cursor.execute("SELECT set_config('app.tenant_id', %s, true)", [str(tenant.pk)])
+            if citus.enabled(connection):
+                cursor.execute("SELECT lifecycle_scope(%s, '')", [str(tenant.pk)])
+            else:
+                cursor.execute("SELECT set_config('app.tenant_id', %s, true)", [str(tenant.pk)])
             cursor.execute("SELECT count(*) FROM lifecycle_order")
             assert cursor.fetchone() == (1,)
             cursor.execute("COMMIT")
