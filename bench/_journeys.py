@@ -127,8 +127,13 @@ def bulk_sql(ids: dict[str, int], n: int) -> list[tuple[str, str]]:
 
 
 def make_due_sql(spread_s: float) -> str:
-    """All waiting deliveries become pending, due within the `spread_s` seconds before the statement's now()."""
+    """All waiting deliveries become pending, due within the `spread_s` seconds before now."""
+    # Now as a literal and a spot in [0, 1) from the id: Citus refuses random() (volatile), and now() (stable)
+    # next to a column, in an UPDATE across shards.
+    # (to_timestamp() of seconds: timestamptz - interval is stable too.)
+    now = dt.datetime.now(dt.UTC).timestamp()
     return f"""
         UPDATE journeys_delivery SET state = 'pending', reason = '', waiting_for = '',
-               due_at = now() - random() * interval '{spread_s} seconds', updated_at = now()
+               due_at = to_timestamp({now} - ((hashint8(id) & 65535) / 65536.0) * {spread_s}),
+               updated_at = to_timestamp({now})
         WHERE state = 'waiting' AND waiting_for = 'bench.go'"""

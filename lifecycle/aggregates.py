@@ -25,16 +25,14 @@ from .rows import Batch, execute
 TOTAL_SPENT_MAX = Decimal(10) ** (MONEY_MAX_DIGITS - MONEY_DECIMAL_PLACES) - Decimal(10) ** -MONEY_DECIMAL_PLACES
 
 
-def _counted_orders(on_citus: bool) -> str:
-    # On Citus a correlated subquery must also join on the distribution column: the tenant, as the
-    # customer's column (order_tenant_customer_idx serves both conditions there).
-    tenant = f"AND o.tenant_id = {Customer._meta.db_table}.tenant_id " if on_citus else ""
-    return (f"FROM {Order._meta.db_table} o WHERE o.customer_id = {Customer._meta.db_table}.id {tenant}"
-            "AND o.paid_at IS NOT NULL AND o.cancelled_at IS NULL")
+_COUNTED_ORDERS = (
+    f"FROM {Order._meta.db_table} o WHERE o.customer_id = {Customer._meta.db_table}.id "
+    "AND o.paid_at IS NOT NULL AND o.cancelled_at IS NULL"
+)
 
 
-def _aggregates_sql(on_citus: bool) -> str:
-    counted = _counted_orders(on_citus)
+def _aggregates_sql() -> str:
+    counted = _COUNTED_ORDERS
     # Table names come from the models and every value is a parameter (hence the noqa: S608 below).
     return (
         f"UPDATE {Customer._meta.db_table} SET "  # noqa: S608
@@ -48,8 +46,22 @@ def _aggregates_sql(on_citus: bool) -> str:
     )
 
 
+# On Citus: the same figures from one grouped read of the customers' orders. Citus refuses an UPDATE whose
+# SET has COALESCE around a subquery ("non-IMMUTABLE functions are not allowed in CASE or COALESCE").
+_AGGREGATES_SQL_CITUS = (
+    f"UPDATE {Customer._meta.db_table} AS c SET order_count = a.n, first_order_at = a.first, "  # noqa: S608
+    f"last_order_at = a.last, total_spent = least(a.spent, {TOTAL_SPENT_MAX}) "
+    "FROM (SELECT cu.id, count(o.id) AS n, min(coalesce(o.placed_at, o.paid_at)) AS first, "
+    "max(coalesce(o.placed_at, o.paid_at)) AS last, "
+    "coalesce(sum(o.total - o.refunded_total) FILTER (WHERE o.currency = %s), 0) AS spent "
+    f"FROM {Customer._meta.db_table} cu LEFT JOIN {Order._meta.db_table} o ON o.tenant_id = cu.tenant_id "
+    "AND o.customer_id = cu.id AND o.paid_at IS NOT NULL AND o.cancelled_at IS NULL "
+    "WHERE cu.tenant_id = %s AND cu.id IN ({ids}) GROUP BY cu.id) a "
+    "WHERE c.tenant_id = %s AND c.id = a.id"
+)
+
 # By whether the database is Citus.
-_AGGREGATES_SQL = {False: _aggregates_sql(False), True: _aggregates_sql(True)}
+_AGGREGATES_SQL = {False: _aggregates_sql(), True: _AGGREGATES_SQL_CITUS}
 
 
 _LOCK_CUSTOMERS_SQL = (
@@ -81,8 +93,9 @@ def refresh_aggregates(tenant: Tenant | int, customer_ids: set[int]) -> None:
             # and a live order) sharing a customer each counted only their own new orders, and the
             # last to commit left the aggregates short.
             execute(cursor, _LOCK_CUSTOMERS_SQL.format(ids=placeholders), [tenant_id, *ids])
-        execute(cursor, _AGGREGATES_SQL[citus.enabled(connection)].format(ids=placeholders),
-                [currency, tenant_id, *ids])
+        on_citus = citus.enabled(connection)
+        execute(cursor, _AGGREGATES_SQL[on_citus].format(ids=placeholders),
+                [currency, tenant_id, *ids, *([tenant_id] if on_citus else [])])
 
 
 def customer_refresh_aggregates(*, customer: Customer) -> None:

@@ -92,11 +92,16 @@ def _on_connection_created(sender, connection, **kwargs) -> None:
         return
     raw = connection.connection
     if raw.dsn in _citus_by_dsn:
+        if _citus_by_dsn[raw.dsn]:
+            connection.features.allows_group_by_selected_pks = False
         return
     # On psycopg2's own cursor: below Django's query log, so no test counting queries sees it.
     with raw.cursor() as cursor:
         cursor.execute("SELECT EXISTS (SELECT FROM pg_extension WHERE extname = 'citus')")
         _citus_by_dsn[raw.dsn] = bool(cursor.fetchone()[0])
+    if _citus_by_dsn[raw.dsn]:
+        # The database's key is (tenant_id, id): GROUP BY id alone no longer covers a row's other columns.
+        connection.features.allows_group_by_selected_pks = False
 
 
 def install() -> None:

