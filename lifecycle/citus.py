@@ -13,9 +13,9 @@ node: the stores themselves and what is looked up before the store is known (an 
 a shop by its domain, a user's memberships), plus auth_user and the tables a foreign key ties to it.
 tests/lifecycle/test_citus.py fails when a model with a tenant column is in neither list, and, on
 Citus, when a listed table is not distributed as listed: a new table needs both this list and a
-migration calling `distribute` of lifecycle/migrations/0013_citus_distribution.py for it.
+migration calling `distribute` of lifecycle/migrations/0018_citus_distribution.py for it.
 
-The schema (migration lifecycle 0013, only where the `citus` extension is installed): tenant_id in
+The schema (migration lifecycle 0018, only where the `citus` extension is installed): tenant_id in
 every primary key and unique constraint of a distributed table (the database's key is (tenant_id, id),
 Django's pk stays `id`), and in every foreign key between two of them.
 
@@ -61,7 +61,7 @@ DISTRIBUTED_TABLES = (
     "feedback_reviewsettings",
 )
 
-# The application's tables copied to every node; migration 0013 adds the tables a foreign key ties to
+# The application's tables copied to every node; migration 0018 adds the tables a foreign key ties to
 # them (auth_user's groups and permissions, content types, the two-factor devices, the admin log).
 REFERENCE_TABLES = (
     "lifecycle_tenant", "lifecycle_membership", "lifecycle_apikey", "lifecycle_storeconnection",

@@ -58,7 +58,7 @@ On Citus
 --------
 The policies are copied to every shard, and the workers evaluate them, so the tenant must reach them:
 `set_config()` would set it on the coordinator only. There the prefix is `SELECT lifecycle_scope(tenant,
-kind)` (migration lifecycle 0013), whose `SET LOCAL`s Citus passes on to every worker in the
+kind)` (migration lifecycle 0018), whose `SET LOCAL`s Citus passes on to every worker in the
 transaction (`citus.propagate_set_commands = 'local'`, set by the function), and which sets nothing when
 the transaction already has that scope. Citus connects to the workers as the current role, so on Citus
 `lifecycle_app` may log in (lifecycle/citus.py).
@@ -114,7 +114,7 @@ def _has_tenant_column(model: type[Model]) -> bool:
 
 def _settings_sql(scope: Scope | None, on_citus: bool = False) -> str:
     """The two set_config calls for a scope: (kind, tenant id) or None (no tenant). On Citus the
-    function lifecycle_scope() of migration 0013, whose SET LOCAL reaches the workers too."""
+    function lifecycle_scope() of migration 0018, whose SET LOCAL reaches the workers too."""
     tenant, kind = "", ""
     if scope is not None:
         kind = scope[0] if scope[0] == SYSTEM else ""
