@@ -38,7 +38,9 @@ test: install-test
 ## dashboards, tests/lifecycle/test_citus.py) against a local Citus cluster, a coordinator and two workers
 ## (../shared/tools/citus-cluster: started if it is not running, built once per machine). The test database
 ## is made fresh by the cluster tool, with Citus on every node, and migrated by the tests (--reuse-db).
-CITUS_CLUSTER ?= $(firstword $(wildcard ../shared/tools/citus-cluster ../../shared/tools/citus-cluster) ../shared/tools/citus-cluster)
+# The workplace's tool, seen from the project root (a clone elsewhere finds it at /work/shared, or set CITUS_CLUSTER).
+CITUS_CLUSTER ?= $(firstword $(wildcard ../shared/tools/citus-cluster ../../shared/tools/citus-cluster \
+	/work/shared/tools/citus-cluster) ../shared/tools/citus-cluster)
 CITUS_PORT    ?= 5440
 CITUS_DB      ?= lifecycle_citus
 # Few shards keep each test's TRUNCATE and each multi-shard read short; production uses more (README).
@@ -50,6 +52,8 @@ CITUS_TESTS   ?= tests/lifecycle/test_citus.py tests/lifecycle/test_api_orders.p
 	tests/journeys/test_rollups.py tests/loyalty/test_ledger.py tests/loyalty/test_redemption.py \
 	tests/referrals/test_attribution.py tests/workspace/test_dashboard_stats.py tests/workspace/test_dashboard.py
 test-citus: install-test
+	@pg_isready -h 127.0.0.1 -p $(CITUS_PORT) -q || [ -x $(CITUS_CLUSTER) ] || { \
+		echo "make test-citus: no Citus cluster on port $(CITUS_PORT) and no citus-cluster tool at $(CITUS_CLUSTER): set CITUS_CLUSTER=/path/to/citus-cluster"; exit 1; }
 	@pg_isready -h 127.0.0.1 -p $(CITUS_PORT) -q || $(CITUS_CLUSTER) start
 	@for port in $$(seq $(CITUS_PORT) $$(($(CITUS_PORT) + $$(cat $${CITUS_DIR:-/tmp/citus-cluster}/workers)))); do \
 		psql -h 127.0.0.1 -p $$port -U postgres -qAt -c "DROP DATABASE IF EXISTS test_$(CITUS_DB) WITH (FORCE)" >/dev/null; done
