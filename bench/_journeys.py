@@ -68,12 +68,13 @@ def bulk_sql(ids: dict[str, int], n: int) -> list[tuple[str, str]]:
     t, j, s = ids["tenant"], ids["journey"], ids["step"]
     return [
         ("200 products", f"""
-            INSERT INTO lifecycle_product (tenant_id, external_id, sku, title, url, image_url, created_at, updated_at)
+            INSERT INTO lifecycle_product (tenant_id, external_id, sku, title, url, image_url, collections, created_at,
+                                           updated_at)
             SELECT {t}, 'p-' || g, 'SKU-' || lpad(g::text, 4, '0'),
                    (ARRAY['Ethiopia Yirgacheffe', 'Colombia Huila', 'Kenya AA', 'House Espresso',
                           'Decaf Swiss Water'])[1 + g % 5] || ' ' || (250 * (1 + g % 4)) || ' g',
                    'https://shop.bench.example/products/p-' || g, 'https://cdn.bench.example/p/' || g || '.jpg',
-                   now(), now()
+                   jsonb_build_array('coffee'), now(), now()
             FROM generate_series(1, 200) g"""),
         (f"{n} customers", f"""
             INSERT INTO lifecycle_customer (tenant_id, external_id, email, first_name, last_name, locale, time_zone,
