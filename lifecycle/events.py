@@ -176,14 +176,17 @@ def _claim(*, limit: int, slot: int | None) -> list[Event]:
         pending = pending.alias(key=Mod(Coalesce(F("customer_id"), 0), SWEEP_KEYS, output_field=BigIntegerField())).filter(
             key__in=[key for key in range(SWEEP_KEYS) if key % slots == slot])
     # On Citus store by store (lifecycle/citus.py): a FOR UPDATE stays in one shard group.
-    ids = [event.pk for event in citus.locked_batch(pending.only("pk", "tenant_id").order_by("created_at", "pk"),
-                                                     limit)]
-    if not ids:
+    locked = citus.locked_batch(pending.only("pk", "tenant_id").order_by("created_at", "pk"), limit)
+    if not locked:
         return []
-    taken = list(Event.all_tenants.filter(pk__in=ids).order_by("created_at", "pk"))
-    customers = Customer.all_tenants.in_bulk({e.customer_id for e in taken if e.customer_id is not None})
-    orders = Order.all_tenants.in_bulk({e.order_id for e in taken if e.order_id is not None})
-    tenants = Tenant.objects.in_bulk({e.tenant_id for e in taken})
+    # Each read names the batch's stores, so on Citus one store's batch reads its own shard group only.
+    stores = sorted({event.tenant_id for event in locked})
+    taken = list(Event.all_tenants.filter(tenant_id__in=stores, pk__in=[event.pk for event in locked])
+                 .order_by("created_at", "pk"))
+    customers = Customer.all_tenants.filter(tenant_id__in=stores).in_bulk(
+        {e.customer_id for e in taken if e.customer_id is not None})
+    orders = Order.all_tenants.filter(tenant_id__in=stores).in_bulk({e.order_id for e in taken if e.order_id is not None})
+    tenants = Tenant.objects.in_bulk(stores)
     for event in taken:  # what select_related would have set, without joining in the statement above
         event.tenant = tenants[event.tenant_id]
         event.customer = customers.get(event.customer_id)
