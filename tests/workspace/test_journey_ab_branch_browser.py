@@ -21,7 +21,7 @@ from tests.journeys.helpers import process_events
 from tests.journeys.test_engine import paid_order, send_due
 
 from .conftest import PASSWORD, make_user
-from .test_journey_branch_browser import BEANS, FILTERS, add_step, open_step, save
+from .test_journey_branch_browser import BEANS, FILTERS, build_branching_journey
 from .test_journey_builder_browser import public_url  # noqa: F401 - the fixture
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
@@ -32,46 +32,12 @@ READ = NOON + dt.timedelta(days=21)
 PER_ARM = 10  # the stopping rule: this many customers in each version
 
 
-def build(page, live_server) -> None:
-    page.goto(f"{live_server.url}/app/acme/journeys/")
-    page.fill("#new-journey input[name=name]", "Beans, clicks and a subject test")
-    page.select_option("#new-journey select[name=trigger]", "order_paid")
-    page.click("#new-journey button.primary")
-    page.wait_for_selector("#step-form")
-    page.fill("#id_subject", "Thanks for your order")
-    save(page)
-    add_step(page, "condition", 0)   # 2: bought beans in this order?
-    add_step(page, "condition", 1)   # 3: clicked the first email?
-    for subject in ("Your brew guide", "Tips for your order"):  # 4 (the subject under test), 5
-        add_step(page, "email", 1)
-        page.fill("#id_subject", subject)
-        save(page)
-    open_step(page, 2)
-    page.select_option("#id_cond_field", "bought")
-    page.select_option("#id_cond_what_kind", "sku")
-    page.fill("#id_cond_what", "BEANS-1KG")
-    page.select_option("#id_cond_when", "this_order")
-    page.fill("#id_cond_value", "yes")
-    page.select_option("#id_cond_then", "3")
-    page.select_option("#id_cond_else", "5")
-    save(page)
-    open_step(page, 3)
-    page.select_option("#id_cond_field", "clicked_step")
-    page.select_option("#id_cond_step", "1")
-    page.select_option("#id_cond_then", "4")
-    page.select_option("#id_cond_else", "5")
-    save(page)
-    open_step(page, 4)
-    page.select_option("#id_next", "end")
-    save(page)
-
-
 def test_a_branching_journey_with_a_subject_test_from_the_builder_to_the_winner(browser, live_server, public_url,  # noqa: F811
                                                                                  tenant, api):
     make_user("mara", tenant, Membership.Role.MARKETER)
     with clock.frozen(BUILT):
         page = sign_in(browser, live_server, "mara", PASSWORD)
-        build(page, live_server)
+        build_branching_journey(page, live_server, "Beans, clicks and a subject test")
         journey = Journey.objects.for_tenant(tenant).get(name="Beans, clicks and a subject test")
         steps = {s.position: s for s in Step.objects.for_tenant(tenant).filter(journey=journey)}
         guide = steps[4]

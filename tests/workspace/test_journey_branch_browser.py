@@ -43,12 +43,11 @@ def open_step(page, position: int) -> None:
     page.wait_for_selector("#step-form")
 
 
-def test_build_a_journey_that_branches_on_the_product_and_on_a_click(browser, live_server, public_url, tenant,  # noqa: F811
-                                                                      api):
-    make_user("mara", tenant, Membership.Role.MARKETER)
-    page = sign_in(browser, live_server, "mara", PASSWORD)
+def build_branching_journey(page, live_server, name: str) -> None:
+    """In the builder: 1 an email; 2 bought beans in this order? yes 3, no 5; 3 clicked step 1? yes 4,
+    no 5; 4 an email that ends the journey; 5 an email."""
     page.goto(f"{live_server.url}/app/acme/journeys/")
-    page.fill("#new-journey input[name=name]", "Beans or not")
+    page.fill("#new-journey input[name=name]", name)
     page.select_option("#new-journey select[name=trigger]", "order_paid")
     page.click("#new-journey button.primary")
     page.wait_for_selector("#step-form")
@@ -79,6 +78,13 @@ def test_build_a_journey_that_branches_on_the_product_and_on_a_click(browser, li
     open_step(page, 4)
     page.select_option("#id_next", "end")
     save(page)
+
+
+def test_build_a_journey_that_branches_on_the_product_and_on_a_click(browser, live_server, public_url, tenant,  # noqa: F811
+                                                                      api):
+    make_user("mara", tenant, Membership.Role.MARKETER)
+    page = sign_in(browser, live_server, "mara", PASSWORD)
+    build_branching_journey(page, live_server, "Beans or not")
 
     # Side by side: step 2's arms, and inside its Yes arm step 3's.
     assert page.locator("#arms-2 > .arm").count() == 2
